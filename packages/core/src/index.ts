@@ -1,0 +1,59 @@
+// Errors
+export {
+  ERROR_CODES,
+  XmppBusError,
+  TimeoutError,
+  AbortError,
+  ConnectionError,
+  ClosedError,
+  QueueFullError,
+  ProtocolError,
+  AuthError,
+  ConflictError,
+  ConfigError,
+  XmlError,
+  PayloadTooLargeError,
+  StoreError,
+  ExpiredError,
+  toError,
+} from './errors.js';
+export type { ErrorCode, XmppBusErrorOptions } from './errors.js';
+export {
+  StanzaError,
+  ServiceUnavailableError,
+  NS_STANZAS,
+  STANZA_ERROR_CONDITIONS,
+  UNAVAILABLE_CONDITIONS,
+} from './stanza-error.js';
+export type { StanzaErrorCondition, StanzaErrorType, StanzaErrorInit } from './stanza-error.js';
+
+// XML
+export {
+  Element,
+  xml,
+  localName,
+  firstChildElement,
+  childElements,
+  findChild,
+  textOf,
+  isXmlElement,
+  parseXml,
+  serialize,
+} from './xml.js';
+export type { Attrs, Child, ParseLimits } from './xml.js';
+
+// Transport
+export { BaseTransport, waitForStatus } from './base-transport.js';
+export type { BaseTransportOptions } from './base-transport.js';
+export type { Transport, TransportStatus, SendOptions, StanzaListener, StatusListener } from './transport.js';
+
+// Addresses, ids, headers, time, cancellation
+export { jid, bareJid, domainOf, jidEquals } from './jid.js';
+export type { Jid } from './jid.js';
+export { randomId } from './id.js';
+export { NS_SHIM, HEADER, headersElement, readHeaders, setHeaders } from './shim.js';
+export type { Headers } from './shim.js';
+export { systemClock, ManualClock } from './clock.js';
+export type { Clock, TimerHandle } from './clock.js';
+export { withAbort, abortReason, deferred } from './abort.js';
+export type { WaitOptions, Deferred } from './abort.js';
