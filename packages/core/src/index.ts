@@ -57,3 +57,16 @@ export { systemClock, ManualClock } from './clock.js';
 export type { Clock, TimerHandle } from './clock.js';
 export { withAbort, abortReason, deferred } from './abort.js';
 export type { WaitOptions, Deferred } from './abort.js';
+
+// IQ routing and calling (shared by rpc, pubsub, messaging on one transport)
+export {
+  IqRouter,
+  IqCaller,
+  resultReply,
+  errorReply,
+  errorFromStanza,
+  NS_DISCO_INFO,
+  NS_DISCO_ITEMS,
+  NS_PING,
+} from './iq.js';
+export type { IqHandler, IqRequestOptions, DiscoIdentity } from './iq.js';
