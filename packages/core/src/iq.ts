@@ -105,7 +105,8 @@ export class IqRouter {
       return;
     }
     if (ns === NS_PING && name === 'ping') return this.#reply(stanza);
-    if (ns === NS_DISCO_INFO && name === 'query' && type === 'get') return this.#reply(stanza, this.#discoInfo(payload));
+    if (ns === NS_DISCO_INFO && name === 'query' && type === 'get')
+      return this.#reply(stanza, this.#discoInfo(payload));
     this.unhandled++;
     this.#reply(stanza, new StanzaError({ condition: 'service-unavailable', text: `no handler for {${ns}}${name}` }));
   }
@@ -221,7 +222,10 @@ export class IqCaller {
       const p: Pending = { to: iq.attrs['to'], resolve, reject, timer: undefined, signal, onAbort: undefined };
       this.#pending.set(id, p);
       if (timeout > 0 && Number.isFinite(timeout)) {
-        p.timer = setTimeout(() => this.#settle(id, new TimeoutError(`no reply to IQ ${id} within ${timeout} ms`)), timeout);
+        p.timer = setTimeout(
+          () => this.#settle(id, new TimeoutError(`no reply to IQ ${id} within ${timeout} ms`)),
+          timeout,
+        );
       }
       if (signal) {
         p.onAbort = () => this.#settle(id, abortReason(signal));

@@ -121,9 +121,11 @@ export class MemoryHub {
       this.dropped++;
       return;
     }
-    // Deliver a copy, stamped with the sender's address, as a server would.
+    // Deliver a copy, stamped with the sender's address, as a server would: a component may
+    // speak for any JID of its domain, a client session only as itself.
     const copy = clone(stanza);
-    if (!copy.attrs['from']) copy.attrs['from'] = sender.address;
+    const from = copy.attrs['from'];
+    if (!from || sender.address.includes('@') || domainOf(from) !== sender.address) copy.attrs['from'] = sender.address;
     const to = copy.attrs['to'];
     const size = Buffer.byteLength(copy.toString());
     let target: MemoryTransport | undefined;
