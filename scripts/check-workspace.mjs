@@ -1,0 +1,26 @@
+// Fails when workspace packages disagree on the version, depend on each other at another
+// version, or import in a direction the architecture forbids (core/schema must stay I/O-free;
+// features must not depend on a concrete transport).
+import { readFileSync } from 'node:fs';
+
+const root = JSON.parse(readFileSync('package.json', 'utf8'));
+const pkgs = root.workspaces.map((dir) => ({ dir, json: JSON.parse(readFileSync(`${dir}/package.json`, 'utf8')) }));
+const version = root.version;
+const problems = [];
+const FEATURES = new Set(['@xmppbus/rpc', '@xmppbus/pubsub', '@xmppbus/messaging']);
+const NO_IO = new Set(['@xmppbus/core', '@xmppbus/schema']);
+for (const { dir, json } of pkgs) {
+  if (json.version !== version) problems.push(`${json.name} is ${json.version}, root is ${version}`);
+  for (const [dep, range] of Object.entries(json.dependencies ?? {})) {
+    if (dep.startsWith('@xmppbus/') && range !== version) problems.push(`${json.name} depends on ${dep}@${range}, want ${version}`);
+    if (FEATURES.has(json.name) && dep.startsWith('@xmppbus/transport-')) problems.push(`${json.name} must not depend on ${dep}`);
+    if (NO_IO.has(json.name) && (dep.startsWith('@xmpp/client') || dep.startsWith('@xmpp/component') || dep.startsWith('@xmppbus/transport-')))
+      problems.push(`${json.name} must stay I/O-free but depends on ${dep}`);
+  }
+  if (!json.exports?.['.']) problems.push(`${dir} has no "exports" entry`);
+}
+if (problems.length > 0) {
+  console.error(problems.join('\n'));
+  process.exit(1);
+}
+console.log(`workspace ok: ${pkgs.length} packages at ${version}`);
