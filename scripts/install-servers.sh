@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# Installs Prosody and ejabberd from Debian's packages when they are missing. Idempotent.
-# No daemon is started here (the harness starts its own instances on loopback with temp configs);
-# policy-rc.d keeps apt from starting the system services.
+# Installs Prosody and ejabberd from Debian's packages when they are missing. Idempotent; a no-op
+# (no apt, no network) when both are present.
+# No daemon is started here, and none is left running: the test harness (@xmppbus/testing) starts
+# its own instances on 127.0.0.1 with generated configs in temp dirs.
 set -euo pipefail
+
 need=()
-command -v prosody >/dev/null 2>&1 || need+=(prosody)
-command -v ejabberdctl >/dev/null 2>&1 || [ -x /usr/sbin/ejabberdctl ] || need+=(ejabberd)
+command -v prosody >/dev/null 2>&1 || [ -x /usr/bin/prosody ] || need+=(prosody)
+[ -x /usr/sbin/ejabberdctl ] && [ -x /usr/bin/erl ] || need+=(ejabberd)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-servers: missing ${need[*]}; this script only knows Debian/Ubuntu (apt-get)" >&2
+  exit 1
+fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-echo "installing ${need[*]} from Debian packages" >&2
+echo "install-servers: installing ${need[*]} from Debian packages" >&2
+
+# Keep apt from starting the system services (exit 101 = "action forbidden by policy").
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d
@@ -17,6 +27,13 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The packages may have started system instances on their default ports; stop them.
-$SUDO pkill -x prosody 2>/dev/null || true
-$SUDO /usr/sbin/ejabberdctl stop >/dev/null 2>&1 || true
+
+# If a system instance was started anyway (systemd ignores policy-rc.d), stop exactly that one:
+# never by process name, which would also hit harness instances of parallel test runs. (No
+# `ejabberdctl stop` either: with the packaged config it would spawn an epmd on 0.0.0.0:4369.)
+if [ -f /run/prosody/prosody.pid ]; then
+  $SUDO kill -TERM "$(cat /run/prosody/prosody.pid)" 2>/dev/null || true
+fi
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now prosody ejabberd >/dev/null 2>&1 || true
+fi

@@ -69,4 +69,4 @@ export {
   NS_DISCO_ITEMS,
   NS_PING,
 } from './iq.js';
-export type { IqHandler, IqRequestOptions, DiscoIdentity } from './iq.js';
+export type { IqHandler, IqRequestOptions, DiscoIdentity, DiscoItem, DiscoNodeInfo } from './iq.js';

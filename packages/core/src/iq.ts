@@ -26,6 +26,19 @@ export interface DiscoIdentity {
   name?: string;
 }
 
+/** An XEP-0030 disco#items entry; `jid` defaults to the address the query was sent to. */
+export interface DiscoItem {
+  jid?: string;
+  node?: string;
+  name?: string;
+}
+
+/** What disco#info answers for one node (XEP-0030 §3.2). */
+export interface DiscoNodeInfo {
+  identities?: DiscoIdentity[];
+  features: string[];
+}
+
 const routers = new WeakMap<Transport, IqRouter>();
 const callers = new WeakMap<Transport, IqCaller>();
 
@@ -34,6 +47,8 @@ export class IqRouter {
   readonly #handlers = new Map<string, IqHandler>();
   readonly #features = new Map<string, number>();
   readonly #identities: DiscoIdentity[] = [];
+  readonly #items: DiscoItem[] = [];
+  readonly #nodes = new Map<string, DiscoNodeInfo>();
   /** Inbound get/set IQs nobody handled (answered `service-unavailable`). */
   unhandled = 0;
 
@@ -84,6 +99,23 @@ export class IqRouter {
     this.#identities.push(identity);
   }
 
+  /** Lists an item in the built-in disco#items (query without node). Returns the remover. */
+  addDiscoItem(item: DiscoItem): () => void {
+    this.#items.push(item);
+    return () => {
+      const i = this.#items.indexOf(item);
+      if (i >= 0) this.#items.splice(i, 1);
+    };
+  }
+
+  /** Answers disco#info for `node` with `info` (other nodes get the entity's info). Returns the remover. */
+  addNodeInfo(node: string, info: DiscoNodeInfo): () => void {
+    this.#nodes.set(node, info);
+    return () => {
+      if (this.#nodes.get(node) === info) this.#nodes.delete(node);
+    };
+  }
+
   get features(): string[] {
     return [...this.#features.keys()].sort();
   }
@@ -107,12 +139,34 @@ export class IqRouter {
     if (ns === NS_PING && name === 'ping') return this.#reply(stanza);
     if (ns === NS_DISCO_INFO && name === 'query' && type === 'get')
       return this.#reply(stanza, this.#discoInfo(payload));
+    if (ns === NS_DISCO_ITEMS && name === 'query' && type === 'get')
+      return this.#reply(stanza, this.#discoItems(stanza, payload));
     this.unhandled++;
     this.#reply(stanza, new StanzaError({ condition: 'service-unavailable', text: `no handler for {${ns}}${name}` }));
   }
 
+  #discoItems(iq: Element, query: Element): Element {
+    const node = query.attrs['node'];
+    const me = iq.attrs['to'] ?? this.#transport.address;
+    const items = node === undefined ? this.#items : [];
+    return xml(
+      'query',
+      { xmlns: NS_DISCO_ITEMS, node },
+      ...items.map((i) => xml('item', { jid: i.jid ?? me, node: i.node, name: i.name })),
+    );
+  }
+
   #discoInfo(query: Element): Element {
     const node = query.attrs['node'];
+    const nodeInfo = node === undefined ? undefined : this.#nodes.get(node);
+    if (nodeInfo) {
+      return xml(
+        'query',
+        { xmlns: NS_DISCO_INFO, node },
+        ...(nodeInfo.identities ?? []).map((i) => xml('identity', { category: i.category, type: i.type, name: i.name })),
+        ...nodeInfo.features.map((f) => xml('feature', { var: f })),
+      );
+    }
     const identities = this.#identities.length > 0 ? this.#identities : [{ category: 'component', type: 'generic' }];
     return xml(
       'query',

@@ -86,7 +86,10 @@ export class StanzaError extends XmppBusError {
 
   constructor(init: StanzaErrorInit, options?: XmppBusErrorOptions) {
     super(
-      UNAVAILABLE_CONDITIONS.has(init.condition) ? 'ERR_SERVICE_UNAVAILABLE' : 'ERR_STANZA',
+      // A ServiceUnavailableError keeps its code whatever the server's condition (ejabberd: `forbidden`).
+      UNAVAILABLE_CONDITIONS.has(init.condition) || new.target === ServiceUnavailableError
+        ? 'ERR_SERVICE_UNAVAILABLE'
+        : 'ERR_STANZA',
       init.text ? `${init.condition}: ${init.text}` : init.condition,
       { retryable: (init.type ?? DEFAULT_TYPE[init.condition]) === 'wait', ...options },
     );
@@ -137,7 +140,7 @@ export class StanzaError extends XmppBusError {
 
   /** True when the condition means the addressee is not reachable right now. */
   get unavailable(): boolean {
-    return UNAVAILABLE_CONDITIONS.has(this.condition);
+    return this instanceof ServiceUnavailableError || UNAVAILABLE_CONDITIONS.has(this.condition);
   }
 }
 

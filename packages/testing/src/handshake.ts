@@ -47,7 +47,9 @@ export function componentHandshake(options: HandshakeOptions): Promise<void> {
       timeout,
     );
     sock.setEncoding('utf8');
-    sock.on('error', (e) => finish(new ConnectionError(`component socket on port ${port}: ${e.message}`, { cause: e })));
+    sock.on('error', (e) =>
+      finish(new ConnectionError(`component socket on port ${port}: ${e.message}`, { cause: e })),
+    );
     sock.on('close', () => finish(new ConnectionError(`component stream on port ${port} closed before the handshake`)));
     sock.on('connect', () => {
       sock.write(

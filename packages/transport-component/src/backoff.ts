@@ -37,6 +37,8 @@ export const DEFAULT_RECONNECT: Readonly<ResolvedReconnectOptions> = Object.free
 /** Fills defaults and validates; throws ConfigError on nonsense values. */
 export function resolveReconnectOptions(options: ReconnectOptions = {}): ResolvedReconnectOptions {
   const r = { ...DEFAULT_RECONNECT, ...stripUndefined(options) };
+  // A lone large initialDelayMs raises the default cap instead of failing validation.
+  if (options.maxDelayMs === undefined) r.maxDelayMs = Math.max(r.maxDelayMs, r.initialDelayMs);
   if (!(r.initialDelayMs >= 0) || !Number.isFinite(r.initialDelayMs))
     throw new ConfigError(`reconnect.initialDelayMs must be a finite number >= 0, got ${r.initialDelayMs}`);
   if (!(r.maxDelayMs >= r.initialDelayMs))

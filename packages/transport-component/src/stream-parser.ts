@@ -78,7 +78,9 @@ export class StreamParser {
 
   #start(name: string, attrs: Record<string, string>): void {
     if (this.#failed) return;
-    const el = new Element(name, attrs);
+    // The tokenizer hands us a fresh object: adopt it instead of letting ltx copy it.
+    const el = new Element(name);
+    el.attrs = attrs;
     const root = this.#root;
     if (!root) {
       if (name !== 'stream:stream' && !name.endsWith(':stream') && name !== 'stream') {

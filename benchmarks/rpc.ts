@@ -1,0 +1,326 @@
+// `npm run bench -- rpc`: RPC round trips through real Prosody and ejabberd, side by side.
+//   (a) raw      — hand-written XEP-0114 over node:net, minimal string stanza handling (baseline)
+//   (b) xmpp.js  — bare @xmpp/component iqCaller/iqCallee
+//   (c) xmppbus  — RpcClient/RpcServer over @xmppbus/transport-component, validated payload
+// Sequential round trips (p50/p99) and pipelined throughput (100 in flight) per server, with the
+// Node CPU per call (both ends live in this process) and the server's CPU per call.
+// Env: RPC_BENCH_SECONDS (pipelined duration per case, default 10), RPC_BENCH_SEQ (default 2000).
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { connect, type Socket } from 'node:net';
+import type { Element } from '@xmppbus/core';
+import { RpcClient, RpcServer } from '@xmppbus/rpc';
+import { startServer, type ServerKind, type XmppServer } from '@xmppbus/testing';
+import { componentTransport } from '@xmppbus/transport-component';
+import { CreateOrder, NS_ORDERS } from '../test/rpc-fixtures.js';
+import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
+
+const SECONDS = Number(process.env['RPC_BENCH_SECONDS'] ?? 10);
+const SEQ = Number(process.env['RPC_BENCH_SEQ'] ?? 2000);
+const WARMUP = 300;
+const IN_FLIGHT = 100;
+const CALLER = 'svc-a.localhost';
+const CALLEE = 'svc-b.localhost';
+
+interface Bench {
+  call(): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+interface Impl {
+  name: 'raw' | 'xmppjs' | 'xmppbus';
+  setup(srv: XmppServer): Promise<Bench>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) raw socket: the least work a correct-enough component can do.
+class RawLink {
+  #buf = '';
+  onStanza: (s: string) => void = () => {};
+  private constructor(readonly sock: Socket) {}
+
+  static async open(srv: XmppServer, name: string): Promise<RawLink> {
+    const sock = connect({ host: '127.0.0.1', port: srv.componentPort, noDelay: true });
+    sock.setEncoding('utf8');
+    await new Promise<void>((res, rej) => sock.once('connect', res).once('error', rej));
+    const link = new RawLink(sock);
+    let head = '';
+    await new Promise<void>((res, rej) => {
+      let sent = false;
+      const onData = (d: string): void => {
+        head += d;
+        if (!sent) {
+          const m = /\sid=['"]([^'"]+)['"]/.exec(head);
+          if (!m) return;
+          sent = true;
+          sock.write(`<handshake>${createHash('sha1').update(m[1]! + srv.componentSecret).digest('hex')}</handshake>`);
+        } else if (head.includes('<handshake')) {
+          sock.off('data', onData);
+          res();
+        } else if (head.includes('stream:error')) rej(new Error(head));
+      };
+      sock.on('data', onData);
+      sock.write(
+        `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='${name}'>`,
+      );
+    });
+    sock.on('data', (d: string) => link.#data(d));
+    return link;
+  }
+
+  #data(d: string): void {
+    let buf = this.#buf + d;
+    let end: number;
+    while ((end = buf.indexOf('</iq>')) >= 0) {
+      this.onStanza(buf.slice(0, end + 5));
+      buf = buf.slice(end + 5);
+    }
+    this.#buf = buf;
+  }
+
+  close(): Promise<void> {
+    return new Promise((res) => this.sock.end('</stream:stream>', () => (this.sock.destroy(), res())));
+  }
+}
+
+const attr = (s: string, name: string): string => {
+  const m = new RegExp(`\\s${name}=['"]([^'"]*)['"]`).exec(s);
+  return m ? m[1]! : '';
+};
+
+const raw: Impl = {
+  name: 'raw',
+  async setup(srv) {
+    const callee = await RawLink.open(srv, CALLEE);
+    callee.onStanza = (s) => {
+      callee.sock.write(
+        `<iq type='result' id='${attr(s, 'id')}' to='${attr(s, 'from')}' from='${CALLEE}'>` +
+          `<create xmlns='${NS_ORDERS}'><orderId>A1-2</orderId><total>19</total></create></iq>`,
+      );
+    };
+    const caller = await RawLink.open(srv, CALLER);
+    const pending = new Map<string, () => void>();
+    caller.onStanza = (s) => {
+      const id = attr(s, 'id');
+      const done = pending.get(id);
+      if (done) {
+        pending.delete(id);
+        done();
+      }
+    };
+    let n = 0;
+    return {
+      call: () =>
+        new Promise<void>((resolve) => {
+          const id = `r${n++}`;
+          pending.set(id, resolve);
+          caller.sock.write(
+            `<iq type='set' id='${id}' to='${CALLEE}' from='${CALLER}'>` +
+              `<create xmlns='${NS_ORDERS}'><sku>A1</sku><qty>2</qty></create></iq>`,
+          );
+        }),
+      close: async () => {
+        await caller.close();
+        await callee.close();
+      },
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// (b) bare @xmpp/component.
+interface XmppComponent {
+  start(): Promise<unknown>;
+  stop(): Promise<unknown>;
+  on(event: 'error', fn: (e: Error) => void): void;
+  socket?: { setNoDelay?(v: boolean): void };
+  reconnect: { stop(): void };
+  iqCaller: { request(el: Element, timeout?: number): Promise<Element> };
+  iqCallee: { set(ns: string, name: string, fn: (ctx: { element: Element }) => Element): void };
+}
+const xmppjs = createRequire(import.meta.url)('@xmpp/component') as {
+  component(o: { service: string; domain: string; password: string }): XmppComponent;
+  xml: (name: string, attrs?: Record<string, string> | null, ...children: (Element | string)[]) => Element;
+};
+
+const bare: Impl = {
+  name: 'xmppjs',
+  async setup(srv) {
+    const { xml } = xmppjs;
+    const mk = async (domain: string): Promise<XmppComponent> => {
+      const c = xmppjs.component({ service: srv.componentService(), domain, password: srv.componentSecret });
+      c.on('error', () => {});
+      await c.start();
+      c.socket?.setNoDelay?.(true); // fair: every client here runs without Nagle
+      return c;
+    };
+    const callee = await mk(CALLEE);
+    callee.iqCallee.set(NS_ORDERS, 'create', ({ element }) => {
+      const sku = element.getChildText('sku') ?? '';
+      const qty = Number(element.getChildText('qty'));
+      return xml('create', { xmlns: NS_ORDERS }, xml('orderId', {}, `${sku}-${qty}`), xml('total', {}, String(qty * 9.5)));
+    });
+    const caller = await mk(CALLER);
+    return {
+      call: () =>
+        caller.iqCaller.request(
+          xml(
+            'iq',
+            { type: 'set', to: CALLEE, from: CALLER },
+            xml('create', { xmlns: NS_ORDERS }, xml('sku', {}, 'A1'), xml('qty', {}, '2')),
+          ),
+          30_000,
+        ),
+      close: async () => {
+        for (const c of [caller, callee]) {
+          c.reconnect.stop();
+          await c.stop();
+        }
+      },
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// (c) xmppbus RPC: validated on both sides, deadline header, typed result.
+const bus: Impl = {
+  name: 'xmppbus',
+  async setup(srv) {
+    const mk = (domain: string) =>
+      componentTransport({ service: srv.componentService(), domain, password: srv.componentSecret, reconnect: false });
+    const calleeT = await mk(CALLEE);
+    const server = new RpcServer({ transport: calleeT, concurrency: 256 });
+    server.handle(CreateOrder, ({ sku, qty }) => ({ orderId: `${sku}-${qty}`, total: qty * 9.5 }));
+    const callerT = await mk(CALLER);
+    const client = new RpcClient({ transport: callerT, timeout: 30_000 });
+    const req = { sku: 'A1', qty: 2 };
+    return {
+      call: () => client.call(CreateOrder, CALLEE, req),
+      close: async () => {
+        await server.close({ timeout: 1000 });
+        await callerT.close();
+        await calleeT.close();
+      },
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+
+interface Row {
+  p50Ms: number;
+  p99Ms: number;
+  seqCallsPerSec: number;
+  throughput: number;
+  nodeCpuUsPerCall: number;
+  serverCpuUsPerCall: number | undefined;
+}
+
+async function sequential(b: Bench): Promise<{ p50: number; p99: number; rate: number }> {
+  for (let i = 0; i < WARMUP; i++) await b.call();
+  const lat = new Array<number>(SEQ);
+  const t0 = performance.now();
+  for (let i = 0; i < SEQ; i++) {
+    const s = performance.now();
+    await b.call();
+    lat[i] = performance.now() - s;
+  }
+  const wall = performance.now() - t0;
+  lat.sort((x, y) => x - y);
+  return { p50: percentile(lat, 50), p99: percentile(lat, 99), rate: (SEQ / wall) * 1000 };
+}
+
+async function pipelined(b: Bench, pid: number): Promise<{ rate: number; nodeCpu: number; serverCpu?: number }> {
+  // Short warm-up at full concurrency so JIT and server caches are hot.
+  await runFor(b, 1000);
+  const s0 = processCpuUs(pid);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const n = await runFor(b, SECONDS * 1000);
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  const s1 = processCpuUs(pid);
+  return {
+    rate: (n / wall) * 1000,
+    nodeCpu: (c.user + c.system) / n,
+    ...(s0 !== undefined && s1 !== undefined ? { serverCpu: (s1 - s0) / n } : {}),
+  };
+}
+
+function runFor(b: Bench, ms: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const until = performance.now() + ms;
+    let done = 0;
+    let active = 0;
+    const launch = (): void => {
+      active++;
+      b.call().then(
+        () => {
+          active--;
+          done++;
+          if (performance.now() < until) launch();
+          else if (active === 0) resolve(done);
+        },
+        (err: unknown) => reject(err as Error),
+      );
+    };
+    for (let i = 0; i < IN_FLIGHT; i++) launch();
+  });
+}
+
+const metrics: Record<string, Record<string, Row>> = {};
+const ratios: Record<string, Record<string, number>> = {};
+const rows: Record<string, string | number>[] = [];
+
+for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
+  const srv = await startServer(kind);
+  try {
+    metrics[kind] = {};
+    for (const impl of [raw, bare, bus]) {
+      const b = await impl.setup(srv);
+      try {
+        const seq = await sequential(b);
+        const pipe = await pipelined(b, srv.pid);
+        metrics[kind][impl.name] = {
+          p50Ms: seq.p50,
+          p99Ms: seq.p99,
+          seqCallsPerSec: seq.rate,
+          throughput: pipe.rate,
+          nodeCpuUsPerCall: pipe.nodeCpu,
+          serverCpuUsPerCall: pipe.serverCpu,
+        };
+      } finally {
+        await b.close();
+      }
+    }
+  } finally {
+    await srv.stop();
+  }
+  const m = metrics[kind];
+  const base = m['raw']!;
+  ratios[kind] = {
+    p50_vs_raw: m['xmppbus']!.p50Ms / base.p50Ms,
+    throughput_vs_raw: m['xmppbus']!.throughput / base.throughput,
+    p99_vs_raw: m['xmppbus']!.p99Ms / base.p99Ms,
+    xmppjs_p50_vs_raw: m['xmppjs']!.p50Ms / base.p50Ms,
+    xmppjs_throughput_vs_raw: m['xmppjs']!.throughput / base.throughput,
+  };
+  for (const name of ['raw', 'xmppjs', 'xmppbus'] as const) {
+    const r = m[name]!;
+    rows.push({
+      server: kind,
+      impl: name,
+      'p50 ms': r.p50Ms,
+      'p99 ms': r.p99Ms,
+      'p50 ×raw': r.p50Ms / base.p50Ms,
+      'pipelined calls/s': Math.round(r.throughput),
+      'thr ×raw': r.throughput / base.throughput,
+      'node µs/call': r.nodeCpuUsPerCall,
+      'server µs/call': r.serverCpuUsPerCall ?? 'n/a',
+    });
+  }
+}
+
+printTable(`RPC round trips (sequential ${SEQ}, pipelined ${IN_FLIGHT} in flight for ${SECONDS} s)`, rows);
+const file = writeResult({ name: 'rpc', server: 'prosody+ejabberd', metrics, ratios });
+process.stdout.write(`\ntargets: p50 ≤ 1.1× raw, throughput ≥ 0.9× raw\n${JSON.stringify(ratios, null, 2)}\nwrote ${file}\n`);

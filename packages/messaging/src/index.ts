@@ -1,0 +1,30 @@
+// Messenger
+export { Messenger, DeadLetters } from './messenger.js';
+export type { SendOptions, MessageMeta, MessageHandler, HandlerOptions, MessengerCounters } from './messenger.js';
+export type {
+  MessengerOptions,
+  ReceiveOptions,
+  RetryOptions,
+  OverflowPolicy,
+  Duration,
+  Logger,
+} from './options.js';
+export { OutboxFullError } from './errors.js';
+
+// Stores
+export { MemoryStore, memoryStore } from './memory-store.js';
+export { SqliteStore, sqliteStore } from './sqlite-store.js';
+export type { SqliteStoreOptions } from './sqlite-store.js';
+export type {
+  MessageStore,
+  OutboxRecord,
+  NewOutboxRecord,
+  DeadLetter,
+  DeadLetterReason,
+  InboxRecord,
+  InboxPutResult,
+} from './store.js';
+
+// Wire
+export { NS_QOS, NS_QOS_NF, NS_QOS_IEEE, QOS_NAMESPACES, NS_MESSAGING } from './wire.js';
+export type { QosLevel } from './wire.js';

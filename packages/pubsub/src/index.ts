@@ -1,0 +1,61 @@
+// Client
+export { PubSub, EVENT_NODE_DEFAULTS } from './pubsub.js';
+export type {
+  PubSubOptions,
+  PublishOptions,
+  ItemsOptions,
+  SubscribeOptions,
+  UnsubscribeOptions,
+  Subscription,
+  SubscriptionState,
+  Affiliation,
+  Item,
+  NodeRef,
+  ServiceInfo,
+  ServerFlavor,
+  EventListener,
+} from './pubsub.js';
+
+// Node configuration and data forms
+export { configToFields, configFromForm } from './node-config.js';
+export type {
+  NodeConfig,
+  AccessModel,
+  PublishModel,
+  NotificationType,
+  SendLastPublishedItem,
+} from './node-config.js';
+export type { DataForm, FormField, FieldValue } from './forms.js';
+
+// Events
+export type {
+  PubSubEvent,
+  ItemsEvent,
+  RetractEvent,
+  PurgeEvent,
+  DeleteEvent,
+  ConfigurationEvent,
+  EventItem,
+} from './events.js';
+
+// Consumers
+export { Consumer } from './consumer.js';
+export type { ConsumeOptions, ConsumerStats, EventHandler, EventMeta, InvalidEvent } from './consumer.js';
+export { groupStateNode } from './group.js';
+export { MemoryCheckpointStore, FileCheckpointStore } from './checkpoint-store.js';
+export type { Checkpoint, CheckpointStore, FileCheckpointStoreOptions } from './checkpoint-store.js';
+
+// Errors
+export { PubSubForbiddenError, PreconditionNotMetError, pubsubCondition } from './errors.js';
+export type { PubSubOperation } from './errors.js';
+
+// Namespaces
+export {
+  NS_PUBSUB,
+  NS_PUBSUB_OWNER,
+  NS_PUBSUB_EVENT,
+  NS_PUBSUB_ERRORS,
+  NS_PUBSUB_NODE_CONFIG,
+  NS_XMPPBUS_PUBSUB,
+} from './ns.js';
+export type { Logger } from './logger.js';

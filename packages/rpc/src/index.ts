@@ -1,0 +1,24 @@
+// Calling
+export { RpcClient } from './rpc-client.js';
+export type { RpcClientOptions, CallOptions } from './rpc-client.js';
+export type { RetryOptions } from './retry.js';
+
+// Serving
+export { RpcServer } from './rpc-server.js';
+export type { RpcServerOptions, RpcServerStatus, Handler, HandlerContext, RpcLogger } from './rpc-server.js';
+
+// Several instances of one service
+export { ServiceClient, discoverInstances } from './service.js';
+export type {
+  ServiceTarget,
+  ServiceOptions,
+  Strategy,
+  DiscoverOptions,
+  InstanceInfo,
+  InstanceState,
+} from './service.js';
+
+// Errors and wire vocabulary
+export { RpcError } from './rpc-error.js';
+export type { RpcErrorOptions, ErrorNameOf, ErrorDataOf } from './rpc-error.js';
+export { NS_RPC } from './wire.js';

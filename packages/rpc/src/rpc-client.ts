@@ -1,0 +1,260 @@
+/**
+ * The calling side of RPC over IQ. `call()` encodes and validates the request, sends it as an IQ
+ * (`get` for read-only methods, `set` otherwise) through the transport's shared `IqCaller` (replies
+ * matched by id and responder JID, crypto-random ids, pending entry removed on every outcome),
+ * then decodes and validates the response. Errors come back typed: `ValidationError` (either
+ * side), `RpcError` (declared), `ServiceUnavailableError`, `StanzaError`, `TimeoutError`, the
+ * abort reason, `ConnectionError` when the link drops.
+ */
+import {
+  ConfigError,
+  Element,
+  HEADER,
+  IqCaller,
+  NS_SHIM,
+  ProtocolError,
+  StanzaError,
+  TimeoutError,
+  abortReason,
+  firstChildElement,
+  localName,
+  randomId,
+  type Transport,
+} from '@xmppbus/core';
+import {
+  ValidationError,
+  decode,
+  encode,
+  type MethodContract,
+  type PayloadContract,
+  type RequestOf,
+  type ResponseOf,
+} from '@xmppbus/schema';
+import { RpcError } from './rpc-error.js';
+import type { RpcLogger } from './rpc-server.js';
+import { ServiceClient, type ServiceOptions, type ServiceTarget } from './service.js';
+import { DEFAULT_RETRY, backoff, isRetryable, resolveRetry, sleep, type ResolvedRetry, type RetryOptions } from './retry.js';
+import { NS_RPC, readInvalid } from './wire.js';
+
+export interface CallOptions {
+  /** Total time for the call, retries included, ms (default: the client's `timeout`). */
+  timeout?: number;
+  signal?: AbortSignal;
+  /** Extra SHIM headers (e.g. `traceparent`). */
+  headers?: Readonly<Record<string, string>>;
+  /** Overrides the client's retry policy for this call (`false` = no retry). */
+  retry?: RetryOptions | false;
+}
+
+export interface RpcClientOptions {
+  transport: Transport;
+  /** Default call timeout, ms (default 10 000). */
+  timeout?: number;
+  /** Retry policy for idempotent methods (default `{ attempts: 3 }`; `false` = never retry). */
+  retry?: RetryOptions | false;
+  /** Validate requests before sending and responses on receipt (default true). */
+  validate?: boolean;
+  logger?: RpcLogger;
+}
+
+/** @internal A request encoded once and re-sent as is by every attempt. */
+export interface Prepared {
+  readonly payload: Element;
+  readonly deadline: number;
+  readonly signal: AbortSignal | undefined;
+  readonly retry: ResolvedRetry;
+  /** false when the method is not idempotent or retries are off. */
+  readonly retries: boolean;
+}
+
+export class RpcClient {
+  readonly #transport: Transport;
+  readonly #caller: IqCaller;
+  readonly #timeout: number;
+  readonly #retry: ResolvedRetry | false;
+  readonly #validate: boolean;
+  readonly #errorContracts = new WeakMap<object, Map<string, PayloadContract>>();
+  #inFlight = 0;
+
+  constructor(options: RpcClientOptions) {
+    if (!options || typeof options !== 'object' || !options.transport) {
+      throw new ConfigError('RpcClient: options.transport is required');
+    }
+    const timeout = options.timeout ?? 10_000;
+    if (!(timeout > 0)) throw new ConfigError(`RpcClient: timeout must be > 0 ms (got ${String(timeout)})`);
+    this.#transport = options.transport;
+    this.#caller = IqCaller.for(options.transport);
+    this.#timeout = timeout;
+    this.#retry = options.retry === false ? false : resolveRetry(options.retry);
+    this.#validate = options.validate ?? true;
+  }
+
+  /** The transport this client calls through. */
+  get transport(): Transport {
+    return this.#transport;
+  }
+
+  /** Calls of this client awaiting their outcome (retries and backoff included). */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Calls `method` on `to` (a component domain or any JID) and resolves with the typed response.
+   * Idempotent methods are retried with backoff on retryable errors, within `timeout`.
+   */
+  call<M extends MethodContract>(
+    method: M,
+    to: string,
+    request: RequestOf<M>,
+    options: CallOptions = {},
+  ): Promise<ResponseOf<M>> {
+    let prepared: Prepared;
+    try {
+      prepared = this._prepare(method, request, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.#inFlight++;
+    const done = (): void => {
+      this.#inFlight--;
+    };
+    const p = prepared.retries
+      ? this.#withRetries(method, to, prepared)
+      : this._attempt(method, to, prepared, prepared.deadline - Date.now(), prepared.signal);
+    p.then(done, done);
+    return p;
+  }
+
+  /**
+   * A handle balancing calls over the live instances of a service: explicit instance JIDs, or
+   * discovered through the server's disco#items. See `ServiceOptions`.
+   */
+  service(target: ServiceTarget, options: ServiceOptions = {}): ServiceClient {
+    return new ServiceClient(this, target, options);
+  }
+
+  async #withRetries<M extends MethodContract>(method: M, to: string, prepared: Prepared): Promise<ResponseOf<M>> {
+    const { retry, signal, deadline } = prepared;
+    for (let attempt = 1; ; attempt++) {
+      const remaining = deadline - Date.now();
+      const budget = retry.attemptTimeout !== undefined ? Math.min(remaining, retry.attemptTimeout) : remaining;
+      try {
+        return await this._attempt(method, to, prepared, budget, signal);
+      } catch (err) {
+        if (attempt >= retry.attempts || !isRetryable(err) || signal?.aborted) throw err;
+        const wait = backoff(attempt, retry);
+        if (Date.now() + wait >= deadline) throw err;
+        await sleep(wait, signal);
+      }
+    }
+  }
+
+  /** @internal Encodes the request once (validating it) and stamps the deadline header. */
+  _prepare(method: MethodContract, request: unknown, options: CallOptions): Prepared {
+    const timeout = options.timeout ?? this.#timeout;
+    if (!(timeout > 0)) throw new ConfigError(`timeout must be > 0 ms (got ${String(timeout)})`);
+    const signal = options.signal;
+    if (signal?.aborted) throw abortReason(signal);
+    const payload = encode(method.request, request as RequestOf<MethodContract>, { validate: this.#validate });
+    const deadline = Date.now() + timeout;
+    // SHIM headers ride as the request element's last child so the IQ keeps exactly one child.
+    const headers = new Element('headers', { xmlns: NS_SHIM });
+    headers.c('header', { name: HEADER.deadline }).t(new Date(deadline).toISOString());
+    if (options.headers) {
+      for (const name in options.headers) headers.c('header', { name }).t(options.headers[name]!);
+    }
+    headers.parent = payload;
+    payload.children.push(headers);
+    const retryOpt = options.retry === undefined ? this.#retry : options.retry === false ? false : resolveRetry(options.retry);
+    return {
+      payload,
+      deadline,
+      signal,
+      retry: retryOpt || DEFAULT_RETRY,
+      retries: method.idempotent && retryOpt !== false && retryOpt.attempts > 1,
+    };
+  }
+
+  /** @internal One attempt: sends the IQ and maps the outcome. `budget` is this attempt's timeout. */
+  _attempt<M extends MethodContract>(
+    method: M,
+    to: string,
+    prepared: Prepared,
+    budget: number,
+    signal: AbortSignal | undefined,
+  ): Promise<ResponseOf<M>> {
+    if (budget <= 0) {
+      return Promise.reject(new TimeoutError(`${describe(method)} to ${to}: no time left for another attempt`));
+    }
+    const iq = new Element('iq', {
+      type: method.readOnly ? 'get' : 'set',
+      to,
+      from: this.#transport.address,
+      id: randomId(),
+    });
+    iq.children.push(prepared.payload);
+    return this.#caller.request(iq, { timeout: budget, signal }).then(
+      (reply) => this.#decodeResult(method, to, reply),
+      (err: unknown) => {
+        throw this.#mapError(method, to, err, budget);
+      },
+    );
+  }
+
+  #decodeResult<M extends MethodContract>(method: M, to: string, reply: Element): ResponseOf<M> {
+    const el = firstChildElement(reply);
+    if (!el) throw new ProtocolError(`${describe(method)} to ${to}: the result carries no response element`);
+    return decode(method.response, el, { validate: this.#validate }) as ResponseOf<M>;
+  }
+
+  #mapError(method: MethodContract, to: string, err: unknown, budget: number): unknown {
+    if (err instanceof StanzaError) {
+      const app = err.application;
+      if (!app) return err;
+      const ns = app.attrs['xmlns'];
+      const name = localName(app);
+      if (ns === NS_RPC && name === 'invalid') {
+        const { side, issues } = readInvalid(app);
+        const context =
+          side === 'request' ? `${to} rejected the request ${describe(method)}` : `${to} produced an invalid response`;
+        return new ValidationError(issues, { context, cause: err });
+      }
+      if (ns === method.ns && Object.hasOwn(method.errors, name)) return this.#declared(method, name, app, err);
+      return err;
+    }
+    if (err instanceof TimeoutError) {
+      return new TimeoutError(`${describe(method)} to ${to}: no reply within ${budget} ms`, { cause: err });
+    }
+    return err;
+  }
+
+  #declared(method: MethodContract, name: string, app: Element, wire: StanzaError): Error {
+    const declared = method.errors[name]!;
+    let data: unknown;
+    if (declared.schema) {
+      let contracts = this.#errorContracts.get(method);
+      if (!contracts) this.#errorContracts.set(method, (contracts = new Map()));
+      let c = contracts.get(name);
+      if (!c) contracts.set(name, (c = { kind: 'payload', ns: method.ns, name, schema: declared.schema }));
+      try {
+        data = decode(c, app, { validate: this.#validate });
+      } catch (err) {
+        return err as Error;
+      }
+    }
+    const options = wire.text !== undefined ? { text: wire.text, cause: wire } : { cause: wire };
+    return new (RpcError as new (m: MethodContract, n: string, d: unknown, o: object) => RpcError)(
+      method,
+      name,
+      data,
+      options,
+    );
+  }
+}
+
+/** `<create xmlns='urn:…'>` for messages. */
+export function describe(method: MethodContract): string {
+  return `<${method.name} xmlns='${method.ns}'>`;
+}
+

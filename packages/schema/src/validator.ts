@@ -1,0 +1,53 @@
+/**
+ * ajv, compiled once per schema object and cached in a WeakMap: validation on the hot path is a
+ * single call into generated code.
+ */
+import { Ajv } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import addFormatsPlugin from 'ajv-formats';
+import { pointerSegment } from './errors.js';
+import type { ValidationIssue } from './errors.js';
+import { RAW_MARK } from './plan.js';
+
+// One instance for the process: compiled functions are cached per schema below; `xml` and our raw
+// marker are declared so ajv's strict mode accepts OpenAPI-style annotations.
+const ajv = new Ajv({ allErrors: true, strict: 'log', logger: false });
+// ajv-formats is CommonJS whose default export is the plugin function.
+(addFormatsPlugin as unknown as (a: Ajv) => Ajv)(ajv);
+ajv.addKeyword({ keyword: 'xml', metaSchema: { type: 'object' } });
+ajv.addKeyword({ keyword: RAW_MARK });
+
+const cache = new WeakMap<object, ValidateFunction>();
+
+/** The compiled ajv function of a schema (compiled on first use, then cached). */
+export function validatorOf(schema: object): ValidateFunction {
+  let fn = cache.get(schema);
+  if (fn === undefined) {
+    fn = ajv.compile(schema);
+    // ajv keeps its own cache keyed by the schema object; ours is the one that matters, and
+    // dropping ajv's lets two schemas reuse an `$id` and lets unused contracts be collected.
+    ajv.removeSchema(schema);
+    cache.set(schema, fn);
+  }
+  return fn;
+}
+
+/** ajv errors → issues with JSON-pointer paths that name the failing property. */
+export function issuesOf(errors: readonly ErrorObject[] | null | undefined): ValidationIssue[] {
+  if (!errors || errors.length === 0) return [{ path: '', message: 'invalid' }];
+  const out: ValidationIssue[] = [];
+  for (const e of errors) {
+    let path = e.instancePath;
+    const params = e.params as Record<string, unknown>;
+    let message = e.message ?? 'invalid';
+    if (e.keyword === 'required' && typeof params['missingProperty'] === 'string') {
+      path += '/' + pointerSegment(params['missingProperty']);
+      message = 'is required';
+    } else if (e.keyword === 'additionalProperties' && typeof params['additionalProperty'] === 'string') {
+      path += '/' + pointerSegment(params['additionalProperty']);
+      message = 'is not allowed by the schema';
+    }
+    out.push({ path, message });
+  }
+  return out;
+}

@@ -1,0 +1,11 @@
+/**
+ * @xmppbus/testing — internal/unsupported: starts real Prosody and ejabberd instances on
+ * 127.0.0.1 for integration tests.
+ */
+export type { ServerKind, ServerOptions, XmppServer } from './types.js';
+export { SERVER_KINDS, startServer, startProsody, startEjabberd } from './start.js';
+export { describeServers } from './describe-servers.js';
+export { freePort } from './ports.js';
+export { componentHandshake } from './handshake.js';
+export type { HandshakeOptions } from './handshake.js';
+export { DEFAULT_COMPONENTS, PROBE_COMPONENT } from './managed-server.js';

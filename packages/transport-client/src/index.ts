@@ -1,0 +1,6 @@
+// c2s client transport (RFC 6120/6121)
+export { clientTransport, ClientTransport, NS_CLIENT } from './client-transport.js';
+export type { ClientTransportOptions, ClientTlsOptions } from './client-transport.js';
+export type { SaslMechanismName } from './sasl.js';
+// Shared with the component transport
+export type { ReconnectOptions, Logger } from '@xmppbus/transport-component';

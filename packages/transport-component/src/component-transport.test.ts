@@ -1,0 +1,240 @@
+// The reconnect loop without sockets: an in-memory duplex stands in for TCP, a scripted peer
+// plays the server's side of XEP-0114, and a ManualClock drives the backoff timers.
+import { createHash } from 'node:crypto';
+import { Duplex } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import {
+  AuthError,
+  ClosedError,
+  ConnectionError,
+  ManualClock,
+  waitForStatus,
+  xml,
+  type TransportStatus,
+} from '@xmppbus/core';
+import { componentTransport, type ComponentTransport, type ComponentTransportOptions } from './component-transport.js';
+import { StreamLink } from './stream-link.js';
+
+function duplexPair(): [Duplex, Duplex] {
+  const ends: Duplex[] = [];
+  const make = (peer: () => Duplex): Duplex =>
+    new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        peer().push(chunk);
+        cb();
+      },
+      final(cb) {
+        peer().push(null);
+        cb();
+      },
+      destroy(err, cb) {
+        const p = peer();
+        if (!p.destroyed) p.destroy();
+        cb(err);
+      },
+    });
+  ends.push(
+    make(() => ends[1]!),
+    make(() => ends[0]!),
+  );
+  return [ends[0]!, ends[1]!];
+}
+
+/** The server side: accepts the handshake (or answers with a stream error) and records stanzas. */
+class ScriptedServer {
+  up = true;
+  attempts = 0;
+  answer: 'ok' | 'not-authorized' | 'conflict' = 'ok';
+  received: string[] = [];
+  #sockets: Duplex[] = [];
+
+  connect = (): Promise<StreamLink> => {
+    this.attempts++;
+    if (!this.up) return Promise.reject(new ConnectionError('connect ECONNREFUSED (scripted)'));
+    const [client, server] = duplexPair();
+    server.setEncoding('utf8');
+    let buf = '';
+    let online = false;
+    server.on('data', (chunk: string) => {
+      buf += chunk;
+      if (online) {
+        this.received.push(buf);
+        buf = '';
+        return;
+      }
+      if (buf.startsWith('<stream:stream') && buf.includes('>')) {
+        server.write(
+          "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='svc.test'>",
+        );
+        buf = buf.slice(buf.indexOf('>') + 1);
+      }
+      const m = /<handshake>([0-9a-f]+)<\/handshake>/.exec(buf);
+      if (!m) return;
+      buf = '';
+      const expected = createHash('sha1').update('s1secret').digest('hex');
+      const answer = m[1] === expected ? this.answer : 'not-authorized';
+      if (answer === 'ok') {
+        online = true;
+        server.write('<handshake/>');
+      } else {
+        server.write(`<stream:error><${answer} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>`);
+        server.end();
+      }
+    });
+    this.#sockets.push(server);
+    return Promise.resolve(StreamLink.over(client));
+  };
+
+  /** The link breaks (server killed). */
+  drop(): void {
+    for (const s of this.#sockets) s.destroy();
+    this.#sockets = [];
+  }
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 10_000; i++) {
+    if (cond()) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
+function connect(srv: ScriptedServer, clock: ManualClock, extra: Partial<ComponentTransportOptions> = {}) {
+  // The test seams (clock, random, connect) are internal options, not part of the public type.
+  const options = {
+    service: 'xmpp://scripted:5347',
+    domain: 'svc.test',
+    password: 'secret',
+    clock,
+    random: () => 0, // top of the jitter window: delays are exactly 200, 400, 800, …
+    connect: srv.connect,
+    closeGraceMs: 0,
+    ...extra,
+  };
+  return componentTransport(options as ComponentTransportOptions);
+}
+
+function statuses(t: ComponentTransport): TransportStatus[] {
+  const seen: TransportStatus[] = [];
+  t.onStatus((s) => seen.push(s));
+  return seen;
+}
+
+describe('ComponentTransport reconnect loop (scripted server, manual clock)', () => {
+  it('retries on the backoff schedule, flushes queued sends once online, resets the schedule', async () => {
+    const srv = new ScriptedServer();
+    const clock = new ManualClock();
+    const t = await connect(srv, clock);
+    const seen = statuses(t);
+    expect(t.status).toBe('online');
+
+    srv.up = false;
+    srv.drop();
+    await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    const queued = t.send(xml('message', { to: 'x.test', from: 'svc.test' }, xml('body', {}, 'queued')));
+    expect(t.pendingSends).toBe(1);
+
+    expect(clock.pending).toBe(1);
+    clock.advance(199);
+    expect(srv.attempts).toBe(1); // only the initial connect so far
+    clock.advance(1);
+    await until(() => srv.attempts === 2 && clock.pending === 1, 'second attempt failed and was rescheduled');
+    clock.advance(399);
+    expect(srv.attempts).toBe(2);
+    clock.advance(1);
+    await until(() => srv.attempts === 3 && clock.pending === 1, 'third attempt failed');
+
+    srv.up = true;
+    clock.advance(800);
+    await waitForStatus(t, 'online', { timeout: 5_000 });
+    await queued;
+    await until(() => srv.received.join('').includes('queued'), 'queued stanza reached the server');
+    expect(seen).toEqual(['reconnecting', 'online']);
+
+    // Online again resets the schedule: the next outage starts at 200 ms.
+    srv.drop();
+    await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    clock.advance(200);
+    await waitForStatus(t, 'online', { timeout: 5_000 });
+
+    await t.close();
+    expect(clock.pending).toBe(0);
+    expect(t.status).toBe('closed');
+  });
+
+  it('stops for good when the server rejects the secret while reconnecting', async () => {
+    const srv = new ScriptedServer();
+    const clock = new ManualClock();
+    const t = await connect(srv, clock);
+    let closedWith: Error | undefined;
+    t.onStatus((s, err) => {
+      if (s === 'closed') closedWith = err;
+    });
+    srv.answer = 'not-authorized';
+    srv.drop();
+    await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    const queued = t.send(xml('message', { to: 'x.test' })).catch((e: unknown) => e);
+    clock.advance(200);
+    await until(() => t.status === 'closed', 'closed after the fatal error');
+    expect(closedWith).toBeInstanceOf(AuthError);
+    expect(clock.pending).toBe(0);
+    expect(await queued).toBeInstanceOf(ClosedError);
+    expect(srv.attempts).toBe(2);
+  });
+
+  it('keeps retrying on a conflict while reconnecting (the old session may linger)', async () => {
+    const srv = new ScriptedServer();
+    const clock = new ManualClock();
+    const t = await connect(srv, clock);
+    srv.answer = 'conflict';
+    srv.drop();
+    await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    clock.advance(200);
+    await until(() => srv.attempts === 2 && clock.pending === 1, 'rescheduled after the conflict');
+    expect(t.status).toBe('reconnecting');
+    srv.answer = 'ok';
+    clock.advance(400);
+    await waitForStatus(t, 'online', { timeout: 5_000 });
+    await t.close();
+  });
+
+  it('close() while waiting to retry cancels the timer and rejects queued sends', async () => {
+    const srv = new ScriptedServer();
+    const clock = new ManualClock();
+    const t = await connect(srv, clock);
+    srv.up = false;
+    srv.drop();
+    await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    const queued = t.send(xml('message', { to: 'x.test' })).catch((e: unknown) => e);
+    expect(clock.pending).toBe(1);
+    await t.close();
+    expect(clock.pending).toBe(0);
+    expect(t.status).toBe('closed');
+    expect(await queued).toBeInstanceOf(ClosedError);
+    clock.advance(60_000);
+    expect(srv.attempts).toBe(1);
+  });
+
+  it('reconnect: false closes on the first drop', async () => {
+    const srv = new ScriptedServer();
+    const clock = new ManualClock();
+    const t = await connect(srv, clock, { reconnect: false });
+    srv.drop();
+    await until(() => t.status === 'closed', 'closed');
+    expect(t.lastError).toBeInstanceOf(ConnectionError);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('a failed first connect rejects and schedules nothing', async () => {
+    const srv = new ScriptedServer();
+    srv.answer = 'conflict';
+    const clock = new ManualClock();
+    await expect(connect(srv, clock)).rejects.toMatchObject({ code: 'ERR_CONFLICT' });
+    expect(clock.pending).toBe(0);
+    srv.up = false;
+    await expect(connect(srv, clock)).rejects.toBeInstanceOf(ConnectionError);
+    expect(clock.pending).toBe(0);
+  });
+});

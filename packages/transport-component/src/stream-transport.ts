@@ -1,0 +1,263 @@
+/**
+ * The connection lifecycle shared by the component and client transports: first connect,
+ * direct stanza dispatch, drop detection, reconnect with exponential backoff + jitter, clean
+ * close. Subclasses only negotiate the stream (`_negotiate`). Deliberately not built on
+ * @xmpp/reconnect (fixed 1 s delay, keeps retrying after a failed start) nor on xmpp.js's
+ * iq-callee (it answers unhandled IQs with service-unavailable before our features see them).
+ */
+import {
+  AuthError,
+  BaseTransport,
+  ClosedError,
+  ConfigError,
+  ConflictError,
+  ConnectionError,
+  PayloadTooLargeError,
+  TimeoutError,
+  abortReason,
+  systemClock,
+  toError,
+  type Clock,
+  type Element,
+  type SendOptions,
+  type TimerHandle,
+  type WaitOptions,
+} from '@xmppbus/core';
+import { Backoff, type ReconnectOptions } from './backoff.js';
+import { silentLogger, type Logger } from './logger.js';
+import { StreamLink, type ServiceAddress } from './stream-link.js';
+
+export interface StreamTransportOptions {
+  reconnect?: ReconnectOptions | false | undefined;
+  maxQueue?: number | undefined;
+  maxStanzaBytes?: number | undefined;
+  /** Deadline of each connection attempt (TCP connect + negotiation), ms. Default 10 000. */
+  timeout?: number | undefined;
+  logger?: Logger | undefined;
+  /** How long close() waits for the server's `</stream:stream>`, ms. Default 1 000. */
+  closeGraceMs?: number | undefined;
+  /** Test seams: timer source and random source of the backoff, and the TCP connector. */
+  clock?: Clock | undefined;
+  random?: (() => number) | undefined;
+  connect?: ((address: ServiceAddress, signal: AbortSignal) => Promise<StreamLink>) | undefined;
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/** A secret or a callback that fetches it (evaluated at every connection attempt). */
+export type Secret = string | (() => string | Promise<string>);
+
+export async function resolveSecret(secret: Secret): Promise<string> {
+  return typeof secret === 'function' ? await secret() : secret;
+}
+
+/**
+ * Errors that end the transport for good when they happen while reconnecting. A conflict is
+ * not among them: after a drop the server may still hold our previous session for a moment.
+ */
+function isFatalOnReconnect(err: Error): boolean {
+  return err instanceof AuthError || err instanceof ConfigError;
+}
+
+/** Errors that end the transport when they take an online link down (kicked, credentials revoked). */
+function isFatalWhenOnline(err: Error): boolean {
+  return err instanceof AuthError || err instanceof ConfigError || err instanceof ConflictError;
+}
+
+export abstract class StreamTransport extends BaseTransport {
+  protected readonly _logger: Logger;
+  readonly #serviceAddress: ServiceAddress;
+  readonly #backoff: Backoff | undefined;
+  readonly #clock: Clock;
+  readonly #attemptTimeout: number;
+  readonly #closeGraceMs: number;
+  readonly #connect: (address: ServiceAddress, signal: AbortSignal) => Promise<StreamLink>;
+  #link: StreamLink | undefined;
+  #retryTimer: TimerHandle | undefined;
+  #attemptAbort: AbortController | undefined;
+  #closing = false;
+  #lastError: Error | undefined;
+
+  protected constructor(serviceAddress: ServiceAddress, options: StreamTransportOptions) {
+    super({
+      maxQueue: options.maxQueue,
+      maxStanzaBytes: options.maxStanzaBytes,
+      onListenerError: (err) => this._logger.error('stanza listener threw', err),
+    });
+    this._logger = options.logger ?? silentLogger;
+    this.#serviceAddress = serviceAddress;
+    this.#backoff = options.reconnect === false ? undefined : new Backoff(options.reconnect ?? {}, options.random);
+    this.#clock = options.clock ?? systemClock;
+    this.#attemptTimeout = options.timeout ?? 10_000;
+    this.#closeGraceMs = options.closeGraceMs ?? 1_000;
+    this.#connect = options.connect ?? StreamLink.connect;
+  }
+
+  /** Negotiates the stream on a fresh TCP link (handshake, SASL, bind…). */
+  protected abstract _negotiate(link: StreamLink, signal: AbortSignal): Promise<void>;
+
+  /** Called after each successful (re)negotiation, before status becomes `online`. */
+  protected _beforeOnline(_link: StreamLink): void {}
+
+  /** The last error that took the link down (or ended the transport), if any. */
+  get lastError(): Error | undefined {
+    return this.#lastError;
+  }
+
+  /**
+   * First connection. Rejects (and leaves nothing running) if it fails, is aborted or times out;
+   * there is no retry before the first success.
+   */
+  protected async _start(options: WaitOptions): Promise<void> {
+    this._setStatus('connecting');
+    try {
+      await this.#attempt(options.signal, options.timeout ?? this.#attemptTimeout);
+    } catch (err) {
+      const e = toError(err);
+      this.#lastError = e;
+      this.#closing = true;
+      this._setStatus('closed', e);
+      throw e;
+    }
+  }
+
+  async #attempt(userSignal: AbortSignal | undefined, timeout: number): Promise<void> {
+    const ac = new AbortController();
+    this.#attemptAbort = ac;
+    const onUserAbort = (): void => ac.abort(abortReason(userSignal!));
+    if (userSignal) {
+      if (userSignal.aborted) onUserAbort();
+      else userSignal.addEventListener('abort', onUserAbort, { once: true });
+    }
+    const timer = setTimeout(
+      () => ac.abort(new TimeoutError(`connection attempt timed out after ${timeout} ms`)),
+      timeout,
+    );
+    let link: StreamLink | undefined;
+    try {
+      link = await this.#connect(this.#serviceAddress, ac.signal);
+      await this._negotiate(link, ac.signal);
+    } catch (err) {
+      if (link) void link.close(0);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      userSignal?.removeEventListener('abort', onUserAbort);
+      if (this.#attemptAbort === ac) this.#attemptAbort = undefined;
+    }
+    if (this.#closing) {
+      void link.close(0);
+      throw new ClosedError('transport closed while connecting');
+    }
+    this.#link = link;
+    this._beforeOnline(link);
+    const current = link;
+    link.goOnline(
+      (el) => this._emitStanza(el),
+      (err) => this.#onDown(current, err),
+    );
+    if (this.#link === link) this._setStatus('online');
+  }
+
+  #onDown(link: StreamLink, err: Error): void {
+    if (this.#link !== link) return;
+    this.#link = undefined;
+    this.#lastError = err;
+    if (this.#closing) return;
+    if (!this.#backoff || isFatalWhenOnline(err)) {
+      this._logger.error(`connection lost for good: ${err.message}`);
+      this.#closing = true;
+      this._setStatus('closed', err);
+      return;
+    }
+    this._logger.warn(`connection lost: ${err.message}; reconnecting`);
+    this._setStatus('reconnecting', err);
+    this.#scheduleRetry();
+  }
+
+  #scheduleRetry(): void {
+    const delay = this.#backoff!.next();
+    this._logger.debug(`reconnect attempt ${this.#backoff!.attempt} in ${delay} ms`);
+    this.#retryTimer = this.#clock.setTimeout(() => {
+      this.#retryTimer = undefined;
+      void this.#retry();
+    }, delay);
+  }
+
+  async #retry(): Promise<void> {
+    if (this.#closing) return;
+    try {
+      await this.#attempt(undefined, this.#attemptTimeout);
+      this.#backoff!.reset();
+      this._logger.info('reconnected');
+    } catch (err) {
+      if (this.#closing) return;
+      const e = toError(err);
+      this.#lastError = e;
+      if (isFatalOnReconnect(e)) {
+        this._logger.error(`reconnect failed for good: ${e.message}`);
+        this.#closing = true;
+        this._setStatus('closed', e);
+        return;
+      }
+      this._logger.warn(`reconnect attempt failed: ${e.message}`);
+      this.#scheduleRetry();
+    }
+  }
+
+  /** Serialises with a size check; oversized stanzas would make the server kill the stream. */
+  #serialize(stanza: Element): string {
+    const s = stanza.toString();
+    // UTF-8 needs at most 3 bytes per UTF-16 unit: skip the exact count for typical stanzas.
+    if (s.length * 3 > this.maxStanzaBytes) {
+      const bytes = Buffer.byteLength(s, 'utf8');
+      if (bytes > this.maxStanzaBytes) {
+        throw new PayloadTooLargeError(
+          bytes,
+          this.maxStanzaBytes,
+          `stanza of ${bytes} bytes exceeds the link's limit of ${this.maxStanzaBytes}`,
+        );
+      }
+    }
+    return s;
+  }
+
+  override send(stanza: Element, options?: SendOptions): Promise<void> {
+    // Hot path: online with nothing queued → serialise and hand to the socket synchronously
+    // (nothing stays in flight, so drain() semantics hold).
+    const link = this.#link;
+    if (link !== undefined && this.status === 'online' && this.pendingSends === 0 && !options?.signal?.aborted) {
+      try {
+        link.write(this.#serialize(stanza));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return RESOLVED;
+    }
+    if (this.status !== 'closed') {
+      try {
+        this.#serialize(stanza); // refuse oversized stanzas before they wait in the queue
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return super.send(stanza, options);
+  }
+
+  protected _write(stanza: Element): Promise<void> {
+    const link = this.#link;
+    if (!link) return Promise.reject(new ConnectionError('not connected'));
+    link.write(this.#serialize(stanza));
+    return RESOLVED;
+  }
+
+  protected async _close(): Promise<void> {
+    this.#closing = true;
+    this.#retryTimer?.cancel();
+    this.#retryTimer = undefined;
+    this.#attemptAbort?.abort(new ClosedError('transport closed'));
+    const link = this.#link;
+    this.#link = undefined;
+    if (link) await link.close(this.#closeGraceMs);
+  }
+}
