@@ -178,6 +178,10 @@ export class Pipeline<C extends PayloadContract> {
 
   #onEvent(e: PubSubEvent): void {
     if (this.#closed) return;
+    // Several subscriber JIDs can share one link (a component owns its whole domain): take only
+    // the notifications addressed to this consumer's subscriber JID.
+    const to = e.stanza.attrs['to'];
+    if (to !== undefined && to !== this.#o.jid && bareJid(to) !== this.#o.jid) return;
     if (e.type === 'items') {
       for (const it of e.items) {
         const p: Pending = { id: it.id, payload: it.payload, publisher: it.publisher, delayed: e.delayed, replay: false };

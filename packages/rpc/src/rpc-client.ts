@@ -30,6 +30,7 @@ import {
   type RequestOf,
   type ResponseOf,
 } from '@xmppbus/schema';
+import { formatDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcLogger } from './rpc-server.js';
 import { ServiceClient, type ServiceOptions, type ServiceTarget } from './service.js';
@@ -116,14 +117,13 @@ export class RpcClient {
       return Promise.reject(err);
     }
     this.#inFlight++;
-    const done = (): void => {
+    if (!prepared.retries) {
+      // Hot path: one attempt, no retry loop, no extra promise.
+      return this.#send(method, to, prepared, prepared.deadline - Date.now(), prepared.signal, true);
+    }
+    return this.#withRetries(method, to, prepared).finally(() => {
       this.#inFlight--;
-    };
-    const p = prepared.retries
-      ? this.#withRetries(method, to, prepared)
-      : this._attempt(method, to, prepared, prepared.deadline - Date.now(), prepared.signal);
-    p.then(done, done);
-    return p;
+    });
   }
 
   /**
@@ -160,7 +160,7 @@ export class RpcClient {
     const deadline = Date.now() + timeout;
     // SHIM headers ride as the request element's last child so the IQ keeps exactly one child.
     const headers = new Element('headers', { xmlns: NS_SHIM });
-    headers.c('header', { name: HEADER.deadline }).t(new Date(deadline).toISOString());
+    headers.c('header', { name: HEADER.deadline }).t(formatDeadline(deadline));
     if (options.headers) {
       for (const name in options.headers) headers.c('header', { name }).t(options.headers[name]!);
     }
@@ -184,7 +184,19 @@ export class RpcClient {
     budget: number,
     signal: AbortSignal | undefined,
   ): Promise<ResponseOf<M>> {
+    return this.#send(method, to, prepared, budget, signal, false);
+  }
+
+  #send<M extends MethodContract>(
+    method: M,
+    to: string,
+    prepared: Prepared,
+    budget: number,
+    signal: AbortSignal | undefined,
+    counted: boolean,
+  ): Promise<ResponseOf<M>> {
     if (budget <= 0) {
+      if (counted) this.#inFlight--;
       return Promise.reject(new TimeoutError(`${describe(method)} to ${to}: no time left for another attempt`));
     }
     const iq = new Element('iq', {
@@ -195,8 +207,12 @@ export class RpcClient {
     });
     iq.children.push(prepared.payload);
     return this.#caller.request(iq, { timeout: budget, signal }).then(
-      (reply) => this.#decodeResult(method, to, reply),
+      (reply) => {
+        if (counted) this.#inFlight--;
+        return this.#decodeResult(method, to, reply);
+      },
       (err: unknown) => {
+        if (counted) this.#inFlight--;
         throw this.#mapError(method, to, err, budget);
       },
     );

@@ -30,6 +30,7 @@ import {
   type WaitOptions,
 } from '@xmppbus/core';
 import { ValidationError, decode, encode, type MethodContract, type RequestOf, type ResponseOf } from '@xmppbus/schema';
+import { parseDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
 import { NS_RPC, headersIndex, invalidElement, invalidText } from './wire.js';
 
@@ -320,7 +321,7 @@ export class RpcServer {
       headers = readHeaders(headersEl);
       const d = headers.get(HEADER.deadline);
       if (d !== undefined) {
-        const t = Date.parse(d);
+        const t = parseDeadline(d);
         if (!Number.isNaN(t)) deadline = t;
       }
     }
