@@ -53,7 +53,11 @@ class RawLink {
           const m = /\sid=['"]([^'"]+)['"]/.exec(head);
           if (!m) return;
           sent = true;
-          sock.write(`<handshake>${createHash('sha1').update(m[1]! + srv.componentSecret).digest('hex')}</handshake>`);
+          sock.write(
+            `<handshake>${createHash('sha1')
+              .update(m[1]! + srv.componentSecret)
+              .digest('hex')}</handshake>`,
+          );
         } else if (head.includes('<handshake')) {
           sock.off('data', onData);
           res();
@@ -158,7 +162,12 @@ const bare: Impl = {
     callee.iqCallee.set(NS_ORDERS, 'create', ({ element }) => {
       const sku = element.getChildText('sku') ?? '';
       const qty = Number(element.getChildText('qty'));
-      return xml('create', { xmlns: NS_ORDERS }, xml('orderId', {}, `${sku}-${qty}`), xml('total', {}, String(qty * 9.5)));
+      return xml(
+        'create',
+        { xmlns: NS_ORDERS },
+        xml('orderId', {}, `${sku}-${qty}`),
+        xml('total', {}, String(qty * 9.5)),
+      );
     });
     const caller = await mk(CALLER);
     return {
@@ -323,4 +332,6 @@ for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
 
 printTable(`RPC round trips (sequential ${SEQ}, pipelined ${IN_FLIGHT} in flight for ${SECONDS} s)`, rows);
 const file = writeResult({ name: 'rpc', server: 'prosody+ejabberd', metrics, ratios });
-process.stdout.write(`\ntargets: p50 ≤ 1.1× raw, throughput ≥ 0.9× raw\n${JSON.stringify(ratios, null, 2)}\nwrote ${file}\n`);
+process.stdout.write(
+  `\ntargets: p50 ≤ 1.1× raw, throughput ≥ 0.9× raw\n${JSON.stringify(ratios, null, 2)}\nwrote ${file}\n`,
+);

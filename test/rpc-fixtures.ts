@@ -38,7 +38,10 @@ export class Components {
   readonly #open: ComponentTransport[] = [];
   constructor(private readonly server: () => XmppServer) {}
 
-  async connect(domain: string, reconnect: false | { initialDelayMs: number; maxDelayMs: number } = false): Promise<ComponentTransport> {
+  async connect(
+    domain: string,
+    reconnect: false | { initialDelayMs: number; maxDelayMs: number } = false,
+  ): Promise<ComponentTransport> {
     const srv = this.server();
     const t = await componentTransport({
       service: srv.componentService(),

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
-import { Element, IqCaller, parseXml } from '@xmppbus/core';
+import type { Element } from '@xmppbus/core';
+import { IqCaller, parseXml } from '@xmppbus/core';
 import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
 import { ValidationError } from '@xmppbus/schema';
 import { describeServers, type XmppServer } from '@xmppbus/testing';
@@ -76,7 +77,11 @@ class RawComponent {
       };
       sock.on('data', onData);
     });
-    sock.write(`<handshake>${createHash('sha1').update(id + srv.componentSecret).digest('hex')}</handshake>`);
+    sock.write(
+      `<handshake>${createHash('sha1')
+        .update(id + srv.componentSecret)
+        .digest('hex')}</handshake>`,
+    );
     await new Promise<void>((res) => {
       const onData = (d: Buffer): void => {
         head += d.toString('utf8');
@@ -129,7 +134,11 @@ interface BareComponent {
   reconnect: { stop(): void };
   on(event: 'error', fn: (err: Error) => void): void;
   iqCallee: {
-    set(ns: string, name: string, handler: (ctx: { element: Element; stanza: Element }) => Element | Promise<Element>): void;
+    set(
+      ns: string,
+      name: string,
+      handler: (ctx: { element: Element; stanza: Element }) => Element | Promise<Element>,
+    ): void;
   };
 }
 type XmlFn = (name: string, attrs?: Record<string, string> | null, ...children: (Element | string)[]) => Element;
@@ -159,8 +168,14 @@ describeServers('rpc interop', (server, kind) => {
 
     const cases: [string, string][] = [
       [request, 'rpc-result'],
-      [request.replace('<qty>2</qty>', '<qty>0</qty>').replace('q7Lk2mP9xR4tZ1aB', 'q7Lk2mP9xR4tZ1aC'), 'rpc-bad-request'],
-      [request.replace('<sku>A1</sku>', '<sku>B7</sku>').replace('q7Lk2mP9xR4tZ1aB', 'q7Lk2mP9xR4tZ1aD'), 'rpc-declared-error'],
+      [
+        request.replace('<qty>2</qty>', '<qty>0</qty>').replace('q7Lk2mP9xR4tZ1aB', 'q7Lk2mP9xR4tZ1aC'),
+        'rpc-bad-request',
+      ],
+      [
+        request.replace('<sku>A1</sku>', '<sku>B7</sku>').replace('q7Lk2mP9xR4tZ1aB', 'q7Lk2mP9xR4tZ1aD'),
+        'rpc-declared-error',
+      ],
     ];
     for (const [sent, expected] of cases) {
       const reply = await raw.exchange(sent);
@@ -186,7 +201,11 @@ describeServers('rpc interop', (server, kind) => {
           { type: 'modify' },
           xml('bad-request', { xmlns: STANZAS }),
           xml('text', { xmlns: STANZAS }, 'invalid request at /qty: must be >= 1'),
-          xml('invalid', { xmlns: 'urn:xmppbus:rpc:1', side: 'request' }, xml('issue', { path: '/qty' }, 'must be >= 1')),
+          xml(
+            'invalid',
+            { xmlns: 'urn:xmppbus:rpc:1', side: 'request' },
+            xml('issue', { path: '/qty' }, 'must be >= 1'),
+          ),
         );
       }
       if (sku === 'B7') {
@@ -197,7 +216,12 @@ describeServers('rpc interop', (server, kind) => {
           xml('outOfStock', { xmlns: NS_ORDERS }, xml('sku', {}, sku), xml('available', {}, '0')),
         );
       }
-      return xml('create', { xmlns: NS_ORDERS }, xml('orderId', {}, `${sku}-${qty}`), xml('total', {}, String(qty * 9.5)));
+      return xml(
+        'create',
+        { xmlns: NS_ORDERS },
+        xml('orderId', {}, `${sku}-${qty}`),
+        xml('total', {}, String(qty * 9.5)),
+      );
     });
     await c.start();
     cleanup.push(async () => {
@@ -206,7 +230,10 @@ describeServers('rpc interop', (server, kind) => {
     });
     const a = await components.connect(CALLER);
     const client = new RpcClient({ transport: a, validate: false });
-    await expect(client.call(CreateOrder, SERVICE, { sku: 'A1', qty: 2 })).resolves.toEqual({ orderId: 'A1-2', total: 19 });
+    await expect(client.call(CreateOrder, SERVICE, { sku: 'A1', qty: 2 })).resolves.toEqual({
+      orderId: 'A1-2',
+      total: 19,
+    });
     expect(seen).toEqual(['headers']);
     const invalid = await client.call(CreateOrder, SERVICE, { sku: 'A1', qty: 0 }).catch((e: unknown) => e);
     expect(invalid).toBeInstanceOf(ValidationError);

@@ -1,13 +1,14 @@
 // RPC over IQ through real Prosody and ejabberd (component transports on loopback).
+import type { StanzaError } from '@xmppbus/core';
 import {
   AbortError,
   ConflictError,
   ConnectionError,
   IqCaller,
+  IqRouter,
   NS_DISCO_INFO,
   NS_DISCO_ITEMS,
   ServiceUnavailableError,
-  StanzaError,
   TimeoutError,
   deferred,
   waitForStatus,
@@ -150,12 +151,20 @@ describeServers('rpc', (server, kind) => {
     const info = await caller.request(
       xml('iq', { type: 'get', to: 'svc-b.localhost', from: a.address }, xml('query', { xmlns: NS_DISCO_INFO })),
     );
-    const features = info.getChild('query')!.getChildren('feature').map((f) => f.attrs['var']);
+    const features = info
+      .getChild('query')!
+      .getChildren('feature')
+      .map((f) => f.attrs['var']);
     expect(features).toEqual(expect.arrayContaining([NS_ORDERS, NS_RPC, 'urn:xmpp:ping']));
     const items = await caller.request(
       xml('iq', { type: 'get', to: 'svc-b.localhost', from: a.address }, xml('query', { xmlns: NS_DISCO_ITEMS })),
     );
-    expect(items.getChild('query')!.getChildren('item').map((i) => i.attrs['node'])).toEqual([`${NS_ORDERS}#create`]);
+    expect(
+      items
+        .getChild('query')!
+        .getChildren('item')
+        .map((i) => i.attrs['node']),
+    ).toEqual([`${NS_ORDERS}#create`]);
     await caller.request(
       xml('iq', { type: 'get', to: 'svc-b.localhost', from: a.address }, xml('ping', { xmlns: 'urn:xmpp:ping' })),
     );
@@ -167,7 +176,7 @@ describeServers('rpc', (server, kind) => {
       const t = await components.connect(name);
       new RpcServer({ transport: t }).handle(GetOrder, ({ orderId }) => ({ orderId, qty: 1, by: name }));
     }
-    await components.connect('svc-e.localhost'); // connected, but serves no orders
+    IqRouter.for(await components.connect('svc-e.localhost')); // connected, answers disco, serves no orders
     const found = await discoverInstances(a, { server: 'localhost', match: /^svc-[c-h]\./, feature: NS_ORDERS });
     // svc-f…h are configured (Prosody lists them) but not connected: not live, not returned.
     expect(found).toEqual(['svc-c.localhost', 'svc-d.localhost']);
@@ -187,20 +196,26 @@ describeServers('rpc', (server, kind) => {
     });
     rpcServer.handle(GetOrder, ({ orderId }) => ({ orderId, qty: 1, by: 'b' }));
     const client = new RpcClient({ transport: a, retry: { attempts: 30, baseDelay: 50, maxDelay: 300 } });
-    const stuck = client.call(CreateOrder, 'svc-b.localhost', { sku: 'x', qty: 1 }, { timeout: 60_000 });
+    // Handlers attached at once: the rejection may come while kill() is still being awaited.
+    const stuck = client
+      .call(CreateOrder, 'svc-b.localhost', { sku: 'x', qty: 1 }, { timeout: 60_000 })
+      .catch((e: unknown) => e);
     await waitFor(() => started.includes('x'));
     const t0 = Date.now();
     await srv.kill();
-    const err = await stuck.catch((e: unknown) => e);
+    const err = await stuck;
     expect(err).toBeInstanceOf(ConnectionError);
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(IqCaller.for(a).pending).toBe(0);
     // Idempotent calls issued while the server is down complete once it is back.
-    const during = Array.from({ length: 10 }, (_, i) =>
-      client.call(GetOrder, 'svc-b.localhost', { orderId: `r${i}` }, { timeout: 60_000 }),
+    const during = Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        client.call(GetOrder, 'svc-b.localhost', { orderId: `r${i}` }, { timeout: 60_000 }),
+      ),
     );
+    during.catch(() => undefined); // observed below; avoids an early unhandled rejection report
     await srv.restart();
-    const results = await Promise.all(during);
+    const results = await during;
     expect(results.map((r) => r.orderId)).toEqual(Array.from({ length: 10 }, (_, i) => `r${i}`));
     await waitForStatus(b, 'online', { timeout: 30_000 });
     expect(IqCaller.for(a).pending).toBe(0);

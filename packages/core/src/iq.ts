@@ -163,7 +163,9 @@ export class IqRouter {
       return xml(
         'query',
         { xmlns: NS_DISCO_INFO, node },
-        ...(nodeInfo.identities ?? []).map((i) => xml('identity', { category: i.category, type: i.type, name: i.name })),
+        ...(nodeInfo.identities ?? []).map((i) =>
+          xml('identity', { category: i.category, type: i.type, name: i.name }),
+        ),
         ...nodeInfo.features.map((f) => xml('feature', { var: f })),
       );
     }

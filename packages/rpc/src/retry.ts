@@ -27,9 +27,11 @@ export const DEFAULT_RETRY: ResolvedRetry = { attempts: 3, baseDelay: 50, maxDel
 
 export function resolveRetry(r: RetryOptions | undefined): ResolvedRetry {
   const out = { ...DEFAULT_RETRY, ...r };
-  if (!Number.isInteger(out.attempts) || out.attempts < 1) throw new ConfigError('retry.attempts must be an integer >= 1');
+  if (!Number.isInteger(out.attempts) || out.attempts < 1)
+    throw new ConfigError('retry.attempts must be an integer >= 1');
   if (!(out.baseDelay >= 0) || !(out.maxDelay >= 0)) throw new ConfigError('retry delays must be >= 0');
-  if (out.attemptTimeout !== undefined && !(out.attemptTimeout > 0)) throw new ConfigError('retry.attemptTimeout must be > 0');
+  if (out.attemptTimeout !== undefined && !(out.attemptTimeout > 0))
+    throw new ConfigError('retry.attemptTimeout must be > 0');
   return out;
 }
 

@@ -34,7 +34,15 @@ import { formatDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
 import type { RpcLogger } from './rpc-server.js';
 import { ServiceClient, type ServiceOptions, type ServiceTarget } from './service.js';
-import { DEFAULT_RETRY, backoff, isRetryable, resolveRetry, sleep, type ResolvedRetry, type RetryOptions } from './retry.js';
+import {
+  DEFAULT_RETRY,
+  backoff,
+  isRetryable,
+  resolveRetry,
+  sleep,
+  type ResolvedRetry,
+  type RetryOptions,
+} from './retry.js';
 import { NS_RPC, readInvalid } from './wire.js';
 
 export interface CallOptions {
@@ -166,7 +174,8 @@ export class RpcClient {
     }
     headers.parent = payload;
     payload.children.push(headers);
-    const retryOpt = options.retry === undefined ? this.#retry : options.retry === false ? false : resolveRetry(options.retry);
+    const retryOpt =
+      options.retry === undefined ? this.#retry : options.retry === false ? false : resolveRetry(options.retry);
     return {
       payload,
       deadline,
@@ -273,4 +282,3 @@ export class RpcClient {
 export function describe(method: MethodContract): string {
   return `<${method.name} xmlns='${method.ns}'>`;
 }
-

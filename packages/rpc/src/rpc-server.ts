@@ -185,7 +185,8 @@ export class RpcServer {
       offRpc();
       offItems();
     };
-    if (options.name !== undefined) this.#router.addIdentity({ category: 'component', type: 'generic', name: options.name });
+    if (options.name !== undefined)
+      this.#router.addIdentity({ category: 'component', type: 'generic', name: options.name });
     this.#offPresence = this.#transport.onStanza((s) => {
       if (s.name === 'presence') this.#onPresence(s);
     });
@@ -431,7 +432,10 @@ export class RpcServer {
 
   #invalidResponse(entry: Entry, err: unknown): StanzaError {
     const ref = randomId().slice(0, 8);
-    this.#log.error(`rpc: handler of {${entry.contract.ns}}${entry.contract.name} returned an invalid response (ref ${ref})`, err);
+    this.#log.error(
+      `rpc: handler of {${entry.contract.ns}}${entry.contract.name} returned an invalid response (ref ${ref})`,
+      err,
+    );
     if (err instanceof ValidationError) {
       return new StanzaError({
         condition: 'internal-server-error',
@@ -473,7 +477,11 @@ export class RpcServer {
     } catch (e) {
       return this.#invalidResponse({ contract, handler: noop as never }, e);
     }
-    const init: ConstructorParameters<typeof StanzaError>[0] = { condition: err.condition, type: err.type, application };
+    const init: ConstructorParameters<typeof StanzaError>[0] = {
+      condition: err.condition,
+      type: err.type,
+      application,
+    };
     if (err.text !== undefined) init.text = err.text;
     return new StanzaError(init);
   }
@@ -563,4 +571,3 @@ export class RpcServer {
     await this.close();
   }
 }
-

@@ -19,7 +19,7 @@ import {
 } from '@xmppbus/core';
 import { ValidationError, method } from '@xmppbus/schema';
 import { memoryHub, type MemoryHub, type MemoryTransport } from '@xmppbus/transport-memory';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { NS_RPC, RpcClient, RpcError, RpcServer } from './index.js';
 
 const NS = 'urn:example:orders:1';
@@ -150,7 +150,11 @@ describe('RpcClient + RpcServer (memory hub)', () => {
     });
     const reply = await rawIq(
       a,
-      xml('iq', { type: 'set', to: 'orders.test' }, xml('create', { xmlns: NS }, xml('sku', {}, 'A'), xml('qty', {}, '0'))),
+      xml(
+        'iq',
+        { type: 'set', to: 'orders.test' },
+        xml('create', { xmlns: NS }, xml('sku', {}, 'A'), xml('qty', {}, '0')),
+      ),
     );
     expect(called).toBe(false);
     const e = StanzaError.fromElement(reply);
@@ -321,7 +325,13 @@ describe('RpcClient + RpcServer (memory hub)', () => {
     expect(creates).toBe(1);
     // Not retryable (item-not-found, cancel): one attempt only, even when idempotent.
     let nf = 0;
-    const NotFound = method({ ns: NS, name: 'nf', request: Type.Object({}), response: Type.Object({}), idempotent: true });
+    const NotFound = method({
+      ns: NS,
+      name: 'nf',
+      request: Type.Object({}),
+      response: Type.Object({}),
+      idempotent: true,
+    });
     server.handle(NotFound, () => {
       nf++;
       throw new StanzaError({ condition: 'item-not-found' });
@@ -455,17 +465,26 @@ describe('RpcClient + RpcServer (memory hub)', () => {
     const info = await caller.request(
       xml('iq', { type: 'get', to: 'orders.test' }, xml('query', { xmlns: NS_DISCO_INFO })),
     );
-    const features = info.getChild('query')!.getChildren('feature').map((f) => f.attrs['var']);
+    const features = info
+      .getChild('query')!
+      .getChildren('feature')
+      .map((f) => f.attrs['var']);
     expect(features).toEqual(expect.arrayContaining([NS, NS_RPC, NS_PING, NS_DISCO_ITEMS]));
     const items = await caller.request(
       xml('iq', { type: 'get', to: 'orders.test' }, xml('query', { xmlns: NS_DISCO_ITEMS })),
     );
-    const nodes = items.getChild('query')!.getChildren('item').map((i) => i.attrs['node']);
+    const nodes = items
+      .getChild('query')!
+      .getChildren('item')
+      .map((i) => i.attrs['node']);
     expect(nodes.sort()).toEqual([`${NS}#create`, `${NS}#get`]);
     const nodeInfo = await caller.request(
       xml('iq', { type: 'get', to: 'orders.test' }, xml('query', { xmlns: NS_DISCO_INFO, node: `${NS}#get` })),
     );
-    expect(nodeInfo.getChild('query')!.getChild('identity')!.attrs).toMatchObject({ category: 'automation', type: 'rpc' });
+    expect(nodeInfo.getChild('query')!.getChild('identity')!.attrs).toMatchObject({
+      category: 'automation',
+      type: 'rpc',
+    });
     await expect(
       caller.request(xml('iq', { type: 'get', to: 'orders.test' }, xml('ping', { xmlns: NS_PING }))),
     ).resolves.toBeDefined();
@@ -478,7 +497,10 @@ describe('RpcClient + RpcServer (memory hub)', () => {
     const info2 = await caller.request(
       xml('iq', { type: 'get', to: 'orders.test' }, xml('query', { xmlns: NS_DISCO_INFO })),
     );
-    const features2 = info2.getChild('query')!.getChildren('feature').map((f) => f.attrs['var']);
+    const features2 = info2
+      .getChild('query')!
+      .getChildren('feature')
+      .map((f) => f.attrs['var']);
     expect(features2).not.toContain(NS);
     expect(features2).not.toContain(NS_RPC);
   });
@@ -505,6 +527,35 @@ describe('RpcClient + RpcServer (memory hub)', () => {
     gate.resolve();
     await expect(p).resolves.toEqual({ ok: true });
     await spoofer.close();
+  });
+
+  it('cleans the pending map when the send fails, and refuses calls on a closed transport', async () => {
+    new RpcServer({ transport: b }).handle(CreateOrder, () => ({ orderId: 'x', total: 1 }));
+    const t = hub.connect('gone.test');
+    const client = new RpcClient({ transport: t });
+    await t.close();
+    await expect(client.call(CreateOrder, 'orders.test', { sku: 'A', qty: 1 })).rejects.toBeInstanceOf(ClosedError);
+    expect(pending(t)).toBe(0);
+    expect(client.inFlight).toBe(0);
+  });
+
+  it('derives static types from the contract', () => {
+    const client = new RpcClient({ transport: a });
+    const server = new RpcServer({ transport: b });
+    expectTypeOf<ReturnType<typeof client.call<typeof CreateOrder>>>().toEqualTypeOf<
+      Promise<{ orderId: string; total: number }>
+    >();
+    expectTypeOf<Parameters<typeof client.call<typeof CreateOrder>>[2]>().toEqualTypeOf<{ sku: string; qty: number }>();
+    server.handle(GetOrder, (req) => {
+      expectTypeOf(req).toEqualTypeOf<{ orderId: string }>();
+      return { orderId: req.orderId, qty: 1 };
+    });
+    const e = new RpcError(CreateOrder, 'outOfStock', { sku: 'a', available: 1 });
+    expectTypeOf(e.data).toEqualTypeOf<{ sku: string; available: number }>();
+    // @ts-expect-error: 'nope' is not a declared error of CreateOrder
+    expect(() => new RpcError(CreateOrder, 'nope', undefined)).toThrow(TypeError);
+    // @ts-expect-error: the data must match the declared schema
+    void new RpcError(CreateOrder, 'outOfStock', { sku: 1 });
   });
 
   it('rejects bad options with ConfigError', () => {

@@ -132,7 +132,12 @@ describe('ServiceClient (memory hub)', () => {
     const svc = service(client, ['inv-1.test', 'inv-2.test'], { strategy: 'round-robin' });
     await i1.t.close();
     const outcomes = await Promise.all(
-      [0, 1].map(() => svc.call(Reserve, { sku: 'a' }).then((r) => r.by, (e: unknown) => e)),
+      [0, 1].map(() =>
+        svc.call(Reserve, { sku: 'a' }).then(
+          (r) => r.by,
+          (e: unknown) => e,
+        ),
+      ),
     );
     expect(outcomes.filter((o) => o instanceof ServiceUnavailableError)).toHaveLength(1);
     expect(outcomes).toContain('inv-2.test');
@@ -160,6 +165,26 @@ describe('ServiceClient (memory hub)', () => {
     gate.resolve();
     await expect(inflight).resolves.toEqual({ by: target.t.address });
     await drained;
+  });
+
+  it('keeps a draining instance out until a restarted one says it serves again', async () => {
+    const i1 = startInstance('inv-1.test');
+    startInstance('inv-2.test');
+    const client = new RpcClient({ transport: caller });
+    const svc = service(client, ['inv-1.test', 'inv-2.test'], { strategy: 'round-robin', probeInterval: 10 });
+    const state = (): string => svc.instances.find((i) => i.jid === 'inv-1.test')!.state;
+    await i1.server.drain();
+    await waitFor(() => state() === 'draining');
+    // Still connected and answering pings, but draining: several probe rounds later it is still out.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(state()).toBe('draining');
+    for (let i = 0; i < 4; i++) await expect(svc.call(Reserve, { sku: 'x' })).resolves.toEqual({ by: 'inv-2.test' });
+    // The process restarts under the same name: its presence answer brings it back.
+    await i1.t.close();
+    const again = startInstance('inv-1.test');
+    await waitFor(() => state() === 'up');
+    for (let i = 0; i < 4; i++) await svc.call(Lookup, { sku: `r${i}` });
+    expect(again.calls.length).toBe(2);
   });
 
   it('probes a down instance and uses it again once it is back', async () => {

@@ -229,7 +229,11 @@ export class ServiceClient {
    * Calls `method` on one live instance. Idempotent methods move to another instance when one
    * fails with a retryable error (unavailable, draining, busy, its link dropped), within `timeout`.
    */
-  async call<M extends MethodContract>(method: M, request: RequestOf<M>, options: CallOptions = {}): Promise<ResponseOf<M>> {
+  async call<M extends MethodContract>(
+    method: M,
+    request: RequestOf<M>,
+    options: CallOptions = {},
+  ): Promise<ResponseOf<M>> {
     if (this.#closed) throw new ClosedError('service handle closed');
     if (this.#ready) {
       await this.#ready;
@@ -375,11 +379,15 @@ export class ServiceClient {
     );
     try {
       await IqCaller.for(this.#transport).request(iq, { timeout: this.#probeTimeout });
-      if (inst.state === 'down' || (inst.state === 'draining' && Date.now() >= inst.nextProbe)) this.#markUp(inst);
+      if (inst.state === 'down') this.#markUp(inst);
+      else if (inst.state === 'draining') {
+        // Alive, but still draining or restarted under the same name: only its presence answer tells.
+        inst.nextProbe = Date.now() + 5 * this.#probeInterval;
+        this.#sendPresence(inst.jid, true);
+      }
     } catch (err) {
       if (err instanceof TimeoutError || (err instanceof StanzaError && err.unavailable)) this.#markDown(inst, err);
       else if (err instanceof StanzaError && inst.state === 'down') this.#markUp(inst); // it answered: alive
-      else if (inst.state === 'draining') inst.nextProbe = Date.now() + 5 * this.#probeInterval;
     } finally {
       inst.probing = false;
     }

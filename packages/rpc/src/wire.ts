@@ -2,7 +2,8 @@
  * Wire vocabulary of xmppbus RPC (documented in docs/protocol.md, section "rpc"): our own
  * namespace for error details and instance presence, and the helpers that build and read them.
  */
-import { NS_SHIM, StanzaError, childElements, localName, xml, type Element } from '@xmppbus/core';
+import type { StanzaError } from '@xmppbus/core';
+import { NS_SHIM, childElements, localName, xml, type Element } from '@xmppbus/core';
 import type { ValidationIssue } from '@xmppbus/schema';
 
 /** xmppbus RPC namespace: error details, instance presence, disco feature. */

@@ -546,6 +546,18 @@ describe('schemas the codec cannot map are rejected with SchemaError', () => {
   }
 });
 
+describe('schemas ajv cannot compile are rejected with SchemaError', () => {
+  it('unknown formats and invalid keywords', () => {
+    for (const schema of [
+      Type.Object({ a: Type.String({ format: 'no-such-format' }) }),
+      Type.Object({ a: Type.String({ minLength: 'x' as never }) }),
+    ]) {
+      const C = payload({ ns: NS, name: 'x', schema });
+      expect(schemaError(() => validate(C, { a: 'z' })).message).toContain('ajv cannot compile');
+    }
+  });
+});
+
 describe('compiled once, cached per schema', () => {
   it('reuses the compiled ajv function for the same schema object', () => {
     const schema = Type.Object({ a: Type.String() });
@@ -608,5 +620,58 @@ describe('matches', () => {
     expect(matches(Order, parseXml(`<create xmlns="urn:x"/>`))).toBe(false);
     expect(matches(Order, parseXml(`<p:create xmlns:p="urn:x" xmlns="${NS}"/>`))).toBe(false);
     expect(matches(Order, parseXml(`<created xmlns="${NS}"/>`))).toBe(false);
+  });
+});
+
+describe('the docs/protocol.md example', () => {
+  const Create = payload({
+    ns: 'urn:example:orders:1',
+    name: 'create',
+    schema: Type.Object({
+      id: Type.String({ xml: { attribute: true } }),
+      sku: Type.String(),
+      qty: Type.Integer({ minimum: 1 }),
+      price: Type.Object({
+        currency: Type.String({ xml: { attribute: true } }),
+        amount: Type.Number({ xml: { nodeType: 'text' } }),
+      }),
+      rush: Type.Boolean(),
+      note: Type.Optional(Type.String()),
+      tag: Type.Array(Type.String()),
+      lines: Type.Array(Type.Object({ sku: Type.String(), qty: Type.Integer() }, { xml: { name: 'line' } }), {
+        xml: { wrapped: true },
+      }),
+      coupon: Type.Union([Type.String(), Type.Null()]),
+      geo: Type.Optional(
+        Type.Object({ lat: Type.Number(), lon: Type.Number() }, { xml: { namespace: 'urn:example:geo:1' } }),
+      ),
+    }),
+  });
+  const value = {
+    id: 'o-1',
+    sku: 'A1',
+    qty: 2,
+    price: { currency: 'EUR', amount: 9.5 },
+    rush: false,
+    tag: ['gift'],
+    lines: [{ sku: 'B2', qty: 1 }],
+    coupon: null,
+    geo: { lat: 48.1, lon: 11.5 },
+  };
+  const documented = `<create xmlns='urn:example:orders:1' id='o-1'>
+  <sku>A1</sku>
+  <qty>2</qty>
+  <price currency='EUR'>9.5</price>
+  <rush>false</rush>
+  <tag>gift</tag>
+  <lines><line><sku>B2</sku><qty>1</qty></line></lines>
+  <coupon xmlns:xsi='http://www.w3.org/2001/XMLSchema-instance' xsi:nil='true'/>
+  <geo xmlns='urn:example:geo:1'><lat>48.1</lat><lon>11.5</lon></geo>
+</create>`;
+
+  it('encodes to the documented XML and reads the documented XML back', () => {
+    const compact = documented.replace(/\n\s*/g, '').replace(/'/g, '"');
+    expect(toXml(Create, value)).toBe(compact);
+    expect(fromXml(Create, documented)).toStrictEqual(value);
   });
 });

@@ -199,29 +199,37 @@ const SEED = Number(process.env['FC_SEED'] ?? 20260301);
 const TIMEOUT = 120_000;
 
 describe('round trip (property-based)', () => {
-  it('decode(parseXml(encode(v).toString())) deep-equals v for generated schemas and values', () => {
-    const cases = genTree.object.chain((g) => g.value.map((v) => ({ schema: g.schema, v })));
-    fc.assert(
-      fc.property(cases, ({ schema, v }) => {
-        const c = payload({ ns: 'urn:p:root', name: 'root', schema: schema as TSchema });
-        const text = toXml(c, v as never);
-        expect(fromXml(c, text)).toStrictEqual(v);
-        expect(decode(c, parseXml(text))).toStrictEqual(v);
-        // The in-memory tree decodes the same without any text in between.
-        expect(decode(c, encode(c, v as never))).toStrictEqual(v);
-      }),
-      { numRuns: 400, seed: SEED },
-    );
-  }, TIMEOUT);
+  it(
+    'decode(parseXml(encode(v).toString())) deep-equals v for generated schemas and values',
+    () => {
+      const cases = genTree.object.chain((g) => g.value.map((v) => ({ schema: g.schema, v })));
+      fc.assert(
+        fc.property(cases, ({ schema, v }) => {
+          const c = payload({ ns: 'urn:p:root', name: 'root', schema: schema as TSchema });
+          const text = toXml(c, v as never);
+          expect(fromXml(c, text)).toStrictEqual(v);
+          expect(decode(c, parseXml(text))).toStrictEqual(v);
+          // The in-memory tree decodes the same without any text in between.
+          expect(decode(c, encode(c, v as never))).toStrictEqual(v);
+        }),
+        { numRuns: 400, seed: SEED },
+      );
+    },
+    TIMEOUT,
+  );
 
-  it('round-trips any payload root (scalar, array, object)', () => {
-    const cases = genTree.node.filter((g) => !g.nullable).chain((g) => g.value.map((v) => ({ schema: g.schema, v })));
-    fc.assert(
-      fc.property(cases, ({ schema, v }) => {
-        const c = payload({ ns: 'urn:p:root', name: 'root', schema: schema as TSchema });
-        expect(fromXml(c, toXml(c, v as never))).toStrictEqual(v);
-      }),
-      { numRuns: 300, seed: SEED },
-    );
-  }, TIMEOUT);
+  it(
+    'round-trips any payload root (scalar, array, object)',
+    () => {
+      const cases = genTree.node.filter((g) => !g.nullable).chain((g) => g.value.map((v) => ({ schema: g.schema, v })));
+      fc.assert(
+        fc.property(cases, ({ schema, v }) => {
+          const c = payload({ ns: 'urn:p:root', name: 'root', schema: schema as TSchema });
+          expect(fromXml(c, toXml(c, v as never))).toStrictEqual(v);
+        }),
+        { numRuns: 300, seed: SEED },
+      );
+    },
+    TIMEOUT,
+  );
 });

@@ -5,7 +5,7 @@
 import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import addFormatsPlugin from 'ajv-formats';
-import { pointerSegment } from './errors.js';
+import { pointerSegment, SchemaError } from './errors.js';
 import type { ValidationIssue } from './errors.js';
 import { RAW_MARK } from './plan.js';
 
@@ -23,7 +23,12 @@ const cache = new WeakMap<object, ValidateFunction>();
 export function validatorOf(schema: object): ValidateFunction {
   let fn = cache.get(schema);
   if (fn === undefined) {
-    fn = ajv.compile(schema);
+    try {
+      fn = ajv.compile(schema);
+    } catch (err) {
+      // An invalid schema or an unknown format: a contract bug, reported like the codec's own.
+      throw new SchemaError('', `ajv cannot compile the schema: ${(err as Error).message}`, { cause: err });
+    }
     // ajv keeps its own cache keyed by the schema object; ours is the one that matters, and
     // dropping ajv's lets two schemas reuse an `$id` and lets unused contracts be collected.
     ajv.removeSchema(schema);

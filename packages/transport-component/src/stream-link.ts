@@ -159,14 +159,38 @@ export class StreamLink {
    * are corked into one syscall/TCP segment (uncorked on the next tick, before any I/O, so no
    * latency is added): under pipelining this saves CPU on both ends and on the server.
    */
-  write(data: string): void {
+  write(data: string): boolean {
     if (this.#failure) throw new ConnectionError('not connected', { cause: this.#failure });
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
       process.nextTick(this.#uncork);
     }
-    this.#socket.write(data);
+    return this.#socket.write(data);
+  }
+
+  #drain: Promise<void> | undefined;
+
+  /**
+   * Resolves when the socket's buffer has drained below its high-water mark (rejects if the
+   * link fails first). One shared promise per congestion episode, not a listener per stanza.
+   */
+  drained(): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (!this.#socket.writableNeedDrain) return Promise.resolve();
+    this.#drain ??= new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        this.#drain = undefined;
+        this.#socket.off('drain', done);
+        this.#socket.off('close', done);
+        if (this.#failure)
+          reject(new ConnectionError('connection lost before the stanza was written', { cause: this.#failure }));
+        else resolve();
+      };
+      this.#socket.on('drain', done);
+      this.#socket.on('close', done);
+    });
+    return this.#drain;
   }
 
   #corked = false;

@@ -96,9 +96,6 @@ export abstract class StreamTransport extends BaseTransport {
   /** Negotiates the stream on a fresh TCP link (handshake, SASL, bind…). */
   protected abstract _negotiate(link: StreamLink, signal: AbortSignal): Promise<void>;
 
-  /** Called after each successful (re)negotiation, before status becomes `online`. */
-  protected _beforeOnline(_link: StreamLink): void {}
-
   /** The last error that took the link down (or ended the transport), if any. */
   get lastError(): Error | undefined {
     return this.#lastError;
@@ -150,7 +147,6 @@ export abstract class StreamTransport extends BaseTransport {
       throw new ClosedError('transport closed while connecting');
     }
     this.#link = link;
-    this._beforeOnline(link);
     const current = link;
     link.goOnline(
       (el) => this._emitStanza(el),
@@ -228,7 +224,9 @@ export abstract class StreamTransport extends BaseTransport {
     const link = this.#link;
     if (link !== undefined && this.status === 'online' && this.pendingSends === 0 && !options?.signal?.aborted) {
       try {
-        link.write(this.#serialize(stanza));
+        // Backpressure: above the socket's high-water mark the promise waits for 'drain', so
+        // a sender that awaits send() cannot grow Node's write buffer without bound.
+        if (!link.write(this.#serialize(stanza))) return link.drained();
       } catch (err) {
         return Promise.reject(err);
       }
@@ -247,8 +245,7 @@ export abstract class StreamTransport extends BaseTransport {
   protected _write(stanza: Element): Promise<void> {
     const link = this.#link;
     if (!link) return Promise.reject(new ConnectionError('not connected'));
-    link.write(this.#serialize(stanza));
-    return RESOLVED;
+    return link.write(this.#serialize(stanza)) ? RESOLVED : link.drained();
   }
 
   protected async _close(): Promise<void> {
