@@ -12,9 +12,14 @@ const NO_IO = new Set(['@xmppbus/core', '@xmppbus/schema']);
 for (const { dir, json } of pkgs) {
   if (json.version !== version) problems.push(`${json.name} is ${json.version}, root is ${version}`);
   for (const [dep, range] of Object.entries(json.dependencies ?? {})) {
-    if (dep.startsWith('@xmppbus/') && range !== version) problems.push(`${json.name} depends on ${dep}@${range}, want ${version}`);
-    if (FEATURES.has(json.name) && dep.startsWith('@xmppbus/transport-')) problems.push(`${json.name} must not depend on ${dep}`);
-    if (NO_IO.has(json.name) && (dep.startsWith('@xmpp/client') || dep.startsWith('@xmpp/component') || dep.startsWith('@xmppbus/transport-')))
+    if (dep.startsWith('@xmppbus/') && range !== version)
+      problems.push(`${json.name} depends on ${dep}@${range}, want ${version}`);
+    if (FEATURES.has(json.name) && dep.startsWith('@xmppbus/transport-'))
+      problems.push(`${json.name} must not depend on ${dep}`);
+    if (
+      NO_IO.has(json.name) &&
+      (dep.startsWith('@xmpp/client') || dep.startsWith('@xmpp/component') || dep.startsWith('@xmppbus/transport-'))
+    )
       problems.push(`${json.name} must stay I/O-free but depends on ${dep}`);
   }
   if (!json.exports?.['.']) problems.push(`${dir} has no "exports" entry`);

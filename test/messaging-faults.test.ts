@@ -183,10 +183,10 @@ function verify(dbPath: string, label: string, db?: Database.Database): Verdict 
       ordered1: firstOrder(q1),
       ordered2: firstOrder(q2),
     };
-    process.stdout.write(
+    console.log(
       `[messaging faults] ${label}: sent ${N} per level | QoS0 delivered ${v.q0}/${N} (lossy, ${q0.length - v.q0} dup) | ` +
         `QoS1 distinct ${v.q1}/${N}, handler runs ${v.q1Rows} | QoS2 distinct ${v.q2}/${N}, effects ${v.q2Rows} ` +
-        `(dupes ${v.q2Dupes}) | first-delivery order kept: QoS1 ${v.ordered1}, QoS2 ${v.ordered2}\n`,
+        `(dupes ${v.q2Dupes}) | first-delivery order kept: QoS1 ${v.ordered1}, QoS2 ${v.ordered2}`,
     );
     expect(q0.length).toBe(v.q0); // at most once
     expect(v.q1).toBe(N);
@@ -222,7 +222,7 @@ describeServers('messaging faults', (server, kind) => {
       await srv.restart();
       await sender.drain({ timeout: DEADLINE });
       await until(() => q0.qos0Sent() === N, 'QoS 0 producer done');
-      process.stdout.write(`[messaging faults] ${kind} server killed after ${atKill} deliveries\n`);
+      console.log(`[messaging faults] ${kind} server killed after ${atKill} deliveries`);
       verify('', `${kind} server kill -9`, rstore.database);
       expect(sender.counters.retried).toBeGreaterThan(0);
     },
@@ -282,7 +282,7 @@ describeServers('messaging faults', (server, kind) => {
       const atKill = recv.counters.received;
       const second = spawnPeer({ ...common, mode: 'resume' });
       await second.line((l) => l === 'drained');
-      process.stdout.write(`[messaging faults] ${kind} sender killed after ${atKill} deliveries\n`);
+      console.log(`[messaging faults] ${kind} sender killed after ${atKill} deliveries`);
       verify('', `${kind} sender kill -9`, rstore.database);
     },
     DEADLINE * 2,

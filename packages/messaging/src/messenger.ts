@@ -645,15 +645,15 @@ export class Messenger implements AsyncDisposable {
       if (rec.qos === 0) {
         p = this.#transport.send(this.#messageOf(e, now));
       } else if (rec.qos === 1) {
-        p = this.#caller.request(acknowledgedIq(rec.id, rec.to, this.#messageOf(e, now), this.#ns), {
+        p = this.#caller.request(acknowledgedIq(rec.id, this.#transport.address, rec.to, this.#messageOf(e, now), this.#ns), {
           timeout: this.#attemptTimeout,
         });
       } else if (rec.state === 'queued') {
-        p = this.#caller.request(assuredIq(rec.id, rec.to, rec.id, this.#messageOf(e, now), this.#ns), {
+        p = this.#caller.request(assuredIq(rec.id, this.#transport.address, rec.to, rec.id, this.#messageOf(e, now), this.#ns), {
           timeout: this.#attemptTimeout,
         });
       } else {
-        p = this.#caller.request(deliverIq(`${rec.id}.d`, rec.to, rec.id, this.#ns), {
+        p = this.#caller.request(deliverIq(`${rec.id}.d`, this.#transport.address, rec.to, rec.id, this.#ns), {
           timeout: this.#attemptTimeout,
         });
       }

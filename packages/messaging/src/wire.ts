@@ -28,19 +28,22 @@ export function innerMessage(envelope: Element): Element | undefined {
   return findChild(envelope, 'message');
 }
 
-/** `<acknowledged xmlns=ns><message/></acknowledged>` inside an IQ set. */
-export function acknowledgedIq(id: string, to: string, message: Element, ns = NS_QOS): Element {
-  return xml('iq', { type: 'set', id, to }, xml('acknowledged', { xmlns: ns }, message));
+/**
+ * `<acknowledged xmlns=ns><message/></acknowledged>` inside an IQ set. `from` is always set:
+ * ejabberd silently drops component stanzas without one.
+ */
+export function acknowledgedIq(id: string, from: string, to: string, message: Element, ns = NS_QOS): Element {
+  return xml('iq', { type: 'set', id, from, to }, xml('acknowledged', { xmlns: ns }, message));
 }
 
 /** `<assured xmlns=ns msgId=…><message/></assured>` inside an IQ set. */
-export function assuredIq(id: string, to: string, msgId: string, message: Element, ns = NS_QOS): Element {
-  return xml('iq', { type: 'set', id, to }, xml('assured', { xmlns: ns, msgId }, message));
+export function assuredIq(id: string, from: string, to: string, msgId: string, message: Element, ns = NS_QOS): Element {
+  return xml('iq', { type: 'set', id, from, to }, xml('assured', { xmlns: ns, msgId }, message));
 }
 
 /** `<deliver xmlns=ns msgId=…/>` inside an IQ set. */
-export function deliverIq(id: string, to: string, msgId: string, ns = NS_QOS): Element {
-  return xml('iq', { type: 'set', id, to }, xml('deliver', { xmlns: ns, msgId }));
+export function deliverIq(id: string, from: string, to: string, msgId: string, ns = NS_QOS): Element {
+  return xml('iq', { type: 'set', id, from, to }, xml('deliver', { xmlns: ns, msgId }));
 }
 
 /** The `<received msgId=…/>` answer to `assured` (in the request's namespace). */

@@ -13,6 +13,7 @@ import {
   StanzaError,
   bareJid,
   childElements,
+  domainOf,
   findChild,
   localName,
   randomId,
@@ -218,14 +219,25 @@ export class PubSub {
     op: PubSubOperation,
     node: string | undefined,
     options: WaitOptions = {},
+    as?: string,
   ): Promise<Element> {
     if (this.#closed) throw new ConfigError('PubSub is closed');
-    const iq = xml('iq', { type, to: this.service, from: this.transport.address, id: randomId() }, payload);
+    const iq = xml('iq', { type, to: this.service, from: this.#fromFor(as), id: randomId() }, payload);
     try {
       return await this.#iq.request(iq, { signal: options.signal, timeout: options.timeout ?? this.#timeout });
     } catch (err) {
       throw translateError(err, op, node, this.jid);
     }
+  }
+
+  /**
+   * The `from` to act as `jid`: a component may speak for any JID of its domain, and services
+   * require the subscriber's own JID on subscription requests (else `invalid-jid`).
+   */
+  #fromFor(jid: string | undefined): string {
+    const me = this.transport.address;
+    if (jid === undefined || jid === me || me.includes('@') || domainOf(jid) !== me) return me;
+    return jid;
   }
 
   /** The `<pubsub>` child of a result (or undefined when the server sent an empty result). */
@@ -545,8 +557,8 @@ export class PubSub {
    */
   async subscribe(node: string, options: SubscribeOptions = {}): Promise<Subscription> {
     const jid = options.jid ?? this.jid;
-    if (bareJid(jid) === this.jid || jid === this.transport.address) {
-      const existing = (await this.subscriptions({ ...options, node })).find(
+    if (this.#fromFor(jid) === jid || bareJid(jid) === this.jid) {
+      const existing = (await this.#subscriptionsAs(jid, node, options)).find(
         (s) => s.node === node && s.jid === jid && s.state === 'subscribed',
       );
       if (existing && !options.options) return existing;
@@ -555,7 +567,7 @@ export class PubSub {
     if (options.options) {
       ps.cnode(xml('options', null, submitForm(NS_PUBSUB_SUBSCRIBE_OPTIONS, toFieldMap(options.options))));
     }
-    const res = await this.#request('set', ps, 'subscribe', node, options);
+    const res = await this.#request('set', ps, 'subscribe', node, options, jid);
     const s = findChild(PubSub.#pubsubOf(res) ?? res, 'subscription');
     return {
       node: s?.attrs['node'] ?? node,
@@ -575,6 +587,7 @@ export class PubSub {
         'unsubscribe',
         node,
         options,
+        jid,
       );
     } catch (err) {
       // `unexpected-request` + `<not-subscribed/>` (XEP-0060 §6.2.3.2): already the wanted state.
@@ -584,16 +597,21 @@ export class PubSub {
   }
 
   /** This client's subscriptions (of one node, or all). */
-  async subscriptions(options: WaitOptions & { node?: string } = {}): Promise<Subscription[]> {
+  async subscriptions(options: WaitOptions & { node?: string; jid?: string } = {}): Promise<Subscription[]> {
+    return this.#subscriptionsAs(options.jid, options.node, options);
+  }
+
+  async #subscriptionsAs(jid: string | undefined, node: string | undefined, options: WaitOptions): Promise<Subscription[]> {
     const res = await this.#request(
       'get',
-      xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscriptions', { node: options.node })),
+      xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscriptions', { node })),
       'subscriptions',
-      options.node,
+      node,
       options,
+      jid,
     );
-    const all = PubSub.#parseSubscriptions(res, options.node);
-    return options.node === undefined ? all : all.filter((s) => s.node === options.node);
+    const all = PubSub.#parseSubscriptions(res, node);
+    return node === undefined ? all : all.filter((s) => s.node === node);
   }
 
   /**
@@ -608,6 +626,7 @@ export class PubSub {
       'options',
       node,
       options,
+      jid,
     );
     const form = findForm(findChild(PubSub.#pubsubOf(res) ?? res, 'options'));
     return form ? parseForm(form) : { type: 'form', formType: undefined, fields: new Map() };
@@ -630,6 +649,7 @@ export class PubSub {
       'options',
       node,
       options,
+      jid,
     );
   }
 

@@ -151,7 +151,8 @@ describe('IqRouter and IqCaller over the hub', () => {
     const client = hub.connect('caller.test');
     IqRouter.for(server).handle('urn:example:1', 'slow', (iq) => {
       // Mallory answers with the right id; the real service never does.
-      void mallory.send(resultReply({ ...iq, attrs: { ...iq.attrs, to: 'svc.test' } } as Element));
+      const forged = xml('iq', { ...iq.attrs, to: 'svc.test' });
+      void mallory.send(resultReply(forged));
       void mallory.send(xml('iq', { type: 'result', id: iq.attrs['id'], to: 'caller.test' }));
     });
     const caller = IqCaller.for(client);

@@ -1,0 +1,167 @@
+/**
+ * Interop of @xmppbus/messaging through real Prosody and ejabberd: the other side is played with
+ * hand-written stanzas from docs/protocol.md (section 5), including the deployed
+ * `urn:nf:iot:qos:1.0` namespace and a `received` element without a namespace; plus a c2s
+ * recipient whose server offline storage (XEP-0160) holds a message and stamps it.
+ */
+import { IqCaller, TimeoutError, parseXml, xml, type Element, type Transport } from '@xmppbus/core';
+import { Messenger, type MessageMeta } from '@xmppbus/messaging';
+import { describeServers, type XmppServer } from '@xmppbus/testing';
+import { clientTransport } from '@xmppbus/transport-client';
+import { componentTransport } from '@xmppbus/transport-component';
+import { afterEach, expect, it } from 'vitest';
+import { Tick } from './fixtures/messaging-contracts.js';
+
+const DEADLINE = 30_000;
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function component(srv: XmppServer, domain: string): Promise<Transport> {
+  const t = await componentTransport({
+    service: srv.componentService(),
+    domain,
+    password: srv.componentSecret,
+    timeout: DEADLINE,
+  });
+  cleanups.push(() => t.close());
+  return t;
+}
+
+function messenger(transport: Transport): Messenger {
+  const m = new Messenger({ transport, attemptTimeout: 5_000, retry: { initialDelay: 50, maxDelay: 500 } });
+  cleanups.push(() => m.close());
+  return m;
+}
+
+function nextStanza(t: Transport, pred: (el: Element) => boolean): Promise<Element> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new TimeoutError('no matching stanza'));
+    }, DEADLINE);
+    const off = t.onStanza((el) => {
+      if (!pred(el)) return;
+      clearTimeout(timer);
+      off();
+      resolve(el);
+    });
+  });
+}
+
+describeServers('messaging interop', (server, kind) => {
+  it(`[${kind}] a hand-written urn:nf:iot:qos:1.0 peer delivers exactly once (assured → received → deliver)`, async () => {
+    const srv = server();
+    const [raw, tg] = await Promise.all([component(srv, 'svc-h.localhost'), component(srv, 'svc-g.localhost')]);
+    const m = messenger(tg);
+    const seen: { i: number; meta: MessageMeta }[] = [];
+    m.on(Tick, (v, meta) => void seen.push({ i: v.i, meta }));
+    await m.ready();
+    const caller = IqCaller.for(raw);
+    // Exactly as in docs/protocol.md: deployed namespace, inner message in jabber:client with a spoofed from.
+    const received = await caller.request(
+      parseXml(
+        `<iq type='set' id='nf-1' from='svc-h.localhost' to='svc-g.localhost'>
+           <assured xmlns='urn:nf:iot:qos:1.0' msgId='A7'>
+             <message xmlns='jabber:client' from='mallory@evil.example' to='someone@else.example'>
+               <tick xmlns='urn:test:messaging:faults:1'><i>42</i></tick>
+             </message>
+           </assured>
+         </iq>`,
+      ),
+      { timeout: DEADLINE },
+    );
+    const r = received.getChild('received');
+    expect(r?.attrs).toMatchObject({ xmlns: 'urn:nf:iot:qos:1.0', msgId: 'A7' });
+    expect(seen).toHaveLength(0); // stored, not yet processed
+    const deliver = `<iq type='set' id='nf-2' from='svc-h.localhost' to='svc-g.localhost'><deliver xmlns='urn:nf:iot:qos:1.0' msgId='A7'/></iq>`;
+    await caller.request(parseXml(deliver), { timeout: DEADLINE });
+    // A repeated deliver (lost result) is answered without a second processing.
+    await caller.request(parseXml(deliver.replace("id='nf-2'", "id='nf-3'")), { timeout: DEADLINE });
+    expect(seen.map((s) => [s.i, s.meta.from, s.meta.to, s.meta.qos, s.meta.id])).toEqual([
+      [42, 'svc-h.localhost', 'svc-g.localhost', 2, 'A7'],
+    ]);
+    // Acknowledged (QoS 1) with an inner message in no namespace.
+    await caller.request(
+      parseXml(
+        `<iq type='set' id='nf-4' from='svc-h.localhost' to='svc-g.localhost'><acknowledged xmlns='urn:ieee:iot:qos:1.0'>` +
+          `<message><tick xmlns='urn:test:messaging:faults:1'><i>43</i></tick></message></acknowledged></iq>`,
+      ),
+      { timeout: DEADLINE },
+    );
+    expect(seen.map((s) => s.i)).toEqual([42, 43]);
+  });
+
+  it(`[${kind}] our sender talks to a hand-written peer that answers <received/> without a namespace`, async () => {
+    const srv = server();
+    const [ti, raw] = await Promise.all([component(srv, 'svc-i.localhost'), component(srv, 'svc-j.localhost')]);
+    const got: Element[] = [];
+    raw.onStanza((s) => {
+      if (s.name !== 'iq' || s.attrs['type'] !== 'set') return;
+      got.push(s);
+      const env = s.children.find((c): c is Element => typeof c !== 'string')!;
+      const reply = xml('iq', { type: 'result', id: s.attrs['id'], from: s.attrs['to'], to: s.attrs['from'] });
+      if (env.name === 'assured') reply.children.push(xml('received', { msgId: env.attrs['msgId'] }));
+      void raw.send(reply);
+    });
+    const m = messenger(ti);
+    await m.send('svc-j.localhost', Tick, { i: 1 }, { qos: 1, id: 'ack-1' });
+    await m.send('svc-j.localhost', Tick, { i: 2 }, { qos: 2, id: 'as-1' });
+    await m.drain({ timeout: DEADLINE });
+    expect(got.map((s) => [s.attrs['id'], s.children.find((c): c is Element => typeof c !== 'string')!.name])).toEqual([
+      ['ack-1', 'acknowledged'],
+      ['as-1', 'assured'],
+      ['as-1.d', 'deliver'],
+    ]);
+    const ack = got[0]!.getChild('acknowledged')!;
+    expect(ack.attrs['xmlns']).toBe('urn:xmpp:qos');
+    expect(ack.getChild('message')?.getChild('tick', 'urn:test:messaging:faults:1')?.getChildText('i')).toBe('1');
+    expect(got[1]!.getChild('assured')?.attrs['msgId']).toBe('as-1');
+    expect(m.counters).toMatchObject({ completed: 2, queued: 0, deadLettered: 0 });
+  });
+
+  it(`[${kind}] a c2s recipient gets a message from the server's offline storage with its <delay/> stamp`, async () => {
+    const srv = server();
+    const user = `off${process.pid}x${Date.now() % 100000}`;
+    await srv.registerUser(user, 'pw');
+    const tk = await component(srv, 'svc-k.localhost');
+    const sender = messenger(tk);
+    const sentAt = Date.now();
+    // QoS 0 with the XEP-0334 `store` hint: the user is offline, the server stores it.
+    await sender.send(`${user}@localhost`, Tick, { i: 7 }, { qos: 0, store: true });
+    // Another component message as a barrier: once it is routed, the first one is stored too.
+    const probe = await component(srv, 'svc-l.localhost');
+    const echo = nextStanza(probe, (s) => s.name === 'message');
+    await tk.send(xml('message', { from: 'svc-k.localhost', to: 'svc-l.localhost' }, xml('body', {}, 'barrier')));
+    await echo;
+
+    const agent = await clientTransport({
+      service: srv.c2sService(),
+      domain: srv.domain,
+      username: user,
+      password: 'pw',
+      mechanism: 'PLAIN',
+      allowPlainWithoutTls: true,
+      initialPresence: false, // register the handler before the offline messages flush
+      timeout: DEADLINE,
+    });
+    cleanups.push(() => agent.close());
+    const m = messenger(agent);
+    const seen: MessageMeta[] = [];
+    const arrived = new Promise<void>((resolve) => {
+      m.on(Tick, (_v, meta) => {
+        seen.push(meta);
+        resolve();
+      });
+    });
+    await agent.send(xml('presence'));
+    await arrived;
+    const meta = seen[0]!;
+    expect(meta.qos).toBe(0);
+    expect(meta.from).toBe('svc-k.localhost');
+    expect(meta.delayedFrom).toBeInstanceOf(Date);
+    expect(Math.abs(meta.delayedFrom!.getTime() - sentAt)).toBeLessThan(5_000);
+    if (kind === 'ejabberd') expect(meta.delayReason).toBe('Offline storage');
+  });
+});
