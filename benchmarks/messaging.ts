@@ -68,7 +68,8 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
       if (qos === 0) {
         for (let i = 0; i < COUNT; i += QOS0_BATCH) {
           const batch: Promise<void>[] = [];
-          for (let j = i; j < Math.min(COUNT, i + QOS0_BATCH); j++) batch.push(sender.send(to, Tick, { i: j }, { qos }));
+          for (let j = i; j < Math.min(COUNT, i + QOS0_BATCH); j++)
+            batch.push(sender.send(to, Tick, { i: j }, { qos }));
           await Promise.all(batch);
         }
         // QoS 0 may lose: wait for all or for the stream to go quiet.

@@ -4,7 +4,8 @@
 //   (c) xmppbus  — RpcClient/RpcServer over @xmppbus/transport-component, validated payload
 // Sequential round trips (p50/p99) and pipelined throughput (100 in flight) per server, with the
 // Node CPU per call (both ends live in this process) and the server's CPU per call.
-// Env: RPC_BENCH_SECONDS (pipelined duration per case, default 10), RPC_BENCH_SEQ (default 2000).
+// Env: RPC_BENCH_SECONDS (pipelined time per impl, default 10), RPC_BENCH_SEQ (sequential calls per impl,
+// default 2000), RPC_BENCH_ROUNDS (alternating rounds the time and calls are split into, default 3).
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
@@ -19,8 +20,7 @@ const SECONDS = Number(process.env['RPC_BENCH_SECONDS'] ?? 10);
 const SEQ = Number(process.env['RPC_BENCH_SEQ'] ?? 2000);
 const WARMUP = 300;
 const IN_FLIGHT = 100;
-const CALLER = 'svc-a.localhost';
-const CALLEE = 'svc-b.localhost';
+const ROUNDS = Number(process.env['RPC_BENCH_ROUNDS'] ?? 3);
 
 interface Bench {
   call(): Promise<unknown>;
@@ -29,7 +29,8 @@ interface Bench {
 
 interface Impl {
   name: 'raw' | 'xmppjs' | 'xmppbus';
-  setup(srv: XmppServer): Promise<Bench>;
+  /** Caller and callee component names (distinct per impl, so all three stay connected). */
+  setup(srv: XmppServer, caller: string, callee: string): Promise<Bench>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ const attr = (s: string, name: string): string => {
 
 const raw: Impl = {
   name: 'raw',
-  async setup(srv) {
+  async setup(srv, CALLER, CALLEE) {
     const callee = await RawLink.open(srv, CALLEE);
     callee.onStanza = (s) => {
       callee.sock.write(
@@ -149,7 +150,7 @@ const xmppjs = createRequire(import.meta.url)('@xmpp/component') as {
 
 const bare: Impl = {
   name: 'xmppjs',
-  async setup(srv) {
+  async setup(srv, CALLER, CALLEE) {
     const { xml } = xmppjs;
     const mk = async (domain: string): Promise<XmppComponent> => {
       const c = xmppjs.component({ service: srv.componentService(), domain, password: srv.componentSecret });
@@ -194,7 +195,7 @@ const bare: Impl = {
 // (c) xmppbus RPC: validated on both sides, deadline header, typed result.
 const bus: Impl = {
   name: 'xmppbus',
-  async setup(srv) {
+  async setup(srv, CALLER, CALLEE) {
     const mk = (domain: string) =>
       componentTransport({ service: srv.componentService(), domain, password: srv.componentSecret, reconnect: false });
     const calleeT = await mk(CALLEE);
@@ -225,35 +226,42 @@ interface Row {
   serverCpuUsPerCall: number | undefined;
 }
 
-async function sequential(b: Bench): Promise<{ p50: number; p99: number; rate: number }> {
+async function warmup(b: Bench): Promise<void> {
   for (let i = 0; i < WARMUP; i++) await b.call();
-  const lat = new Array<number>(SEQ);
-  const t0 = performance.now();
-  for (let i = 0; i < SEQ; i++) {
-    const s = performance.now();
-    await b.call();
-    lat[i] = performance.now() - s;
-  }
-  const wall = performance.now() - t0;
-  lat.sort((x, y) => x - y);
-  return { p50: percentile(lat, 50), p99: percentile(lat, 99), rate: (SEQ / wall) * 1000 };
+  await runFor(b, 1000); // JIT and server caches hot at full concurrency
 }
 
-async function pipelined(b: Bench, pid: number): Promise<{ rate: number; nodeCpu: number; serverCpu?: number }> {
-  // Short warm-up at full concurrency so JIT and server caches are hot.
-  await runFor(b, 1000);
+async function sequential(b: Bench, n: number, into: number[]): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const s = performance.now();
+    await b.call();
+    into.push(performance.now() - s);
+  }
+  return performance.now() - t0;
+}
+
+interface Totals {
+  lat: number[];
+  seqWallMs: number;
+  calls: number;
+  wallMs: number;
+  nodeCpuUs: number;
+  serverCpuUs: number | undefined;
+}
+
+async function pipelinedRound(b: Bench, pid: number, ms: number, t: Totals): Promise<void> {
   const s0 = processCpuUs(pid);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  const n = await runFor(b, SECONDS * 1000);
-  const wall = performance.now() - t0;
+  const n = await runFor(b, ms);
+  t.wallMs += performance.now() - t0;
   const c = process.cpuUsage(c0);
   const s1 = processCpuUs(pid);
-  return {
-    rate: (n / wall) * 1000,
-    nodeCpu: (c.user + c.system) / n,
-    ...(s0 !== undefined && s1 !== undefined ? { serverCpu: (s1 - s0) / n } : {}),
-  };
+  t.calls += n;
+  t.nodeCpuUs += c.user + c.system;
+  t.serverCpuUs =
+    s0 !== undefined && s1 !== undefined && t.serverCpuUs !== undefined ? t.serverCpuUs + (s1 - s0) : undefined;
 }
 
 function runFor(b: Bench, ms: number): Promise<number> {
@@ -280,29 +288,47 @@ function runFor(b: Bench, ms: number): Promise<number> {
 const metrics: Record<string, Record<string, Row>> = {};
 const ratios: Record<string, Record<string, number>> = {};
 const rows: Record<string, string | number>[] = [];
+const impls = [raw, bare, bus];
 
+// The three implementations are connected side by side and measured in alternating rounds, so a
+// busy neighbour on this 2-core box slows them alike instead of skewing one of them.
 for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
   const srv = await startServer(kind);
+  const benches: Bench[] = [];
   try {
+    const names = 'abcdefghijklmnop';
+    for (const [k, impl] of impls.entries()) {
+      benches.push(await impl.setup(srv, `svc-${names[2 * k]}.localhost`, `svc-${names[2 * k + 1]}.localhost`));
+    }
+    for (const b of benches) await warmup(b);
+    const totals: Totals[] = impls.map(() => ({
+      lat: [],
+      seqWallMs: 0,
+      calls: 0,
+      wallMs: 0,
+      nodeCpuUs: 0,
+      serverCpuUs: 0,
+    }));
+    const perRound = Math.ceil(SEQ / ROUNDS);
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [k, b] of benches.entries()) totals[k]!.seqWallMs += await sequential(b, perRound, totals[k]!.lat);
+      for (const [k, b] of benches.entries()) await pipelinedRound(b, srv.pid, (SECONDS * 1000) / ROUNDS, totals[k]!);
+    }
     metrics[kind] = {};
-    for (const impl of [raw, bare, bus]) {
-      const b = await impl.setup(srv);
-      try {
-        const seq = await sequential(b);
-        const pipe = await pipelined(b, srv.pid);
-        metrics[kind][impl.name] = {
-          p50Ms: seq.p50,
-          p99Ms: seq.p99,
-          seqCallsPerSec: seq.rate,
-          throughput: pipe.rate,
-          nodeCpuUsPerCall: pipe.nodeCpu,
-          serverCpuUsPerCall: pipe.serverCpu,
-        };
-      } finally {
-        await b.close();
-      }
+    for (const [k, impl] of impls.entries()) {
+      const t = totals[k]!;
+      t.lat.sort((x, y) => x - y);
+      metrics[kind][impl.name] = {
+        p50Ms: percentile(t.lat, 50),
+        p99Ms: percentile(t.lat, 99),
+        seqCallsPerSec: (t.lat.length / t.seqWallMs) * 1000,
+        throughput: (t.calls / t.wallMs) * 1000,
+        nodeCpuUsPerCall: t.nodeCpuUs / t.calls,
+        serverCpuUsPerCall: t.serverCpuUs === undefined ? undefined : t.serverCpuUs / t.calls,
+      };
     }
   } finally {
+    for (const b of benches) await b.close();
     await srv.stop();
   }
   const m = metrics[kind];
@@ -330,7 +356,10 @@ for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
   }
 }
 
-printTable(`RPC round trips (sequential ${SEQ}, pipelined ${IN_FLIGHT} in flight for ${SECONDS} s)`, rows);
+printTable(
+  `RPC round trips (sequential ${SEQ}, pipelined ${IN_FLIGHT} in flight for ${SECONDS} s; ${ROUNDS} alternating rounds)`,
+  rows,
+);
 const file = writeResult({ name: 'rpc', server: 'prosody+ejabberd', metrics, ratios });
 process.stdout.write(
   `\ntargets: p50 ≤ 1.1× raw, throughput ≥ 0.9× raw\n${JSON.stringify(ratios, null, 2)}\nwrote ${file}\n`,

@@ -23,7 +23,7 @@ import { Tick } from './fixtures/messaging-contracts.js';
 const N = 5_000;
 const DEADLINE = 180_000;
 const FIXTURE = new URL('./fixtures/messaging-peer.ts', import.meta.url).pathname;
-const KILL_AT = 3_000; // effects (QoS 1 + 2 interleaved) seen before the kill
+const KILL_AT = 1_500; // effects (QoS 1 + 2 interleaved) seen before the kill
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -158,7 +158,10 @@ interface Verdict {
 function verify(dbPath: string, label: string, db?: Database.Database): Verdict {
   const own = db ?? new Database(dbPath, { readonly: true });
   try {
-    const rows = own.prepare('SELECT msg_id, qos FROM effects ORDER BY rowid').all() as { msg_id: string; qos: number }[];
+    const rows = own.prepare('SELECT msg_id, qos FROM effects ORDER BY rowid').all() as {
+      msg_id: string;
+      qos: number;
+    }[];
     const byQos = (q: number): string[] => rows.filter((r) => r.qos === q).map((r) => r.msg_id);
     const firstOrder = (ids: string[]): boolean => {
       const seen = new Set<string>();
@@ -217,12 +220,16 @@ describeServers('messaging faults', (server, kind) => {
       cleanups.push(() => sender.close());
       const q0 = await produce(sender, 'svc-b.localhost');
       await until(() => recv.counters.received >= KILL_AT, `${KILL_AT} messages received`);
-      await srv.kill();
       const atKill = recv.counters.received;
+      await srv.kill();
+      const afterKill = recv.counters.received;
       await srv.restart();
       await sender.drain({ timeout: DEADLINE });
       await until(() => q0.qos0Sent() === N, 'QoS 0 producer done');
-      console.log(`[messaging faults] ${kind} server killed after ${atKill} deliveries`);
+      console.log(
+        `[messaging faults] ${kind} server SIGKILLed at ${atKill} deliveries (${afterKill} once the kill returned)`,
+      );
+      expect(atKill).toBeLessThan(2 * N); // really mid-stream
       verify('', `${kind} server kill -9`, rstore.database);
       expect(sender.counters.retried).toBeGreaterThan(0);
     },
@@ -283,6 +290,7 @@ describeServers('messaging faults', (server, kind) => {
       const second = spawnPeer({ ...common, mode: 'resume' });
       await second.line((l) => l === 'drained');
       console.log(`[messaging faults] ${kind} sender killed after ${atKill} deliveries`);
+      expect(atKill).toBeLessThan(2 * N); // really mid-stream
       verify('', `${kind} sender kill -9`, rstore.database);
     },
     DEADLINE * 2,

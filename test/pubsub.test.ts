@@ -66,7 +66,12 @@ describeServers('pubsub', (server, kind) => {
   it(`creates, reads and changes node configuration through data forms [${kind}]`, async () => {
     const a = await connect(server(), 'svc-a.localhost');
     const node = uniq('cfg');
-    await a.createNode(node, { maxItems: 50, notificationType: 'normal', accessModel: 'open', publishModel: 'publishers' });
+    await a.createNode(node, {
+      maxItems: 50,
+      notificationType: 'normal',
+      accessModel: 'open',
+      publishModel: 'publishers',
+    });
     const cfg = await a.getNodeConfig(node);
     expect(cfg.maxItems).toBe(50);
     expect(cfg.notificationType).toBe('normal');
@@ -164,7 +169,9 @@ describeServers('pubsub', (server, kind) => {
     await waitFor(() => other.includes('purge'), 'purge');
     await a.deleteNode(node);
     await waitFor(() => other.includes('delete'), 'delete');
-    expect(other).toEqual(kind === 'ejabberd' ? ['retract', 'configuration', 'purge', 'delete'] : ['retract', 'purge', 'delete']);
+    expect(other).toEqual(
+      kind === 'ejabberd' ? ['retract', 'configuration', 'purge', 'delete'] : ['retract', 'purge', 'delete'],
+    );
     await sub.close();
   });
 
@@ -175,11 +182,17 @@ describeServers('pubsub', (server, kind) => {
     await a.createNode(node);
     const got: string[] = [];
     const invalid: string[] = [];
-    const sub = b.consume(node, OrderCreated, (v) => void got.push(v.orderId), { onInvalid: (e) => invalid.push(e.id) });
-    await sub.ready();
-    await a.publishElement(node, xml('created', { xmlns: 'urn:test:orders:1' }, xml('orderId', null, 'x'), xml('qty', null, '-1')), {
-      id: 'neg',
+    const sub = b.consume(node, OrderCreated, (v) => void got.push(v.orderId), {
+      onInvalid: (e) => invalid.push(e.id),
     });
+    await sub.ready();
+    await a.publishElement(
+      node,
+      xml('created', { xmlns: 'urn:test:orders:1' }, xml('orderId', null, 'x'), xml('qty', null, '-1')),
+      {
+        id: 'neg',
+      },
+    );
     await a.publishElement(node, xml('foreign', { xmlns: 'urn:other' }), { id: 'foreign' });
     await a.publish(node, OrderCreated, { orderId: 'ok', qty: 1 }, { id: 'ok' });
     await waitFor(() => got.length === 1, 'valid event');
@@ -238,7 +251,8 @@ describeServers('pubsub', (server, kind) => {
     };
     let n = 0;
     const publish = async (count: number): Promise<void> => {
-      for (let i = 0; i < count; i++, n++) await a.publish(node, OrderCreated, { orderId: `j${n}`, qty: 1 }, { id: `j${n}` });
+      for (let i = 0; i < count; i++, n++)
+        await a.publish(node, OrderCreated, { orderId: `j${n}`, qty: 1 }, { id: `j${n}` });
     };
     const m1 = await member('svc-d.localhost');
     const m2 = await member('svc-e.localhost');

@@ -158,6 +158,20 @@ describeServers('transports', (server, kind) => {
     }
   });
 
+  it(`[${kind}] stanzas sent without from are stamped with the component's address`, async () => {
+    // ejabberd silently drops component stanzas without `from`; the transport fills it in.
+    const srv = server();
+    const a = await component(srv, 'svc-a.localhost');
+    const b = await component(srv, 'svc-b.localhost');
+    try {
+      const msg = nextStanza(b, (el) => el.name === 'message' && el.attrs['id'] === 'nofrom');
+      await a.send(xml('message', { to: 'svc-b.localhost', id: 'nofrom' }, xml('body', {}, 'x')));
+      expect((await msg).attrs['from']).toBe('svc-a.localhost');
+    } finally {
+      await closeAll(a, b);
+    }
+  });
+
   it(`[${kind}] a c2s client and a component exchange messages both ways`, async () => {
     const srv = server();
     const user = await newUser(srv);

@@ -272,6 +272,8 @@ export class IqCaller {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     const id = (iq.attrs['id'] ??= randomId());
+    // ejabberd closes a component stream that sends a stanza without `from` (observed).
+    if (iq.attrs['from'] === undefined && this.#transport.address) iq.attrs['from'] = this.#transport.address;
     if (this.#pending.has(id)) return Promise.reject(new Error(`IQ id ${id} is already pending`));
     const timeout = options.timeout ?? this.defaultTimeout;
     return new Promise<Element>((resolve, reject) => {

@@ -1,14 +1,7 @@
 // Messenger
 export { Messenger, DeadLetters } from './messenger.js';
 export type { SendOptions, MessageMeta, MessageHandler, HandlerOptions, MessengerCounters } from './messenger.js';
-export type {
-  MessengerOptions,
-  ReceiveOptions,
-  RetryOptions,
-  OverflowPolicy,
-  Duration,
-  Logger,
-} from './options.js';
+export type { MessengerOptions, ReceiveOptions, RetryOptions, OverflowPolicy, Duration, Logger } from './options.js';
 export { OutboxFullError } from './errors.js';
 
 // Stores

@@ -215,7 +215,10 @@ describe('Messenger QoS levels (memory hub)', () => {
     const err = await sender.send('svc-b.test', Note, { n: 1, text: 'no' }, { qos: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StanzaError);
     expect((err as StanzaError).condition).toBe('not-allowed');
-    expect((await sender.deadLetters.list())[0]).toMatchObject({ reason: 'rejected', error: 'not-allowed: sender not allowed' });
+    expect((await sender.deadLetters.list())[0]).toMatchObject({
+      reason: 'rejected',
+      error: 'not-allowed: sender not allowed',
+    });
     expect(receiver.counters.refused).toBe(1);
   });
 
@@ -271,7 +274,9 @@ describe('Messenger QoS levels (memory hub)', () => {
       ),
     );
     expect(res.getChild('received')?.attrs).toMatchObject({ xmlns: NS_QOS_NF, msgId: 'M1' });
-    await caller.request(parseXml(`<iq type='set' to='svc-b.test' id='x2'><deliver xmlns='${NS_QOS_NF}' msgId='M1'/></iq>`));
+    await caller.request(
+      parseXml(`<iq type='set' to='svc-b.test' id='x2'><deliver xmlns='${NS_QOS_NF}' msgId='M1'/></iq>`),
+    );
     expect(c.seen.map((s) => [s.n, s.meta.from, s.meta.to])).toEqual([[5, 'svc-a.test', 'svc-b.test']]);
 
     // The other direction: a hand-written peer that answers `received` with no namespace.
@@ -312,7 +317,9 @@ describe('Messenger QoS levels (memory hub)', () => {
     await vi.waitFor(() => expect(dropping.counters.queued).toBe(2));
     // The in-flight probe holds `first`; the oldest idle one is `second`.
     dropping.send('nobody.test', Note, { n: 3, text: 'x' }, { id: 'third' }).catch(() => undefined);
-    await vi.waitFor(async () => expect((await dropping.deadLetters.list()).map((d) => d.reason)).toEqual(['overflow']));
+    await vi.waitFor(async () =>
+      expect((await dropping.deadLetters.list()).map((d) => d.reason)).toEqual(['overflow']),
+    );
     void first;
     void second;
   });

@@ -248,6 +248,8 @@ export class Messenger implements AsyncDisposable {
   readonly #recentAcks = new Map<string, Promise<void> | true>();
   /** QoS 2: decoded values of stored messages, so `deliver` in the same process skips parsing. */
   readonly #assuredCache = new Map<string, { message: Element; reg: Registration; value: unknown }>();
+  /** QoS 2 deliveries between handler start and committed delivered mark. */
+  readonly #delivering = new Map<string, Promise<void>>();
   #pendingBySender = new Map<string, number>();
   #pendingTotal = 0;
   #inboundActive = 0;
@@ -463,14 +465,14 @@ export class Messenger implements AsyncDisposable {
     let rec: OutboxRecord;
     try {
       rec = await this.#store.enqueue({
-      id,
-      to,
-      qos,
-      stanza,
-      payload: `{${contract.ns}}${contract.name}`,
-      createdAt: now,
-      notBefore: deliverAt,
-      expiresAt,
+        id,
+        to,
+        qos,
+        stanza,
+        payload: `{${contract.ns}}${contract.name}`,
+        createdAt: now,
+        notBefore: deliverAt,
+        expiresAt,
         attempts: 0,
         state: 'queued',
       });
@@ -554,7 +556,8 @@ export class Messenger implements AsyncDisposable {
       const j = entry.peer.scheduled.indexOf(entry);
       if (j >= 0) entry.peer.scheduled.splice(j, 1);
     }
-    if (this.#blocked.length > 0 && this.#entries.size + this.#accepting < this.#maxOutbox) this.#blocked.shift()!.resolve();
+    if (this.#blocked.length > 0 && this.#entries.size + this.#accepting < this.#maxOutbox)
+      this.#blocked.shift()!.resolve();
     this.#checkDrained();
   }
 
@@ -609,7 +612,11 @@ export class Messenger implements AsyncDisposable {
       }
       if (e.rec.state === 'queued') {
         if (e.rec.expiresAt !== null && e.rec.expiresAt <= now) {
-          void this.#deadLetter(e, 'expired', new ExpiredError(`message ${e.rec.id} to ${peer.to} expired before delivery`));
+          void this.#deadLetter(
+            e,
+            'expired',
+            new ExpiredError(`message ${e.rec.id} to ${peer.to} expired before delivery`),
+          );
           i--; // removed from the queue
           continue;
         }
@@ -645,13 +652,19 @@ export class Messenger implements AsyncDisposable {
       if (rec.qos === 0) {
         p = this.#transport.send(this.#messageOf(e, now));
       } else if (rec.qos === 1) {
-        p = this.#caller.request(acknowledgedIq(rec.id, this.#transport.address, rec.to, this.#messageOf(e, now), this.#ns), {
-          timeout: this.#attemptTimeout,
-        });
+        p = this.#caller.request(
+          acknowledgedIq(rec.id, this.#transport.address, rec.to, this.#messageOf(e, now), this.#ns),
+          {
+            timeout: this.#attemptTimeout,
+          },
+        );
       } else if (rec.state === 'queued') {
-        p = this.#caller.request(assuredIq(rec.id, this.#transport.address, rec.to, rec.id, this.#messageOf(e, now), this.#ns), {
-          timeout: this.#attemptTimeout,
-        });
+        p = this.#caller.request(
+          assuredIq(rec.id, this.#transport.address, rec.to, rec.id, this.#messageOf(e, now), this.#ns),
+          {
+            timeout: this.#attemptTimeout,
+          },
+        );
       } else {
         p = this.#caller.request(deliverIq(`${rec.id}.d`, this.#transport.address, rec.to, rec.id, this.#ns), {
           timeout: this.#attemptTimeout,
@@ -1036,7 +1049,11 @@ export class Messenger implements AsyncDisposable {
         // A retry of a message already handled (or being handled): answer without re-running.
         this.counters.duplicates++;
         if (seen === true) this.#reply(iq);
-        else seen.then(() => this.#reply(iq), (err: unknown) => this.#reply(iq, this.#handlerError(err)));
+        else
+          seen.then(
+            () => this.#reply(iq),
+            (err: unknown) => this.#reply(iq, this.#handlerError(err)),
+          );
         return;
       }
       const work = this.#serial(sender, async () => {
@@ -1121,7 +1138,7 @@ export class Messenger implements AsyncDisposable {
         };
         const result = await this.#store.inboxPut(record);
         if (result === 'stored') {
-          this.#pendingBySender.set(sender, pending + 1);
+          this.#pendingBySender.set(sender, (this.#pendingBySender.get(sender) ?? 0) + 1);
           this.#pendingTotal++;
           this.#assuredCache.set(key, { message: opened.message, reg: opened.reg, value });
         } else this.counters.duplicates++;
@@ -1146,70 +1163,116 @@ export class Messenger implements AsyncDisposable {
         return;
       }
       const sender = bareJid(from);
-      void this.#serial(sender, () => this.#deliver(iq, sender, msgId));
-    });
-  }
-
-  async #deliver(iq: Element, sender: string, msgId: string): Promise<void> {
-    const key = `${sender}\n${msgId}`;
-    try {
-      let cached = this.#assuredCache.get(key);
-      if (!cached) {
-        const rec = await this.#store.inboxGet(sender, msgId);
-        if (rec === 'delivered') {
-          this.counters.duplicates++;
-          this.#reply(iq);
-          return;
-        }
-        if (rec === undefined) {
-          this.#refuse(iq, new StanzaError({ condition: 'item-not-found', text: `no assured message ${msgId}` }));
-          return;
-        }
-        const message = parseXml(rec.stanza);
-        const found = this.#findPayload(message);
-        if (!found) {
-          this.#refuse(iq, new StanzaError({ condition: 'feature-not-implemented', text: 'no handler for this payload' }));
-          return;
-        }
-        cached = { message, reg: found.reg, value: this.#decode(found.reg, found.el) };
-      }
-      const { message, reg, value } = cached;
-      const now = this.#clock.now();
-      if (this.#expired(message)) {
-        await this.#store.inboxComplete(sender, msgId, now);
-        this.#forgetPending(sender, key);
-        this.#refuse(
-          iq,
-          new StanzaError({ condition: 'not-acceptable', text: 'message expired', application: expiredCondition() }),
+      const key = `${sender}\n${msgId}`;
+      const running = this.#delivering.get(key);
+      if (running) {
+        // A repeated deliver while the first is still committing: answer with its outcome.
+        this.counters.duplicates++;
+        running.then(
+          () => this.#reply(iq),
+          (err: unknown) => this.#refuse(iq, this.#asStanzaError(err)),
         );
         return;
       }
-      const meta = this.#meta(message, 2, msgId);
-      if (reg.transactional) {
-        const store = this.#store;
+      const done = deferred<void>();
+      done.promise.catch(noop);
+      this.#delivering.set(key, done.promise);
+      this.#inboundActive++;
+      // Only the handler invocation is serialised per sender (order); the commit of the
+      // delivered mark is a group commit awaited outside the chain, so deliveries pipeline.
+      void this.#serial(sender, async () => {
         try {
-          store.transaction!(() => {
-            const r = reg.handler(value, meta);
-            if (r && typeof (r as Promise<void>).then === 'function') {
-              throw new ConfigError('a transactional handler must be synchronous');
-            }
-            store.inboxCompleteSync!(sender, msgId, now);
-          });
+          const { commit } = await this.#deliverStep(sender, msgId);
+          commit.then(done.resolve, done.reject);
         } catch (err) {
-          this.counters.handlerErrors++;
-          throw this.#handlerError(err);
+          done.reject(err);
         }
-      } else {
-        await this.#runHandler(reg, value, meta);
-        await this.#store.inboxComplete(sender, msgId, now);
+      });
+      done.promise
+        .then(
+          () => this.#reply(iq),
+          (err: unknown) => this.#refuse(iq, this.#asStanzaError(err)),
+        )
+        .finally(() => {
+          this.#delivering.delete(key);
+          this.#inboundActive--;
+          this.#checkDrained();
+        });
+    });
+  }
+
+  #asStanzaError(err: unknown): StanzaError {
+    if (err instanceof StanzaError) return err;
+    const cause = (err as { cause?: unknown } | undefined)?.cause;
+    if (cause instanceof StanzaError) return cause;
+    return this.#handlerError(cause instanceof Error ? cause : err);
+  }
+
+  /** Runs the handler of a stored assured message (in order); `commit` settles once it is marked delivered. */
+  async #deliverStep(sender: string, msgId: string): Promise<{ commit: Promise<void> }> {
+    const key = `${sender}\n${msgId}`;
+    let cached = this.#assuredCache.get(key);
+    if (!cached) {
+      const rec = await this.#store.inboxGet(sender, msgId);
+      if (rec === 'delivered') {
+        this.counters.duplicates++;
+        return { commit: Promise.resolve() };
       }
-      this.#forgetPending(sender, key);
-      this.counters.received++;
-      this.#reply(iq);
-    } catch (err) {
-      const se = err instanceof StanzaError ? err : this.#handlerError(err);
-      this.#refuse(iq, se);
+      if (rec === undefined)
+        throw new StanzaError({ condition: 'item-not-found', text: `no assured message ${msgId}` });
+      const message = parseXml(rec.stanza);
+      const found = this.#findPayload(message);
+      if (!found) throw new StanzaError({ condition: 'feature-not-implemented', text: 'no handler for this payload' });
+      cached = { message, reg: found.reg, value: this.#decode(found.reg, found.el) };
     }
+    const { message, reg, value } = cached;
+    const now = this.#clock.now();
+    const forget = (): void => this.#forgetPending(sender, key);
+    if (this.#expired(message)) {
+      const commit = this.#store.inboxComplete(sender, msgId, now).then(() => {
+        forget();
+        throw new StanzaError({
+          condition: 'not-acceptable',
+          text: 'message expired',
+          application: expiredCondition(),
+        });
+      });
+      return { commit };
+    }
+    const meta = this.#meta(message, 2, msgId);
+    let commit: Promise<void>;
+    if (reg.transactional) {
+      const store = this.#store;
+      const body = (): void => {
+        const r = reg.handler(value, meta);
+        if (r && typeof (r as Promise<void>).then === 'function') {
+          throw new ConfigError('a transactional handler must be synchronous');
+        }
+        store.inboxCompleteSync!(sender, msgId, now);
+      };
+      if (store.transactionBatched) commit = store.transactionBatched(body);
+      else {
+        try {
+          store.transaction!(body);
+          commit = Promise.resolve();
+        } catch (err) {
+          commit = Promise.reject(toError(err));
+        }
+      }
+      commit = commit.catch((err: unknown) => {
+        this.counters.handlerErrors++;
+        throw this.#asStanzaError(err);
+      });
+    } else {
+      await this.#runHandler(reg, value, meta);
+      commit = this.#store.inboxComplete(sender, msgId, now);
+    }
+    return {
+      commit: commit.then(() => {
+        forget();
+        this.counters.received++;
+      }),
+    };
   }
 
   #forgetPending(sender: string, key: string): void {
@@ -1331,5 +1394,3 @@ function insertSorted<T>(list: T[], item: T, cmp: (a: T, b: T) => number): void 
   while (i > 0 && cmp(list[i - 1]!, item) > 0) i--;
   list.splice(i, 0, item);
 }
-
-

@@ -138,6 +138,11 @@ export interface MessageStore {
    * the only way a crash cannot split "effect done" from "marked delivered".
    */
   transaction?<T>(fn: () => T): T;
+  /**
+   * Optional: like `transaction`, but may defer `fn` to a group commit shared with other writes;
+   * resolves after the commit. Preferred by the messenger when present.
+   */
+  transactionBatched?<T>(fn: () => T): Promise<T>;
   /** Optional synchronous `inboxComplete`, for use inside `transaction`. */
   inboxCompleteSync?(sender: string, msgId: string, at: number): void;
 }

@@ -5,7 +5,16 @@
  * item id (same id = same event). Invalid payloads are reported and skipped, never thrown at the
  * handler. A `Consumer` is the public handle; with `group` it delegates to group.ts.
  */
-import { ClosedError, StanzaError, abortReason, bareJid, deferred, withAbort, type Element, type WaitOptions } from '@xmppbus/core';
+import {
+  ClosedError,
+  StanzaError,
+  abortReason,
+  bareJid,
+  deferred,
+  withAbort,
+  type Element,
+  type WaitOptions,
+} from '@xmppbus/core';
 import { decode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
 import { MemoryCheckpointStore, type Checkpoint, type CheckpointStore } from './checkpoint-store.js';
 import type { PubSubEvent } from './events.js';
@@ -184,7 +193,13 @@ export class Pipeline<C extends PayloadContract> {
     if (to !== undefined && to !== this.#o.jid && bareJid(to) !== this.#o.jid) return;
     if (e.type === 'items') {
       for (const it of e.items) {
-        const p: Pending = { id: it.id, payload: it.payload, publisher: it.publisher, delayed: e.delayed, replay: false };
+        const p: Pending = {
+          id: it.id,
+          payload: it.payload,
+          publisher: it.publisher,
+          delayed: e.delayed,
+          replay: false,
+        };
         if (this.#buffer) this.#buffer.push(p);
         else this.#enqueue(p);
       }
@@ -224,7 +239,13 @@ export class Pipeline<C extends PayloadContract> {
           for (let i = start; i < items.length; i++) {
             const it = items[i]!;
             if (this.#seen.has(it.id)) continue;
-            this.#enqueue({ id: it.id, payload: it.payload, publisher: it.publisher, delayed: undefined, replay: true });
+            this.#enqueue({
+              id: it.id,
+              payload: it.payload,
+              publisher: it.publisher,
+              delayed: undefined,
+              replay: true,
+            });
           }
           this.#hasCheckpoint = true;
         }
@@ -396,16 +417,22 @@ export class Pipeline<C extends PayloadContract> {
       this.#ready.reject(new ClosedError('consumer closed before it was ready'));
     }
     try {
-      await withAbort(this.#idle.promise, { timeout: options.timeout ?? 10_000, signal: options.signal }, 'consumer drain');
+      await withAbort(
+        this.#idle.promise,
+        { timeout: options.timeout ?? 10_000, signal: options.signal },
+        'consumer drain',
+      );
     } catch {
       // handlers still running after the deadline: abort them below and move on
     }
     this.#ac.abort(new ClosedError('consumer closed'));
     while (this.#saving) await this.#saving.catch(() => undefined);
     if (this.#o.durableKey !== undefined) {
-      await this.#o.store.save(this.#o.durableKey, { lastId: this.#lastId, recent: [...this.#seen] }).catch((err: unknown) => {
-        this.#o.onError(err as Error, undefined);
-      });
+      await this.#o.store
+        .save(this.#o.durableKey, { lastId: this.#lastId, recent: [...this.#seen] })
+        .catch((err: unknown) => {
+          this.#o.onError(err as Error, undefined);
+        });
     }
   }
 }
@@ -429,7 +456,8 @@ export class Consumer<C extends PayloadContract = PayloadContract> implements As
     const log = pubsub.logger;
     const onInvalid =
       options.onInvalid ??
-      ((e: InvalidEvent) => log.warn(`pubsub: skipped invalid event '${e.id}' on node '${e.node}': ${e.error.message}`));
+      ((e: InvalidEvent) =>
+        log.warn(`pubsub: skipped invalid event '${e.id}' on node '${e.node}': ${e.error.message}`));
     const onError =
       options.onError ??
       ((err: Error, meta: EventMeta | undefined) =>
@@ -460,7 +488,8 @@ export class Consumer<C extends PayloadContract = PayloadContract> implements As
       });
       this.#started = this.#group.start();
     } else {
-      const durableKey = options.durable !== undefined ? `${pubsub.service}\u0000${node}\u0000${options.durable}` : undefined;
+      const durableKey =
+        options.durable !== undefined ? `${pubsub.service}\u0000${node}\u0000${options.durable}` : undefined;
       this.#pipeline = new Pipeline<C>({
         ...base,
         store,

@@ -26,7 +26,7 @@ const HINTS: Partial<Record<PubSubOperation, string>> = {
     'node creation is restricted: on Prosody add this JID to `admins`; on ejabberd allow it in mod_pubsub `access_createnode`',
   publish:
     "publishing needs the owner or publisher affiliation: have the node's owner call pubsub.setAffiliations(node, { [jid]: 'publisher' }) (or use ensurePublishers)",
-  retract: "retracting needs the owner or publisher affiliation on the node",
+  retract: 'retracting needs the owner or publisher affiliation on the node',
   configure: 'only an owner of the node may read or change its configuration',
   delete: 'only an owner of the node may delete it',
   purge: 'only an owner of the node may purge it',
@@ -85,7 +85,12 @@ function initOf(e: StanzaError): StanzaErrorInit {
 }
 
 /** Gives permission and precondition failures their own class; everything else passes through. */
-export function translateError(err: unknown, operation: PubSubOperation, node: string | undefined, actor: string): unknown {
+export function translateError(
+  err: unknown,
+  operation: PubSubOperation,
+  node: string | undefined,
+  actor: string,
+): unknown {
   // ejabberd with s2s off answers `forbidden` "Access denied by service policy" when the service
   // is not routed; core already made that a ServiceUnavailableError: keep it.
   if (!(err instanceof StanzaError) || err instanceof ServiceUnavailableError) return err;
@@ -93,7 +98,11 @@ export function translateError(err: unknown, operation: PubSubOperation, node: s
   if (app === 'precondition-not-met' || (err.condition === 'conflict' && app === 'precondition-not-met')) {
     return new PreconditionNotMetError({ ...initOf(err), node: node ?? '' }, { cause: err });
   }
-  if (err.condition === 'forbidden' || err.condition === 'not-authorized' || (err.condition === 'not-allowed' && app !== 'closed-node')) {
+  if (
+    err.condition === 'forbidden' ||
+    err.condition === 'not-authorized' ||
+    (err.condition === 'not-allowed' && app !== 'closed-node')
+  ) {
     return new PubSubForbiddenError({ ...initOf(err), operation, node, actor }, { cause: err });
   }
   return err;

@@ -69,7 +69,11 @@ export function groupStateNode(group: string, node: string): string {
  * writes items of its own term: ejabberd refuses to overwrite an item another JID published,
  * even on a `publish_model=open` node.
  */
-async function latestOfTerm(pubsub: PubSub, node: string, prefix: string): Promise<{ term: number; el: Element } | undefined> {
+async function latestOfTerm(
+  pubsub: PubSub,
+  node: string,
+  prefix: string,
+): Promise<{ term: number; el: Element } | undefined> {
   const items = await pubsub.items(node, { timeout: 10_000 });
   let best: { term: number; el: Element } | undefined;
   for (const it of items) {
@@ -171,13 +175,18 @@ export class GroupMember<C extends PayloadContract> {
   async start(): Promise<void> {
     const o = this.#o;
     const reg = registryOf(o.pubsub.transport);
-    if (reg.members.has(this.#key)) throw new Error(`a member of group '${o.group}' on '${o.node}' already runs on this transport`);
+    if (reg.members.has(this.#key))
+      throw new Error(`a member of group '${o.group}' on '${o.node}' already runs on this transport`);
     reg.members.set(this.#key, this as unknown as GroupMember<PayloadContract>);
     const opts = { timeout: o.timeout ?? 30_000 };
-    await o.pubsub.ensureNode(this.#state, { persistItems: true, maxItems: 20, accessModel: 'open', publishModel: 'open' }, {
-      ...opts,
-      reconfigure: false,
-    });
+    await o.pubsub.ensureNode(
+      this.#state,
+      { persistItems: true, maxItems: 20, accessModel: 'open', publishModel: 'open' },
+      {
+        ...opts,
+        reconfigure: false,
+      },
+    );
     this.#offState = o.pubsub.onNode(this.#state, (e) => this.#onStateEvent(e));
     await o.pubsub.subscribe(this.#state, opts);
     await this.#elect();
@@ -470,7 +479,9 @@ export class GroupMember<C extends PayloadContract> {
     if (this.#pipeline) {
       await this.#stepDown();
       // Hand over at once: unsubscribe and announce the vacancy (members elect on the notification).
-      await this.#o.pubsub.unsubscribe(this.#o.node, { jid: this.#o.jid, timeout: options.timeout ?? 5_000 }).catch(() => undefined);
+      await this.#o.pubsub
+        .unsubscribe(this.#o.node, { jid: this.#o.jid, timeout: options.timeout ?? 5_000 })
+        .catch(() => undefined);
       await this.#announce('').catch(() => undefined);
     }
     this.#leader = undefined;

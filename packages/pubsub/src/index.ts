@@ -18,13 +18,7 @@ export type {
 
 // Node configuration and data forms
 export { configToFields, configFromForm } from './node-config.js';
-export type {
-  NodeConfig,
-  AccessModel,
-  PublishModel,
-  NotificationType,
-  SendLastPublishedItem,
-} from './node-config.js';
+export type { NodeConfig, AccessModel, PublishModel, NotificationType, SendLastPublishedItem } from './node-config.js';
 export type { DataForm, FormField, FieldValue } from './forms.js';
 
 // Events

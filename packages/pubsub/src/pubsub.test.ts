@@ -37,7 +37,9 @@ function client(address: string): PubSub {
 
 beforeEach(() => {
   hub = memoryHub();
-  service = new MemoryPubSubService(hub.connect('pubsub.test'), { admins: ['svc-a.test', 'svc-b.test', 'svc-c.test', 'svc-e.test'] });
+  service = new MemoryPubSubService(hub.connect('pubsub.test'), {
+    admins: ['svc-a.test', 'svc-b.test', 'svc-c.test', 'svc-e.test'],
+  });
 });
 afterEach(() => {
   for (const c of clients.splice(0)) c.close();
@@ -108,7 +110,7 @@ describe('publish and consume', () => {
     });
     await sub.ready({ timeout: 5_000 });
     const before = service.published;
-    // @ts-expect-error qty must be an integer ≥ 1
+    // qty must be ≥ 1: the schema, not the type, rejects it
     await expect(a.publish('orders', OrderCreated, { orderId: 'x', qty: 0 })).rejects.toBeInstanceOf(ValidationError);
     expect(service.published).toBe(before);
     await a.publish('orders', OrderCreated, { orderId: 'o1', qty: 2 }, { id: 'o1' });
@@ -212,13 +214,17 @@ describe('durable consumers', () => {
     for (let i = 0; i < 20; i++) await a.publish('orders', OrderCreated, { orderId: `p${i}`, qty: 1 }, { id: `p${i}` });
     sub = b.consume('orders', OrderCreated, (v) => void got.push(v.orderId), { durable: 'd', store });
     const live = (async () => {
-      for (let i = 0; i < 20; i++) await a.publish('orders', OrderCreated, { orderId: `l${i}`, qty: 1 }, { id: `l${i}` });
+      for (let i = 0; i < 20; i++)
+        await a.publish('orders', OrderCreated, { orderId: `l${i}`, qty: 1 }, { id: `l${i}` });
     })();
     await sub.ready();
     await live;
     await waitFor(() => got.length >= 40, '40 events');
     await new Promise((r) => setTimeout(r, 50));
-    expect(got).toEqual([...Array.from({ length: 20 }, (_, i) => `p${i}`), ...Array.from({ length: 20 }, (_, i) => `l${i}`)]);
+    expect(got).toEqual([
+      ...Array.from({ length: 20 }, (_, i) => `p${i}`),
+      ...Array.from({ length: 20 }, (_, i) => `l${i}`),
+    ]);
     await sub.close();
   });
 
@@ -277,7 +283,8 @@ describe('competing consumers', () => {
     await m2.ready();
     let n = 0;
     const publish = async (count: number): Promise<void> => {
-      for (let i = 0; i < count; i++, n++) await a.publish('jobs', OrderCreated, { orderId: `j${n}`, qty: 1 }, { id: `j${n}` });
+      for (let i = 0; i < count; i++, n++)
+        await a.publish('jobs', OrderCreated, { orderId: `j${n}`, qty: 1 }, { id: `j${n}` });
     };
     await new Promise((r) => setTimeout(r, 250)); // m2 has joined by its first heartbeat
     await publish(30);

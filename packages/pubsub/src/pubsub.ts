@@ -129,7 +129,9 @@ export interface UnsubscribeOptions extends WaitOptions {
 
 export type EventListener = (event: PubSubEvent) => void;
 
-function toFieldMap(v: ReadonlyMap<string, FieldValue> | Readonly<Record<string, FieldValue>>): Map<string, FieldValue> {
+function toFieldMap(
+  v: ReadonlyMap<string, FieldValue> | Readonly<Record<string, FieldValue>>,
+): Map<string, FieldValue> {
   return v instanceof Map ? new Map(v) : new Map(Object.entries(v as Record<string, FieldValue>));
 }
 
@@ -258,7 +260,11 @@ export class PubSub {
           const features = new Set<string>();
           for (const c of q ? childElements(q) : []) {
             if (localName(c) === 'identity') {
-              identities.push({ category: c.attrs['category'] ?? '', type: c.attrs['type'] ?? '', name: c.attrs['name'] });
+              identities.push({
+                category: c.attrs['category'] ?? '',
+                type: c.attrs['type'] ?? '',
+                name: c.attrs['name'],
+              });
             } else if (localName(c) === 'feature' && c.attrs['var']) features.add(c.attrs['var']);
           }
           const names = identities.map((i) => i.name ?? '').join(' ');
@@ -327,7 +333,13 @@ export class PubSub {
   /** Config fields the server knows (from its default node config form), or undefined if it will not say. */
   #knownFields(options: WaitOptions): Promise<Set<string> | undefined> {
     if (!this.#supportedFields) {
-      const p = this.#request('get', xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('default')), 'configure', undefined, options)
+      const p = this.#request(
+        'get',
+        xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('default')),
+        'configure',
+        undefined,
+        options,
+      )
         .then((res) => {
           const form = findForm(findChild(PubSub.#pubsubOf(res) ?? res, 'default'));
           return form ? new Set(parseForm(form).fields.keys()) : undefined;
@@ -359,7 +371,8 @@ export class PubSub {
         dropped.push(k);
       }
     }
-    if (dropped.length > 0) this.logger.warn(`pubsub: ${this.service} does not support ${dropped.join(', ')}; not sent`);
+    if (dropped.length > 0)
+      this.logger.warn(`pubsub: ${this.service} does not support ${dropped.join(', ')}; not sent`);
     return fields;
   }
 
@@ -377,7 +390,13 @@ export class PubSub {
     const fields = await this.#configFields(this.#withDefaults(config), options);
     const configure = xml('configure');
     if (fields.size > 0) configure.cnode(submitForm(NS_PUBSUB_NODE_CONFIG, fields));
-    await this.#request('set', xml('pubsub', { xmlns: NS_PUBSUB }, xml('create', { node }), configure), 'create', node, options);
+    await this.#request(
+      'set',
+      xml('pubsub', { xmlns: NS_PUBSUB }, xml('create', { node }), configure),
+      'create',
+      node,
+      options,
+    );
   }
 
   /**
@@ -435,7 +454,13 @@ export class PubSub {
 
   /** Removes every item of the node (subscribers get a `purge` event). */
   async purgeNode(node: string, options: WaitOptions = {}): Promise<void> {
-    await this.#request('set', xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('purge', { node })), 'purge', node, options);
+    await this.#request(
+      'set',
+      xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('purge', { node })),
+      'purge',
+      node,
+      options,
+    );
   }
 
   /** Affiliations of the node (owner only). */
@@ -457,7 +482,11 @@ export class PubSub {
   }
 
   /** Sets affiliations (owner only), e.g. `{ 'svc-b.example': 'publisher' }`; `'none'` removes one. */
-  async setAffiliations(node: string, affiliations: Readonly<Record<string, Affiliation>>, options: WaitOptions = {}): Promise<void> {
+  async setAffiliations(
+    node: string,
+    affiliations: Readonly<Record<string, Affiliation>>,
+    options: WaitOptions = {},
+  ): Promise<void> {
     const el = xml('affiliations', { node });
     for (const [jid, affiliation] of Object.entries(affiliations)) el.cnode(xml('affiliation', { jid, affiliation }));
     await this.#request('set', xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, el), 'affiliations', node, options);
@@ -601,7 +630,11 @@ export class PubSub {
     return this.#subscriptionsAs(options.jid, options.node, options);
   }
 
-  async #subscriptionsAs(jid: string | undefined, node: string | undefined, options: WaitOptions): Promise<Subscription[]> {
+  async #subscriptionsAs(
+    jid: string | undefined,
+    node: string | undefined,
+    options: WaitOptions,
+  ): Promise<Subscription[]> {
     const res = await this.#request(
       'get',
       xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscriptions', { node })),
@@ -644,7 +677,11 @@ export class PubSub {
       xml(
         'pubsub',
         { xmlns: NS_PUBSUB },
-        xml('options', { node, jid, subid: options.subid }, submitForm(NS_PUBSUB_SUBSCRIBE_OPTIONS, toFieldMap(fields))),
+        xml(
+          'options',
+          { node, jid, subid: options.subid },
+          submitForm(NS_PUBSUB_SUBSCRIBE_OPTIONS, toFieldMap(fields)),
+        ),
       ),
       'options',
       node,

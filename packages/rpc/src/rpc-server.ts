@@ -219,7 +219,12 @@ export class RpcServer {
     if (this.#status === 'closed') throw new ClosedError('RpcServer is closed');
     const key = `{${method.ns}}${method.name}`;
     const entry: Entry = { contract: method, handler: handler as unknown as Handler<MethodContract> };
-    const off = this.#router.handle(method.ns, method.name, (iq, payload) => this.#onCall(entry, iq, payload));
+    let off: () => void;
+    try {
+      off = this.#router.handle(method.ns, method.name, (iq, payload) => this.#onCall(entry, iq, payload));
+    } catch (err) {
+      throw new ConfigError(`${key} already has a handler on this transport`, { cause: err });
+    }
     this.#entries.set(key, entry);
     const ns = this.#namespaces.get(method.ns);
     if (ns) ns.count++;
@@ -363,8 +368,11 @@ export class RpcServer {
       this.#finish(entry, iq, ctx, err, true);
       return;
     }
-    if (result instanceof Promise) {
-      result.then(
+    if (
+      result instanceof Promise ||
+      (typeof result === 'object' && result !== null && typeof (result as { then?: unknown }).then === 'function')
+    ) {
+      Promise.resolve(result as PromiseLike<unknown>).then(
         (value: unknown) => this.#finish(entry, iq, ctx, value, false),
         (err: unknown) => this.#finish(entry, iq, ctx, err, true),
       );

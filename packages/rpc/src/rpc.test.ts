@@ -306,6 +306,20 @@ describe('RpcClient + RpcServer (memory hub)', () => {
     hub.reconnect('billing.test');
   });
 
+  it('survives a "server restart": idempotent calls made during the outage complete once links are back', async () => {
+    new RpcServer({ transport: b }).handle(GetOrder, ({ orderId }) => ({ orderId, qty: 7 }));
+    const client = new RpcClient({ transport: a, retry: { attempts: 50, baseDelay: 5, maxDelay: 20 } });
+    hub.disconnect('billing.test');
+    hub.disconnect('orders.test');
+    const during = Promise.all([1, 2, 3].map((i) => client.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
+    await new Promise((r) => setTimeout(r, 20));
+    hub.reconnect('billing.test'); // caller back first: its calls bounce (callee still away) and are retried
+    await new Promise((r) => setTimeout(r, 20));
+    hub.reconnect('orders.test');
+    await expect(during).resolves.toEqual([1, 2, 3].map((i) => ({ orderId: `o${i}`, qty: 7 })));
+    expect(pending()).toBe(0);
+  });
+
   it('retries idempotent methods on retryable errors, never the others', async () => {
     const server = new RpcServer({ transport: b });
     let gets = 0;

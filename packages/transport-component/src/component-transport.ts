@@ -4,7 +4,15 @@
  */
 import { createHash } from 'node:crypto';
 import { escapeXML } from 'ltx';
-import { ConfigError, ProtocolError, localName, type Clock, type WaitOptions } from '@xmppbus/core';
+import {
+  ConfigError,
+  ProtocolError,
+  localName,
+  type Clock,
+  type Element,
+  type SendOptions,
+  type WaitOptions,
+} from '@xmppbus/core';
 import type { ReconnectOptions } from './backoff.js';
 import type { Logger } from './logger.js';
 import { parseService, type ServiceAddress, type StreamLink } from './stream-link.js';
@@ -60,6 +68,15 @@ export class ComponentTransport extends StreamTransport {
     const wait: WaitOptions = { signal: options.signal, timeout: options.timeout };
     await t._start(wait);
     return t;
+  }
+
+  /**
+   * ejabberd silently drops component stanzas without `from` (Prosody fills it in), so the
+   * component's own address is stamped on any stanza that lacks one.
+   */
+  override send(stanza: Element, options?: SendOptions): Promise<void> {
+    if (stanza.attrs['from'] === undefined) stanza.attrs['from'] = this.address;
+    return super.send(stanza, options);
   }
 
   protected async _negotiate(link: StreamLink, signal: AbortSignal): Promise<void> {

@@ -23,13 +23,7 @@ import {
 } from '@xmppbus/core';
 import { clone } from 'ltx';
 import { findForm, parseForm } from '../forms.js';
-import {
-  NS_PUBSUB,
-  NS_PUBSUB_ERRORS,
-  NS_PUBSUB_EVENT,
-  NS_PUBSUB_NODE_CONFIG,
-  NS_PUBSUB_OWNER,
-} from '../ns.js';
+import { NS_PUBSUB, NS_PUBSUB_ERRORS, NS_PUBSUB_EVENT, NS_PUBSUB_NODE_CONFIG, NS_PUBSUB_OWNER } from '../ns.js';
 
 export interface MemoryPubSubServiceOptions {
   /** JIDs that may create nodes and act as owner of every node (Prosody's `admins`). */
@@ -160,7 +154,8 @@ export class MemoryPubSubService {
     const node = op.attrs['node'];
     switch (localName(op)) {
       case 'create': {
-        if (node === undefined) throw new StanzaError({ condition: 'not-acceptable', text: 'instant nodes unsupported' });
+        if (node === undefined)
+          throw new StanzaError({ condition: 'not-acceptable', text: 'instant nodes unsupported' });
         if (!this.#openCreate && !this.#admins.has(bareJid(from))) throw new StanzaError({ condition: 'forbidden' });
         if (this.nodes.has(node)) throw new StanzaError({ condition: 'conflict', text: 'node exists' });
         const config = new Map(this.#defaults);
@@ -178,7 +173,10 @@ export class MemoryPubSubService {
         const aff = this.#aff(n, from);
         const model = n.config.get('pubsub#publish_model');
         const allowed =
-          aff === 'owner' || aff === 'publisher' || model === 'open' || (model === 'subscribers' && n.subscribers.has(from));
+          aff === 'owner' ||
+          aff === 'publisher' ||
+          model === 'open' ||
+          (model === 'subscribers' && n.subscribers.has(from));
         if (!allowed) throw new StanzaError({ condition: 'forbidden' });
         const po = findForm(findChild(ps, 'publish-options'));
         if (po) {
@@ -195,7 +193,8 @@ export class MemoryPubSubService {
         }
         const item = findChild(op, 'item');
         const payload = item ? childElements(item)[0] : undefined;
-        if (!item || !payload) throw new StanzaError({ condition: 'bad-request', text: 'item with one payload required' });
+        if (!item || !payload)
+          throw new StanzaError({ condition: 'bad-request', text: 'item with one payload required' });
         const id = item.attrs['id'] ?? String(++this.#subSeq);
         this.published++;
         if (n.config.get('pubsub#persist_items') !== '0') {
@@ -224,11 +223,18 @@ export class MemoryPubSubService {
         const n = this.#node(node);
         const jid = op.attrs['jid'] ?? from;
         if (n.config.get('pubsub#access_model') === 'whitelist' && this.#aff(n, jid) === 'none') {
-          throw new StanzaError({ condition: 'not-allowed', application: xml('closed-node', { xmlns: NS_PUBSUB_ERRORS }) });
+          throw new StanzaError({
+            condition: 'not-allowed',
+            application: xml('closed-node', { xmlns: NS_PUBSUB_ERRORS }),
+          });
         }
         let subid = n.subscribers.get(jid);
         if (!subid) n.subscribers.set(jid, (subid = `s${++this.#subSeq}`));
-        return xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscription', { node, jid, subid, subscription: 'subscribed' }));
+        return xml(
+          'pubsub',
+          { xmlns: NS_PUBSUB },
+          xml('subscription', { node, jid, subid, subscription: 'subscribed' }),
+        );
       }
       case 'unsubscribe': {
         const n = this.#node(node);
@@ -327,7 +333,8 @@ export class MemoryPubSubService {
         const n = this.#node(node);
         this.#requireOwner(n, from);
         const subs = xml('subscriptions', { node });
-        for (const [jid, subid] of n.subscribers) subs.cnode(xml('subscription', { jid, subid, subscription: 'subscribed' }));
+        for (const [jid, subid] of n.subscribers)
+          subs.cnode(xml('subscription', { jid, subid, subscription: 'subscribed' }));
         return xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, subs);
       }
       default:
