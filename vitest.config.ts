@@ -16,6 +16,8 @@ export default defineConfig({
           name: 'unit',
           include: ['packages/*/src/**/*.test.ts', 'test/unit/**/*.test.ts'],
           environment: 'node',
+          // Unit tests open no sockets: connect/listen throw (see the file).
+          setupFiles: ['test/setup/no-sockets.ts'],
         },
       },
       {

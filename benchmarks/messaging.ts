@@ -14,6 +14,8 @@ import { percentile, printTable, processCpuUs, writeResult } from './lib/results
 const COUNT = Number(process.env['MESSAGING_BENCH_COUNT'] ?? 10_000);
 const LATENCY_SAMPLES = 1_000;
 const QOS0_BATCH = 500;
+// MESSAGING_BENCH_LEVELS=1,2 measures a subset of levels (profiling; ratios need level 0).
+const LEVELS = (process.env['MESSAGING_BENCH_LEVELS'] ?? '0,1,2').split(',').map(Number) as QosLevel[];
 
 interface Row extends Record<string, string | number> {
   server: string;
@@ -59,7 +61,7 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
     await sender.drain();
     await waitUntil(() => received >= 600, 30_000);
 
-    for (const qos of [0, 1, 2] as QosLevel[]) {
+    for (const qos of LEVELS) {
       // Throughput: COUNT messages pipelined (QoS 0 in write batches; QoS 1/2 through the outbox window).
       received = 0;
       const cpu0 = process.cpuUsage();
@@ -126,8 +128,11 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
   return rows;
 }
 
+// MESSAGING_BENCH_SERVERS=ejabberd (comma list) runs a subset and writes no result file (profiling).
+const only = process.env['MESSAGING_BENCH_SERVERS']?.split(',').filter((s) => s !== '');
+const kinds = only ? SERVER_KINDS.filter((k) => only.includes(k)) : SERVER_KINDS;
 const rows: Row[] = [];
-for (const kind of SERVER_KINDS) {
+for (const kind of kinds) {
   const srv = await startServer(kind);
   try {
     rows.push(...(await runServer(srv)));
@@ -139,9 +144,10 @@ printTable(`messaging: ${COUNT} messages per level, durable SQLite stores both s
 
 const metrics: Record<string, unknown> = {};
 const ratios: Record<string, unknown> = {};
-for (const kind of SERVER_KINDS) {
+for (const kind of kinds) {
   const of = (q: number): Row => rows.find((r) => r.server === kind && r.qos === q)!;
-  metrics[kind] = Object.fromEntries([0, 1, 2].map((q) => [`qos${q}`, of(q)]));
+  metrics[kind] = Object.fromEntries(LEVELS.map((q) => [`qos${q}`, of(q)]));
+  if (LEVELS.length < 3) continue;
   ratios[kind] = {
     qos1_vs_qos0: Number((of(1)['msgs/s'] / of(0)['msgs/s']).toFixed(3)),
     qos2_vs_qos0: Number((of(2)['msgs/s'] / of(0)['msgs/s']).toFixed(3)),
@@ -149,4 +155,4 @@ for (const kind of SERVER_KINDS) {
 }
 metrics['count'] = COUNT;
 process.stdout.write(`\nratios ${JSON.stringify(ratios)} (targets: qos1 ≥ 0.5, qos2 ≥ 0.35)\n`);
-writeResult({ name: 'messaging', server: SERVER_KINDS.join('+'), metrics, ratios });
+if (!only && LEVELS.length === 3) writeResult({ name: 'messaging', server: SERVER_KINDS.join('+'), metrics, ratios });

@@ -2,6 +2,7 @@
 //   (a) raw      — hand-written XEP-0114 over node:net, minimal string stanza handling (baseline)
 //   (b) xmpp.js  — bare @xmpp/component iqCaller/iqCallee
 //   (c) xmppbus  — RpcClient/RpcServer over @xmppbus/transport-component, validated payload
+//   (c') the same with a per-call timeout, i.e. the xmppbus-deadline SHIM header on every call
 // Sequential round trips (p50/p99) and pipelined throughput (100 in flight) per server, with the
 // Node CPU per call (both ends live in this process) and the server's CPU per call.
 // Env: RPC_BENCH_SECONDS (pipelined time per impl, default 10), RPC_BENCH_SEQ (sequential calls per impl,
@@ -28,7 +29,7 @@ interface Bench {
 }
 
 interface Impl {
-  name: 'raw' | 'xmppjs' | 'xmppbus';
+  name: 'raw' | 'xmppjs' | 'xmppbus' | 'xmppbus+deadline';
   /** Caller and callee component names (distinct per impl, so all three stay connected). */
   setup(srv: XmppServer, caller: string, callee: string): Promise<Bench>;
 }
@@ -192,28 +193,41 @@ const bare: Impl = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// (c) xmppbus RPC: validated on both sides, deadline header, typed result.
-const bus: Impl = {
-  name: 'xmppbus',
-  async setup(srv, CALLER, CALLEE) {
-    const mk = (domain: string) =>
-      componentTransport({ service: srv.componentService(), domain, password: srv.componentSecret, reconnect: false });
-    const calleeT = await mk(CALLEE);
-    const server = new RpcServer({ transport: calleeT, concurrency: 256 });
-    server.handle(CreateOrder, ({ sku, qty }) => ({ orderId: `${sku}-${qty}`, total: qty * 9.5 }));
-    const callerT = await mk(CALLER);
-    const client = new RpcClient({ transport: callerT, timeout: 30_000 });
-    const req = { sku: 'A1', qty: 2 };
-    return {
-      call: () => client.call(CreateOrder, CALLEE, req),
-      close: async () => {
-        await server.close({ timeout: 1000 });
-        await callerT.close();
-        await calleeT.close();
-      },
-    };
-  },
-};
+// (c) xmppbus RPC: validated on both sides, typed result; (c') plus the deadline header.
+function busImpl(withDeadline: boolean): Impl {
+  return {
+    name: withDeadline ? 'xmppbus+deadline' : 'xmppbus',
+    async setup(srv, CALLER, CALLEE) {
+      const mk = (domain: string) =>
+        componentTransport({
+          service: srv.componentService(),
+          domain,
+          password: srv.componentSecret,
+          reconnect: false,
+        });
+      const calleeT = await mk(CALLEE);
+      const server = new RpcServer({ transport: calleeT, concurrency: 256 });
+      server.handle(CreateOrder, ({ sku, qty }) => ({ orderId: `${sku}-${qty}`, total: qty * 9.5 }));
+      const callerT = await mk(CALLER);
+      const client = new RpcClient({ transport: callerT, timeout: 30_000 });
+      const req = { sku: 'A1', qty: 2 };
+      const callOpts = { timeout: 30_000 };
+      return {
+        // A per-call timeout sends the xmppbus-deadline SHIM header (see RpcClientOptions.propagateDeadline).
+        call: withDeadline
+          ? () => client.call(CreateOrder, CALLEE, req, callOpts)
+          : () => client.call(CreateOrder, CALLEE, req),
+        close: async () => {
+          await server.close({ timeout: 1000 });
+          await callerT.close();
+          await calleeT.close();
+        },
+      };
+    },
+  };
+}
+const bus = busImpl(false);
+const busDeadline = busImpl(true);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -288,7 +302,7 @@ function runFor(b: Bench, ms: number): Promise<number> {
 const metrics: Record<string, Record<string, Row>> = {};
 const ratios: Record<string, Record<string, number>> = {};
 const rows: Record<string, string | number>[] = [];
-const impls = [raw, bare, bus];
+const impls = [raw, bare, bus, busDeadline];
 
 // The three implementations are connected side by side and measured in alternating rounds, so a
 // busy neighbour on this 2-core box slows them alike instead of skewing one of them.
@@ -339,8 +353,10 @@ for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
     p99_vs_raw: m['xmppbus']!.p99Ms / base.p99Ms,
     xmppjs_p50_vs_raw: m['xmppjs']!.p50Ms / base.p50Ms,
     xmppjs_throughput_vs_raw: m['xmppjs']!.throughput / base.throughput,
+    with_deadline_header_p50_vs_raw: m['xmppbus+deadline']!.p50Ms / base.p50Ms,
+    with_deadline_header_throughput_vs_raw: m['xmppbus+deadline']!.throughput / base.throughput,
   };
-  for (const name of ['raw', 'xmppjs', 'xmppbus'] as const) {
+  for (const name of ['raw', 'xmppjs', 'xmppbus', 'xmppbus+deadline'] as const) {
     const r = m[name]!;
     rows.push({
       server: kind,

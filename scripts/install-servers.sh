@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Prosody and ejabberd from Debian's packages when they are missing. Idempotent; a no-op
+# Installs Prosody and ejabberd (and the few tools the tests use) from Debian's packages when they are missing. Idempotent; a no-op
 # (no apt, no network) when both are present.
 # No daemon is started here, and none is left running: the test harness (@xmppbus/testing) starts
 # its own instances on 127.0.0.1 with generated configs in temp dirs.
@@ -9,6 +9,8 @@ need=()
 command -v prosody >/dev/null 2>&1 || [ -x /usr/bin/prosody ] || need+=(prosody)
 [ -x /usr/sbin/ejabberdctl ] && [ -x /usr/bin/erl ] || need+=(ejabberd)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# test/transports.test.ts makes a throwaway certificate for the STARTTLS test.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -232,6 +232,7 @@ describeServers('messaging faults', (server, kind) => {
       expect(atKill).toBeLessThan(2 * N); // really mid-stream
       verify('', `${kind} server kill -9`, rstore.database);
       expect(sender.counters.retried).toBeGreaterThan(0);
+      expect(sender.counters.batched).toBeGreaterThan(0); // with batching on (the default)
     },
     DEADLINE * 2,
   );
@@ -263,6 +264,7 @@ describeServers('messaging faults', (server, kind) => {
       await second.kill();
       verify(db, `${kind} receiver kill -9`);
       expect(sender.counters.retried).toBeGreaterThan(0);
+      expect(sender.counters.batched).toBeGreaterThan(0); // with batching on (the default)
     },
     DEADLINE * 2,
   );
@@ -289,6 +291,8 @@ describeServers('messaging faults', (server, kind) => {
       const atKill = recv.counters.received;
       const second = spawnPeer({ ...common, mode: 'resume' });
       await second.line((l) => l === 'drained');
+      // The recovered outbox went out with batching on (the default).
+      expect(Number((await second.line((l) => l.startsWith('total batched '))).slice(14))).toBeGreaterThan(0);
       console.log(`[messaging faults] ${kind} sender killed after ${atKill} deliveries`);
       expect(atKill).toBeLessThan(2 * N); // really mid-stream
       verify('', `${kind} sender kill -9`, rstore.database);

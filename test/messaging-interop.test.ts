@@ -4,7 +4,7 @@
  * `urn:nf:iot:qos:1.0` namespace and a `received` element without a namespace; plus a c2s
  * recipient whose server offline storage (XEP-0160) holds a message and stamps it.
  */
-import { IqCaller, TimeoutError, parseXml, xml, type Element, type Transport } from '@xmppbus/core';
+import { IqCaller, NS_DISCO_INFO, TimeoutError, parseXml, xml, type Element, type Transport } from '@xmppbus/core';
 import { Messenger, type MessageMeta } from '@xmppbus/messaging';
 import { describeServers, type XmppServer } from '@xmppbus/testing';
 import { clientTransport } from '@xmppbus/transport-client';
@@ -119,6 +119,83 @@ describeServers('messaging interop', (server, kind) => {
     expect(ack.getChild('message')?.getChild('tick', 'urn:test:messaging:faults:1')?.getChildText('i')).toBe('1');
     expect(got[1]!.getChild('assured')?.attrs['msgId']).toBe('as-1');
     expect(m.counters).toMatchObject({ completed: 2, queued: 0, deadLettered: 0 });
+  });
+
+  it(`[${kind}] a hand-written peer without the batch feature gets one envelope per IQ while many are in flight`, async () => {
+    const srv = server();
+    const [ti, raw] = await Promise.all([component(srv, 'svc-i.localhost'), component(srv, 'svc-j.localhost')]);
+    const sets: Element[] = [];
+    let discos = 0;
+    raw.onStanza((s) => {
+      if (s.name !== 'iq') return;
+      const env = s.children.find((c): c is Element => typeof c !== 'string');
+      if (!env) return;
+      const reply = xml('iq', { type: 'result', id: s.attrs['id'], from: s.attrs['to'], to: s.attrs['from'] });
+      if (s.attrs['type'] === 'get' && env.name === 'query' && env.attrs['xmlns'] === NS_DISCO_INFO) {
+        // A third-party QoS implementation: it knows urn:xmpp:qos, not our batch extension.
+        discos++;
+        reply.children.push(
+          xml(
+            'query',
+            { xmlns: NS_DISCO_INFO },
+            xml('identity', { category: 'component', type: 'generic' }),
+            xml('feature', { var: NS_DISCO_INFO }),
+            xml('feature', { var: 'urn:xmpp:qos' }),
+          ),
+        );
+        void raw.send(reply);
+        return;
+      }
+      if (s.attrs['type'] !== 'set') return;
+      sets.push(s);
+      if (env.name === 'assured') reply.children.push(xml('received', { msgId: env.attrs['msgId'] }));
+      void raw.send(reply);
+    });
+    const m = messenger(ti);
+    await Promise.all([
+      ...Array.from({ length: 40 }, (_, i) => m.send('svc-j.localhost', Tick, { i }, { qos: 1, id: `ack-${i}` })),
+      ...Array.from({ length: 40 }, (_, i) => m.send('svc-j.localhost', Tick, { i }, { qos: 2, id: `as-${i}` })),
+    ]);
+    await m.drain({ timeout: DEADLINE });
+    expect(discos).toBe(1); // asked once, the answer is cached
+    const names = sets.map((s) => s.children.find((c): c is Element => typeof c !== 'string')!.name);
+    expect(names).not.toContain('batch');
+    expect(names.filter((n) => n === 'acknowledged')).toHaveLength(40);
+    expect(names.filter((n) => n === 'assured')).toHaveLength(40);
+    expect(names.filter((n) => n === 'deliver')).toHaveLength(40);
+    // One message per IQ, the single form's ids, each once, in send order per level.
+    expect(sets.filter((s) => s.getChild('acknowledged')).map((s) => s.attrs['id'])).toEqual(
+      Array.from({ length: 40 }, (_, i) => `ack-${i}`),
+    );
+    expect(m.counters).toMatchObject({ completed: 80, queued: 0, deadLettered: 0, retried: 0 });
+  });
+
+  it(`[${kind}] two messengers batch through the server: several messages per IQ, in order, exactly once`, async () => {
+    const srv = server();
+    const [ta, tb] = await Promise.all([component(srv, 'svc-i.localhost'), component(srv, 'svc-j.localhost')]);
+    let batches = 0;
+    let items = 0;
+    tb.onStanza((s) => {
+      const b = s.name === 'iq' ? s.getChild('batch', 'urn:xmppbus:qos:batch:1') : undefined;
+      if (!b) return;
+      batches++;
+      items += b.children.filter((c) => typeof c !== 'string').length;
+    });
+    const sender = messenger(ta);
+    const receiver = messenger(tb);
+    const seen: number[] = [];
+    receiver.on(Tick, (v) => void seen.push(v.i));
+    await receiver.ready();
+    for (const qos of [1, 2] as const) {
+      seen.length = 0;
+      await Promise.all(Array.from({ length: 500 }, (_, i) => sender.send('svc-j.localhost', Tick, { i }, { qos })));
+      await sender.drain({ timeout: DEADLINE });
+      expect(seen).toEqual(Array.from({ length: 500 }, (_, i) => i));
+    }
+    expect(batches).toBeGreaterThan(0);
+    expect(items / batches).toBeGreaterThan(2);
+    expect(receiver.pendingInbound.size).toBe(0);
+    expect(sender.counters).toMatchObject({ queued: 0, deadLettered: 0 });
   });
 
   it(`[${kind}] a c2s recipient gets a message from the server's offline storage with its <delay/> stamp`, async () => {

@@ -40,17 +40,27 @@ describeServers('rpc', (server, kind) => {
   it(`calls a method and gets the typed response [${kind}]`, async () => {
     const { a, rpcServer, client } = await pair();
     rpcServer.handle(CreateOrder, ({ sku, qty }, { from }) => ({ orderId: `${sku}@${from}`, total: qty * 9.5 }));
-    rpcServer.handle(GetOrder, ({ orderId }, { to }) => ({ orderId, qty: 2, by: to }));
+    const deadlines: (number | undefined)[] = [];
+    rpcServer.handle(GetOrder, ({ orderId }, { to, deadline }) => {
+      deadlines.push(deadline);
+      return { orderId, qty: 2, by: to };
+    });
     await expect(client.call(CreateOrder, 'svc-b.localhost', { sku: 'A1', qty: 2 })).resolves.toEqual({
       orderId: 'A1@svc-a.localhost',
       total: 19,
     });
     // Any JID in the component's domain reaches it.
-    await expect(client.call(GetOrder, 'orders-1@svc-b.localhost', { orderId: 'o1' })).resolves.toEqual({
+    const before = Date.now();
+    await expect(
+      client.call(GetOrder, 'orders-1@svc-b.localhost', { orderId: 'o1' }, { timeout: 4000 }),
+    ).resolves.toEqual({
       orderId: 'o1',
       qty: 2,
       by: 'orders-1@svc-b.localhost',
     });
+    // The deadline header crossed the server intact.
+    expect(deadlines[0]).toBeGreaterThanOrEqual(before + 4000);
+    expect(deadlines[0]).toBeLessThanOrEqual(Date.now() + 4000);
     const many = await Promise.all(
       Array.from({ length: 200 }, (_, i) => client.call(CreateOrder, 'svc-b.localhost', { sku: `s${i}`, qty: 1 })),
     );

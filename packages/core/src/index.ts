@@ -58,6 +58,10 @@ export type { Clock, TimerHandle } from './clock.js';
 export { withAbort, abortReason, deferred } from './abort.js';
 export type { WaitOptions, Deferred } from './abort.js';
 
+// Logging (optional, silent by default)
+export { silentLogger } from './logger.js';
+export type { Logger } from './logger.js';
+
 // IQ routing and calling (shared by rpc, pubsub, messaging on one transport)
 export {
   IqRouter,

@@ -35,11 +35,17 @@ export function domainOf(value: string): string {
   return at < 0 ? bare : bare.slice(at + 1);
 }
 
-/** Compares two JIDs; `bare: true` ignores resources. Domains compare case-insensitively. */
+/**
+ * Compares two JIDs; `bare: true` ignores resources. Local part and domain compare
+ * case-insensitively (nodeprep/PRECIS case-map them); the resource is case-sensitive.
+ */
 export function jidEquals(a: string, b: string, options?: { bare?: boolean }): boolean {
   if (a === b) return true;
-  const x = options?.bare ? bareJid(a) : a;
-  const y = options?.bare ? bareJid(b) : b;
-  if (x === y) return true;
-  return x.toLowerCase() === y.toLowerCase();
+  const sa = a.indexOf('/');
+  const sb = b.indexOf('/');
+  const bareA = sa < 0 ? a : a.slice(0, sa);
+  const bareB = sb < 0 ? b : b.slice(0, sb);
+  if (bareA !== bareB && bareA.toLowerCase() !== bareB.toLowerCase()) return false;
+  if (options?.bare) return true;
+  return (sa < 0 ? '' : a.slice(sa)) === (sb < 0 ? '' : b.slice(sb));
 }

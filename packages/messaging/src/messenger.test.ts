@@ -11,7 +11,7 @@ import { memoryStore } from './memory-store.js';
 import { Messenger, type MessageMeta } from './messenger.js';
 import type { MessengerOptions } from './options.js';
 import { sqliteStore } from './sqlite-store.js';
-import { NS_QOS_NF } from './wire.js';
+import { NS_BATCH, NS_QOS_NF } from './wire.js';
 
 const Note = event({
   ns: 'urn:test:notes:1',
@@ -388,5 +388,214 @@ describe('durability (SQLite store)', () => {
     await s.inboxComplete('s', 'm', 2);
     expect(await s.inboxPut(inbox)).toBe('delivered');
     expect(await s.prune(3, 3)).toBe(1);
+  });
+});
+
+describe('batches (urn:xmppbus:qos:batch:1)', () => {
+  /** Records the QoS IQs a transport receives: per IQ, the kind and the msgIds it carried. */
+  function wiretap(t: MemoryTransport): { iqs: { batch: boolean; ids: string[] }[]; discos: number } {
+    const tap = { iqs: [] as { batch: boolean; ids: string[] }[], discos: 0 };
+    const off = t.onStanza((s) => {
+      if (s.name !== 'iq' || (s.attrs['type'] !== 'set' && s.attrs['type'] !== 'get')) return;
+      const payload = s.children.find((c): c is Element => typeof c !== 'string');
+      if (!payload) return;
+      if (payload.name === 'query') tap.discos++;
+      else if (payload.name === 'batch' && payload.attrs['xmlns'] === NS_BATCH) {
+        const ids = payload.children.filter((c): c is Element => typeof c !== 'string').map((c) => c.attrs['msgId']!);
+        tap.iqs.push({ batch: true, ids });
+      } else tap.iqs.push({ batch: false, ids: [payload.attrs['msgId'] ?? s.attrs['id']!] });
+    });
+    cleanups.push(off);
+    return tap;
+  }
+
+  /** Sends a few messages so the sender learns (disco) that the peer takes batches. */
+  async function warm(sender: Messenger, tap: { discos: number }): Promise<void> {
+    await send(sender, 3, 1, 1000);
+    await vi.waitFor(() => expect(tap.discos).toBe(1));
+    await sender.drain({ timeout: 5000 });
+  }
+
+  const send = (m: Messenger, count: number, qos: 1 | 2, from = 0): Promise<void[]> =>
+    Promise.all(
+      Array.from({ length: count }, (_, i) => m.send('svc-b.test', Note, { n: from + i, text: 'b' }, { qos })),
+    );
+
+  it('a peer that advertises the feature gets several messages per IQ, in order, each once', async () => {
+    const { a, b } = pair(memoryHub({ latencyMs: 1 }));
+    const tap = wiretap(b);
+    const sender = messenger(a, { window: 16, batch: { maxMessages: 8 } });
+    const receiver = messenger(b);
+    const c = collector();
+    receiver.on(Note, c.handler);
+    for (const qos of [1, 2] as const) {
+      c.seen.length = 0;
+      await send(sender, 300, qos);
+      await sender.drain({ timeout: 10_000 });
+      expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 300 }, (_, n) => n));
+      expect(new Set(c.seen.map((s) => s.meta.id)).size).toBe(300);
+      expect(c.seen.every((s) => s.meta.qos === qos)).toBe(true);
+    }
+    expect(tap.discos).toBe(1); // asked once, cached per peer
+    const batches = tap.iqs.filter((i) => i.batch);
+    expect(batches.length).toBeGreaterThan(20);
+    expect(Math.max(...batches.map((i) => i.ids.length))).toBe(8); // the count cap
+    // Far fewer IQs than messages: 300 QoS 1 + 300 assured + 300 deliver.
+    expect(tap.iqs.length).toBeLessThan(900 / 2);
+    expect(receiver.pendingInbound.size).toBe(0);
+  });
+
+  it('respects the byte cap', async () => {
+    const { a, b } = pair();
+    const tap = wiretap(b);
+    const sender = messenger(a, { window: 32, batch: { maxBytes: 2000 } });
+    const receiver = messenger(b);
+    const c = collector();
+    receiver.on(Note, c.handler);
+    await warm(sender, tap);
+    c.seen.length = 0;
+    const text = 'x'.repeat(400);
+    await Promise.all(Array.from({ length: 100 }, (_, n) => sender.send('svc-b.test', Note, { n, text }, { qos: 1 })));
+    expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 100 }, (_, n) => n));
+    const batches = tap.iqs.filter((i) => i.batch);
+    expect(batches.length).toBeGreaterThan(0);
+    expect(Math.max(...batches.map((i) => i.ids.length))).toBeLessThanOrEqual(3); // ~600 bytes each
+  });
+
+  it('falls back to one message per IQ for a peer without the feature', async () => {
+    const { a, b } = pair();
+    const tap = wiretap(b);
+    const sender = messenger(a, { window: 16 });
+    const receiver = messenger(b, { receive: { batch: false } });
+    const c = collector();
+    receiver.on(Note, c.handler);
+    await send(sender, 100, 1);
+    await send(sender, 100, 2, 100);
+    await sender.drain({ timeout: 10_000 });
+    expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 200 }, (_, n) => n));
+    expect(tap.discos).toBe(1);
+    expect(tap.iqs.some((i) => i.batch)).toBe(false);
+    expect(tap.iqs).toHaveLength(100 + 100 * 2);
+  });
+
+  it('a message refused inside a batch fails alone; the others complete once', async () => {
+    const { a, b } = pair();
+    const tap = wiretap(b);
+    const sender = messenger(a, { window: 16 });
+    const receiver = messenger(b);
+    const c = collector();
+    receiver.on(Note, (v, meta) => {
+      if (v.text === 'poison') throw new StanzaError({ condition: 'not-acceptable', text: 'poison' });
+      c.handler(v, meta);
+    });
+    await receiver.ready();
+    // Warm the feature cache so the next burst travels in batches.
+    await send(sender, 4, 1, 1000);
+    await vi.waitFor(() => expect(tap.discos).toBe(1));
+    await sender.drain({ timeout: 5000 });
+    c.seen.length = 0;
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, n) =>
+        sender.send('svc-b.test', Note, { n, text: n === 7 ? 'poison' : 'ok' }, { qos: 1 }),
+      ),
+    );
+    expect(tap.iqs.filter((i) => i.batch).length).toBeGreaterThan(0);
+    expect(outcomes.filter((o) => o.status === 'rejected')).toHaveLength(1);
+    expect(((outcomes[7] as PromiseRejectedResult).reason as StanzaError).condition).toBe('not-acceptable');
+    expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 20 }, (_, n) => n).filter((n) => n !== 7));
+    const dead = await sender.deadLetters.list();
+    expect(dead.map((d) => d.reason)).toEqual(['rejected']);
+  });
+
+  it('resource-constraint on some assured items of a batch: retried with the same ids, exactly once', async () => {
+    const { a, b } = pair();
+    const tap = wiretap(b);
+    const sender = messenger(a, { window: 16 });
+    const receiver = messenger(b, { receive: { maxPendingPerSender: 3 } });
+    const c = collector();
+    receiver.on(Note, c.handler);
+    await send(sender, 2, 2, 1000); // warms the feature cache
+    await vi.waitFor(() => expect(tap.discos).toBe(1));
+    await sender.drain({ timeout: 5000 });
+    c.seen.length = 0;
+    tap.iqs.length = 0;
+    await send(sender, 40, 2);
+    await sender.drain({ timeout: 10_000 });
+    expect(c.seen.map((s) => s.n).sort((x, y) => x - y)).toEqual(Array.from({ length: 40 }, (_, n) => n));
+    expect(receiver.counters.refused).toBeGreaterThan(0); // some items were refused …
+    expect(sender.counters.retried).toBeGreaterThan(0); // … and retried
+    expect(sender.counters.deadLettered).toBe(0);
+    expect(tap.iqs.some((i) => i.batch)).toBe(true);
+    expect(receiver.pendingInbound.size).toBe(0);
+  });
+
+  it('a lost batch result is retried with the same msgIds and deduplicated (QoS 1 and 2)', async () => {
+    const { a, b } = pair();
+    const tap = wiretap(b);
+    const sender = messenger(a, { window: 16, attemptTimeout: 100 });
+    const receiver = messenger(b);
+    const c = collector();
+    receiver.on(Note, c.handler);
+    await send(sender, 2, 1, 1000);
+    await vi.waitFor(() => expect(tap.discos).toBe(1));
+    await sender.drain({ timeout: 5000 });
+    c.seen.length = 0;
+    // The receiver's first two batch results are lost on the way back.
+    let lose = 2;
+    const send0 = b.send.bind(b);
+    b.send = (stanza, options) => {
+      const child = stanza.children.find((x): x is Element => typeof x !== 'string');
+      if (stanza.attrs['type'] === 'result' && child?.name === 'batch' && lose > 0) {
+        lose--;
+        return Promise.resolve();
+      }
+      return send0(stanza, options);
+    };
+    for (const qos of [1, 2] as const) {
+      c.seen.length = 0;
+      tap.iqs.length = 0;
+      lose = 2;
+      await send(sender, 30, qos);
+      await sender.drain({ timeout: 10_000 });
+      expect(lose).toBe(0);
+      expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 30 }, (_, n) => n)); // once each, in order
+      const counts = new Map<string, number>();
+      for (const iq of tap.iqs) for (const id of iq.ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+      expect([...counts.values()].some((n) => n > 1)).toBe(true); // resent under the same ids
+    }
+    expect(receiver.counters.duplicates).toBeGreaterThan(0);
+  });
+
+  it('answers a hand-written batch item by item, refusing bad items without failing the rest', async () => {
+    const { a, b } = pair();
+    const receiver = messenger(b);
+    const c = collector();
+    receiver.on(Note, c.handler);
+    await receiver.ready();
+    const note = (n: number): string =>
+      `<message><note xmlns='urn:test:notes:1'><n>${n}</n><text>h</text></note></message>`;
+    const res = await IqCaller.for(a).request(
+      parseXml(
+        `<iq type='set' to='svc-b.test' id='hb1'><batch xmlns='${NS_BATCH}'>` +
+          `<acknowledged xmlns='urn:xmpp:qos' msgId='k1'>${note(1)}</acknowledged>` +
+          `<assured xmlns='urn:xmpp:qos' msgId='k2'>${note(2)}</assured>` +
+          `<acknowledged xmlns='urn:xmpp:qos' msgId='k3'><message><other xmlns='urn:x'/></message></acknowledged>` +
+          `<deliver xmlns='urn:xmpp:qos' msgId='nope'/>` +
+          `<acknowledged xmlns='urn:xmpp:qos' msgId='k5'>${note(5)}</acknowledged>` +
+          `</batch></iq>`,
+      ),
+    );
+    const items = res.getChild('batch', NS_BATCH)!.children.filter((x): x is Element => typeof x !== 'string');
+    expect(items.map((i) => [i.name, i.attrs['msgId']])).toEqual([
+      ['ok', 'k1'],
+      ['received', 'k2'],
+      ['error', 'k3'],
+      ['error', 'nope'],
+      ['ok', 'k5'],
+    ]);
+    expect(StanzaError.fromElement(items[2]!).condition).toBe('feature-not-implemented');
+    expect(StanzaError.fromElement(items[3]!).condition).toBe('item-not-found');
+    expect(c.seen.map((s) => s.n)).toEqual([1, 5]);
+    expect(receiver.pendingInbound.get('svc-a.test')).toBe(1);
   });
 });

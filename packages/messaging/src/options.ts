@@ -39,6 +39,21 @@ export interface ReceiveOptions {
   dedupeRetention?: Duration;
   /** QoS 1 retries recognised by IQ id and answered without re-running the handler (default 10 000 ids). */
   recentAcks?: number;
+  /** Accept batches (`urn:xmppbus:qos:batch:1`) and advertise them in disco#info (default true). */
+  batch?: boolean;
+}
+
+export interface BatchOptions {
+  /**
+   * Send several QoS 1/2 messages per IQ to peers that advertise `urn:xmppbus:qos:batch:1`
+   * (default true). Only what is ready in the same event-loop turn travels together: a batch
+   * never waits to fill.
+   */
+  enabled?: boolean;
+  /** Messages per batch at most (default 32; the window still bounds messages in flight). */
+  maxMessages?: number;
+  /** Inner-message bytes per batch at most (default 64 KiB; always ≤ the link's stanza cap − 4 KiB). */
+  maxBytes?: number;
 }
 
 export type OverflowPolicy =
@@ -76,6 +91,8 @@ export interface MessengerOptions {
   /** A message that waited at least this long before going out carries XEP-0203 `<delay/>` (ms, default 1 000). */
   delayThreshold?: number;
   receive?: ReceiveOptions;
+  /** Amortisation: several messages per stanza with peers that support it. */
+  batch?: BatchOptions;
   logger?: Logger;
   /** @internal time source for tests */
   clock?: Clock;

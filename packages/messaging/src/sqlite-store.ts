@@ -114,6 +114,16 @@ export class SqliteStore implements MessageStore {
   readonly #options: SqliteStoreOptions;
   #db: Database.Database | undefined;
   #s: Record<string, Stmt> = {};
+  /**
+   * Transaction wrappers built once at open: `db.transaction(fn)` builds four closures and
+   * defines properties on each call (~13 µs measured in the benchmark profile), so never per op.
+   */
+  #tx: {
+    /** Runs `fn` in a transaction, or a savepoint when one is open (nested). */
+    run: <T>(fn: () => T) => T;
+    complete: (sender: string, msgId: string, at: number) => void;
+    dead: (id: string, reason: DeadLetterReason, error: string | null, at: number) => void;
+  } = undefined as never;
   #batch: { what: string; fn: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   #scheduled = false;
 
@@ -173,6 +183,17 @@ export class SqliteStore implements MessageStore {
         pruneDelivered: p('DELETE FROM delivered WHERE at < ?'),
         prunePending: p('DELETE FROM inbox WHERE received_at < ?'),
       };
+      const run = db.transaction((fn: () => unknown) => fn());
+      this.#tx = {
+        run: <T>(fn: () => T): T => run(fn) as T,
+        complete: db.transaction((sender: string, msgId: string, at: number) =>
+          this.inboxCompleteSync(sender, msgId, at),
+        ),
+        dead: db.transaction((id: string, reason: DeadLetterReason, error: string | null, at: number) => {
+          this.#stmt('toDead').run(reason, error, at, id);
+          this.#stmt('remove').run(id);
+        }),
+      };
       return Promise.resolve();
     } catch (err) {
       return Promise.reject(new StoreError(`cannot open ${this.path}: ${toError(err).message}`, { cause: err }));
@@ -222,7 +243,7 @@ export class SqliteStore implements MessageStore {
     }
     const results: { ok: boolean; value: unknown }[] = [];
     try {
-      db.transaction(() => {
+      this.#tx.run(() => {
         for (const op of batch) {
           try {
             results.push({ ok: true, value: op.fn() });
@@ -230,7 +251,7 @@ export class SqliteStore implements MessageStore {
             results.push({ ok: false, value: err }); // this op failed alone: the others still commit
           }
         }
-      })();
+      });
     } catch (err) {
       for (const op of batch) op.reject(new StoreError(`${op.what} failed: ${toError(err).message}`, { cause: err }));
       return;
@@ -282,12 +303,7 @@ export class SqliteStore implements MessageStore {
   }
 
   deadLetter(id: string, reason: DeadLetterReason, error: string | undefined, at: number): Promise<void> {
-    return this.#write('deadLetter', () =>
-      this.database.transaction(() => {
-        this.#stmt('toDead').run(reason, error ?? null, at, id);
-        this.#stmt('remove').run(id);
-      })(),
-    );
+    return this.#write('deadLetter', () => this.#tx.dead(id, reason, error ?? null, at));
   }
 
   listDeadLetters(options: { limit?: number; to?: string } = {}): Promise<DeadLetter[]> {
@@ -309,7 +325,7 @@ export class SqliteStore implements MessageStore {
 
   replayDeadLetter(id: string, notBefore: number, expiresAt: number | null): Promise<OutboxRecord | undefined> {
     return this.#write('replayDeadLetter', () =>
-      this.database.transaction((): OutboxRecord | undefined => {
+      this.#tx.run((): OutboxRecord | undefined => {
         const d = this.#stmt('deadGet').get(id) as DeadRow | undefined;
         if (!d) return undefined;
         const row = this.#stmt('insert').get(
@@ -334,7 +350,7 @@ export class SqliteStore implements MessageStore {
           attempts: 0,
           state: 'queued',
         });
-      })(),
+      }),
     );
   }
 
@@ -368,9 +384,7 @@ export class SqliteStore implements MessageStore {
   }
 
   inboxComplete(sender: string, msgId: string, at: number): Promise<void> {
-    return this.#write('inboxComplete', () =>
-      this.database.transaction(() => this.inboxCompleteSync(sender, msgId, at))(),
-    );
+    return this.#write('inboxComplete', () => this.#tx.complete(sender, msgId, at));
   }
 
   inboxCompleteSync(sender: string, msgId: string, at: number): void {
@@ -400,13 +414,14 @@ export class SqliteStore implements MessageStore {
    * result after the commit; if `fn` throws, its own changes are rolled back (a savepoint).
    */
   transactionBatched<T>(fn: () => T): Promise<T> {
-    return this.#write('transaction', () => this.database.transaction(fn)());
+    return this.#write('transaction', () => this.#tx.run(fn));
   }
 
   /** Runs `fn` in one SQLite transaction (nested calls become savepoints). */
   transaction<T>(fn: () => T): T {
     this.#flush();
-    return this.database.transaction(fn)();
+    if (!this.#db) throw new StoreError('store is not open');
+    return this.#tx.run(fn);
   }
 }
 

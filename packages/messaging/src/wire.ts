@@ -5,7 +5,7 @@
  * Strict in what we send, liberal in what we accept: `received` and the inner `<message>` are
  * matched by local name in any (or no) namespace.
  */
-import { findChild, localName, xml, type Element } from '@xmppbus/core';
+import { StanzaError, findChild, localName, xml, type Element } from '@xmppbus/core';
 
 /** The namespace we send. */
 export const NS_QOS = 'urn:xmpp:qos';
@@ -144,4 +144,71 @@ export function append(el: Element, child: Element): void {
 /** Application condition sent with `not-acceptable` when a message arrives after its expiry. */
 export function expiredCondition(): Element {
   return xml('expired', { xmlns: NS_MESSAGING });
+}
+
+// ───────────────────────── batches (urn:xmppbus:qos:batch:1, negotiated through disco) ─────────────────────────
+
+/**
+ * Our extension: several QoS envelopes in one IQ. A receiver advertises it in disco#info; a
+ * sender uses it only with peers that do (everyone else gets one envelope per IQ).
+ */
+export const NS_BATCH = 'urn:xmppbus:qos:batch:1';
+
+/** An `acknowledged` batch item: like the single form, plus `msgId` (the single form's IQ id). */
+export function acknowledgedItem(msgId: string, message: Element, ns = NS_QOS): Element {
+  return xml('acknowledged', { xmlns: ns, msgId }, message);
+}
+
+export function assuredItem(msgId: string, message: Element, ns = NS_QOS): Element {
+  return xml('assured', { xmlns: ns, msgId }, message);
+}
+
+export function deliverItem(msgId: string, ns = NS_QOS): Element {
+  return xml('deliver', { xmlns: ns, msgId });
+}
+
+/** `<iq type='set'><batch xmlns=NS_BATCH>items…</batch></iq>`. */
+export function batchIq(id: string, from: string, to: string, items: Element[]): Element {
+  const batch = xml('batch', { xmlns: NS_BATCH });
+  for (const item of items) append(batch, item);
+  return xml('iq', { type: 'set', id, from, to }, batch);
+}
+
+/**
+ * One item's outcome in a batch result: `<ok msgId/>` (acknowledged handled, deliver
+ * processed), the `<received xmlns=qos msgId/>` of an assured item, or
+ * `<error msgId type=…><condition xmlns=stanzas/>…</error>` (a stanza error, RFC 6120 §8.3).
+ */
+export function batchOutcome(msgId: string, outcome: Element | StanzaError | undefined): Element {
+  if (outcome === undefined) return xml('ok', { msgId });
+  if (outcome instanceof StanzaError) {
+    const el = outcome.toElement();
+    el.attrs['msgId'] = msgId;
+    return el;
+  }
+  if (outcome.attrs['msgId'] === undefined) outcome.attrs['msgId'] = msgId;
+  return outcome;
+}
+
+export function batchResultElement(items: Element[]): Element {
+  const batch = xml('batch', { xmlns: NS_BATCH });
+  for (const item of items) append(batch, item);
+  return batch;
+}
+
+/**
+ * Reads a batch result into msgId → outcome: `true` (ok or received) or the item's StanzaError.
+ * Items without msgId are ignored (their messages count as unanswered and are retried).
+ */
+export function readBatchResult(result: Element): Map<string, true | StanzaError> {
+  const out = new Map<string, true | StanzaError>();
+  const batch = findChild(result, 'batch', NS_BATCH);
+  if (!batch) return out;
+  for (const c of batch.children) {
+    if (typeof c === 'string') continue;
+    const id = c.attrs['msgId'];
+    if (typeof id !== 'string') continue;
+    out.set(id, localName(c) === 'error' ? StanzaError.fromElement(c) : true);
+  }
+  return out;
 }

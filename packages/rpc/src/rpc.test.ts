@@ -131,6 +131,24 @@ describe('RpcClient + RpcServer (memory hub)', () => {
     expect(ctxSeen!.deadline).toBeLessThanOrEqual(Date.now() + 5000);
   });
 
+  it('sends the deadline header for calls with a timeout (or always/never, as configured)', async () => {
+    const server = new RpcServer({ transport: b });
+    const deadlines: (number | undefined)[] = [];
+    server.handle(CreateOrder, (_req, ctx) => {
+      deadlines.push(ctx.deadline);
+      return { orderId: 'x', total: 1 };
+    });
+    const req = { sku: 'A', qty: 1 };
+    const explicit = new RpcClient({ transport: a, timeout: 3000 });
+    await explicit.call(CreateOrder, 'orders.test', req); // default timeout: local only
+    await explicit.call(CreateOrder, 'orders.test', req, { timeout: 2000 });
+    const always = new RpcClient({ transport: a, timeout: 3000, propagateDeadline: 'always' });
+    await always.call(CreateOrder, 'orders.test', req);
+    const never = new RpcClient({ transport: a, propagateDeadline: 'never' });
+    await never.call(CreateOrder, 'orders.test', req, { timeout: 2000 });
+    expect(deadlines.map((d) => d !== undefined)).toEqual([false, true, true, false]);
+  });
+
   it('rejects an invalid request locally, before sending', async () => {
     new RpcServer({ transport: b }).handle(CreateOrder, () => ({ orderId: 'x', total: 1 }));
     const client = new RpcClient({ transport: a });

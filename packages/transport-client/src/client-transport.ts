@@ -14,9 +14,10 @@ import {
   textOf,
   type Clock,
   type Element,
+  type Logger,
   type WaitOptions,
 } from '@xmppbus/core';
-import type { Logger, ReconnectOptions } from '@xmppbus/transport-component';
+import type { ReconnectOptions } from '@xmppbus/transport-component';
 import {
   StreamTransport,
   parseService,

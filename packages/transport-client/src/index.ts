@@ -3,4 +3,6 @@ export { clientTransport, ClientTransport, NS_CLIENT } from './client-transport.
 export type { ClientTransportOptions, ClientTlsOptions } from './client-transport.js';
 export type { SaslMechanismName } from './sasl.js';
 // Shared with the component transport
-export type { ReconnectOptions, Logger } from '@xmppbus/transport-component';
+export type { ReconnectOptions } from '@xmppbus/transport-component';
+// The logger type is core's (re-exported for convenience)
+export type { Logger } from '@xmppbus/core';

@@ -1,14 +1,6 @@
 /**
- * The optional logger transports report to. Console-compatible (`logger: console` works);
- * pino/winston fit with a thin adapter. The default is silent.
+ * The logger type and silent default now live in @xmppbus/core (shared by every package);
+ * re-exported here so existing imports keep working.
  */
-export interface Logger {
-  error(message: string, ...details: unknown[]): void;
-  warn(message: string, ...details: unknown[]): void;
-  info(message: string, ...details: unknown[]): void;
-  debug(message: string, ...details: unknown[]): void;
-}
-
-const noop = (): void => {};
-
-export const silentLogger: Logger = Object.freeze({ error: noop, warn: noop, info: noop, debug: noop });
+export { silentLogger } from '@xmppbus/core';
+export type { Logger } from '@xmppbus/core';

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ConflictError,
   IqCaller,
@@ -189,5 +189,211 @@ describe('IqRouter and IqCaller over the hub', () => {
     ac.abort(new TimeoutError('gave up'));
     await expect(aborted).rejects.toBeInstanceOf(TimeoutError);
     expect(caller.pending).toBe(0);
+  });
+});
+
+/** mulberry32: a tiny seeded PRNG so drop injection is reproducible. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('MemoryHub fault injection', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('delays every delivery by latencyMs (and the latency can be changed at run time)', async () => {
+    vi.useFakeTimers();
+    const hub = memoryHub({ latencyMs: 50 });
+    const a = hub.connect('svc-a.test');
+    const b = hub.connect('svc-b.test');
+    const got: string[] = [];
+    b.onStanza((s) => got.push(s.attrs['id'] ?? ''));
+    await a.send(xml('message', { to: 'svc-b.test', id: '1' })); // send resolves at once: the bytes are "on the wire"
+    await vi.advanceTimersByTimeAsync(49);
+    expect(got).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(got).toEqual(['1']);
+
+    hub.latencyMs = 0;
+    await a.send(xml('message', { to: 'svc-b.test', id: '2' }));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(got).toEqual(['1', '2']);
+  });
+
+  it('delays bounces too: an IQ to an unknown JID fails after the latency, not before', async () => {
+    vi.useFakeTimers();
+    const hub = memoryHub({ latencyMs: 100 });
+    const caller = IqCaller.for(hub.connect('caller.test'));
+    let settled = false;
+    const call = caller
+      .request(xml('iq', { type: 'get', to: 'gone.test' }, xml('ping', { xmlns: 'urn:xmpp:ping' })))
+      .finally(() => (settled = true));
+    const check = expect(call).rejects.toBeInstanceOf(ServiceUnavailableError);
+    await vi.advanceTimersByTimeAsync(99);
+    expect(settled).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await check;
+    expect(caller.pending).toBe(0);
+  });
+
+  it('drops stanzas at dropRate with a seeded random source, reproducibly', async () => {
+    async function run(seed: number): Promise<string[]> {
+      const hub = memoryHub({ dropRate: 0.3, random: seeded(seed) });
+      const a = hub.connect('svc-a.test');
+      const b = hub.connect('svc-b.test');
+      const got: string[] = [];
+      b.onStanza((s) => got.push(s.attrs['id'] ?? ''));
+      for (let i = 0; i < 1_000; i++) await a.send(xml('message', { to: 'svc-b.test', id: String(i) }));
+      await new Promise<void>((r) => setImmediate(r));
+      expect(hub.routed).toBe(1_000);
+      expect(got.length).toBe(1_000 - hub.dropped);
+      return got;
+    }
+    const first = await run(42);
+    const again = await run(42);
+    const other = await run(7);
+    expect(first.length).toBeGreaterThan(620); // ~700 expected
+    expect(first.length).toBeLessThan(780);
+    expect(again).toEqual(first); // same seed → same losses
+    expect(other).not.toEqual(first);
+    // What does arrive keeps its order.
+    expect(first.map(Number)).toEqual([...first.map(Number)].sort((x, y) => x - y));
+  });
+
+  it('a dropped IQ leaves the caller to its own timeout (no bounce), with no pending entry left', async () => {
+    const hub = memoryHub({ dropRate: 0.5, random: () => 0 }); // always below: drop everything
+    const server = hub.connect('svc.test');
+    let handled = 0;
+    IqRouter.for(server).handle('urn:example:1', 'x', () => void handled++);
+    const caller = IqCaller.for(hub.connect('caller.test'));
+    await expect(
+      caller.request(xml('iq', { type: 'get', to: 'svc.test' }, xml('x', { xmlns: 'urn:example:1' })), {
+        timeout: 20,
+      }),
+    ).rejects.toBeInstanceOf(TimeoutError);
+    expect(handled).toBe(0);
+    expect(hub.dropped).toBe(1);
+    expect(caller.pending).toBe(0);
+  });
+
+  it('stanzas to a disconnected endpoint bounce service-unavailable; after reconnect they arrive', async () => {
+    const hub = memoryHub();
+    const a = hub.connect('svc-a.test');
+    const b = hub.connect('svc-b.test');
+    const statuses: string[] = [];
+    b.onStatus((s, err) => statuses.push(`${s}:${err ? err.name : ''}`));
+    hub.disconnect('svc-b.test');
+    const bounced = nextStanza(a);
+    await a.send(xml('message', { to: 'svc-b.test', id: 'lost' }, xml('body', null, 'x')));
+    const err = await bounced;
+    expect(err.attrs['type']).toBe('error');
+    expect(err.attrs['from']).toBe('svc-b.test');
+    expect(err.attrs['id']).toBe('lost');
+    expect(StanzaError.fromElement(err).condition).toBe('service-unavailable');
+
+    hub.reconnect('svc-b.test');
+    const got = nextStanza(b);
+    await a.send(xml('message', { to: 'svc-b.test', id: 'back' }));
+    expect((await got).attrs['id']).toBe('back');
+    expect(statuses).toEqual(['reconnecting:ConnectionError', 'online:']);
+  });
+
+  it('bounces a stanza above maxStanzaBytes with policy-violation; never bounces an error or presence', async () => {
+    const hub = memoryHub({ maxStanzaBytes: 200 });
+    const a = hub.connect('svc-a.test');
+    const b = hub.connect('svc-b.test');
+    expect(a.maxStanzaBytes).toBe(200);
+    const bounced = nextStanza(a);
+    await a.send(xml('message', { to: 'svc-b.test' }, xml('body', null, 'x'.repeat(300))));
+    expect(StanzaError.fromElement(await bounced).condition).toBe('policy-violation');
+
+    let atA = 0;
+    a.onStanza(() => atA++);
+    await a.send(xml('presence', { to: 'gone.test' }));
+    await a.send(xml('message', { to: 'gone.test', type: 'error' }));
+    await b.send(xml('message', { to: 'svc-a.test', id: 'marker' }));
+    await new Promise<void>((r) => setImmediate(r));
+    expect(atA).toBe(1); // only the marker: no error loops, no presence bounces
+  });
+});
+
+describe('MemoryHub component ↔ client-like exchange', () => {
+  it('a client session and a component exchange messages; from is stamped like a server (no spoofing)', async () => {
+    const hub = memoryHub();
+    const svc = hub.connect('svc.test');
+    const alice = hub.connect('alice@test/agent1');
+
+    const atSvc = nextStanza(svc);
+    // A client may not claim another identity: the hub stamps its own full JID.
+    await alice.send(xml('message', { to: 'svc.test', from: 'bob@test/x', type: 'chat' }, xml('body', null, 'hi')));
+    const m1 = await atSvc;
+    expect(m1.attrs['from']).toBe('alice@test/agent1');
+    expect(m1.getChildText('body')).toBe('hi');
+
+    // A component may speak for any JID of its own domain, but not for another domain.
+    const atAlice = nextStanza(alice);
+    await svc.send(xml('message', { to: 'alice@test/agent1', from: 'worker7@svc.test/r' }, xml('body', null, 'yo')));
+    expect((await atAlice).attrs['from']).toBe('worker7@svc.test/r');
+    const atAlice2 = nextStanza(alice);
+    await svc.send(xml('message', { to: 'alice@test', from: 'admin@other.test' }));
+    expect((await atAlice2).attrs['from']).toBe('svc.test');
+
+    // A full JID of a session that is not there bounces (as a server does for a gone resource).
+    const bounce = nextStanza(svc);
+    await svc.send(xml('message', { to: 'alice@test/other', id: 'r2' }));
+    const b = await bounce;
+    expect(b.attrs['id']).toBe('r2');
+    expect(StanzaError.fromElement(b)).toBeInstanceOf(ServiceUnavailableError);
+  });
+
+  it('IQs both ways between a client session and a component', async () => {
+    const hub = memoryHub();
+    const svc = hub.connect('svc.test');
+    const alice = hub.connect('alice@test/agent1');
+    IqRouter.for(svc).handle('urn:example:1', 'whoami', (iq) => {
+      void svc.send(resultReply(iq, xml('whoami', { xmlns: 'urn:example:1' }, iq.attrs['from'])));
+    });
+    IqRouter.for(alice).handle('urn:example:1', 'status', (iq) => {
+      void alice.send(resultReply(iq, xml('status', { xmlns: 'urn:example:1' }, 'ok')));
+    });
+
+    const r1 = await IqCaller.for(alice).request(
+      xml('iq', { type: 'get', to: 'svc.test' }, xml('whoami', { xmlns: 'urn:example:1' })),
+    );
+    expect(r1.getChildText('whoami')).toBe('alice@test/agent1');
+
+    const r2 = await IqCaller.for(svc).request(
+      xml(
+        'iq',
+        { type: 'get', to: 'alice@test/agent1', from: 'monitor@svc.test' },
+        xml('status', { xmlns: 'urn:example:1' }),
+      ),
+    );
+    expect(r2.attrs['from']).toBe('alice@test/agent1');
+    expect(r2.attrs['to']).toBe('monitor@svc.test');
+    expect(r2.getChildText('status')).toBe('ok');
+    expect(IqCaller.for(svc).pending).toBe(0);
+  });
+
+  it('closing an endpoint frees its address: stanzas bounce and the name can connect again', async () => {
+    const hub = memoryHub();
+    const a = hub.connect('svc-a.test');
+    const b = hub.connect('svc-b.test');
+    await b.close();
+    const bounce = nextStanza(a);
+    await a.send(xml('message', { to: 'svc-b.test' }));
+    expect(StanzaError.fromElement(await bounce).condition).toBe('service-unavailable');
+    const b2 = hub.connect('svc-b.test'); // no ConflictError
+    const got = nextStanza(b2);
+    await a.send(xml('message', { to: 'svc-b.test', id: 'again' }));
+    expect((await got).attrs['id']).toBe('again');
   });
 });
