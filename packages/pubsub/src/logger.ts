@@ -1,10 +1,3 @@
-/** Optional logger (console-compatible). The default is silent: library code never prints. */
-export interface Logger {
-  error(message: string, ...details: unknown[]): void;
-  warn(message: string, ...details: unknown[]): void;
-  info(message: string, ...details: unknown[]): void;
-  debug(message: string, ...details: unknown[]): void;
-}
-
-const noop = (): void => {};
-export const silentLogger: Logger = Object.freeze({ error: noop, warn: noop, info: noop, debug: noop });
+/** Optional logger (console-compatible); the default is silent: library code never prints. */
+export { silentLogger } from '@xmppbus/core';
+export type { Logger } from '@xmppbus/core';

@@ -28,22 +28,18 @@ import {
   type Headers,
   type Transport,
   type WaitOptions,
+  type Logger,
+  silentLogger,
 } from '@xmppbus/core';
 import { ValidationError, decode, encode, type MethodContract, type RequestOf, type ResponseOf } from '@xmppbus/schema';
 import { parseDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
 import { NS_RPC, headersIndex, invalidElement, invalidText } from './wire.js';
 
-/** Console-compatible logger (`logger: console` works); silent by default. */
-export interface RpcLogger {
-  error(message: string, ...details: unknown[]): void;
-  warn(message: string, ...details: unknown[]): void;
-  info(message: string, ...details: unknown[]): void;
-  debug(message: string, ...details: unknown[]): void;
-}
+/** Console-compatible logger (`logger: console` works); silent by default. Same as core's `Logger`. */
+export type RpcLogger = Logger;
 
 const noop = (): void => {};
-const silent: RpcLogger = { error: noop, warn: noop, info: noop, debug: noop };
 const EMPTY_HEADERS: Headers = new Map<string, string>();
 
 /** What a handler learns about the call besides the request. */
@@ -178,7 +174,7 @@ export class RpcServer {
     this.#maxQueue = maxQueue;
     this.#validateResponses = options.validateResponses ?? true;
     this.#grace = options.deadlineGrace ?? 250;
-    this.#log = options.logger ?? silent;
+    this.#log = options.logger ?? silentLogger;
     const offRpc = this.#router.addFeature(NS_RPC);
     const offItems = this.#router.addFeature(NS_DISCO_ITEMS);
     this.#offFeature = () => {
