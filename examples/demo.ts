@@ -1,15 +1,27 @@
 /**
- * xmppbus demo: two services talk through a real Prosody that this script starts on free
- * loopback ports (installed by scripts/install-servers.sh), then everything is torn down.
+ * xmppbus demo: three services talk through a real Prosody that this script starts on free
+ * loopback ports (installed by scripts/install-servers.sh); everything is torn down at the end.
  *
  *   npm run demo
+ *
+ * 1. schema-validated payloads in plain stanzas
+ * 2. typed RPC over IQ (validation on both sides, declared errors, unavailable service)
+ * 3. pub/sub events through Prosody's XEP-0060 service
+ * 4. exactly-once (QoS 2) messages that wait in a durable outbox while the receiver is offline
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { IqCaller, IqRouter, resultReply, xml, type Element } from '@xmppbus/core';
-import { decode, encode, event, method } from '@xmppbus/schema';
+import { ServiceUnavailableError, xml, type Element } from '@xmppbus/core';
+import { Messenger, sqliteStore } from '@xmppbus/messaging';
+import { PubSub } from '@xmppbus/pubsub';
+import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
+import { ValidationError, decode, encode, event, method } from '@xmppbus/schema';
 import { startProsody } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
 
+// ── contracts: defined once, types and XML mapping derive from them ─────────────────────────
 const Reading = event({
   ns: 'urn:example:telemetry:1',
   name: 'reading',
@@ -24,84 +36,171 @@ const GetStatus = method({
   ns: 'urn:example:telemetry:1',
   name: 'status',
   readOnly: true,
-  request: Type.Object({ sensor: Type.String() }),
+  idempotent: true,
+  request: Type.Object({ sensor: Type.String({ minLength: 1 }) }),
   response: Type.Object({ sensor: Type.String(), readings: Type.Integer(), lastCelsius: Type.Number() }),
+  errors: { unknownSensor: { condition: 'item-not-found', schema: Type.Object({ sensor: Type.String() }) } },
 });
 
+const Alarm = event({
+  ns: 'urn:example:alarms:1',
+  name: 'alarm',
+  schema: Type.Object({ sensor: Type.String(), message: Type.String() }),
+});
+
+// ── output ──────────────────────────────────────────────────────────────────────────────────
 const t0 = performance.now();
 function log(who: string, what: string): void {
   const ms = (performance.now() - t0).toFixed(1).padStart(7);
-  process.stdout.write(`${ms} ms  ${who.padEnd(22)} ${what}\n`);
+  process.stdout.write(`${ms} ms  ${who.padEnd(18)} ${what}\n`);
+}
+function section(title: string): void {
+  process.stdout.write(`\n── ${title} ${'─'.repeat(Math.max(0, 76 - title.length))}\n`);
 }
 
+section('setup');
 log('demo', 'starting Prosody on 127.0.0.1 (free ports, temp dir)…');
-await using server = await startProsody({ components: ['sensors.localhost', 'monitor.localhost'] });
-log('demo', `Prosody ${server.pid} ready: components on ${server.componentService()}`);
-
-await using sensors = await componentTransport({
-  service: server.componentService(),
-  domain: 'sensors.localhost',
-  password: () => server.componentSecret,
+await using server = await startProsody({
+  components: ['sensors.localhost', 'monitor.localhost', 'pager.localhost'],
 });
-await using monitor = await componentTransport({
-  service: server.componentService(),
-  domain: 'monitor.localhost',
-  password: () => server.componentSecret,
-});
-log('sensors.localhost', 'connected (XEP-0114)');
-log('monitor.localhost', 'connected (XEP-0114)');
+log('demo', `Prosody pid ${server.pid} ready; components on ${server.componentService()}`);
+const connect = (domain: string) =>
+  componentTransport({ service: server.componentService(), domain, password: () => server.componentSecret });
+await using sensors = await connect('sensors.localhost');
+await using monitor = await connect('monitor.localhost');
+log('sensors.localhost', 'connected (XEP-0114 component)');
+log('monitor.localhost', 'connected (XEP-0114 component)');
+const state = new Map<string, { readings: number; lastCelsius: number }>();
+function record(r: { sensor: string; celsius: number }): void {
+  const s = state.get(r.sensor) ?? { readings: 0, lastCelsius: NaN };
+  state.set(r.sensor, { readings: s.readings + 1, lastCelsius: r.celsius });
+}
 
-// monitor: keeps per-sensor state from schema-validated readings and answers status queries.
-const seen = new Map<string, { readings: number; lastCelsius: number }>();
-let received = 0;
-const allReceived = new Promise<void>((resolve) => {
-  monitor.onStanza((stanza: Element) => {
-    if (stanza.name !== 'message') return;
-    const payload = stanza.getChild(Reading.name, Reading.ns);
+// ── 1. payloads in plain stanzas ────────────────────────────────────────────────────────────
+section('1. schema-validated payloads');
+const firstTwo = new Promise<void>((resolve) => {
+  let n = 0;
+  const off = monitor.onStanza((stanza: Element) => {
+    const payload = stanza.name === 'message' ? stanza.getChild(Reading.name, Reading.ns) : undefined;
     if (!payload) return;
-    const r = decode(Reading, payload); // element tree → typed, validated object
-    const s = seen.get(r.sensor) ?? { readings: 0, lastCelsius: NaN };
-    seen.set(r.sensor, { readings: s.readings + 1, lastCelsius: r.celsius });
-    log('monitor.localhost', `← reading ${r.sensor} = ${r.celsius} °C at ${r.at}`);
-    if (++received === 3) resolve();
+    const r = decode(Reading, payload); // element tree → typed, validated object (no string round trip)
+    record(r);
+    log('monitor.localhost', `← reading ${r.sensor} = ${r.celsius} °C`);
+    if (++n === 2) {
+      off();
+      resolve();
+    }
   });
 });
-IqRouter.for(monitor).handle(GetStatus.ns, GetStatus.name, (iq, payload) => {
-  const { sensor } = decode(GetStatus.request, payload);
-  const s = seen.get(sensor) ?? { readings: 0, lastCelsius: NaN };
-  log('monitor.localhost', `← status query for ${sensor} from ${iq.attrs['from']}`);
-  const body = encode(GetStatus.response, { sensor, readings: s.readings, lastCelsius: s.lastCelsius });
-  void monitor.send(resultReply(iq, body));
-});
-
-// sensors: three readings as messages, then an IQ query.
 for (const [sensor, celsius] of [
   ['boiler', 71.5],
-  ['boiler', 72.25],
   ['attic', 18],
 ] as const) {
   const stanza = xml(
     'message',
-    { to: 'monitor.localhost', from: 'sensors.localhost' },
+    { to: 'monitor.localhost' },
     encode(Reading, { sensor, celsius, at: new Date().toISOString() }),
   );
   await sensors.send(stanza);
   log('sensors.localhost', `→ ${stanza.toString()}`);
 }
-await allReceived;
-
-const reply = await IqCaller.for(sensors).request(
-  xml('iq', { type: 'get', to: 'monitor.localhost' }, encode(GetStatus.request, { sensor: 'boiler' })),
-  { timeout: 5_000 },
-);
-const status = decode(GetStatus.response, reply.getChild(GetStatus.name, GetStatus.ns)!);
-log('sensors.localhost', `→ status result: ${JSON.stringify(status)}`);
-
-// A payload that breaks the contract never leaves the process.
+await firstTwo;
 try {
   encode(Reading, { sensor: 'boiler', celsius: 'hot' as unknown as number, at: 'now' });
 } catch (err) {
-  log('sensors.localhost', `✗ refused to send: ${(err as Error).message}`);
+  if (!(err instanceof ValidationError)) throw err;
+  log('sensors.localhost', `✗ refused to send (${err.code} at ${err.path}): never left the process`);
 }
 
-log('demo', 'done; stopping services and Prosody');
+// ── 2. RPC over IQ ──────────────────────────────────────────────────────────────────────────
+section('2. typed RPC over IQ');
+const rpcServer = new RpcServer({ transport: monitor, concurrency: 16 });
+rpcServer.handle(GetStatus, async ({ sensor }, { from }) => {
+  log('monitor.localhost', `← status(${sensor}) from ${from}`);
+  const s = state.get(sensor);
+  if (!s) throw new RpcError(GetStatus, 'unknownSensor', { sensor });
+  return { sensor, readings: s.readings, lastCelsius: s.lastCelsius };
+});
+const rpc = new RpcClient({ transport: sensors, timeout: 5_000 });
+const status = await rpc.call(GetStatus, 'monitor.localhost', { sensor: 'boiler' });
+log('sensors.localhost', `→ status(boiler) = ${JSON.stringify(status)}`);
+try {
+  await rpc.call(GetStatus, 'monitor.localhost', { sensor: 'cellar' });
+} catch (err) {
+  if (!RpcError.is(err, GetStatus, 'unknownSensor')) throw err;
+  log('sensors.localhost', `✗ declared error '${err.errorName}' came back typed: ${JSON.stringify(err.data)}`);
+}
+try {
+  await rpc.call(GetStatus, 'pager.localhost', { sensor: 'boiler' });
+} catch (err) {
+  if (!(err instanceof ServiceUnavailableError)) throw err;
+  log(
+    'sensors.localhost',
+    `✗ pager.localhost is not connected: ${err.constructor.name} (${err.condition}) at once, no timeout`,
+  );
+}
+
+// ── 3. pub/sub ──────────────────────────────────────────────────────────────────────────────
+section('3. pub/sub events (XEP-0060 at pubsub.localhost)');
+const publisher = new PubSub({ transport: sensors, service: server.pubsubService });
+const subscriber = new PubSub({ transport: monitor, service: server.pubsubService });
+await publisher.ensureNode('readings', { persistItems: true, maxItems: 100, notificationType: 'normal' });
+log('sensors.localhost', 'node "readings" ready');
+let consumed = 0;
+let allConsumed!: () => void;
+const threeConsumed = new Promise<void>((r) => (allConsumed = r));
+const consumer = subscriber.consume('readings', Reading, (r, meta) => {
+  record(r);
+  log('monitor.localhost', `← event ${meta.id}: ${r.sensor} = ${r.celsius} °C`);
+  if (++consumed === 3) allConsumed();
+});
+await consumer.ready({ timeout: 10_000 });
+for (const [i, celsius] of [72.0, 72.5, 73.25].entries()) {
+  const id = `boiler-${i + 1}`;
+  await publisher.publish('readings', Reading, { sensor: 'boiler', celsius, at: new Date().toISOString() }, { id });
+  log('sensors.localhost', `→ published item ${id}`);
+}
+await threeConsumed;
+await consumer.close();
+
+// ── 4. QoS 2 with delayed delivery ──────────────────────────────────────────────────────────
+section('4. exactly-once messages, delayed while the receiver is offline');
+const dir = mkdtempSync(join(tmpdir(), 'xmppbus-demo-'));
+try {
+  const outbox = new Messenger({
+    transport: sensors,
+    store: sqliteStore(join(dir, 'sensors.db')),
+    retry: { initialDelay: 100, maxDelay: 500 },
+  });
+  const sent = outbox.send(
+    'pager.localhost',
+    Alarm,
+    { sensor: 'boiler', message: 'above 73 °C' },
+    { qos: 2, ttl: '1h' },
+  );
+  log('sensors.localhost', '→ QoS 2 alarm to pager.localhost (offline): waiting in the SQLite outbox');
+  const waitedFor = 1200;
+  await new Promise((r) => setTimeout(r, waitedFor)); // the pager is down for a while (demo pacing only)
+  log('sensors.localhost', `  outbox: ${outbox.counters.queued} queued, ${outbox.counters.retried} probes so far`);
+
+  await using pager = await connect('pager.localhost');
+  const inbox = new Messenger({ transport: pager, store: sqliteStore(join(dir, 'pager.db')) });
+  const delivered = new Promise<void>((resolve) =>
+    inbox.on(Alarm, (a, meta) => {
+      const sentAt = meta.delayedFrom?.toISOString() ?? 'n/a';
+      log('pager.localhost', `← alarm "${a.message}" from ${meta.from} (QoS ${meta.qos}), originally sent ${sentAt}`);
+      resolve();
+    }),
+  );
+  log('pager.localhost', 'connected; the outbox notices and delivers');
+  await Promise.all([sent, delivered]);
+  log('sensors.localhost', '✓ send() resolved: received for exactly-once processing');
+  await outbox.close();
+  await inbox.close();
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+section('done');
+await rpcServer.drain();
+log('demo', 'stopping services and Prosody');
