@@ -1,7 +1,15 @@
 // Messenger
 export { Messenger, DeadLetters } from './messenger.js';
 export type { SendOptions, MessageMeta, MessageHandler, HandlerOptions, MessengerCounters } from './messenger.js';
-export type { MessengerOptions, ReceiveOptions, RetryOptions, OverflowPolicy, Duration, Logger } from './options.js';
+export type {
+  MessengerOptions,
+  ReceiveOptions,
+  BatchOptions,
+  RetryOptions,
+  OverflowPolicy,
+  Duration,
+  Logger,
+} from './options.js';
 export { OutboxFullError } from './errors.js';
 
 // Stores
@@ -19,5 +27,5 @@ export type {
 } from './store.js';
 
 // Wire
-export { NS_QOS, NS_QOS_NF, NS_QOS_IEEE, QOS_NAMESPACES, NS_MESSAGING } from './wire.js';
+export { NS_QOS, NS_QOS_NF, NS_QOS_IEEE, QOS_NAMESPACES, NS_MESSAGING, NS_BATCH } from './wire.js';
 export type { QosLevel } from './wire.js';
