@@ -123,7 +123,7 @@ describeServers('messaging interop', (server, kind) => {
 
   it(`[${kind}] a hand-written peer without the batch feature gets one envelope per IQ while many are in flight`, async () => {
     const srv = server();
-    const [ti, raw] = await Promise.all([component(srv, 'svc-i.localhost'), component(srv, 'svc-j.localhost')]);
+    const [ti, raw] = await Promise.all([component(srv, 'svc-m.localhost'), component(srv, 'svc-n.localhost')]);
     const sets: Element[] = [];
     let discos = 0;
     raw.onStanza((s) => {
@@ -153,8 +153,8 @@ describeServers('messaging interop', (server, kind) => {
     });
     const m = messenger(ti);
     await Promise.all([
-      ...Array.from({ length: 40 }, (_, i) => m.send('svc-j.localhost', Tick, { i }, { qos: 1, id: `ack-${i}` })),
-      ...Array.from({ length: 40 }, (_, i) => m.send('svc-j.localhost', Tick, { i }, { qos: 2, id: `as-${i}` })),
+      ...Array.from({ length: 40 }, (_, i) => m.send('svc-n.localhost', Tick, { i }, { qos: 1, id: `ack-${i}` })),
+      ...Array.from({ length: 40 }, (_, i) => m.send('svc-n.localhost', Tick, { i }, { qos: 2, id: `as-${i}` })),
     ]);
     await m.drain({ timeout: DEADLINE });
     expect(discos).toBe(1); // asked once, the answer is cached
@@ -172,7 +172,7 @@ describeServers('messaging interop', (server, kind) => {
 
   it(`[${kind}] two messengers batch through the server: several messages per IQ, in order, exactly once`, async () => {
     const srv = server();
-    const [ta, tb] = await Promise.all([component(srv, 'svc-i.localhost'), component(srv, 'svc-j.localhost')]);
+    const [ta, tb] = await Promise.all([component(srv, 'svc-o.localhost'), component(srv, 'svc-p.localhost')]);
     let batches = 0;
     let items = 0;
     tb.onStanza((s) => {
@@ -188,7 +188,7 @@ describeServers('messaging interop', (server, kind) => {
     await receiver.ready();
     for (const qos of [1, 2] as const) {
       seen.length = 0;
-      await Promise.all(Array.from({ length: 500 }, (_, i) => sender.send('svc-j.localhost', Tick, { i }, { qos })));
+      await Promise.all(Array.from({ length: 500 }, (_, i) => sender.send('svc-p.localhost', Tick, { i }, { qos })));
       await sender.drain({ timeout: DEADLINE });
       expect(seen).toEqual(Array.from({ length: 500 }, (_, i) => i));
     }
