@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, beforeEach, describe } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe } from 'vitest';
 
+import { waitForSettledRoutes } from './route-probe.js';
 import { SERVER_KINDS, startServer } from './start.js';
 import type { ServerKind, ServerOptions, XmppServer } from './types.js';
 
@@ -32,6 +33,13 @@ export function describeServers(
           process.stderr.write(`\n----- ${kind} log (${srv.dir}) for "${ctx.task.name}" -----\n${tail}\n-----\n`);
         });
       });
+      if (kind === 'ejabberd') {
+        // ejabberd keeps routing to a just-closed component for a moment; let the next test
+        // start on settled routes (see waitForSettledRoutes).
+        afterEach(async () => {
+          if (srv && srv.pid > 0) await waitForSettledRoutes(srv);
+        }, 30_000);
+      }
       body(() => {
         if (!srv) throw new Error(`${kind} server not started (used outside a test or hook?)`);
         return srv;
