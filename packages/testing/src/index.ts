@@ -9,3 +9,4 @@ export { freePort } from './ports.js';
 export { componentHandshake } from './handshake.js';
 export type { HandshakeOptions } from './handshake.js';
 export { DEFAULT_COMPONENTS, PROBE_COMPONENT } from './managed-server.js';
+export { waitForSettledRoutes } from './route-probe.js';
