@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe } from 'vitest';
 
 import { waitForSettledRoutes } from './route-probe.js';
 import { SERVER_KINDS, startServer } from './start.js';
@@ -34,9 +34,10 @@ export function describeServers(
         });
       });
       if (kind === 'ejabberd') {
-        // ejabberd keeps routing to a just-closed component for a moment; let the next test
-        // start on settled routes (see waitForSettledRoutes).
-        afterEach(async () => {
+        // ejabberd keeps routing to a just-closed component for a moment; let each test start
+        // on settled routes (see waitForSettledRoutes). A beforeEach, so that it runs after every
+        // afterEach of the previous test (which may close its components at file level).
+        beforeEach(async () => {
           if (srv && srv.pid > 0) await waitForSettledRoutes(srv);
         }, 30_000);
       }

@@ -74,6 +74,8 @@ export async function waitForSettledRoutes(server: XmppServer, timeout = 3_000):
       const got = new Set(answered());
       pending = pending.filter((_, i) => !got.has(`p${round}-${i}`));
     }
+    if (process.env['XMPPBUS_PROBE_DEBUG'])
+      process.stderr.write(`[route-probe] rounds=${round} unsettled=${pending.join(',')}\n`);
   } catch {
     // best effort: the tests that follow still have their own deadlines
   } finally {
