@@ -1,13 +1,38 @@
-// `npm run bench -- pubsub`: XEP-0060 publish/delivery through real Prosody and ejabberd, raw
-// stanzas over a raw socket (baseline) vs xmppbus (validated payloads, typed consumer), on
-// persistent and non-persistent nodes, with 1 and 10 subscribers; sequential publish→deliver latency.
+// `npm run bench -- pubsub`: XEP-0060 publish → delivery through real Prosody and ejabberd, hand-written
+// stanzas over a raw socket (baseline) vs xmppbus (validated payloads, typed consumers), on persistent and
+// non-persistent nodes, with 1 and 10 subscribers, plus sequential publish → first-delivery latency.
+//
+// Method — raw and xmppbus make the server do exactly the same work, so `deliveries_vs_raw` measures our
+// own overhead only:
+// - Same node config: each run creates a fresh node with xmppbus' event-node defaults (EVENT_NODE_DEFAULTS +
+//   persist_items per case + max_items 1000); raw sends a hand-written create-and-configure with the same
+//   fields. At start the two nodes' configs are read back and must be equal (else the benchmark fails).
+// - Same JIDs: publisher svc-a.localhost, subscribers svc-b.localhost + wN@svc-b.localhost (one component
+//   link each side; the two implementations take turns on the same component names).
+// - Same stanzas: byte-identical <tick/> payload, item ids `i<seq>`, IQ ids of the same length (16).
+// - Same window, closed loop: WINDOW publishes in flight, and a publish leaves the window only once the
+//   service acked it AND every subscriber received it. (The old open loop counted a publish as done at the
+//   ack; ejabberd acks before it fans out, so a fast publisher queued notifications inside the server:
+//   publishes/s overstated what was delivered and deliveries/s — divided by a time that included the
+//   drain — understated it: raw 10 subs showed 7 624 publishes/s but 34 681 deliveries/s.)
+// - Steady state only: WARM_MS of the same loop unmeasured, then a MEASURE_MS window in which publishes
+//   acked, deliveries received, Node CPU and server CPU are counted; then the loop stops and every delivery
+//   must arrive (a lost or duplicated one fails the run). Only `<item>` notifications count.
+// - Fresh state: the node is deleted after each run, so the server's state (Lua heap, mnesia) does not grow
+//   from one run to the next.
+// - Order and noise: raw and xmppbus alternate A-B-B-A over ROUNDS (default 2, other engineers' jobs share
+//   this 2-core box); rates and CPU are pooled over the rounds, latency samples likewise.
+// Node CPU covers both ends (publisher and subscribers live in this one process). Env: BENCH_PUBSUB_MS
+// (measure window per run, default 3000), BENCH_PUBSUB_ROUNDS (default 2), BENCH_PUBSUB_SERVERS
+// (default `prosody,ejabberd`).
 import { createHash } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Type } from '@sinclair/typebox';
-import { PubSub } from '@xmppbus/pubsub';
+import { IqCaller, parseXml } from '@xmppbus/core';
+import { EVENT_NODE_DEFAULTS, PubSub, configToFields, type NodeConfig } from '@xmppbus/pubsub';
 import { event } from '@xmppbus/schema';
 import { startServer, type ServerKind, type XmppServer } from '@xmppbus/testing';
-import { componentTransport } from '@xmppbus/transport-component';
+import { componentTransport, type ComponentTransport } from '@xmppbus/transport-component';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
 
 const Tick = event({
@@ -16,21 +41,30 @@ const Tick = event({
   schema: Type.Object({ seq: Type.Integer({ minimum: 0 }), t: Type.Number(), note: Type.String() }),
 });
 const NOTE = 'temperature reading from sensor 17';
-const DURATION_MS = Number(process.env['BENCH_PUBSUB_MS'] ?? 3_000);
-const WINDOW = 50; // publishes in flight
+const MEASURE_MS = Number(process.env['BENCH_PUBSUB_MS'] ?? 3_000);
+const ROUNDS = Number(process.env['BENCH_PUBSUB_ROUNDS'] ?? 2);
+const SERVERS = (process.env['BENCH_PUBSUB_SERVERS'] ?? 'prosody,ejabberd').split(',') as ServerKind[];
+const WARM_MS = 500;
+const WINDOW = 50; // publishes in flight (until acked and delivered to every subscriber)
 // Sequential samples; persistent nodes are slow on Prosody's file storage (the item file is rewritten).
 const latSamples = (persist: boolean): { n: number; warm: number } =>
-  persist ? { n: 60, warm: 10 } : { n: 300, warm: 50 };
+  persist ? { n: 40, warm: 5 } : { n: 300, warm: 50 };
 const SUBS = [1, 10] as const;
+const PUB = 'svc-a.localhost';
+const SUB = 'svc-b.localhost';
+const nodeConfig = (persist: boolean): NodeConfig => ({
+  ...EVENT_NODE_DEFAULTS,
+  persistItems: persist,
+  maxItems: 1000,
+});
 
 // ---------------------------------------------------------------------------------------------
 // Raw XEP-0114 socket: hand-written strings out, string scanning in.
 class RawComponent {
   #sock!: Socket;
   #buf = '';
-  #waiters = new Map<string, () => void>();
+  #waiters = new Map<string, (reply: string) => void>();
   onMessage: ((text: string) => void) | undefined;
-  results = 0;
   constructor(readonly domain: string) {}
 
   async connect(port: number, secret: string): Promise<void> {
@@ -45,9 +79,10 @@ class RawComponent {
       `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='${this.domain}'>`,
     );
     let head = '';
-    await new Promise<void>((res) => {
+    await new Promise<void>((res, rej) => {
       const onData = (d: string): void => {
         head += d;
+        if (head.includes('<stream:error')) rej(new Error(`${this.domain}: ${head}`));
         const m = /\bid=['"]([^'"]+)['"]/.exec(head);
         if (m && head.includes('>')) {
           this.#sock.off('data', onData);
@@ -57,6 +92,7 @@ class RawComponent {
           this.#sock.write(`<handshake>${digest}</handshake>`);
           const onAck = (d2: string): void => {
             head += d2;
+            if (head.includes('<stream:error')) rej(new Error(`${this.domain}: ${head}`));
             if (head.includes('<handshake')) {
               this.#sock.off('data', onAck);
               res();
@@ -92,15 +128,11 @@ class RawComponent {
         }
         const stanza = buf.slice(0, end);
         const id = /\bid=['"]([^'"]+)['"]/.exec(stanza)?.[1];
-        if (/type=['"]result['"]/.test(stanza)) this.results++;
-        else if (/type=['"]error['"]/.test(stanza)) throw new Error(`raw IQ error: ${stanza}`);
-        if (id) {
-          const w = this.#waiters.get(id);
-          if (w) {
-            this.#waiters.delete(id);
-            w();
-          }
-        }
+        const w = id === undefined ? undefined : this.#waiters.get(id);
+        if (w) {
+          this.#waiters.delete(id!);
+          w(stanza);
+        } else if (/type=['"]error['"]/.test(stanza)) throw new Error(`raw IQ error: ${stanza}`);
       } else {
         const lt = buf.indexOf('<', 1);
         if (lt < 0) return;
@@ -110,204 +142,169 @@ class RawComponent {
     }
   }
 
-  send(s: string): void {
-    this.#sock.write(s);
-  }
-
-  request(id: string, s: string): Promise<void> {
+  /** Sends an IQ; resolves with the reply stanza's text. */
+  request(id: string, s: string): Promise<string> {
     return new Promise((res) => {
       this.#waiters.set(id, res);
       this.#sock.write(s);
     });
   }
 
-  close(): void {
-    this.#sock.end('</stream:stream>');
-    this.#sock.destroy();
+  /** A request that must succeed in time (setup: create, subscribe, delete; publishes). */
+  async call(id: string, s: string, ms = 10_000): Promise<void> {
+    const reply = await deadline(this.request(id, s), ms, `raw IQ ${s.slice(0, 200)}`);
+    if (/type=['"]error['"]/.test(reply.slice(0, reply.indexOf('>')))) throw new Error(`raw IQ error: ${reply}`);
   }
+
+  /**
+   * Waits until the server has no route to `domain` any more (an IQ to it bounces), so the next
+   * run may connect under that name: ejabberd drops a closed component's route a moment after the
+   * socket closes, and would meanwhile route replies to the dead link.
+   */
+  async waitGone(domain: string): Promise<void> {
+    for (let i = 0; i < 100; i++) {
+      const id = rawId();
+      const reply = await Promise.race([
+        this.request(
+          id,
+          `<iq type='get' id='${id}' from='${this.domain}' to='${domain}'><ping xmlns='urn:xmpp:ping'/></iq>`,
+        ),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), 300)),
+      ]);
+      if (reply !== undefined && /type=['"]error['"]/.test(reply)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`${domain} is still routed`);
+  }
+
+  /** Ends the stream and waits until the server closed its side (so the name is free again). */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((res) => this.#sock.once('close', () => res()));
+    this.#sock.end('</stream:stream>');
+    const t = setTimeout(() => this.#sock.destroy(), 5_000);
+    await closed;
+    clearTimeout(t);
+  }
+}
+
+function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms)));
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }
 
 const PS = 'http://jabber.org/protocol/pubsub';
-const rawPublish = (from: string, id: string, node: string, seq: number): string =>
-  `<iq type='set' id='${id}' from='${from}' to='pubsub.localhost'><pubsub xmlns='${PS}'><publish node='${node}'><item id='i${seq}'>` +
+let rawIds = 0;
+/** IQ ids as long as xmppbus' random ids (16 chars), so both stanzas have the same size. */
+const rawId = (): string => `r${String(rawIds++).padStart(15, '0')}`;
+const rawPublish = (id: string, node: string, seq: number): string =>
+  `<iq type='set' to='pubsub.localhost' from='${PUB}' id='${id}'><pubsub xmlns='${PS}'><publish node='${node}'><item id='i${seq}'>` +
   `<tick xmlns='urn:bench:pubsub:1'><seq>${seq}</seq><t>${performance.now()}</t><note>${NOTE}</note></tick></item></publish></pubsub></iq>`;
 
-function rawCreate(from: string, node: string, persist: boolean): string {
+function rawCreate(id: string, node: string, config: NodeConfig): string {
   const f = (k: string, v: string): string => `<field var='${k}'><value>${v}</value></field>`;
+  let fields = f('FORM_TYPE', `${PS}#node_config`);
+  for (const [k, v] of configToFields(config)) fields += f(k, String(v));
   return (
-    `<iq type='set' id='c-${node}' from='${from}' to='pubsub.localhost'><pubsub xmlns='${PS}'><create node='${node}'/><configure>` +
-    `<x xmlns='jabber:x:data' type='submit'>${f('FORM_TYPE', `${PS}#node_config`)}${f('pubsub#persist_items', persist ? '1' : '0')}` +
-    `${f('pubsub#max_items', '1000')}${f('pubsub#send_last_published_item', 'never')}</x></configure></pubsub></iq>`
+    `<iq type='set' id='${id}' from='${PUB}' to='pubsub.localhost'><pubsub xmlns='${PS}'><create node='${node}'/>` +
+    `<configure><x xmlns='jabber:x:data' type='submit'>${fields}</x></configure></pubsub></iq>`
   );
+}
+const rawDelete = (id: string, node: string): string =>
+  `<iq type='set' id='${id}' from='${PUB}' to='pubsub.localhost'><pubsub xmlns='${PS}#owner'><delete node='${node}'/></pubsub></iq>`;
+
+function subscriberJids(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => (i === 0 ? SUB : `w${i}@${SUB}`));
+}
+
+/** Publishes still in the window: each leaves once acked and delivered to all `subs` subscribers. */
+class Window {
+  readonly #want: number;
+  readonly #pending = new Map<number, { n: number; done: () => void }>();
+  deliveries = 0;
+  extra = 0;
+  constructor(subs: number) {
+    this.#want = subs;
+  }
+  /** Resolves when `seq` reached every subscriber; call before publishing it. */
+  expect(seq: number): Promise<void> {
+    return new Promise((done) => this.#pending.set(seq, { n: 0, done }));
+  }
+  delivered(seq: number): void {
+    this.deliveries++;
+    const p = this.#pending.get(seq);
+    if (!p) return;
+    if (++p.n === this.#want) {
+      this.#pending.delete(seq);
+      p.done();
+    }
+  }
 }
 
 interface RunResult {
+  seconds: number;
   publishes: number;
   deliveries: number;
-  publishRate: number;
-  deliveryRate: number;
-  nodeCpuUsPerDelivery: number;
-  serverCpuUsPerPublish: number | undefined;
+  nodeCpuUs: number;
+  serverCpuUs: number | undefined;
+  latencies: number[];
 }
 
-function subscriberJids(domain: string, n: number): string[] {
-  return Array.from({ length: n }, (_, i) => (i === 0 ? domain : `w${i}@${domain}`));
-}
-
-/** Pipelined publishing for DURATION_MS, then waits for the deliveries to drain. */
+/** Closed-loop publishing: WARM_MS unmeasured, MEASURE_MS measured, then checks that nothing was lost. */
 async function drive(
   srv: XmppServer,
-  publishOne: (seq: number) => Promise<void>,
-  delivered: () => number,
+  win: Window,
   subs: number,
-): Promise<RunResult> {
+  what: string,
+  publishOne: (seq: number) => Promise<void>,
+): Promise<Omit<RunResult, 'latencies'>> {
+  let seq = 0;
+  let acked = 0;
+  let stop = false;
+  const workers = Array.from({ length: WINDOW }, async () => {
+    while (!stop) {
+      const s = seq++;
+      const delivered = win.expect(s);
+      await publishOne(s);
+      acked++;
+      await delivered;
+    }
+  });
+  await new Promise((r) => setTimeout(r, WARM_MS));
+  const a0 = acked;
+  const d0 = win.deliveries;
   const c0 = process.cpuUsage();
   const s0 = processCpuUs(srv.pid);
   const t0 = performance.now();
-  let seq = 0;
-  let acked = 0;
-  const stopAt = t0 + DURATION_MS;
-  await Promise.all(
-    Array.from({ length: WINDOW }, async () => {
-      while (performance.now() < stopAt) {
-        await publishOne(seq++);
-        acked++;
-      }
-    }),
-  );
-  const tPub = performance.now() - t0;
-  const want = acked * subs;
-  const drainEnd = performance.now() + 15_000;
-  while (delivered() < want && performance.now() < drainEnd) await new Promise((r) => setTimeout(r, 2));
-  const tAll = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, MEASURE_MS));
+  const seconds = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
   const s1 = processCpuUs(srv.pid);
-  const d = delivered();
+  const publishes = acked - a0;
+  const deliveries = win.deliveries - d0;
+  stop = true;
+  const deadline = new Promise<never>((_, rej) =>
+    setTimeout(() => rej(new Error(`${what}: deliveries missing: ${win.deliveries} of ${seq * subs}`)), 30_000).unref(),
+  );
+  await Promise.race([Promise.all(workers), deadline]);
+  if (win.deliveries !== seq * subs)
+    throw new Error(`${what}: ${win.deliveries} deliveries for ${seq} publishes × ${subs}`);
   return {
-    publishes: acked,
-    deliveries: d,
-    publishRate: acked / (tPub / 1000),
-    deliveryRate: d / (tAll / 1000),
-    nodeCpuUsPerDelivery: (c.user + c.system) / Math.max(1, d),
-    serverCpuUsPerPublish: s0 !== undefined && s1 !== undefined ? (s1 - s0) / Math.max(1, acked) : undefined,
+    seconds,
+    publishes,
+    deliveries,
+    nodeCpuUs: c.user + c.system,
+    serverCpuUs: s0 !== undefined && s1 !== undefined ? s1 - s0 : undefined,
   };
 }
 
-async function rawScenario(
-  srv: XmppServer,
-  persist: boolean,
-  subs: number,
-  tag: string,
-): Promise<RunResult & { p50: number; p99: number }> {
-  const pub = new RawComponent('svc-a.localhost');
-  const sub = new RawComponent('svc-b.localhost');
-  await pub.connect(srv.componentPort, srv.componentSecret);
-  await sub.connect(srv.componentPort, srv.componentSecret);
-  const node = `raw-${tag}`;
-  await pub.request(`c-${node}`, rawCreate('svc-a.localhost', node, persist));
-  for (const [i, jid] of subscriberJids('svc-b.localhost', subs).entries()) {
-    await sub.request(
-      `s${i}`,
-      `<iq type='set' id='s${i}' from='${jid}' to='pubsub.localhost'><pubsub xmlns='${PS}'><subscribe node='${node}' jid='${jid}'/></pubsub></iq>`,
-    );
-  }
-  let delivered = 0;
-  let onTick: ((seq: number) => void) | undefined;
-  sub.onMessage = (m) => {
-    // Count items only (ejabberd adds a <retract/> per publish once a node is full).
-    let i = m.indexOf('<item ');
-    while (i >= 0) {
-      delivered++;
-      if (onTick) {
-        const s = m.indexOf('<seq>', i);
-        onTick(Number(m.slice(s + 5, m.indexOf('</seq>', s))));
-      }
-      i = m.indexOf('<item ', i + 6);
-    }
-  };
-  let n = 0;
-  const publishOne = (seq: number): Promise<void> => {
-    const id = `p${n++}`;
-    return pub.request(id, rawPublish('svc-a.localhost', id, node, seq));
-  };
-  const r = await drive(srv, publishOne, () => delivered, subs);
-  // Sequential latency on a fresh node with one subscriber.
-  const lat = await latency(
-    persist,
-    async (seq, wait) => {
-      const id = `l${n++}`;
-      pub.send(rawPublish('svc-a.localhost', id, node, 1e9 + seq));
-      await wait;
-    },
-    (cb) => (onTick = (s) => cb(s - 1e9)),
-  );
-  pub.close();
-  sub.close();
-  return { ...r, ...lat };
-}
-
-async function busScenario(
-  srv: XmppServer,
-  persist: boolean,
-  subs: number,
-  tag: string,
-): Promise<RunResult & { p50: number; p99: number }> {
-  const tp = await componentTransport({
-    service: srv.componentService(),
-    domain: 'svc-c.localhost',
-    password: srv.componentSecret,
-  });
-  const ts = await componentTransport({
-    service: srv.componentService(),
-    domain: 'svc-d.localhost',
-    password: srv.componentSecret,
-  });
-  const pub = new PubSub({ transport: tp, service: srv.pubsubService });
-  const sub = new PubSub({ transport: ts, service: srv.pubsubService });
-  const node = `bus-${tag}`;
-  await pub.createNode(node, { persistItems: persist, maxItems: 1000 });
-  let delivered = 0;
-  let onTick: ((seq: number) => void) | undefined;
-  const consumers = [];
-  for (const jid of subscriberJids('svc-d.localhost', subs)) {
-    const c = sub.consume(
-      node,
-      Tick,
-      (v) => {
-        delivered++;
-        onTick?.(v.seq);
-      },
-      { jid, dedupeWindow: 64 },
-    );
-    await c.ready();
-    consumers.push(c);
-  }
-  const publishOne = async (seq: number): Promise<void> => {
-    await pub.publish(node, Tick, { seq, t: performance.now(), note: NOTE }, { id: `i${seq}` });
-  };
-  const r = await drive(srv, publishOne, () => delivered, subs);
-  let k = 0;
-  const lat = await latency(
-    persist,
-    async (seq, wait) => {
-      await pub.publish(node, Tick, { seq: 1e9 + seq, t: performance.now(), note: NOTE }, { id: `l${k++}` });
-      await wait;
-    },
-    (cb) => (onTick = (s) => cb(s - 1e9)),
-  );
-  for (const c of consumers) await c.close();
-  await tp.close();
-  await ts.close();
-  return { ...r, ...lat };
-}
-
-/** Sequential publish → first delivery latency (ms), one subscriber listening. */
+/** Sequential publish → first delivery latency (ms), with the node's subscribers listening. */
 async function latency(
   persist: boolean,
   publishAndWait: (seq: number, wait: Promise<void>) => Promise<void>,
   listen: (cb: (seq: number) => void) => void,
-): Promise<{ p50: number; p99: number }> {
-  const { n: LAT_N, warm: LAT_WARM } = latSamples(persist);
+): Promise<number[]> {
+  const { n, warm } = latSamples(persist);
   let want = -1;
   let resolve: (() => void) | undefined;
   listen((seq) => {
@@ -318,37 +315,211 @@ async function latency(
     }
   });
   const samples: number[] = [];
-  for (let i = 0; i < LAT_WARM + LAT_N; i++) {
+  for (let i = 0; i < warm + n; i++) {
     want = i;
     const wait = new Promise<void>((r) => (resolve = r));
     const t0 = performance.now();
-    await publishAndWait(i, wait);
-    if (i >= LAT_WARM) samples.push(performance.now() - t0);
+    await deadline(publishAndWait(i, wait), 10_000, `latency sample ${i}`);
+    if (i >= warm) samples.push(performance.now() - t0);
   }
-  samples.sort((a, b) => a - b);
-  return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+  return samples;
 }
 
-const metrics: Record<string, unknown> = {};
+const LAT_BASE = 1e9; // latency-phase seqs, above anything the throughput phase reaches
+
+async function rawRun(srv: XmppServer, persist: boolean, subs: number, node: string): Promise<RunResult> {
+  const pub = new RawComponent(PUB);
+  const sub = new RawComponent(SUB);
+  await pub.connect(srv.componentPort, srv.componentSecret);
+  await sub.connect(srv.componentPort, srv.componentSecret);
+  let id = rawId();
+  await pub.call(id, rawCreate(id, node, nodeConfig(persist)));
+  for (const jid of subscriberJids(subs)) {
+    id = rawId();
+    await sub.call(
+      id,
+      `<iq type='set' id='${id}' from='${jid}' to='pubsub.localhost'><pubsub xmlns='${PS}'><subscribe node='${node}' jid='${jid}'/></pubsub></iq>`,
+    );
+  }
+  const win = new Window(subs);
+  let onTick: ((seq: number) => void) | undefined;
+  sub.onMessage = (m) => {
+    // Items only (ejabberd also notifies a <retract/> when a full persistent node evicts one).
+    let i = m.indexOf('<item ');
+    while (i >= 0) {
+      const s = m.indexOf('<seq>', i);
+      const seq = Number(m.slice(s + 5, m.indexOf('</seq>', s)));
+      if (seq >= LAT_BASE) onTick?.(seq - LAT_BASE);
+      else win.delivered(seq);
+      i = m.indexOf('<item ', i + 6);
+    }
+  };
+  const r = await drive(srv, win, subs, `raw ${node}`, (seq) => {
+    const pid = rawId();
+    return pub.call(pid, rawPublish(pid, node, seq), 30_000);
+  });
+  const latencies = await latency(
+    persist,
+    async (seq, wait) => {
+      const pid = rawId();
+      await pub.call(pid, rawPublish(pid, node, LAT_BASE + seq));
+      await wait;
+    },
+    (cb) => (onTick = cb),
+  );
+  id = rawId();
+  await pub.call(id, rawDelete(id, node));
+  await pub.close();
+  await sub.close();
+  return { ...r, latencies };
+}
+
+async function connectComponent(srv: XmppServer, domain: string): Promise<ComponentTransport> {
+  return componentTransport({ service: srv.componentService(), domain, password: srv.componentSecret });
+}
+
+async function busRun(srv: XmppServer, persist: boolean, subs: number, node: string): Promise<RunResult> {
+  const tp = await connectComponent(srv, PUB);
+  const ts = await connectComponent(srv, SUB);
+  const pub = new PubSub({ transport: tp, service: srv.pubsubService });
+  const sub = new PubSub({ transport: ts, service: srv.pubsubService });
+  await pub.createNode(node, { persistItems: persist, maxItems: 1000 });
+  const win = new Window(subs);
+  let onTick: ((seq: number) => void) | undefined;
+  const consumers = [];
+  for (const jid of subscriberJids(subs)) {
+    const c = sub.consume(
+      node,
+      Tick,
+      (v) => {
+        if (v.seq >= LAT_BASE) onTick?.(v.seq - LAT_BASE);
+        else win.delivered(v.seq);
+      },
+      { jid, dedupeWindow: 64 },
+    );
+    await c.ready();
+    consumers.push(c);
+  }
+  const r = await drive(srv, win, subs, `xmppbus ${node}`, async (seq) => {
+    await pub.publish(node, Tick, { seq, t: performance.now(), note: NOTE }, { id: `i${seq}` });
+  });
+  const latencies = await latency(
+    persist,
+    async (seq, wait) => {
+      const s = LAT_BASE + seq;
+      await pub.publish(node, Tick, { seq: s, t: performance.now(), note: NOTE }, { id: `i${s}` });
+      await wait;
+    },
+    (cb) => (onTick = cb),
+  );
+  for (const c of consumers) await c.close();
+  await pub.deleteNode(node);
+  pub.close();
+  sub.close();
+  await tp.close();
+  await ts.close();
+  return { ...r, latencies };
+}
+
+/** Fails unless the raw create stanza and xmppbus' createNode configure nodes identically. */
+async function checkSameConfig(srv: XmppServer): Promise<Record<string, unknown>> {
+  const t = await connectComponent(srv, PUB);
+  const ps = new PubSub({ transport: t, service: srv.pubsubService });
+  const out: Record<string, unknown> = {};
+  try {
+    for (const persist of [false, true]) {
+      const id = rawId();
+      await IqCaller.for(t).request(parseXml(rawCreate(id, 'cfg-raw', nodeConfig(persist))));
+      await ps.createNode('cfg-bus', { persistItems: persist, maxItems: 1000 });
+      const a = JSON.stringify(await ps.getNodeConfig('cfg-raw'));
+      const b = JSON.stringify(await ps.getNodeConfig('cfg-bus'));
+      if (a !== b) throw new Error(`node configs differ on ${srv.kind}:\nraw ${a}\nbus ${b}`);
+      out[persist ? 'persistent' : 'non_persistent'] = JSON.parse(b) as unknown;
+      await ps.deleteNode('cfg-raw');
+      await ps.deleteNode('cfg-bus');
+    }
+  } finally {
+    ps.close();
+    await t.close();
+  }
+  return out;
+}
+
+interface Pooled {
+  publishRate: number;
+  deliveryRate: number;
+  nodeCpuUsPerDelivery: number;
+  serverCpuUsPerPublish: number | undefined;
+  p50: number;
+  p99: number;
+  runs: { publishRate: number; deliveryRate: number }[];
+}
+
+function pool(runs: RunResult[]): Pooled {
+  const sum = (f: (r: RunResult) => number): number => runs.reduce((a, r) => a + f(r), 0);
+  const secs = sum((r) => r.seconds);
+  const pubs = sum((r) => r.publishes);
+  const dels = sum((r) => r.deliveries);
+  const srvCpu = runs.every((r) => r.serverCpuUs !== undefined) ? sum((r) => r.serverCpuUs!) : undefined;
+  const lat = runs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+  return {
+    publishRate: pubs / secs,
+    deliveryRate: dels / secs,
+    nodeCpuUsPerDelivery: sum((r) => r.nodeCpuUs) / Math.max(1, dels),
+    serverCpuUsPerPublish: srvCpu === undefined ? undefined : srvCpu / Math.max(1, pubs),
+    p50: percentile(lat, 50),
+    p99: percentile(lat, 99),
+    runs: runs.map((r) => ({ publishRate: r.publishes / r.seconds, deliveryRate: r.deliveries / r.seconds })),
+  };
+}
+
+const metrics: Record<string, unknown> = {
+  method: {
+    window: WINDOW,
+    warmMs: WARM_MS,
+    measureMs: MEASURE_MS,
+    rounds: ROUNDS,
+    loop: 'closed (ack + all deliveries)',
+  },
+};
 const ratios: Record<string, unknown> = {};
 const rows: Record<string, string | number>[] = [];
-for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
+let nodeN = 0;
+for (const kind of SERVERS) {
   const srv = await startServer(kind, { pubsubStorage: 'persistent' });
+  const probe = new RawComponent('svc-p.localhost');
   try {
-    const m: Record<string, unknown> = {};
+    await probe.connect(srv.componentPort, srv.componentSecret);
+    const m: Record<string, unknown> = { nodeConfig: await checkSameConfig(srv) };
+    await probe.waitGone(PUB);
     const r: Record<string, Record<string, number>> = {};
     for (const persist of [false, true]) {
       const storage = persist ? 'persistent' : 'non_persistent';
       for (const subs of SUBS) {
-        const tag = `${storage}-${subs}`;
-        const raw = await rawScenario(srv, persist, subs, tag);
-        const bus = await busScenario(srv, persist, subs, tag);
+        const raws: RunResult[] = [];
+        const buses: RunResult[] = [];
+        for (let round = 0; round < ROUNDS; round++) {
+          // A-B-B-A: each implementation goes first half of the time. Node names of equal length.
+          const n = String(nodeN++).padStart(3, '0');
+          const order = round % 2 === 0 ? (['raw', 'bus'] as const) : (['bus', 'raw'] as const);
+          for (const impl of order) {
+            process.stderr.write(`${kind} ${storage} ${subs} ${impl} round ${round}\n`);
+            if (impl === 'raw') raws.push(await rawRun(srv, persist, subs, `raw-${storage}-${subs}-${n}`));
+            else buses.push(await busRun(srv, persist, subs, `bus-${storage}-${subs}-${n}`));
+            await probe.waitGone(PUB);
+            await probe.waitGone(SUB);
+          }
+        }
+        const raw = pool(raws);
+        const bus = pool(buses);
         m[`${storage}_${subs}sub`] = { raw, xmppbus: bus };
-        const ratioKey = persist ? 'deliveries_vs_raw_persistent' : 'deliveries_vs_raw';
-        (r[ratioKey] ??= {})[String(subs)] = bus.deliveryRate / raw.deliveryRate;
-        (r[persist ? 'publish_vs_raw_persistent' : 'publish_vs_raw'] ??= {})[String(subs)] =
-          bus.publishRate / raw.publishRate;
-        (r[persist ? 'p50_latency_vs_raw_persistent' : 'p50_latency_vs_raw'] ??= {})[String(subs)] = bus.p50 / raw.p50;
+        const sfx = persist ? '_persistent' : '';
+        (r[`deliveries_vs_raw${sfx}`] ??= {})[String(subs)] = bus.deliveryRate / raw.deliveryRate;
+        (r[`publish_vs_raw${sfx}`] ??= {})[String(subs)] = bus.publishRate / raw.publishRate;
+        (r[`p50_latency_vs_raw${sfx}`] ??= {})[String(subs)] = bus.p50 / raw.p50;
+        if (raw.serverCpuUsPerPublish !== undefined && bus.serverCpuUsPerPublish !== undefined) {
+          (r[`server_cpu_vs_raw${sfx}`] ??= {})[String(subs)] = bus.serverCpuUsPerPublish / raw.serverCpuUsPerPublish;
+        }
         for (const [impl, x] of [
           ['raw', raw],
           ['xmppbus', bus],
@@ -371,9 +542,13 @@ for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
     metrics[kind] = m;
     ratios[kind] = r;
   } finally {
+    await probe.close().catch(() => undefined);
     await srv.stop();
   }
 }
-printTable('pubsub: raw socket vs xmppbus (pipelined window 50; latency = sequential, 1 subscriber)', rows);
+printTable(
+  `pubsub: raw socket vs xmppbus (closed loop, window ${WINDOW}, ${ROUNDS}×${MEASURE_MS} ms per row; latency = sequential)`,
+  rows,
+);
 process.stdout.write(`\nratios: ${JSON.stringify(ratios, null, 1)}\n`);
-process.stdout.write(`wrote ${writeResult({ name: 'pubsub', server: 'prosody,ejabberd', metrics, ratios })}\n`);
+process.stdout.write(`wrote ${writeResult({ name: 'pubsub', server: SERVERS.join(','), metrics, ratios })}\n`);

@@ -11,7 +11,7 @@ import { randomId } from './id.js';
 import { bareJid, domainOf, jidEquals } from './jid.js';
 import { ServiceUnavailableError, StanzaError } from './stanza-error.js';
 import type { Transport } from './transport.js';
-import { firstChildElement, localName, xml, type Element } from './xml.js';
+import { Element, firstChildElement, localName, xml } from './xml.js';
 
 export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
@@ -44,7 +44,8 @@ const callers = new WeakMap<Transport, IqCaller>();
 
 export class IqRouter {
   readonly #transport: Transport;
-  readonly #handlers = new Map<string, IqHandler>();
+  /** namespace → local name (or '*') → handler: two lookups, no key string built per stanza. */
+  readonly #handlers = new Map<string, Map<string, IqHandler>>();
   readonly #features = new Map<string, number>();
   readonly #identities: DiscoIdentity[] = [];
   readonly #items: DiscoItem[] = [];
@@ -74,11 +75,15 @@ export class IqRouter {
    * is `'*'`) to `handler`. Returns the unregister function. One handler per key.
    */
   handle(ns: string, name: string, handler: IqHandler): () => void {
-    const key = `${ns} ${name}`;
-    if (this.#handlers.has(key)) throw new Error(`an IQ handler for {${ns}}${name} is already registered`);
-    this.#handlers.set(key, handler);
+    let byName = this.#handlers.get(ns);
+    if (byName?.has(name)) throw new Error(`an IQ handler for {${ns}}${name} is already registered`);
+    if (!byName) this.#handlers.set(ns, (byName = new Map()));
+    byName.set(name, handler);
     return () => {
-      if (this.#handlers.get(key) === handler) this.#handlers.delete(key);
+      const m = this.#handlers.get(ns);
+      if (m?.get(name) !== handler) return;
+      m.delete(name);
+      if (m.size === 0) this.#handlers.delete(ns);
     };
   }
 
@@ -131,7 +136,8 @@ export class IqRouter {
     }
     const ns = payload.attrs['xmlns'] ?? '';
     const name = localName(payload);
-    const handler = this.#handlers.get(`${ns} ${name}`) ?? this.#handlers.get(`${ns} *`);
+    const byName = this.#handlers.get(ns);
+    const handler = byName === undefined ? undefined : (byName.get(name) ?? byName.get('*'));
     if (handler) {
       handler(stanza, payload);
       return;
@@ -186,7 +192,19 @@ export class IqRouter {
 
 /** Builds the `result` IQ answering `iq` (to/from swapped, same id). */
 export function resultReply(iq: Element, payload?: Element): Element {
-  return xml('iq', { type: 'result', id: iq.attrs['id'], to: iq.attrs['from'], from: iq.attrs['to'] }, payload ?? null);
+  // Built directly (not through xml()): this runs once per RPC call on the serving side.
+  const reply = new Element('iq');
+  const a = reply.attrs;
+  const req = iq.attrs;
+  a['type'] = 'result';
+  if (req['id'] !== undefined) a['id'] = req['id'];
+  if (req['from'] !== undefined) a['to'] = req['from'];
+  if (req['to'] !== undefined) a['from'] = req['to'];
+  if (payload) {
+    payload.parent = reply;
+    reply.children.push(payload);
+  }
+  return reply;
 }
 
 /** Builds the `error` IQ answering `iq`. The request payload is not echoed (keeps errors small). */

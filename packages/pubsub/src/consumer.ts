@@ -12,6 +12,7 @@ import {
   bareJid,
   deferred,
   withAbort,
+  type Deferred,
   type Element,
   type WaitOptions,
 } from '@xmppbus/core';
@@ -137,7 +138,8 @@ export class Pipeline<C extends PayloadContract> {
   #closed = false;
   #saving: Promise<void> | undefined;
   #dirty = false;
-  #idle = deferred<void>();
+  /** Created by close() while handlers run (not per event); resolved when the last one finishes. */
+  #idle: Deferred<void> | undefined;
   #ready = deferred<void>();
   #readyDone = false;
   #syncing = false;
@@ -148,7 +150,6 @@ export class Pipeline<C extends PayloadContract> {
   constructor(options: PipelineOptions<C>) {
     this.#o = options;
     this.#seen = options.seen ?? new Set();
-    this.#idle.resolve();
     this.#ready.promise.catch(() => undefined);
   }
 
@@ -172,7 +173,9 @@ export class Pipeline<C extends PayloadContract> {
         for (const id of cp.recent) this.#remember(id);
       }
     }
-    this.#offs.push(o.pubsub.onNode(o.node, (e) => this.#onEvent(e)));
+    // Several subscriber JIDs can share one link (a component owns its whole domain): take only
+    // the notifications addressed to this consumer's subscriber JID.
+    this.#offs.push(o.pubsub.onNode(o.node, (e) => this.#onEvent(e), { jid: o.jid }));
     this.#offs.push(
       o.pubsub.transport.onStatus((status) => {
         if (status === 'online') {
@@ -187,12 +190,14 @@ export class Pipeline<C extends PayloadContract> {
 
   #onEvent(e: PubSubEvent): void {
     if (this.#closed) return;
-    // Several subscriber JIDs can share one link (a component owns its whole domain): take only
-    // the notifications addressed to this consumer's subscriber JID.
-    const to = e.stanza.attrs['to'];
-    if (to !== undefined && to !== this.#o.jid && bareJid(to) !== this.#o.jid) return;
     if (e.type === 'items') {
       for (const it of e.items) {
+        // Hot path: nothing buffered or queued and a free slot → run now, no Pending record.
+        if (!this.#buffer && this.#queue.length === 0 && this.#inFlight < this.#o.concurrency) {
+          if (this.#isDuplicate(it.id)) this.#o.stats.duplicates++;
+          else this.#run(it.id, it.payload, it.publisher, e.delayed, false);
+          continue;
+        }
         const p: Pending = {
           id: it.id,
           payload: it.payload,
@@ -295,90 +300,106 @@ export class Pipeline<C extends PayloadContract> {
     const o = this.#o;
     while (this.#queue.length > 0 && this.#inFlight < o.concurrency && !this.#closed) {
       const p = this.#queue.shift()!;
-      if (this.#seen.has(p.id) || this.#inProgress.has(p.id)) {
+      if (this.#isDuplicate(p.id)) {
         o.stats.duplicates++;
         continue;
       }
-      this.#run(p);
+      this.#run(p.id, p.payload, p.publisher, p.delayed, p.replay);
     }
   }
 
-  #run(p: Pending): void {
+  #isDuplicate(id: string): boolean {
+    return this.#seen.has(id) || (this.#inFlight > 0 && this.#inProgress.has(id));
+  }
+
+  #run(
+    id: string,
+    payload: Element | undefined,
+    publisher: string | undefined,
+    delayed: string | undefined,
+    replay: boolean,
+  ): void {
     const o = this.#o;
-    const meta: EventMeta = {
-      id: p.id,
-      node: o.node,
-      service: o.pubsub.service,
-      publisher: p.publisher,
-      delayed: p.delayed,
-      replay: p.replay,
-      signal: this.#ac.signal,
-    };
     let value: PayloadOf<C>;
     try {
-      if (!p.payload) throw new StanzaError({ condition: 'bad-request', text: 'notification without payload' });
-      value = decode(o.contract, p.payload);
+      if (!payload) throw new StanzaError({ condition: 'bad-request', text: 'notification without payload' });
+      value = decode(o.contract, payload);
     } catch (err) {
       o.stats.invalid++;
-      o.onInvalid({ id: p.id, node: o.node, payload: p.payload, error: err as Error });
-      this.#track(p.id);
-      this.#done(p.id, false);
+      o.onInvalid({ id, node: o.node, payload, error: err as Error });
+      this.#track(id);
+      this.#done(id, false);
       return;
     }
-    if (p.replay) o.stats.replayed++;
-    this.#track(p.id);
+    const meta: EventMeta = {
+      id,
+      node: o.node,
+      service: o.pubsub.service,
+      publisher,
+      delayed,
+      replay,
+      signal: this.#ac.signal,
+    };
+    if (replay) o.stats.replayed++;
+    this.#track(id);
     let r: void | Promise<void>;
     try {
-      r = o.process(value, meta, p.payload);
+      r = o.process(value, meta, payload);
     } catch (err) {
       o.stats.failed++;
       o.onError(err as Error, meta);
-      this.#done(p.id, false);
+      this.#done(id, false);
       return;
     }
     if (r && typeof (r as Promise<void>).then === 'function') {
       (r as Promise<void>).then(
         () => {
           o.stats.handled++;
-          this.#done(p.id, true);
+          this.#done(id, true);
         },
         (err: unknown) => {
           o.stats.failed++;
           o.onError(err as Error, meta);
-          this.#done(p.id, true);
+          this.#done(id, true);
         },
       );
     } else {
       o.stats.handled++;
-      this.#done(p.id, false);
+      this.#done(id, false);
     }
   }
 
   #track(id: string): void {
     this.#inFlight++;
-    if (this.#inFlight === 1) this.#idle = deferred<void>();
     this.#inProgress.add(id);
-    this.#order.push({ id, done: false });
+    // Completion order only matters when several handlers run at once.
+    if (this.#o.concurrency > 1) this.#order.push({ id, done: false });
   }
 
   #done(id: string, async: boolean): void {
     this.#inFlight--;
     this.#inProgress.delete(id);
     this.#remember(id);
-    // The position advances over the longest completed prefix (matters with concurrency > 1).
-    const order = this.#order;
-    if (order.length === 1 && order[0]!.id === id) {
-      order.length = 0;
-      this.#lastId = id;
-    } else {
-      const e = order.find((x) => x.id === id && !x.done);
-      if (e) e.done = true;
-      let n = 0;
-      while (n < order.length && order[n]!.done) this.#lastId = order[n++]!.id;
-      if (n > 0) this.#order = order.slice(n);
+    if (this.#o.concurrency === 1) this.#lastId = id;
+    else {
+      // The position advances over the longest completed prefix.
+      const order = this.#order;
+      if (order.length === 1 && order[0]!.id === id) {
+        order.length = 0;
+        this.#lastId = id;
+      } else {
+        const e = order.find((x) => x.id === id && !x.done);
+        if (e) e.done = true;
+        let n = 0;
+        while (n < order.length && order[n]!.done) this.#lastId = order[n++]!.id;
+        if (n > 0) this.#order = order.slice(n);
+      }
     }
     if (this.#o.durableKey !== undefined) this.#saveSoon();
-    if (this.#inFlight === 0) this.#idle.resolve();
+    if (this.#inFlight === 0 && this.#idle) {
+      this.#idle.resolve();
+      this.#idle = undefined;
+    }
     if (async) this.#pump();
   }
 
@@ -417,8 +438,9 @@ export class Pipeline<C extends PayloadContract> {
       this.#ready.reject(new ClosedError('consumer closed before it was ready'));
     }
     try {
+      if (this.#inFlight > 0) this.#idle ??= deferred<void>();
       await withAbort(
-        this.#idle.promise,
+        this.#idle?.promise ?? Promise.resolve(),
         { timeout: options.timeout ?? 10_000, signal: options.signal },
         'consumer drain',
       );

@@ -97,6 +97,29 @@ describe('owner operations', () => {
     await waitFor(() => events.length === 4, '4 events');
     expect(events.map((e) => e.type)).toEqual(['items', 'retract', 'purge', 'delete']);
   });
+
+  it('onNode with jid takes only the notifications addressed to that JID', async () => {
+    const a = client('svc-a.test');
+    const b = client('svc-b.test');
+    await a.createNode('n');
+    await b.subscribe('n', { jid: 'svc-b.test' });
+    await b.subscribe('n', { jid: 'w1@svc-b.test' });
+    const forB: string[] = [];
+    const forW1: string[] = [];
+    const all: string[] = [];
+    b.onNode('n', (e) => forB.push(String(e.stanza.attrs['to'])), { jid: 'svc-b.test' });
+    const offW1 = b.onNode('n', (e) => forW1.push(String(e.stanza.attrs['to'])), { jid: 'w1@svc-b.test' });
+    b.onNode('n', (e) => all.push(String(e.stanza.attrs['to'])));
+    await a.publish('n', OrderCreated, { orderId: '1', qty: 1 }, { id: '1' });
+    await waitFor(() => all.length === 2, '2 notifications');
+    expect(forB).toEqual(['svc-b.test']);
+    expect(forW1).toEqual(['w1@svc-b.test']);
+    offW1();
+    await a.publish('n', OrderCreated, { orderId: '2', qty: 1 }, { id: '2' });
+    await waitFor(() => all.length === 4, '4 notifications');
+    expect(forB).toEqual(['svc-b.test', 'svc-b.test']);
+    expect(forW1).toEqual(['w1@svc-b.test']);
+  });
 });
 
 describe('publish and consume', () => {

@@ -144,6 +144,8 @@ export class PubSub {
   readonly #nodeDefaults: NodeConfig | undefined;
   readonly #listeners = new Set<EventListener>();
   readonly #nodeListeners = new Map<string, Set<EventListener>>();
+  /** node → addressee JID → listeners: one lookup per notification instead of one filter per consumer. */
+  readonly #addressed = new Map<string, Map<string, Set<EventListener>>>();
   readonly #off: () => void;
   #info: Promise<ServiceInfo> | undefined;
   #supportedFields: Promise<Set<string> | undefined> | undefined;
@@ -178,16 +180,35 @@ export class PubSub {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Listens to the notifications of one node. Returns the remover. */
-  onNode(node: string, listener: EventListener): () => void {
-    let set = this.#nodeListeners.get(node);
-    if (!set) this.#nodeListeners.set(node, (set = new Set()));
+  /**
+   * Listens to the notifications of one node. Returns the remover. With `jid`, only those
+   * addressed to that JID (or to a full JID of it); notifications without `to` reach every listener.
+   */
+  onNode(node: string, listener: EventListener, options: { jid?: string } = {}): () => void {
+    const jid = options.jid;
+    let set: Set<EventListener> | undefined;
+    if (jid === undefined) {
+      set = this.#nodeListeners.get(node);
+      if (!set) this.#nodeListeners.set(node, (set = new Set()));
+    } else {
+      let byJid = this.#addressed.get(node);
+      if (!byJid) this.#addressed.set(node, (byJid = new Map()));
+      set = byJid.get(jid);
+      if (!set) byJid.set(jid, (set = new Set()));
+    }
     set.add(listener);
+    const s = set;
     return () => {
-      const s = this.#nodeListeners.get(node);
-      if (!s) return;
       s.delete(listener);
-      if (s.size === 0) this.#nodeListeners.delete(node);
+      if (s.size > 0) return;
+      if (jid === undefined) {
+        if (this.#nodeListeners.get(node) === s) this.#nodeListeners.delete(node);
+        return;
+      }
+      const byJid = this.#addressed.get(node);
+      if (byJid?.get(jid) !== s) return;
+      byJid.delete(jid);
+      if (byJid.size === 0) this.#addressed.delete(node);
     };
   }
 
@@ -197,7 +218,20 @@ export class PubSub {
     if (from !== this.service && (from === undefined || from.toLowerCase() !== this.service.toLowerCase())) return;
     const ev = eventElementOf(stanza);
     if (!ev) return;
+    const to = stanza.attrs['to'];
     for (const e of parseEvents(stanza, ev)) {
+      const byJid = this.#addressed.get(e.node);
+      if (byJid) {
+        if (to === undefined) {
+          for (const set of byJid.values()) for (const l of set) this.#emit(l, e);
+        } else {
+          const exact = byJid.get(to);
+          if (exact) for (const l of exact) this.#emit(l, e);
+          const bare = bareJid(to);
+          const forBare = bare === to ? undefined : byJid.get(bare);
+          if (forBare) for (const l of forBare) this.#emit(l, e);
+        }
+      }
       const set = this.#nodeListeners.get(e.node);
       if (set) for (const l of set) this.#emit(l, e);
       for (const l of this.#listeners) this.#emit(l, e);
@@ -215,7 +249,8 @@ export class PubSub {
   // ---------------------------------------------------------------------------------------------
   // Plumbing
 
-  async #request(
+  // Not async: one promise per request (publish is a hot path), errors translated on rejection.
+  #request(
     type: 'get' | 'set',
     payload: Element,
     op: PubSubOperation,
@@ -223,13 +258,13 @@ export class PubSub {
     options: WaitOptions = {},
     as?: string,
   ): Promise<Element> {
-    if (this.#closed) throw new ConfigError('PubSub is closed');
+    if (this.#closed) return Promise.reject(new ConfigError('PubSub is closed'));
     const iq = xml('iq', { type, to: this.service, from: this.#fromFor(as), id: randomId() }, payload);
-    try {
-      return await this.#iq.request(iq, { signal: options.signal, timeout: options.timeout ?? this.#timeout });
-    } catch (err) {
-      throw translateError(err, op, node, this.jid);
-    }
+    return this.#iq
+      .request(iq, { signal: options.signal, timeout: options.timeout ?? this.#timeout })
+      .catch((err: unknown) => {
+        throw translateError(err, op, node, this.jid);
+      });
   }
 
   /**
@@ -527,26 +562,30 @@ export class PubSub {
    * anything when the payload is invalid; PubSubForbiddenError without publish rights;
    * PreconditionNotMetError when `preconditions` do not match the node.
    */
-  async publish<C extends PayloadContract>(
+  publish<C extends PayloadContract>(
     node: string,
     contract: C,
     value: PayloadOf<C>,
     options: PublishOptions = {},
   ): Promise<string> {
-    const el = encode(contract, value, { validate: options.validate !== false });
+    let el: Element;
+    try {
+      el = encode(contract, value, { validate: options.validate !== false });
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     return this.publishElement(node, el, options);
   }
 
   /** Publishes a ready-made payload element (the raw escape hatch). */
-  async publishElement(node: string, payload: Element, options: PublishOptions = {}): Promise<string> {
+  publishElement(node: string, payload: Element, options: PublishOptions = {}): Promise<string> {
     const id = options.id ?? randomId();
     const ps = xml('pubsub', { xmlns: NS_PUBSUB }, xml('publish', { node }, xml('item', { id }, payload)));
     if (options.preconditions) {
       const fields = configToFields(options.preconditions);
       ps.cnode(xml('publish-options', null, submitForm(NS_PUBSUB_PUBLISH_OPTIONS, fields)));
     }
-    await this.#request('set', ps, 'publish', node, options);
-    return id;
+    return this.#request('set', ps, 'publish', node, options).then(() => id);
   }
 
   /** Retracts (deletes) an item; subscribers are notified unless `notify: false`. */
@@ -747,5 +786,6 @@ export class PubSub {
     this.#off();
     this.#listeners.clear();
     this.#nodeListeners.clear();
+    this.#addressed.clear();
   }
 }

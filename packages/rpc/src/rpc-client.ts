@@ -82,12 +82,18 @@ export interface Prepared {
   readonly retries: boolean;
 }
 
+const NO_OPTIONS: CallOptions = Object.freeze({});
+const VALIDATE = Object.freeze({ validate: true });
+const NO_VALIDATE = Object.freeze({ validate: false });
+
 export class RpcClient {
   readonly #transport: Transport;
   readonly #caller: IqCaller;
   readonly #timeout: number;
   readonly #retry: ResolvedRetry | false;
   readonly #validate: boolean;
+  /** `{ validate }` for encode/decode, allocated once rather than per call. */
+  readonly #codecOptions: { readonly validate: boolean };
   readonly #propagate: 'explicit' | 'always' | 'never';
   readonly #errorContracts = new WeakMap<object, Map<string, PayloadContract>>();
   #inFlight = 0;
@@ -103,6 +109,7 @@ export class RpcClient {
     this.#timeout = timeout;
     this.#retry = options.retry === false ? false : resolveRetry(options.retry);
     this.#validate = options.validate ?? true;
+    this.#codecOptions = this.#validate ? VALIDATE : NO_VALIDATE;
     this.#propagate = options.propagateDeadline ?? 'explicit';
     if (!['explicit', 'always', 'never'].includes(this.#propagate)) {
       throw new ConfigError(`RpcClient: propagateDeadline must be 'explicit', 'always' or 'never'`);
@@ -127,7 +134,7 @@ export class RpcClient {
     method: M,
     to: string,
     request: RequestOf<M>,
-    options: CallOptions = {},
+    options: CallOptions = NO_OPTIONS,
   ): Promise<ResponseOf<M>> {
     let prepared: Prepared;
     try {
@@ -175,7 +182,7 @@ export class RpcClient {
     if (!(timeout > 0)) throw new ConfigError(`timeout must be > 0 ms (got ${String(timeout)})`);
     const signal = options.signal;
     if (signal?.aborted) throw abortReason(signal);
-    const payload = encode(method.request, request as RequestOf<MethodContract>, { validate: this.#validate });
+    const payload = encode(method.request, request as RequestOf<MethodContract>, this.#codecOptions);
     const deadline = Date.now() + timeout;
     // SHIM headers ride as the request element's last child so the IQ keeps exactly one child.
     // Like gRPC's grpc-timeout, the deadline travels when the call sets one: the headers cost the
@@ -225,12 +232,13 @@ export class RpcClient {
       if (counted) this.#inFlight--;
       return Promise.reject(new TimeoutError(`${describe(method)} to ${to}: no time left for another attempt`));
     }
-    const iq = new Element('iq', {
-      type: method.readOnly ? 'get' : 'set',
-      to,
-      from: this.#transport.address,
-      id: randomId(),
-    });
+    // Built directly: `new Element(name, attrs)` would copy a temporary attrs object.
+    const iq = new Element('iq');
+    const attrs = iq.attrs;
+    attrs['type'] = method.readOnly ? 'get' : 'set';
+    attrs['to'] = to;
+    attrs['from'] = this.#transport.address;
+    attrs['id'] = randomId();
     iq.children.push(prepared.payload);
     return this.#caller.request(iq, { timeout: budget, signal }).then(
       (reply) => {
@@ -247,7 +255,7 @@ export class RpcClient {
   #decodeResult<M extends MethodContract>(method: M, to: string, reply: Element): ResponseOf<M> {
     const el = firstChildElement(reply);
     if (!el) throw new ProtocolError(`${describe(method)} to ${to}: the result carries no response element`);
-    return decode(method.response, el, { validate: this.#validate }) as ResponseOf<M>;
+    return decode(method.response, el, this.#codecOptions) as ResponseOf<M>;
   }
 
   #mapError(method: MethodContract, to: string, err: unknown, budget: number): unknown {

@@ -137,6 +137,7 @@ export class RpcServer {
   readonly #concurrency: number;
   readonly #maxQueue: number;
   readonly #validateResponses: boolean;
+  readonly #encodeOptions: { readonly validate: boolean };
   readonly #grace: number;
   readonly #log: RpcLogger;
   readonly #entries = new Map<string, Entry>();
@@ -173,6 +174,7 @@ export class RpcServer {
     this.#concurrency = concurrency;
     this.#maxQueue = maxQueue;
     this.#validateResponses = options.validateResponses ?? true;
+    this.#encodeOptions = { validate: this.#validateResponses };
     this.#grace = options.deadlineGrace ?? 250;
     this.#log = options.logger ?? silentLogger;
     const offRpc = this.#router.addFeature(NS_RPC);
@@ -387,10 +389,7 @@ export class RpcServer {
     } else {
       try {
         const contract = entry.contract.response;
-        reply = resultReply(
-          iq,
-          encode(contract, outcome as ResponseOf<MethodContract>, { validate: this.#validateResponses }),
-        );
+        reply = resultReply(iq, encode(contract, outcome as ResponseOf<MethodContract>, this.#encodeOptions));
       } catch (err) {
         reply = errorReply(iq, this.#invalidResponse(entry, err));
       }
@@ -490,9 +489,11 @@ export class RpcServer {
     return new StanzaError(init);
   }
 
+  /** A reply lost to a dropped link surfaces as the caller's timeout or ConnectionError. */
+  readonly #onSendError = (err: unknown): void => this.#log.debug('rpc: reply not sent', err);
+
   #send(stanza: Element): void {
-    // A reply lost to a dropped link surfaces as the caller's timeout or ConnectionError.
-    this.#transport.send(stanza).catch((err: unknown) => this.#log.debug('rpc: reply not sent', err));
+    this.#transport.send(stanza).catch(this.#onSendError);
   }
 
   #onPresence(p: Element): void {

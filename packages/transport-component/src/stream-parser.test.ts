@@ -56,6 +56,49 @@ describe('StreamParser', () => {
     }
   });
 
+  it('parses every split of a stream with comments, PIs, CDATA, entities and odd quoting alike', () => {
+    const text =
+      `${HEADER}<!-- hi --><iq type='set' id="a&amp;b" to = 'x>y'><q xmlns='urn:x'><s>A&lt;1&#x41;&#66;</s>` +
+      `<d><![CDATA[<raw> & ]]></d><e\n/><p:f xmlns:p='urn:p' p:k='v'/></q></iq> <?pi x?><presence/>\n</stream:stream>`;
+    const whole = collect();
+    whole.parser.write(text);
+    const expected = [
+      '<iq type="set" id="a&amp;b" to="x&gt;y"><q xmlns="urn:x"><s>A&lt;1AB</s><d>&lt;raw&gt; &amp; </d><e/>' +
+        '<p:f xmlns:p="urn:p" p:k="v"/></q></iq>',
+      '<presence/>',
+    ];
+    expect(whole.elements.map((e) => e.toString())).toEqual(expected);
+    expect(whole.ends).toBe(1);
+    for (let a = 1; a < text.length; a += 3) {
+      const b = Math.min(text.length, a + 1 + (a % 11));
+      const c = collect();
+      c.parser.write(text.slice(0, a));
+      c.parser.write(text.slice(a, b));
+      c.parser.write(text.slice(b));
+      expect(c.errors).toEqual([]);
+      expect(c.elements.map((e) => e.toString())).toEqual(expected);
+      expect(c.ends).toBe(1);
+    }
+  });
+
+  it('reports (never throws) unknown entities, DTDs and malformed tags', () => {
+    for (const bad of [
+      '<a>&foo;</a>',
+      '<a b="&#0;"/>',
+      '<!DOCTYPE x [<!ENTITY e "x">]>',
+      '<a b/>',
+      '<a b=c/>',
+      '< a/>',
+    ]) {
+      const c = collect();
+      c.parser.write(HEADER);
+      expect(() => c.parser.write(bad)).not.toThrow();
+      expect(c.errors[0], bad).toBeInstanceOf(XmlError);
+      c.parser.write('<ok/>'); // nothing is parsed after a failure
+      expect(c.elements).toEqual([]);
+    }
+  });
+
   it('fails on mismatched tags and on a missing stream header', () => {
     const c = collect();
     c.parser.write(`${HEADER}<a><b></a>`);

@@ -25,6 +25,7 @@ import {
 } from '@xmppbus/core';
 import { Backoff, type ReconnectOptions } from './backoff.js';
 import { silentLogger, type Logger } from './logger.js';
+import { serializeElement } from './serialize.js';
 import { StreamLink, type ServiceAddress } from './stream-link.js';
 
 export interface StreamTransportOptions {
@@ -203,7 +204,7 @@ export abstract class StreamTransport extends BaseTransport {
 
   /** Serialises with a size check; oversized stanzas would make the server kill the stream. */
   #serialize(stanza: Element): string {
-    const s = stanza.toString();
+    const s = serializeElement(stanza);
     // UTF-8 needs at most 3 bytes per UTF-16 unit: skip the exact count for typical stanzas.
     if (s.length * 3 > this.maxStanzaBytes) {
       const bytes = Buffer.byteLength(s, 'utf8');
