@@ -72,7 +72,7 @@ export interface ConsumeOptions extends WaitOptions {
   unsubscribeOnClose?: boolean;
   /** First start of a durable consumer: `latest` (default) skips items already there; `earliest` processes them. */
   startFrom?: 'latest' | 'earliest';
-  /** How many processed ids are remembered for deduplication (default 1 000: ejabberd's and Prosody's item caps). */
+  /** How many processed ids are remembered for deduplication, at least (default 1 000: ejabberd's and Prosody's item caps; evicted in batches of 1/16). */
   dedupeWindow?: number;
   /** Called for each invalid event (it is skipped). Default: logged as a warning. */
   onInvalid?: (event: InvalidEvent) => void;
@@ -283,11 +283,18 @@ export class Pipeline<C extends PayloadContract> {
   }
 
   #remember(id: string): void {
-    if (this.#seen.has(id)) this.#seen.delete(id);
-    this.#seen.add(id);
-    if (this.#seen.size > this.#o.dedupeWindow) {
-      const oldest = this.#seen.values().next();
-      if (!oldest.done) this.#seen.delete(oldest.value);
+    const seen = this.#seen;
+    if (seen.has(id)) seen.delete(id);
+    seen.add(id);
+    // Evict the oldest in batches (one iterator per batch, not per event): the window may
+    // overshoot by 1/16 before it shrinks back to `dedupeWindow`.
+    const max = this.#o.dedupeWindow;
+    if (seen.size > max + (max >> 4)) {
+      let n = seen.size - max;
+      for (const old of seen) {
+        if (n-- <= 0) break;
+        seen.delete(old);
+      }
     }
   }
 
