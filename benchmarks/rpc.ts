@@ -5,9 +5,29 @@
 //   (c') the same with a per-call timeout, i.e. the xmppbus-deadline SHIM header on every call
 // Sequential round trips (p50/p99) and pipelined throughput (100 in flight) per server, with the
 // Node CPU per call (both ends live in this process) and the server's CPU per call.
-// Env: RPC_BENCH_SECONDS (pipelined time per impl, default 10), RPC_BENCH_SEQ (sequential calls per impl,
-// default 2000), RPC_BENCH_ROUNDS (alternating rounds the time and calls are split into, default 3).
+//
+// Method. On this shared 2-core VM a single measurement swings by +50–100 % with whatever else runs,
+// so one long run per implementation (or a fixed order) turns neighbour noise into a fake gap. All
+// four implementations stay connected to the same server and are measured in many short rounds:
+// - after a one-off warm-up (300 sequential calls + 1 s pipelined each), every round runs for each
+//   implementation a sequential phase (SEQ calls after 50 unmeasured ones) and then a pipelined
+//   phase (PIPE_MS after an unmeasured 150 ms ramp-up that is drained first);
+// - the order changes every round following a balanced Latin square (Williams design): over every
+//   4 rounds each implementation takes each position once and follows each other one once, so none
+//   always goes first or always runs after the same neighbour;
+// - each round records the outside CPU load: /proc/stat busy time (user+nice+system+irq+softirq+steal)
+//   minus this process's and the server's CPU, per second of wall time. Rounds above
+//   OUTSIDE_LIMIT (0.15 core) are flagged;
+// - reported numbers are per-implementation medians over rounds (throughput: median of per-round
+//   rates; p50/p99: median of per-round percentiles; CPU/call likewise), taken over the unflagged
+//   rounds when at least 3 remain, else over all rounds; ratios are computed from those medians and
+//   `ratios.<server>.rule` says which rule applied. Every round's numbers are kept in the JSON
+//   (metrics.<server>.rounds).
+// Env: RPC_BENCH_ROUNDS (rounds per server, default 10), RPC_BENCH_PIPE_MS (measured pipelined time per
+// impl and round, default 1200), RPC_BENCH_SEQ (measured sequential calls per impl and round, default 1000).
+// Defaults take ≈ 2.5 minutes for both servers.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
 import type { Element } from '@xmppbus/core';
@@ -17,11 +37,16 @@ import { componentTransport } from '@xmppbus/transport-component';
 import { CreateOrder, NS_ORDERS } from '../test/rpc-fixtures.js';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
 
-const SECONDS = Number(process.env['RPC_BENCH_SECONDS'] ?? 10);
-const SEQ = Number(process.env['RPC_BENCH_SEQ'] ?? 2000);
+const ROUNDS = Number(process.env['RPC_BENCH_ROUNDS'] ?? 10);
+const PIPE_MS = Number(process.env['RPC_BENCH_PIPE_MS'] ?? 1200);
+const SEQ = Number(process.env['RPC_BENCH_SEQ'] ?? 1000);
 const WARMUP = 300;
+const ROUND_WARMUP_SEQ = 50;
+const ROUND_WARMUP_MS = 150;
 const IN_FLIGHT = 100;
-const ROUNDS = Number(process.env['RPC_BENCH_ROUNDS'] ?? 3);
+/** Outside CPU load (cores) above which a round is flagged and, if enough others remain, left out. */
+const OUTSIDE_LIMIT = 0.15;
+const MIN_CLEAN_ROUNDS = 3;
 
 interface Bench {
   call(): Promise<unknown>;
@@ -240,42 +265,56 @@ interface Row {
   serverCpuUsPerCall: number | undefined;
 }
 
+type ImplName = Impl['name'];
+
+interface Round {
+  round: number;
+  order: ImplName[];
+  wallMs: number;
+  /** CPU used outside this process and the server, in cores (averaged over the round). */
+  outsideLoadCores: number | undefined;
+  /** Hypervisor steal time in cores (part of the outside load). */
+  stealCores: number | undefined;
+  flagged: boolean;
+  impls: Partial<Record<ImplName, Row>>;
+}
+
 async function warmup(b: Bench): Promise<void> {
   for (let i = 0; i < WARMUP; i++) await b.call();
   await runFor(b, 1000); // JIT and server caches hot at full concurrency
 }
 
-async function sequential(b: Bench, n: number, into: number[]): Promise<number> {
+async function sequential(b: Bench): Promise<{ p50Ms: number; p99Ms: number; seqCallsPerSec: number }> {
+  for (let i = 0; i < ROUND_WARMUP_SEQ; i++) await b.call();
+  const lat: number[] = [];
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < SEQ; i++) {
     const s = performance.now();
     await b.call();
-    into.push(performance.now() - s);
+    lat.push(performance.now() - s);
   }
-  return performance.now() - t0;
+  const wall = performance.now() - t0;
+  lat.sort((x, y) => x - y);
+  return { p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99), seqCallsPerSec: (SEQ / wall) * 1000 };
 }
 
-interface Totals {
-  lat: number[];
-  seqWallMs: number;
-  calls: number;
-  wallMs: number;
-  nodeCpuUs: number;
-  serverCpuUs: number | undefined;
-}
-
-async function pipelinedRound(b: Bench, pid: number, ms: number, t: Totals): Promise<void> {
+async function pipelined(
+  b: Bench,
+  pid: number,
+): Promise<{ throughput: number; nodeCpuUsPerCall: number; serverCpuUsPerCall: number | undefined }> {
+  await runFor(b, ROUND_WARMUP_MS); // ramp up to full concurrency; drained before measuring
   const s0 = processCpuUs(pid);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  const n = await runFor(b, ms);
-  t.wallMs += performance.now() - t0;
+  const n = await runFor(b, PIPE_MS);
+  const wall = performance.now() - t0;
   const c = process.cpuUsage(c0);
   const s1 = processCpuUs(pid);
-  t.calls += n;
-  t.nodeCpuUs += c.user + c.system;
-  t.serverCpuUs =
-    s0 !== undefined && s1 !== undefined && t.serverCpuUs !== undefined ? t.serverCpuUs + (s1 - s0) : undefined;
+  return {
+    throughput: (n / wall) * 1000,
+    nodeCpuUsPerCall: (c.user + c.system) / n,
+    serverCpuUsPerCall: s0 !== undefined && s1 !== undefined ? (s1 - s0) / n : undefined,
+  };
 }
 
 function runFor(b: Bench, ms: number): Promise<number> {
@@ -299,68 +338,166 @@ function runFor(b: Bench, ms: number): Promise<number> {
   });
 }
 
-const metrics: Record<string, Record<string, Row>> = {};
-const ratios: Record<string, Record<string, number>> = {};
-const rows: Record<string, string | number>[] = [];
-const impls = [raw, bare, bus, busDeadline];
+/** Machine-wide busy and steal CPU time (µs) from /proc/stat; undefined where unreadable. */
+function machineCpuUs(): { busy: number; steal: number } | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is already in user)
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    const tick = (i: number): number => f[i] ?? 0;
+    const toUs = (ticks: number): number => (ticks * 1e6) / 100;
+    return {
+      busy: toUs(tick(0) + tick(1) + tick(2) + tick(5) + tick(6) + tick(7)),
+      steal: toUs(tick(7)),
+    };
+  } catch {
+    return undefined;
+  }
+}
 
-// The three implementations are connected side by side and measured in alternating rounds, so a
-// busy neighbour on this 2-core box slows them alike instead of skewing one of them.
+/** Rows of a balanced Latin square (Williams design) for an even count n: position and neighbour balanced. */
+function williamsOrder(n: number, round: number): number[] {
+  const first: number[] = [0];
+  for (let lo = 1, hi = n - 1; first.length < n;) {
+    first.push(lo++);
+    if (first.length < n) first.push(hi--);
+  }
+  return first.map((k) => (k + round) % n);
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const metrics: Record<string, unknown> = {
+  method: {
+    rounds: ROUNDS,
+    seqCallsPerRound: SEQ,
+    pipelinedMsPerRound: PIPE_MS,
+    inFlight: IN_FLIGHT,
+    order: 'balanced Latin square (Williams) over the 4 impls, new row every round',
+    outsideLoadLimitCores: OUTSIDE_LIMIT,
+    aggregate: `per-impl median over unflagged rounds if ≥ ${MIN_CLEAN_ROUNDS} remain, else over all rounds`,
+  },
+};
+const ratios: Record<string, Record<string, number | string>> = {};
+const rows: Record<string, string | number>[] = [];
+const roundRows: Record<string, string | number>[] = [];
+const impls = [raw, bare, bus, busDeadline];
+const started = performance.now();
+
+// All implementations are connected side by side and measured in short rounds of rotating order,
+// so a busy neighbour on this 2-core box slows them alike instead of skewing one of them.
 for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
   const srv = await startServer(kind);
   const benches: Bench[] = [];
+  const rounds: Round[] = [];
   try {
     const names = 'abcdefghijklmnop';
     for (const [k, impl] of impls.entries()) {
       benches.push(await impl.setup(srv, `svc-${names[2 * k]}.localhost`, `svc-${names[2 * k + 1]}.localhost`));
     }
     for (const b of benches) await warmup(b);
-    const totals: Totals[] = impls.map(() => ({
-      lat: [],
-      seqWallMs: 0,
-      calls: 0,
-      wallMs: 0,
-      nodeCpuUs: 0,
-      serverCpuUs: 0,
-    }));
-    const perRound = Math.ceil(SEQ / ROUNDS);
     for (let r = 0; r < ROUNDS; r++) {
-      for (const [k, b] of benches.entries()) totals[k]!.seqWallMs += await sequential(b, perRound, totals[k]!.lat);
-      for (const [k, b] of benches.entries()) await pipelinedRound(b, srv.pid, (SECONDS * 1000) / ROUNDS, totals[k]!);
-    }
-    metrics[kind] = {};
-    for (const [k, impl] of impls.entries()) {
-      const t = totals[k]!;
-      t.lat.sort((x, y) => x - y);
-      metrics[kind][impl.name] = {
-        p50Ms: percentile(t.lat, 50),
-        p99Ms: percentile(t.lat, 99),
-        seqCallsPerSec: (t.lat.length / t.seqWallMs) * 1000,
-        throughput: (t.calls / t.wallMs) * 1000,
-        nodeCpuUsPerCall: t.nodeCpuUs / t.calls,
-        serverCpuUsPerCall: t.serverCpuUs === undefined ? undefined : t.serverCpuUs / t.calls,
+      const order = williamsOrder(impls.length, r);
+      const m0 = machineCpuUs();
+      const self0 = processCpuUs(process.pid);
+      const srv0 = processCpuUs(srv.pid);
+      const t0 = performance.now();
+      const seq = new Map<number, Awaited<ReturnType<typeof sequential>>>();
+      for (const k of order) seq.set(k, await sequential(benches[k]!));
+      const pipe = new Map<number, Awaited<ReturnType<typeof pipelined>>>();
+      for (const k of order) pipe.set(k, await pipelined(benches[k]!, srv.pid));
+      const wallMs = performance.now() - t0;
+      const m1 = machineCpuUs();
+      const self1 = processCpuUs(process.pid);
+      const srv1 = processCpuUs(srv.pid);
+      let outside: number | undefined;
+      let steal: number | undefined;
+      if (m0 && m1 && self0 !== undefined && self1 !== undefined && srv0 !== undefined && srv1 !== undefined) {
+        const wallUs = wallMs * 1000;
+        // Not clipped at 0: a small negative value shows the tick-accounting error of the three counters.
+        outside = (m1.busy - m0.busy - (self1 - self0) - (srv1 - srv0)) / wallUs;
+        steal = (m1.steal - m0.steal) / wallUs;
+      }
+      const round: Round = {
+        round: r,
+        order: order.map((k) => impls[k]!.name),
+        wallMs,
+        outsideLoadCores: outside,
+        stealCores: steal,
+        flagged: outside !== undefined && outside > OUTSIDE_LIMIT,
+        impls: {},
       };
+      for (const [k, impl] of impls.entries()) round.impls[impl.name] = { ...seq.get(k)!, ...pipe.get(k)! };
+      rounds.push(round);
+      const ri = round.impls;
+      roundRows.push({
+        server: kind,
+        round: r,
+        order: round.order.join(' > '),
+        'outside cores': outside ?? 'n/a',
+        'steal cores': steal ?? 'n/a',
+        flagged: round.flagged ? 'yes' : '',
+        'raw p50': ri.raw!.p50Ms,
+        'bus p50': ri.xmppbus!.p50Ms,
+        'raw calls/s': Math.round(ri.raw!.throughput),
+        'bus calls/s': Math.round(ri.xmppbus!.throughput),
+        'raw srv µs': ri.raw!.serverCpuUsPerCall ?? 'n/a',
+        'bus srv µs': ri.xmppbus!.serverCpuUsPerCall ?? 'n/a',
+      });
     }
   } finally {
     for (const b of benches) await b.close();
     await srv.stop();
   }
-  const m = metrics[kind];
-  const base = m['raw']!;
+
+  const clean = rounds.filter((r) => !r.flagged);
+  const used = clean.length >= MIN_CLEAN_ROUNDS ? clean : rounds;
+  const rule =
+    used === clean
+      ? `medians of ${used.length}/${rounds.length} rounds with outside load ≤ ${OUTSIDE_LIMIT} core`
+      : `medians of all ${rounds.length} rounds (only ${clean.length} with outside load ≤ ${OUTSIDE_LIMIT} core)`;
+  const med = (name: ImplName, key: keyof Row): number => median(used.map((r) => r.impls[name]![key] ?? NaN));
+  const m: Partial<Record<ImplName, Row>> = {};
+  for (const impl of impls) {
+    const server = med(impl.name, 'serverCpuUsPerCall');
+    m[impl.name] = {
+      p50Ms: med(impl.name, 'p50Ms'),
+      p99Ms: med(impl.name, 'p99Ms'),
+      seqCallsPerSec: med(impl.name, 'seqCallsPerSec'),
+      throughput: med(impl.name, 'throughput'),
+      nodeCpuUsPerCall: med(impl.name, 'nodeCpuUsPerCall'),
+      serverCpuUsPerCall: Number.isNaN(server) ? undefined : server,
+    };
+  }
+  metrics[kind] = {
+    ...m,
+    roundsUsed: used.map((r) => r.round),
+    flaggedRounds: rounds.filter((r) => r.flagged).map((r) => r.round),
+    rule,
+    rounds,
+  };
+  const base = m.raw!;
   ratios[kind] = {
-    p50_vs_raw: m['xmppbus']!.p50Ms / base.p50Ms,
-    throughput_vs_raw: m['xmppbus']!.throughput / base.throughput,
-    p99_vs_raw: m['xmppbus']!.p99Ms / base.p99Ms,
-    xmppjs_p50_vs_raw: m['xmppjs']!.p50Ms / base.p50Ms,
-    xmppjs_throughput_vs_raw: m['xmppjs']!.throughput / base.throughput,
+    p50_vs_raw: m.xmppbus!.p50Ms / base.p50Ms,
+    throughput_vs_raw: m.xmppbus!.throughput / base.throughput,
+    p99_vs_raw: m.xmppbus!.p99Ms / base.p99Ms,
+    xmppjs_p50_vs_raw: m.xmppjs!.p50Ms / base.p50Ms,
+    xmppjs_throughput_vs_raw: m.xmppjs!.throughput / base.throughput,
     with_deadline_header_p50_vs_raw: m['xmppbus+deadline']!.p50Ms / base.p50Ms,
     with_deadline_header_throughput_vs_raw: m['xmppbus+deadline']!.throughput / base.throughput,
+    rounds_used: used.length,
+    rule,
   };
-  for (const name of ['raw', 'xmppjs', 'xmppbus', 'xmppbus+deadline'] as const) {
-    const r = m[name]!;
+  for (const impl of impls) {
+    const r = m[impl.name]!;
     rows.push({
       server: kind,
-      impl: name,
+      impl: impl.name,
       'p50 ms': r.p50Ms,
       'p99 ms': r.p99Ms,
       'p50 ×raw': r.p50Ms / base.p50Ms,
@@ -372,11 +509,14 @@ for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
   }
 }
 
+printTable(`Rounds (outside load flagged above ${OUTSIDE_LIMIT} core)`, roundRows);
 printTable(
-  `RPC round trips (sequential ${SEQ}, pipelined ${IN_FLIGHT} in flight for ${SECONDS} s; ${ROUNDS} alternating rounds)`,
+  `RPC round trips: medians over rounds (${ROUNDS} rounds/server; per round ${SEQ} sequential calls and ` +
+    `${PIPE_MS} ms pipelined with ${IN_FLIGHT} in flight per impl)`,
   rows,
 );
 const file = writeResult({ name: 'rpc', server: 'prosody+ejabberd', metrics, ratios });
 process.stdout.write(
-  `\ntargets: p50 ≤ 1.1× raw, throughput ≥ 0.9× raw\n${JSON.stringify(ratios, null, 2)}\nwrote ${file}\n`,
+  `\ntargets: p50 ≤ 1.1× raw, throughput ≥ 0.9× raw\n${JSON.stringify(ratios, null, 2)}\n` +
+    `total ${((performance.now() - started) / 1000).toFixed(0)} s; wrote ${file}\n`,
 );
