@@ -425,13 +425,27 @@ export class PubSub {
     const fields = await this.#configFields(this.#withDefaults(config), options);
     const configure = xml('configure');
     if (fields.size > 0) configure.cnode(submitForm(NS_PUBSUB_NODE_CONFIG, fields));
-    await this.#request(
-      'set',
-      xml('pubsub', { xmlns: NS_PUBSUB }, xml('create', { node }), configure),
-      'create',
-      node,
-      options,
-    );
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#request(
+          'set',
+          xml('pubsub', { xmlns: NS_PUBSUB }, xml('create', { node }), configure),
+          'create',
+          node,
+          options,
+        );
+        return;
+      } catch (err) {
+        // ejabberd aborts concurrent node creations (a mnesia lock cycle on its node index) with
+        // `internal-server-error` "Database failure"; nothing was created, so trying again is safe.
+        const transient =
+          err instanceof StanzaError &&
+          err.condition === 'internal-server-error' &&
+          /database failure/i.test(err.text ?? '');
+        if (!transient || attempt >= 4 || options.signal?.aborted) throw err;
+        await new Promise((r) => setTimeout(r, 10 * attempt + Math.floor(Math.random() * 40)));
+      }
+    }
   }
 
   /**
