@@ -37,16 +37,6 @@ export function printTable(title: string, rows: Record<string, string | number>[
   for (const r of rows) process.stdout.write(line(cols.map((c) => fmt(r[c] ?? ''))) + '\n');
 }
 
-/** Node CPU time (user+system) in µs consumed while `fn` runs, plus wall ms. */
-export async function measureCpu<T>(fn: () => Promise<T>): Promise<{ value: T; cpuUs: number; wallMs: number }> {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  const value = await fn();
-  const wallMs = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  return { value, cpuUs: c.user + c.system, wallMs };
-}
-
 /** CPU time (µs) a process has used so far, from /proc/<pid>/stat (utime+stime); undefined if unreadable. */
 export function processCpuUs(pid: number): number | undefined {
   try {
