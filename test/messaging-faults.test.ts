@@ -48,6 +48,18 @@ async function component(srv: XmppServer, domain: string): Promise<Transport> {
   return t;
 }
 
+/** The in-process sender of the server-kill and receiver-kill tests: SQLite outbox, quick retries. */
+function sqliteSender(transport: Transport, dir: string): Messenger {
+  const sender = new Messenger({
+    transport,
+    store: sqliteStore(join(dir, 'sender.db')),
+    attemptTimeout: 3_000,
+    retry: { initialDelay: 50, maxDelay: 500 },
+  });
+  cleanups.push(() => sender.close());
+  return sender;
+}
+
 /** A child peer process; `line(pred)` resolves on the first stdout line matching. */
 interface Child {
   proc: ChildProcess;
@@ -211,13 +223,7 @@ describeServers('messaging faults', (server, kind) => {
       const dir = tempDir();
       const [ta, tb] = await Promise.all([component(srv, 'svc-a.localhost'), component(srv, 'svc-b.localhost')]);
       const { store: rstore, messenger: recv } = await receiver(tb, dir);
-      const sender = new Messenger({
-        transport: ta,
-        store: sqliteStore(join(dir, 'sender.db')),
-        attemptTimeout: 3_000,
-        retry: { initialDelay: 50, maxDelay: 500 },
-      });
-      cleanups.push(() => sender.close());
+      const sender = sqliteSender(ta, dir);
       const q0 = await produce(sender, 'svc-b.localhost');
       await until(() => recv.counters.received >= KILL_AT, `${KILL_AT} messages received`);
       const atKill = recv.counters.received;
@@ -247,13 +253,7 @@ describeServers('messaging faults', (server, kind) => {
       const first = spawnPeer({ role: 'receiver', domain: 'svc-d.localhost', ...common });
       await first.line((l) => l === 'ready');
       const ta = await component(srv, 'svc-c.localhost');
-      const sender = new Messenger({
-        transport: ta,
-        store: sqliteStore(join(dir, 'sender.db')),
-        attemptTimeout: 3_000,
-        retry: { initialDelay: 50, maxDelay: 500 },
-      });
-      cleanups.push(() => sender.close());
+      const sender = sqliteSender(ta, dir);
       const q0 = await produce(sender, 'svc-d.localhost');
       await first.line(countAtLeast(KILL_AT));
       await first.kill();

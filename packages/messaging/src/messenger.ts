@@ -39,6 +39,7 @@ import {
   readHeaders,
   resultReply,
   setHeaders,
+  silentLogger,
   systemClock,
   toError,
   withAbort,
@@ -243,7 +244,6 @@ function messageId(): string {
   idCounter = (idCounter + 1) % 1_679_616; // 36^4
   return Date.now().toString(36) + idCounter.toString(36).padStart(4, '0') + randomId();
 }
-const silent: Logger = { error: noop, warn: noop, info: noop, debug: noop };
 
 function keyOf(ns: string | undefined, name: string): string {
   return `${ns ?? ''} ${name}`;
@@ -342,7 +342,7 @@ export class Messenger implements AsyncDisposable {
     this.#closeStore = options.closeStore ?? true;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
-    this.#log = options.logger ?? silent;
+    this.#log = options.logger ?? silentLogger;
     this.#window = options.window ?? 64;
     this.#attemptTimeout = options.attemptTimeout ?? 10_000;
     this.#maxAttempts = options.maxAttempts ?? 10;

@@ -1,15 +1,10 @@
 /** Options, defaults, durations and the backoff schedule of the Messenger. */
-import { ConfigError, type Clock } from '@xmppbus/core';
+import { ConfigError, type Clock, type Logger, type Transport } from '@xmppbus/core';
 import type { MessageStore } from './store.js';
 import type { QosLevel } from './wire.js';
-import type { Transport } from '@xmppbus/core';
 
-export interface Logger {
-  error(msg: string, ...args: unknown[]): void;
-  warn(msg: string, ...args: unknown[]): void;
-  info(msg: string, ...args: unknown[]): void;
-  debug(msg: string, ...args: unknown[]): void;
-}
+/** Re-exported from `@xmppbus/core` so `import type { Logger } from '@xmppbus/messaging'` keeps working. */
+export type { Logger };
 
 /** A duration: milliseconds, or text like `'500ms'`, `'30s'`, `'5m'`, `'1h'`, `'7d'`. */
 export type Duration = number | string;
