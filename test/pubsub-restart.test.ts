@@ -1,30 +1,14 @@
 // Server crash and restart in the middle of an event stream: publishers retry with the same item
 // id (idempotent), consumers resubscribe and catch up from persisted items: nothing lost, nothing twice.
 import { Type } from '@sinclair/typebox';
-import type { Transport } from '@xmppbus/core';
-import { PubSub } from '@xmppbus/pubsub';
 import { event } from '@xmppbus/schema';
-import { describeServers, type XmppServer } from '@xmppbus/testing';
-import { componentTransport } from '@xmppbus/transport-component';
-import { afterEach, expect, it } from 'vitest';
+import { describeServers } from '@xmppbus/testing';
+import { expect, it } from 'vitest';
+import { pubsubClients } from './pubsub-fixtures.js';
 
 const Tick = event({ ns: 'urn:test:ticks:1', name: 'tick', schema: Type.Object({ n: Type.Integer() }) });
 
-const open: Transport[] = [];
-afterEach(async () => {
-  for (const t of open.splice(0)) await t.close().catch(() => undefined);
-});
-
-async function connect(srv: XmppServer, domain: string): Promise<PubSub> {
-  const transport = await componentTransport({
-    service: srv.componentService(),
-    domain,
-    password: srv.componentSecret,
-    reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
-  });
-  open.push(transport);
-  return new PubSub({ transport, service: srv.pubsubService, timeout: 10_000 });
-}
+const connect = pubsubClients(10_000);
 
 describeServers(
   'pubsub across a server restart',

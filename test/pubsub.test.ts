@@ -4,18 +4,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { StanzaError, xml, type Transport } from '@xmppbus/core';
+import { StanzaError, xml } from '@xmppbus/core';
 import {
   FileCheckpointStore,
   PreconditionNotMetError,
-  PubSub,
+  type PubSub,
   PubSubForbiddenError,
   type PubSubEvent,
 } from '@xmppbus/pubsub';
 import { ValidationError, event } from '@xmppbus/schema';
-import { describeServers, type XmppServer } from '@xmppbus/testing';
-import { componentTransport } from '@xmppbus/transport-component';
-import { afterEach, expect, it } from 'vitest';
+import { describeServers } from '@xmppbus/testing';
+import { expect, it } from 'vitest';
+import { pubsubClients } from './pubsub-fixtures.js';
 
 const OrderCreated = event({
   ns: 'urn:test:orders:1',
@@ -31,21 +31,7 @@ async function waitFor(cond: () => boolean, what: string, ms = 20_000): Promise<
   }
 }
 
-const open: Transport[] = [];
-afterEach(async () => {
-  for (const t of open.splice(0)) await t.close().catch(() => undefined);
-});
-
-async function connect(srv: XmppServer, domain: string): Promise<PubSub> {
-  const transport = await componentTransport({
-    service: srv.componentService(),
-    domain,
-    password: srv.componentSecret,
-    reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
-  });
-  open.push(transport);
-  return new PubSub({ transport, service: srv.pubsubService, timeout: 15_000 });
-}
+const connect = pubsubClients(15_000);
 
 let seq = 0;
 const uniq = (p: string): string => `${p}-${Date.now().toString(36)}-${++seq}`;

@@ -228,7 +228,6 @@ export class GroupMember<C extends PayloadContract> {
     let floor = 0;
     let lastConflict = 0;
     let conflicts = 0;
-    let dbFailures = 0;
     while (!this.#closed) {
       const st = await this.#readLeader();
       if (st && st.jid && st.jid !== this.#me && (await this.#join(st.jid))) {
@@ -245,12 +244,9 @@ export class GroupMember<C extends PayloadContract> {
       try {
         await o.pubsub.createNode(`${this.#state}/term/${term}`, { persistItems: false }, { timeout: 10_000 });
       } catch (err) {
-        if (!(err instanceof StanzaError)) throw err;
-        // ejabberd answers concurrent creations of one node with `internal-server-error`
-        // "Database failure" (a mnesia transaction abort) instead of `conflict` for the loser:
-        // treat it as a lost race, but not forever.
-        const raced = err.condition === 'internal-server-error' && ++dbFailures <= 10;
-        if (err.condition !== 'conflict' && !raced) throw err;
+        // (ejabberd's "Database failure" for a concurrent creation is retried by createNode,
+        // whose next attempt answers `conflict` like Prosody does.)
+        if (!(err instanceof StanzaError) || err.condition !== 'conflict') throw err;
         // Someone else won this term: give it time to announce itself; if it never does (it
         // died right after winning), move past that term.
         conflicts = term === lastConflict ? conflicts + 1 : 1;

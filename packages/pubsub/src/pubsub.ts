@@ -425,15 +425,10 @@ export class PubSub {
     const fields = await this.#configFields(this.#withDefaults(config), options);
     const configure = xml('configure');
     if (fields.size > 0) configure.cnode(submitForm(NS_PUBSUB_NODE_CONFIG, fields));
+    const create = xml('pubsub', { xmlns: NS_PUBSUB }, xml('create', { node }), configure);
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#request(
-          'set',
-          xml('pubsub', { xmlns: NS_PUBSUB }, xml('create', { node }), configure),
-          'create',
-          node,
-          options,
-        );
+        await this.#request('set', create, 'create', node, options);
         return;
       } catch (err) {
         // ejabberd aborts concurrent node creations (a mnesia lock cycle on its node index) with
