@@ -164,23 +164,15 @@ export class IqRouter {
 
   #discoInfo(query: Element): Element {
     const node = query.attrs['node'];
-    const nodeInfo = node === undefined ? undefined : this.#nodes.get(node);
-    if (nodeInfo) {
-      return xml(
-        'query',
-        { xmlns: NS_DISCO_INFO, node },
-        ...(nodeInfo.identities ?? []).map((i) =>
-          xml('identity', { category: i.category, type: i.type, name: i.name }),
-        ),
-        ...nodeInfo.features.map((f) => xml('feature', { var: f })),
-      );
-    }
-    const identities = this.#identities.length > 0 ? this.#identities : [{ category: 'component', type: 'generic' }];
+    const info: DiscoNodeInfo = (node === undefined ? undefined : this.#nodes.get(node)) ?? {
+      identities: this.#identities.length > 0 ? this.#identities : [{ category: 'component', type: 'generic' }],
+      features: this.features,
+    };
     return xml(
       'query',
       { xmlns: NS_DISCO_INFO, node },
-      ...identities.map((i) => xml('identity', { category: i.category, type: i.type, name: i.name })),
-      ...this.features.map((f) => xml('feature', { var: f })),
+      ...(info.identities ?? []).map((i) => xml('identity', { category: i.category, type: i.type, name: i.name })),
+      ...info.features.map((f) => xml('feature', { var: f })),
     );
   }
 

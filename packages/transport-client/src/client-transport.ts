@@ -9,21 +9,21 @@ import {
   ConfigError,
   ConnectionError,
   ProtocolError,
+  StanzaError,
   findChild,
   localName,
   textOf,
-  type Clock,
   type Element,
-  type Logger,
   type WaitOptions,
 } from '@xmppbus/core';
-import type { ReconnectOptions } from '@xmppbus/transport-component';
 import {
   StreamTransport,
   parseService,
   resolveSecret,
   type Secret,
+  type StreamConnectOptions,
   type StreamLink,
+  type StreamTransportOptions,
 } from '@xmppbus/transport-component/internal';
 import { MECHANISM_PREFERENCE, plain, scram, type SaslMechanismName, type SaslSession } from './sasl.js';
 
@@ -42,7 +42,7 @@ export interface ClientTlsOptions {
   servername?: string;
 }
 
-export interface ClientTransportOptions {
+export interface ClientTransportOptions extends StreamConnectOptions {
   /** c2s endpoint: `xmpp://127.0.0.1:5222` (port defaults to 5222). */
   service: string;
   /** The XMPP domain (`to` of the stream, domain of the JID). */
@@ -63,24 +63,12 @@ export interface ClientTransportOptions {
   tls?: ClientTlsOptions;
   /** Send initial `<presence/>` after binding (default true; needed for offline messages to flush). */
   initialPresence?: boolean;
-  reconnect?: ReconnectOptions | false;
-  /** Max stanzas queued while not online (default 10 000). */
-  maxQueue?: number;
   /** Largest stanza sent, bytes (default 256 KiB: Prosody's and ejabberd's c2s cap). */
   maxStanzaBytes?: number;
-  /** Aborts the initial connect. */
-  signal?: AbortSignal;
-  /** Deadline of each connection attempt, ms (default 10 000). */
-  timeout?: number;
-  logger?: Logger;
 }
 
 /** @internal test seams */
-interface InternalOptions {
-  clock?: Clock;
-  random?: () => number;
-  closeGraceMs?: number;
-}
+type InternalOptions = Pick<StreamTransportOptions, 'clock' | 'random' | 'closeGraceMs'>;
 
 function streamHeader(domain: string): string {
   return `<?xml version='1.0'?><stream:stream to='${escapeXML(domain)}' version='1.0' xml:lang='en' xmlns='${NS_CLIENT}' xmlns:stream='http://etherx.jabber.org/streams'>`;
@@ -153,7 +141,8 @@ export class ClientTransport extends StreamTransport {
     const resource = this.#resource ? `<resource>${escapeXML(this.#resource)}</resource>` : '';
     link.write(`<iq type='set' id='${bindId}'><bind xmlns='${NS_BIND}'>${resource}</bind></iq>`);
     const bound = await this.#iqResult(link, bindId, signal);
-    const jidEl = bound && findChild(bound, 'bind') ? findChild(findChild(bound, 'bind')!, 'jid') : undefined;
+    const bindEl = findChild(bound, 'bind');
+    const jidEl = bindEl && findChild(bindEl, 'jid');
     const jid = jidEl ? textOf(jidEl) : '';
     if (!jid.includes('/')) throw new ProtocolError('resource binding returned no full JID');
     this.#jid = jid;
@@ -175,9 +164,8 @@ export class ClientTransport extends StreamTransport {
       const el = await link.next(signal);
       if (el.name !== 'iq' || el.attrs['id'] !== id) continue; // nothing else is expected before bind
       if (el.attrs['type'] === 'result') return el;
-      const err = findChild(el, 'error');
-      const condition = err?.children.find((c): c is Element => typeof c !== 'string' && localName(c) !== 'text');
-      throw new ProtocolError(`iq ${id} failed: ${condition ? localName(condition) : 'unknown error'}`);
+      const err = StanzaError.fromElement(el);
+      throw new ProtocolError(`iq ${id} failed: ${err.condition}`, { cause: err });
     }
   }
 

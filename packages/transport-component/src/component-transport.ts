@@ -4,49 +4,31 @@
  */
 import { createHash } from 'node:crypto';
 import { escapeXML } from 'ltx';
+import { ConfigError, ProtocolError, localName, type Element, type SendOptions, type WaitOptions } from '@xmppbus/core';
+import { parseService, type StreamLink } from './stream-link.js';
 import {
-  ConfigError,
-  ProtocolError,
-  localName,
-  type Clock,
-  type Element,
-  type SendOptions,
-  type WaitOptions,
-} from '@xmppbus/core';
-import type { ReconnectOptions } from './backoff.js';
-import type { Logger } from './logger.js';
-import { parseService, type ServiceAddress, type StreamLink } from './stream-link.js';
-import { StreamTransport, resolveSecret, type Secret } from './stream-transport.js';
+  StreamTransport,
+  resolveSecret,
+  type Secret,
+  type StreamConnectOptions,
+  type StreamTransportOptions,
+} from './stream-transport.js';
 
 export const NS_COMPONENT = 'jabber:component:accept';
 
-export interface ComponentTransportOptions {
+export interface ComponentTransportOptions extends StreamConnectOptions {
   /** Where the server's component listener is: `xmpp://127.0.0.1:5347` (port defaults to 5347). */
   service: string;
   /** The component's name, e.g. `svc-a.localhost`; becomes `address`. */
   domain: string;
   /** Shared secret, or a callback fetching it (called at each connection attempt). No default. */
   password: Secret;
-  /** Automatic reconnect after a drop (default: on, see ReconnectOptions); `false` = close on drop. */
-  reconnect?: ReconnectOptions | false;
-  /** Max stanzas queued while not online (default 10 000). */
-  maxQueue?: number;
   /** Largest stanza sent, bytes (default 512 KiB, Prosody's component cap); larger → PayloadTooLargeError. */
   maxStanzaBytes?: number;
-  /** Aborts the initial connect. */
-  signal?: AbortSignal;
-  /** Deadline of each connection attempt, ms (default 10 000). */
-  timeout?: number;
-  logger?: Logger;
 }
 
 /** @internal test seams, not part of the public options. */
-interface InternalOptions {
-  clock?: Clock;
-  random?: () => number;
-  closeGraceMs?: number;
-  connect?: (address: ServiceAddress, signal: AbortSignal) => Promise<StreamLink>;
-}
+type InternalOptions = Pick<StreamTransportOptions, 'clock' | 'random' | 'closeGraceMs' | 'connect'>;
 
 export class ComponentTransport extends StreamTransport {
   readonly address: string;

@@ -6,4 +6,4 @@ export type { ComponentTransportOptions } from './component-transport.js';
 export { Backoff, DEFAULT_RECONNECT } from './backoff.js';
 export type { ReconnectOptions } from './backoff.js';
 // The logger type is core's (re-exported for convenience)
-export type { Logger } from './logger.js';
+export type { Logger } from '@xmppbus/core';

@@ -1,7 +1,7 @@
 // Building blocks for other stream transports in this repository (@xmppbus/transport-client).
 // Internal/unsupported: may change without notice.
 export { StreamTransport, resolveSecret } from './stream-transport.js';
-export type { StreamTransportOptions, Secret } from './stream-transport.js';
+export type { StreamTransportOptions, StreamConnectOptions, Secret } from './stream-transport.js';
 export { StreamLink, parseService } from './stream-link.js';
 export type { ServiceAddress } from './stream-link.js';
 export { StreamParser } from './stream-parser.js';
@@ -9,4 +9,3 @@ export type { StreamParserHandlers, StreamParserOptions } from './stream-parser.
 export { streamErrorToError, streamErrorCondition, isStreamError, NS_STREAMS } from './stream-errors.js';
 export { resolveReconnectOptions } from './backoff.js';
 export type { ResolvedReconnectOptions } from './backoff.js';
-export { silentLogger } from './logger.js';

@@ -15,16 +15,17 @@ import {
   PayloadTooLargeError,
   TimeoutError,
   abortReason,
+  silentLogger,
   systemClock,
   toError,
   type Clock,
   type Element,
+  type Logger,
   type SendOptions,
   type TimerHandle,
   type WaitOptions,
 } from '@xmppbus/core';
 import { Backoff, type ReconnectOptions } from './backoff.js';
-import { silentLogger, type Logger } from './logger.js';
 import { serializeElement } from './serialize.js';
 import { StreamLink, type ServiceAddress } from './stream-link.js';
 
@@ -41,6 +42,19 @@ export interface StreamTransportOptions {
   clock?: Clock | undefined;
   random?: (() => number) | undefined;
   connect?: ((address: ServiceAddress, signal: AbortSignal) => Promise<StreamLink>) | undefined;
+}
+
+/** The public connect options both stream transports (component, client) share. */
+export interface StreamConnectOptions {
+  /** Automatic reconnect after a drop (default: on, see ReconnectOptions); `false` = close on drop. */
+  reconnect?: ReconnectOptions | false;
+  /** Max stanzas queued while not online (default 10 000). */
+  maxQueue?: number;
+  /** Aborts the initial connect. */
+  signal?: AbortSignal;
+  /** Deadline of each connection attempt, ms (default 10 000). */
+  timeout?: number;
+  logger?: Logger;
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -78,6 +92,8 @@ export abstract class StreamTransport extends BaseTransport {
   #attemptAbort: AbortController | undefined;
   #closing = false;
   #lastError: Error | undefined;
+  /** Text of stanzas size-checked in send() but written later (queued or behind in-flight writes). */
+  readonly #serialized = new WeakMap<Element, string>();
 
   protected constructor(serviceAddress: ServiceAddress, options: StreamTransportOptions) {
     super({
@@ -235,7 +251,8 @@ export abstract class StreamTransport extends BaseTransport {
     }
     if (this.status !== 'closed') {
       try {
-        this.#serialize(stanza); // refuse oversized stanzas before they wait in the queue
+        // Refuse oversized stanzas before they wait in the queue; the text is kept for _write.
+        this.#serialized.set(stanza, this.#serialize(stanza));
       } catch (err) {
         return Promise.reject(err);
       }
@@ -246,7 +263,10 @@ export abstract class StreamTransport extends BaseTransport {
   protected _write(stanza: Element): Promise<void> {
     const link = this.#link;
     if (!link) return Promise.reject(new ConnectionError('not connected'));
-    return link.write(this.#serialize(stanza)) ? RESOLVED : link.drained();
+    let text = this.#serialized.get(stanza);
+    if (text === undefined) text = this.#serialize(stanza);
+    else this.#serialized.delete(stanza);
+    return link.write(text) ? RESOLVED : link.drained();
   }
 
   protected async _close(): Promise<void> {

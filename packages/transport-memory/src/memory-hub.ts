@@ -153,7 +153,8 @@ export class MemoryHub {
         to: copy.attrs['from'],
         id: copy.attrs['id'],
       });
-      for (const c of copy.children) if (typeof c !== 'string') err.cnode(clone(c));
+      // `copy` is ours and discarded here: move its children rather than cloning them again.
+      for (const c of copy.children) if (typeof c !== 'string') err.cnode(c);
       err.cnode(bounce.toElement());
       this.#deliver(sender, err);
     }
