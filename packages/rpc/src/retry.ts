@@ -40,6 +40,12 @@ export function isRetryable(err: unknown): boolean {
   return err instanceof XmppBusError && err.retryable;
 }
 
+/** Timeout of the next attempt: what is left of the call's deadline, capped by `attemptTimeout`. */
+export function attemptBudget(retry: ResolvedRetry, deadline: number): number {
+  const remaining = deadline - Date.now();
+  return retry.attemptTimeout !== undefined ? Math.min(remaining, retry.attemptTimeout) : remaining;
+}
+
 /** Exponential backoff with full jitter: uniform in [0, min(maxDelay, baseDelay·2^(n-1))]. */
 export function backoff(attempt: number, retry: ResolvedRetry): number {
   return Math.random() * Math.min(retry.maxDelay, retry.baseDelay * 2 ** (attempt - 1));

@@ -36,6 +36,7 @@ import type { RpcLogger } from './rpc-server.js';
 import { ServiceClient, type ServiceOptions, type ServiceTarget } from './service.js';
 import {
   DEFAULT_RETRY,
+  attemptBudget,
   backoff,
   isRetryable,
   resolveRetry,
@@ -163,8 +164,7 @@ export class RpcClient {
   async #withRetries<M extends MethodContract>(method: M, to: string, prepared: Prepared): Promise<ResponseOf<M>> {
     const { retry, signal, deadline } = prepared;
     for (let attempt = 1; ; attempt++) {
-      const remaining = deadline - Date.now();
-      const budget = retry.attemptTimeout !== undefined ? Math.min(remaining, retry.attemptTimeout) : remaining;
+      const budget = attemptBudget(retry, deadline);
       try {
         return await this._attempt(method, to, prepared, budget, signal);
       } catch (err) {
@@ -304,6 +304,6 @@ export class RpcClient {
 }
 
 /** `<create xmlns='urn:…'>` for messages. */
-export function describe(method: MethodContract): string {
+function describe(method: MethodContract): string {
   return `<${method.name} xmlns='${method.ns}'>`;
 }

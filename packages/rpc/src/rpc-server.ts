@@ -29,6 +29,7 @@ import {
   type Transport,
   type WaitOptions,
   type Logger,
+  type StanzaErrorInit,
   silentLogger,
 } from '@xmppbus/core';
 import { ValidationError, decode, encode, type MethodContract, type RequestOf, type ResponseOf } from '@xmppbus/schema';
@@ -140,7 +141,6 @@ export class RpcServer {
   readonly #encodeOptions: { readonly validate: boolean };
   readonly #grace: number;
   readonly #log: RpcLogger;
-  readonly #entries = new Map<string, Entry>();
   readonly #unregister = new Map<string, () => void>();
   /** Per namespace: [refcount, unregister of the wildcard + disco feature]. */
   readonly #namespaces = new Map<string, { count: number; off: () => void }>();
@@ -206,7 +206,7 @@ export class RpcServer {
 
   /** The methods served, as `{ns}name` keys. */
   get methods(): string[] {
-    return [...this.#entries.keys()];
+    return [...this.#unregister.keys()];
   }
 
   /**
@@ -223,7 +223,6 @@ export class RpcServer {
     } catch (err) {
       throw new ConfigError(`${key} already has a handler on this transport`, { cause: err });
     }
-    this.#entries.set(key, entry);
     const ns = this.#namespaces.get(method.ns);
     if (ns) ns.count++;
     else this.#namespaces.set(method.ns, { count: 1, off: this.#serveNamespace(method.ns) });
@@ -235,7 +234,6 @@ export class RpcServer {
     const unregister = (): void => {
       if (this.#unregister.get(key) !== unregister) return;
       this.#unregister.delete(key);
-      this.#entries.delete(key);
       off();
       offItem();
       offNode();
@@ -255,16 +253,11 @@ export class RpcServer {
     let offWildcard: () => void = noop;
     try {
       offWildcard = this.#router.handle(ns, '*', (iq, payload) => {
-        this.#send(
-          errorReply(
-            iq,
-            new StanzaError({
-              condition: 'feature-not-implemented',
-              type: 'cancel',
-              text: `method {${ns}}${payload.getName()} is not implemented here`,
-            }),
-          ),
-        );
+        this.#reject(iq, {
+          condition: 'feature-not-implemented',
+          type: 'cancel',
+          text: `method {${ns}}${payload.getName()} is not implemented here`,
+        });
       });
     } catch {
       // Another server on this transport already answers unknown methods of this namespace.
@@ -277,17 +270,12 @@ export class RpcServer {
 
   #onCall(entry: Entry, iq: Element, payload: Element): void {
     if (this.#status !== 'serving') {
-      this.#send(
-        errorReply(
-          iq,
-          new StanzaError({
-            condition: 'service-unavailable',
-            type: 'cancel',
-            text: 'this instance is shutting down',
-            application: xml('draining', { xmlns: NS_RPC }),
-          }),
-        ),
-      );
+      this.#reject(iq, {
+        condition: 'service-unavailable',
+        type: 'cancel',
+        text: 'this instance is shutting down',
+        application: xml('draining', { xmlns: NS_RPC }),
+      });
       return;
     }
     const from = iq.attrs['from'];
@@ -296,18 +284,13 @@ export class RpcServer {
       this.#run(entry, iq, payload);
       return;
     }
-    if (this.#queue.length - this.#queueHead >= this.#maxQueue) {
+    if (this.queued >= this.#maxQueue) {
       this.rejected++;
-      this.#send(
-        errorReply(
-          iq,
-          new StanzaError({
-            condition: 'resource-constraint',
-            type: 'wait',
-            text: `too busy: ${this.#concurrency} calls running, ${this.#maxQueue} queued`,
-          }),
-        ),
-      );
+      this.#reject(iq, {
+        condition: 'resource-constraint',
+        type: 'wait',
+        text: `too busy: ${this.#concurrency} calls running, ${this.#maxQueue} queued`,
+      });
       return;
     }
     this.#queue.push({ entry, iq, payload });
@@ -330,17 +313,12 @@ export class RpcServer {
       }
     }
     if (deadline !== undefined && deadline + this.#grace < Date.now()) {
-      this.#send(
-        errorReply(
-          iq,
-          new StanzaError({
-            condition: 'resource-constraint',
-            type: 'wait',
-            text: 'the deadline passed before the call could start',
-            application: xml('deadline-exceeded', { xmlns: NS_RPC }),
-          }),
-        ),
-      );
+      this.#reject(iq, {
+        condition: 'resource-constraint',
+        type: 'wait',
+        text: 'the deadline passed before the call could start',
+        application: xml('deadline-exceeded', { xmlns: NS_RPC }),
+      });
       this.#next();
       return;
     }
@@ -391,7 +369,7 @@ export class RpcServer {
         const contract = entry.contract.response;
         reply = resultReply(iq, encode(contract, outcome as ResponseOf<MethodContract>, this.#encodeOptions));
       } catch (err) {
-        reply = errorReply(iq, this.#invalidResponse(entry, err));
+        reply = errorReply(iq, this.#invalidResponse(entry.contract, err));
       }
     }
     this.#send(reply);
@@ -433,12 +411,9 @@ export class RpcServer {
     return new StanzaError({ condition: 'bad-request', type: 'modify', text: `invalid request: ${e.message}` });
   }
 
-  #invalidResponse(entry: Entry, err: unknown): StanzaError {
+  #invalidResponse(contract: MethodContract, err: unknown): StanzaError {
     const ref = randomId().slice(0, 8);
-    this.#log.error(
-      `rpc: handler of {${entry.contract.ns}}${entry.contract.name} returned an invalid response (ref ${ref})`,
-      err,
-    );
+    this.#log.error(`rpc: handler of {${contract.ns}}${contract.name} returned an invalid response (ref ${ref})`, err);
     if (err instanceof ValidationError) {
       return new StanzaError({
         condition: 'internal-server-error',
@@ -459,7 +434,7 @@ export class RpcServer {
       // Declared by another method (e.g. rethrown from a downstream call): not part of this contract.
     } else if (thrown instanceof StanzaError && !(thrown instanceof ValidationError)) {
       // A deliberate stanza error (item-not-found, not-authorized, …) travels as is, minus `by`.
-      const init: ConstructorParameters<typeof StanzaError>[0] = { condition: thrown.condition, type: thrown.type };
+      const init: StanzaErrorInit = { condition: thrown.condition, type: thrown.type };
       if (thrown.text !== undefined) init.text = thrown.text;
       if (thrown.application) init.application = thrown.application;
       return new StanzaError(init);
@@ -478,9 +453,9 @@ export class RpcServer {
         ? encode({ kind: 'payload', ns: contract.ns, name: err.errorName, schema: declared.schema }, err.data as never)
         : xml(err.errorName, { xmlns: contract.ns });
     } catch (e) {
-      return this.#invalidResponse({ contract, handler: noop as never }, e);
+      return this.#invalidResponse(contract, e);
     }
-    const init: ConstructorParameters<typeof StanzaError>[0] = {
+    const init: StanzaErrorInit = {
       condition: err.condition,
       type: err.type,
       application,
@@ -494,6 +469,11 @@ export class RpcServer {
 
   #send(stanza: Element): void {
     this.#transport.send(stanza).catch(this.#onSendError);
+  }
+
+  /** Answers `iq` with a stanza error (refusals decided before or instead of a handler). */
+  #reject(iq: Element, init: StanzaErrorInit): void {
+    this.#send(errorReply(iq, new StanzaError(init)));
   }
 
   #onPresence(p: Element): void {
@@ -558,7 +538,7 @@ export class RpcServer {
     for (const ctx of this.#active) ctx.abort(reason);
     for (let i = this.#queueHead; i < this.#queue.length; i++) {
       const q = this.#queue[i]!;
-      this.#send(errorReply(q.iq, new StanzaError({ condition: 'service-unavailable', text: 'server closed' })));
+      this.#reject(q.iq, { condition: 'service-unavailable', text: 'server closed' });
     }
     this.#queue = [];
     this.#queueHead = 0;

@@ -29,6 +29,7 @@ import {
   abortReason,
   bareJid,
   childElements,
+  firstChildElement,
   localName,
   randomId,
   xml,
@@ -36,7 +37,7 @@ import {
   type Transport,
 } from '@xmppbus/core';
 import type { MethodContract, RequestOf, ResponseOf } from '@xmppbus/schema';
-import { backoff, isRetryable, sleep } from './retry.js';
+import { attemptBudget, backoff, isRetryable, sleep } from './retry.js';
 import type { CallOptions, RpcClient } from './rpc-client.js';
 import { NS_RPC, rpcDetail } from './wire.js';
 
@@ -108,7 +109,7 @@ export async function discoverInstances(transport: Transport, options: DiscoverO
   const iq = (to: string, ns: string): Element =>
     xml('iq', { type: 'get', to, from: transport.address, id: randomId() }, xml('query', { xmlns: ns }));
   const items = await caller.request(iq(options.server, NS_DISCO_ITEMS), { timeout });
-  const query = childElements(items)[0];
+  const query = firstChildElement(items);
   const jids = query
     ? childElements(query)
         .filter((i) => localName(i) === 'item' && i.attrs['node'] === undefined)
@@ -120,7 +121,7 @@ export async function discoverInstances(transport: Transport, options: DiscoverO
       try {
         const info = await caller.request(iq(jid, NS_DISCO_INFO), { timeout });
         if (options.feature === undefined) return jid;
-        const q = childElements(info)[0];
+        const q = firstChildElement(info);
         const ok = q !== undefined && childElements(q).some((f) => f.attrs['var'] === options.feature);
         return ok ? jid : undefined;
       } catch {
@@ -248,8 +249,7 @@ export class ServiceClient {
     for (let attempt = 1; ; attempt++) {
       const inst = this.#pick(avoid);
       if (!inst) throw new ServiceUnavailableError({ text: 'no instance of the service is known' });
-      const remaining = deadline - Date.now();
-      const budget = retry.attemptTimeout !== undefined ? Math.min(remaining, retry.attemptTimeout) : remaining;
+      const budget = attemptBudget(retry, deadline);
       const a: Attempt = { started: Date.now(), controller: idempotent ? new AbortController() : undefined };
       let onAbort: (() => void) | undefined;
       if (a.controller && signal) {

@@ -162,23 +162,27 @@ function textOnly(el: Element): string {
 
 let budget = 0;
 
-/** Namespace of a child element whose parent is in `parentNs` (O(1) unless prefixed). */
-function nsOf(c: Element, local: boolean, parentNs: string): string {
-  if (!local) return c.getNS() ?? '';
+/** Charges a child element to the decode budget and returns its local name (prefix stripped). */
+function countedLocalName(c: Element): string {
+  if (--budget < 0) throw new PayloadTooLargeError(Infinity, 0, 'payload has too many elements');
+  const name = c.name;
+  const colon = name.indexOf(':');
+  return colon < 0 ? name : name.slice(colon + 1);
+}
+
+/**
+ * Namespace of a child element whose parent is in `parentNs`; `local` is its local name, which is
+ * `c.name` itself (same string) unless prefixed. O(1) unless prefixed.
+ */
+function nsOf(c: Element, local: string, parentNs: string): string {
+  if (local !== c.name) return c.getNS() ?? '';
   const x = c.attrs['xmlns'] as string | undefined;
   return x === undefined ? parentNs : x;
 }
 
 function isNil(el: Element): boolean {
-  const attrs = el.attrs as Record<string, string | undefined>;
-  const v = attrs['xsi:nil'];
-  if (v !== undefined) return v === 'true' || v === '1';
-  for (const k in attrs) {
-    if (k.endsWith(':nil') && (attrs[k] === 'true' || attrs[k] === '1')) {
-      if (el.findNS(k.slice(0, -4)) === NS_XSI) return true;
-    }
-  }
-  return false;
+  const v = (el.attrs['xsi:nil'] as string | undefined) ?? findNsAttr(el, 'nil', NS_XSI);
+  return v === 'true' || v === '1';
 }
 
 function decodeValue(plan: ValuePlan, el: Element, ns: string): unknown {
@@ -243,12 +247,9 @@ function decodeObject(plan: ObjectPlan, el: Element, ns: string): Record<string,
   for (let i = 0; i < ch.length; i++) {
     const c = ch[i]!;
     if (typeof c === 'string') continue;
-    if (--budget < 0) throw new PayloadTooLargeError(Infinity, 0, 'payload has too many elements');
-    let name = c.name;
-    const colon = name.indexOf(':');
-    if (colon >= 0) name = name.slice(colon + 1);
+    const name = countedLocalName(c);
     const hit = byName.get(name);
-    const cns = nsOf(c, colon < 0, ns);
+    const cns = nsOf(c, name, ns);
     let prop;
     if (hit !== undefined) {
       if (!Array.isArray(hit)) {
@@ -293,12 +294,9 @@ function decodeArray(plan: ArrayPlan, el: Element, ns: string): unknown[] {
   for (let i = 0; i < ch.length; i++) {
     const c = ch[i]!;
     if (typeof c === 'string') continue;
-    if (--budget < 0) throw new PayloadTooLargeError(Infinity, 0, 'payload has too many elements');
-    let name = c.name;
-    const colon = name.indexOf(':');
-    if (colon >= 0) name = name.slice(colon + 1);
+    const name = countedLocalName(c);
     if (name !== plan.itemName) continue;
-    const cns = nsOf(c, colon < 0, ns);
+    const cns = nsOf(c, name, ns);
     if (cns !== itemNs) continue;
     pathStack[sp++] = out.length;
     out.push(decodeValue(plan.item, c, cns));
@@ -371,12 +369,7 @@ function encodeObject(plan: ObjectPlan, v: unknown, el: Element, ns: string): vo
     const decl = cns === ns ? undefined : cns;
     if (e.unwrapped) {
       if (!Array.isArray(x)) fail('must be array');
-      const item = (e.plan as ArrayPlan).item;
-      for (let j = 0; j < x.length; j++) {
-        pathStack[sp++] = j;
-        child(el, encodeValue(item, x[j], e.name, cns, decl));
-        sp--;
-      }
+      encodeItems((e.plan as ArrayPlan).item, x, el, e.name, cns, decl);
     } else {
       child(el, encodeValue(e.plan, x, e.name, cns, decl));
     }
@@ -387,10 +380,21 @@ function encodeObject(plan: ObjectPlan, v: unknown, el: Element, ns: string): vo
 function encodeArray(plan: ArrayPlan, v: unknown, el: Element, ns: string): void {
   if (!Array.isArray(v)) fail('must be array');
   const cns = plan.itemNs === undefined ? ns : plan.itemNs;
-  const decl = cns === ns ? undefined : cns;
+  encodeItems(plan.item, v, el, plan.itemName, cns, cns === ns ? undefined : cns);
+}
+
+/** One child element per array item (a wrapped array's items, or an unwrapped array property). */
+function encodeItems(
+  item: ValuePlan,
+  v: readonly unknown[],
+  el: Element,
+  name: string,
+  ns: string,
+  nsDecl: string | undefined,
+): void {
   for (let j = 0; j < v.length; j++) {
     pathStack[sp++] = j;
-    child(el, encodeValue(plan.item, v[j], plan.itemName, cns, decl));
+    child(el, encodeValue(item, v[j], name, ns, nsDecl));
     sp--;
   }
 }
