@@ -1,3 +1,4 @@
+import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { AbortError, TimeoutError, XmppBusError } from './errors.js';
 
 export interface WaitOptions {
@@ -19,23 +20,28 @@ export function abortReason(signal: AbortSignal): Error {
  * Waits for `promise`, rejecting early if `signal` aborts or `timeout` ms pass. The timer and
  * the abort listener are always removed, whichever way it ends.
  */
-export function withAbort<T>(promise: Promise<T>, options: WaitOptions, what = 'operation'): Promise<T> {
+export function withAbort<T>(
+  promise: Promise<T>,
+  options: WaitOptions,
+  what = 'operation',
+  clock: Clock = systemClock,
+): Promise<T> {
   const { signal, timeout } = options;
   if (!signal && timeout === undefined) return promise;
   if (signal?.aborted) return Promise.reject(abortReason(signal));
   return new Promise<T>((resolve, reject) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: TimerHandle | undefined;
     const onAbort = (): void => {
       cleanup();
       reject(abortReason(signal!));
     };
     const cleanup = (): void => {
-      if (timer) clearTimeout(timer);
+      timer?.cancel();
       signal?.removeEventListener('abort', onAbort);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     if (timeout !== undefined) {
-      timer = setTimeout(() => {
+      timer = clock.setTimeout(() => {
         cleanup();
         reject(new TimeoutError(`${what} timed out after ${timeout} ms`));
       }, timeout);

@@ -51,26 +51,26 @@ export type { Transport, TransportStatus, SendOptions, StanzaListener, StatusLis
 export { jid, bareJid, domainOf, jidEquals } from './jid.js';
 export type { Jid } from './jid.js';
 export { randomId } from './id.js';
-export { NS_SHIM, HEADER, headersElement, readHeaders, setHeaders } from './shim.js';
-export type { Headers } from './shim.js';
+export { NS_SHIM, HEADER, headersElement, readHeaders, setHeaders, headerEntries, emptyHeaders } from './shim.js';
+export type { Headers, HeadersInit } from './shim.js';
 export { systemClock, ManualClock } from './clock.js';
 export type { Clock, TimerHandle } from './clock.js';
+export { RetryPolicy, Backoff } from './retry-policy.js';
+export type { RetryOptions, ResolvedRetryOptions } from './retry-policy.js';
 export { withAbort, abortReason, deferred } from './abort.js';
 export type { WaitOptions, Deferred } from './abort.js';
+export { WaitQueue, sleep } from './wait-queue.js';
 
 // Logging (optional, silent by default)
 export { silentLogger } from './logger.js';
 export type { Logger } from './logger.js';
 
-// IQ routing and calling (shared by rpc, pubsub, messaging on one transport)
-export {
-  IqRouter,
-  IqCaller,
-  resultReply,
-  errorReply,
-  errorFromStanza,
-  NS_DISCO_INFO,
-  NS_DISCO_ITEMS,
-  NS_PING,
-} from './iq.js';
-export type { IqHandler, IqRequestOptions, DiscoIdentity, DiscoItem, DiscoNodeInfo } from './iq.js';
+// Session: one per connection (IQ routing and calling, disco, presence/message intake, lifecycle)
+export { Session } from './session.js';
+export type { SessionOptions, SessionStatus, SessionUnit, TransportStatusListener } from './session.js';
+export { IqRouter, IqCaller, resultReply, errorReply, errorFromStanza, noHandlerError } from './iq.js';
+export type { IqHandler, IqRequestOptions } from './iq.js';
+export { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './disco.js';
+export type { DiscoIdentity, DiscoItem, DiscoNodeInfo } from './disco.js';
+export { calleeError } from './callee-error.js';
+export type { CalleeErrorContext } from './callee-error.js';

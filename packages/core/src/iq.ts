@@ -1,82 +1,43 @@
 /**
- * IQ plumbing shared by every feature on one transport: `IqRouter` dispatches inbound get/set
- * IQs by payload (namespace, local name) and answers the rest (`service-unavailable`, plus
- * built-in XEP-0030 disco#info and XEP-0199 ping); `IqCaller` sends IQs and matches replies by
- * id **and** sender, cleaning its pending map on every outcome. Both are per-transport
- * singletons (`IqRouter.for(t)`), so rpc, pubsub and messaging can share a link.
+ * IQ plumbing of one session: `IqRouter` dispatches inbound get/set IQs by payload (namespace,
+ * local name) and answers the rest (`service-unavailable`, plus built-in XEP-0030 disco and
+ * XEP-0199 ping); `IqCaller` sends IQs and matches replies by id **and** sender, cleaning its
+ * pending map on every outcome. The `Session` owns one of each and feeds them its stanzas.
  */
 import { abortReason, type WaitOptions } from './abort.js';
-import { ClosedError, ConnectionError, TimeoutError } from './errors.js';
+import { systemClock, type Clock, type TimerHandle } from './clock.js';
+import { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './disco.js';
+import { ClosedError, ConflictError, ConnectionError, TimeoutError } from './errors.js';
 import { randomId } from './id.js';
 import { bareJid, domainOf, jidEquals } from './jid.js';
 import { ServiceUnavailableError, StanzaError } from './stanza-error.js';
 import type { Transport } from './transport.js';
 import { Element, firstChildElement, localName, xml } from './xml.js';
 
-export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
-export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
-export const NS_PING = 'urn:xmpp:ping';
-
-/** Handles one inbound IQ get/set; must eventually reply (see `replyResult`/`replyError`). */
+/** Handles one inbound IQ get/set; must eventually reply (see `resultReply`/`errorReply`). */
 export type IqHandler = (iq: Element, payload: Element) => void;
-
-export interface DiscoIdentity {
-  category: string;
-  type: string;
-  name?: string;
-}
-
-/** An XEP-0030 disco#items entry; `jid` defaults to the address the query was sent to. */
-export interface DiscoItem {
-  jid?: string;
-  node?: string;
-  name?: string;
-}
-
-/** What disco#info answers for one node (XEP-0030 §3.2). */
-export interface DiscoNodeInfo {
-  identities?: DiscoIdentity[];
-  features: string[];
-}
-
-const routers = new WeakMap<Transport, IqRouter>();
-const callers = new WeakMap<Transport, IqCaller>();
 
 export class IqRouter {
   readonly #transport: Transport;
+  readonly #disco: DiscoRegistry;
   /** namespace → local name (or '*') → handler: two lookups, no key string built per stanza. */
   readonly #handlers = new Map<string, Map<string, IqHandler>>();
-  readonly #features = new Map<string, number>();
-  readonly #identities: DiscoIdentity[] = [];
-  readonly #items: DiscoItem[] = [];
-  readonly #nodes = new Map<string, DiscoNodeInfo>();
   /** Inbound get/set IQs nobody handled (answered `service-unavailable`). */
   unhandled = 0;
 
-  private constructor(transport: Transport) {
+  constructor(transport: Transport, disco: DiscoRegistry = new DiscoRegistry()) {
     this.#transport = transport;
-    transport.onStanza((s) => this.#onStanza(s));
-    this.addFeature(NS_DISCO_INFO);
-    this.addFeature(NS_PING);
-  }
-
-  /** The router of `transport` (created on first use). */
-  static for(transport: Transport): IqRouter {
-    let r = routers.get(transport);
-    if (!r) {
-      r = new IqRouter(transport);
-      routers.set(transport, r);
-    }
-    return r;
+    this.#disco = disco;
   }
 
   /**
    * Routes IQ get/set whose payload is `<name xmlns=ns>` (or any local name in `ns` when `name`
-   * is `'*'`) to `handler`. Returns the unregister function. One handler per key.
+   * is `'*'`) to `handler`. Returns the unregister function. One handler per key: a second one
+   * throws ConflictError.
    */
   handle(ns: string, name: string, handler: IqHandler): () => void {
     let byName = this.#handlers.get(ns);
-    if (byName?.has(name)) throw new Error(`an IQ handler for {${ns}}${name} is already registered`);
+    if (byName?.has(name)) throw new ConflictError(`an IQ handler for {${ns}}${name} is already registered`);
     if (!byName) this.#handlers.set(ns, (byName = new Map()));
     byName.set(name, handler);
     return () => {
@@ -87,46 +48,13 @@ export class IqRouter {
     };
   }
 
-  /** Advertises a feature namespace in disco#info (reference counted). Returns the remover. */
-  addFeature(ns: string): () => void {
-    this.#features.set(ns, (this.#features.get(ns) ?? 0) + 1);
-    let removed = false;
-    return () => {
-      if (removed) return;
-      removed = true;
-      const n = (this.#features.get(ns) ?? 1) - 1;
-      if (n <= 0) this.#features.delete(ns);
-      else this.#features.set(ns, n);
-    };
+  /** Whether some handler serves namespace `ns` (any local name). */
+  handles(ns: string): boolean {
+    return this.#handlers.has(ns);
   }
 
-  addIdentity(identity: DiscoIdentity): void {
-    this.#identities.push(identity);
-  }
-
-  /** Lists an item in the built-in disco#items (query without node). Returns the remover. */
-  addDiscoItem(item: DiscoItem): () => void {
-    this.#items.push(item);
-    return () => {
-      const i = this.#items.indexOf(item);
-      if (i >= 0) this.#items.splice(i, 1);
-    };
-  }
-
-  /** Answers disco#info for `node` with `info` (other nodes get the entity's info). Returns the remover. */
-  addNodeInfo(node: string, info: DiscoNodeInfo): () => void {
-    this.#nodes.set(node, info);
-    return () => {
-      if (this.#nodes.get(node) === info) this.#nodes.delete(node);
-    };
-  }
-
-  get features(): string[] {
-    return [...this.#features.keys()].sort();
-  }
-
-  #onStanza(stanza: Element): void {
-    if (stanza.name !== 'iq') return;
+  /** Dispatches an inbound IQ get/set (other stanzas are ignored). */
+  dispatch(stanza: Element): void {
     const type = stanza.attrs['type'];
     if (type !== 'get' && type !== 'set') return;
     const payload = firstChildElement(stanza);
@@ -144,42 +72,28 @@ export class IqRouter {
     }
     if (ns === NS_PING && name === 'ping') return this.#reply(stanza);
     if (ns === NS_DISCO_INFO && name === 'query' && type === 'get')
-      return this.#reply(stanza, this.#discoInfo(payload));
+      return this.#reply(stanza, this.#disco.infoQuery(payload));
     if (ns === NS_DISCO_ITEMS && name === 'query' && type === 'get')
-      return this.#reply(stanza, this.#discoItems(stanza, payload));
+      return this.#reply(stanza, this.#disco.itemsQuery(payload, stanza.attrs['to'] ?? this.#transport.address));
     this.unhandled++;
-    this.#reply(stanza, new StanzaError({ condition: 'service-unavailable', text: `no handler for {${ns}}${name}` }));
-  }
-
-  #discoItems(iq: Element, query: Element): Element {
-    const node = query.attrs['node'];
-    const me = iq.attrs['to'] ?? this.#transport.address;
-    const items = node === undefined ? this.#items : [];
-    return xml(
-      'query',
-      { xmlns: NS_DISCO_ITEMS, node },
-      ...items.map((i) => xml('item', { jid: i.jid ?? me, node: i.node, name: i.name })),
-    );
-  }
-
-  #discoInfo(query: Element): Element {
-    const node = query.attrs['node'];
-    const info: DiscoNodeInfo = (node === undefined ? undefined : this.#nodes.get(node)) ?? {
-      identities: this.#identities.length > 0 ? this.#identities : [{ category: 'component', type: 'generic' }],
-      features: this.features,
-    };
-    return xml(
-      'query',
-      { xmlns: NS_DISCO_INFO, node },
-      ...(info.identities ?? []).map((i) => xml('identity', { category: i.category, type: i.type, name: i.name })),
-      ...info.features.map((f) => xml('feature', { var: f })),
-    );
+    this.#reply(stanza, noHandlerError(ns, name, byName !== undefined));
   }
 
   #reply(iq: Element, result?: Element | StanzaError): void {
     const reply = result instanceof StanzaError ? errorReply(iq, result) : resultReply(iq, result);
     this.#transport.send(reply).catch(() => undefined); // a reply lost to a dropped link is the caller's timeout
   }
+}
+
+/**
+ * The callee policy for a payload nobody handles (docs/protocol.md): an unknown namespace is
+ * `cancel/service-unavailable` (RFC 6120 §8.4); a known namespace with an unknown element is
+ * `cancel/feature-not-implemented`.
+ */
+export function noHandlerError(ns: string, name: string, namespaceKnown: boolean): StanzaError {
+  return namespaceKnown
+    ? new StanzaError({ condition: 'feature-not-implemented', type: 'cancel', text: `no handler for {${ns}}${name}` })
+    : new StanzaError({ condition: 'service-unavailable', type: 'cancel', text: `no handler for {${ns}}${name}` });
 }
 
 /** Builds the `result` IQ answering `iq` (to/from swapped, same id). */
@@ -233,39 +147,30 @@ interface Pending {
   to: string | undefined;
   resolve: (iq: Element) => void;
   reject: (err: Error) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  timer: TimerHandle | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
 }
 
 export class IqCaller {
   readonly #transport: Transport;
+  readonly #clock: Clock;
   readonly #pending = new Map<string, Pending>();
   /** Default timeout in ms when a request gives none. */
   defaultTimeout = 30_000;
 
-  private constructor(transport: Transport) {
+  constructor(transport: Transport, clock: Clock = systemClock) {
     this.#transport = transport;
-    transport.onStanza((s) => this.#onStanza(s));
-    transport.onStatus((status, err) => {
-      // Fail fast: a reply cannot arrive over a link that dropped (servers do not store IQs).
-      if (status === 'reconnecting' || status === 'closed') {
-        this.#rejectAll(
-          status === 'closed'
-            ? new ClosedError('transport closed while waiting for the reply', { cause: err })
-            : new ConnectionError('connection lost while waiting for the reply', { cause: err }),
-        );
-      }
-    });
+    this.#clock = clock;
   }
 
-  static for(transport: Transport): IqCaller {
-    let c = callers.get(transport);
-    if (!c) {
-      c = new IqCaller(transport);
-      callers.set(transport, c);
-    }
-    return c;
+  /** Fails every pending request: a reply cannot arrive over a link that dropped (servers do not store IQs). */
+  linkLost(status: 'reconnecting' | 'closed', cause?: Error): void {
+    this.#rejectAll(
+      status === 'closed'
+        ? new ClosedError('transport closed while waiting for the reply', { cause })
+        : new ConnectionError('connection lost while waiting for the reply', { cause }),
+    );
   }
 
   /** Requests awaiting a reply. */
@@ -284,13 +189,13 @@ export class IqCaller {
     const id = (iq.attrs['id'] ??= randomId());
     // ejabberd closes a component stream that sends a stanza without `from` (observed).
     if (iq.attrs['from'] === undefined && this.#transport.address) iq.attrs['from'] = this.#transport.address;
-    if (this.#pending.has(id)) return Promise.reject(new Error(`IQ id ${id} is already pending`));
+    if (this.#pending.has(id)) return Promise.reject(new ConflictError(`IQ id ${id} is already pending`));
     const timeout = options.timeout ?? this.defaultTimeout;
     return new Promise<Element>((resolve, reject) => {
       const p: Pending = { to: iq.attrs['to'], resolve, reject, timer: undefined, signal, onAbort: undefined };
       this.#pending.set(id, p);
       if (timeout > 0 && Number.isFinite(timeout)) {
-        p.timer = setTimeout(
+        p.timer = this.#clock.setTimeout(
           () => this.#settle(id, new TimeoutError(`no reply to IQ ${id} within ${timeout} ms`)),
           timeout,
         );
@@ -307,7 +212,7 @@ export class IqCaller {
     const p = this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id);
-    if (p.timer) clearTimeout(p.timer);
+    p.timer?.cancel();
     if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
     if (outcome instanceof Error) p.reject(outcome);
     else p.resolve(outcome);
@@ -317,8 +222,8 @@ export class IqCaller {
     for (const id of [...this.#pending.keys()]) this.#settle(id, err);
   }
 
-  #onStanza(stanza: Element): void {
-    if (stanza.name !== 'iq') return;
+  /** Matches an inbound IQ result/error to its request (other stanzas are ignored). */
+  dispatch(stanza: Element): void {
     const type = stanza.attrs['type'];
     if (type !== 'result' && type !== 'error') return;
     const id = stanza.attrs['id'];

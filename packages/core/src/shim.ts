@@ -16,7 +16,25 @@ export const HEADER = {
   correlation: 'xmppbus-correlation-id',
 } as const;
 
+/** Headers as handlers receive them. */
 export type Headers = ReadonlyMap<string, string>;
+
+/** Headers as callers give them: a map, entry pairs or a plain record. */
+export type HeadersInit = Headers | Iterable<readonly [string, string]> | Readonly<Record<string, string>>;
+
+const NO_HEADERS: Headers = new Map();
+
+/** Entry pairs of any `HeadersInit` (no copy for maps and arrays). */
+export function headerEntries(init: HeadersInit | undefined): Iterable<readonly [string, string]> {
+  if (init === undefined) return NO_HEADERS;
+  if (Symbol.iterator in init) return init as Iterable<readonly [string, string]>;
+  return Object.entries(init as Readonly<Record<string, string>>);
+}
+
+/** An empty, shared, read-only header set. */
+export function emptyHeaders(): Headers {
+  return NO_HEADERS;
+}
 
 /** Builds a `<headers/>` element; returns undefined for an empty set (send nothing). */
 export function headersElement(headers: Iterable<readonly [string, string]>): Element | undefined {

@@ -1,0 +1,248 @@
+/**
+ * One `Session` per connection. It is the single place where inbound stanzas enter: it owns the
+ * IQ router and caller, the disco registry, the message and presence listeners, the clock and
+ * the logger, and it orders the lifecycle of the units built on it (rpc, pubsub, messaging).
+ * Nothing is registered behind the user's back: features take a session explicitly, and their
+ * constructors do nothing until `start()`.
+ *
+ * Lifecycle (the same words on every long-lived object):
+ * - `start()`: resolves once the transport is online and every unit is ready;
+ * - `drain({ signal, timeout })`: units stop taking new work and finish what they hold, newest first;
+ * - `close()`: releases everything (units in reverse order, then the transport); idempotent;
+ * - `[Symbol.asyncDispose]` = `close()`.
+ */
+import { abortReason, type WaitOptions } from './abort.js';
+import { systemClock, type Clock } from './clock.js';
+import { DiscoRegistry } from './disco.js';
+import { ClosedError, TimeoutError, toError } from './errors.js';
+import { IqCaller, IqRouter } from './iq.js';
+import { silentLogger, type Logger } from './logger.js';
+import type { StanzaListener, Transport, TransportStatus } from './transport.js';
+import { waitForStatus } from './base-transport.js';
+import type { Element } from './xml.js';
+
+export type SessionStatus = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
+
+/** A part of a session with a lifecycle (an RpcServer, a Messenger, a pub/sub consumer…). */
+export interface SessionUnit {
+  /** Name used in logs. */
+  readonly name?: string;
+  /** Gets ready (registers handlers, opens stores). Called by `session.start()` or when added to a started session. */
+  start?(options?: WaitOptions): Promise<void>;
+  /** Stops taking new work and waits for work in hand, within the options' bound. */
+  drain?(options?: WaitOptions): Promise<void>;
+  /** Releases everything. Must not throw for an already-closed unit. */
+  close?(): Promise<void>;
+}
+
+export interface SessionOptions {
+  transport: Transport;
+  /** Time source of every unit on this session (default: the system clock). */
+  clock?: Clock;
+  /** Logger of every unit on this session (default: silent). */
+  logger?: Logger;
+  /** Default IQ request timeout, ms (default 30 000). */
+  iqTimeout?: number;
+  /** Randomness for jitter (tests make it deterministic). */
+  random?: () => number;
+}
+
+export type TransportStatusListener = (status: TransportStatus, error?: Error) => void;
+
+export class Session implements AsyncDisposable {
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly random: () => number;
+  readonly disco = new DiscoRegistry();
+  readonly router: IqRouter;
+  readonly caller: IqCaller;
+  #status: SessionStatus = 'idle';
+  #units: SessionUnit[] = [];
+  #messageListeners: StanzaListener[] = [];
+  #presenceListeners: StanzaListener[] = [];
+  #statusListeners: TransportStatusListener[] = [];
+  #detach: (() => void)[] = [];
+  #starting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: SessionOptions) {
+    this.transport = options.transport;
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+    this.random = options.random ?? Math.random;
+    this.router = new IqRouter(this.transport, this.disco);
+    this.caller = new IqCaller(this.transport, this.clock);
+    if (options.iqTimeout !== undefined) this.caller.defaultTimeout = options.iqTimeout;
+  }
+
+  /** The address this session speaks as (the transport's). */
+  get address(): string {
+    return this.transport.address;
+  }
+
+  get status(): SessionStatus {
+    return this.#status;
+  }
+
+  /**
+   * Attaches to the transport, waits until it is online, then starts every unit in the order
+   * they were added. Idempotent; rejects with ClosedError once closed.
+   */
+  start(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed' || this.#status === 'draining')
+      return Promise.reject(new ClosedError(`session is ${this.#status}`));
+    this.#starting ??= this.#start(options);
+    return this.#starting;
+  }
+
+  async #start(options: WaitOptions): Promise<void> {
+    this.#status = 'starting';
+    this.#attach();
+    try {
+      if (this.transport.status !== 'online') await waitForStatus(this.transport, 'online', options);
+      for (const unit of [...this.#units]) await unit.start?.(options);
+    } catch (err) {
+      this.#starting = undefined;
+      if (this.#status === 'starting') this.#status = 'idle';
+      throw err;
+    }
+    if (this.#status === 'starting') this.#status = 'ready';
+  }
+
+  /**
+   * Adds a unit. Units added to a started session are started by their own `start()` (which
+   * usually awaits `session.start()` first). Returns the remover.
+   */
+  add(unit: SessionUnit): () => void {
+    if (this.#status === 'closed') throw new ClosedError('session is closed');
+    this.#units.push(unit);
+    return () => {
+      const i = this.#units.indexOf(unit);
+      if (i >= 0) this.#units.splice(i, 1);
+    };
+  }
+
+  /** Sends a stanza on the transport. */
+  send(stanza: Element, options?: { signal?: AbortSignal | undefined }): Promise<void> {
+    return this.transport.send(stanza, options);
+  }
+
+  /** Inbound `<message/>` stanzas (after the session's own checks). Returns the remover. */
+  onMessage(listener: StanzaListener): () => void {
+    return addListener(this.#messageListeners, listener);
+  }
+
+  /** Inbound `<presence/>` stanzas. Returns the remover. */
+  onPresence(listener: StanzaListener): () => void {
+    return addListener(this.#presenceListeners, listener);
+  }
+
+  /** Transport status changes (online, reconnecting, closed). Returns the remover. */
+  onTransportStatus(listener: TransportStatusListener): () => void {
+    return addListener(this.#statusListeners, listener);
+  }
+
+  /**
+   * Units stop taking new work and finish what they hold, newest unit first; then the
+   * transport's queued sends are flushed. Bounded by `timeout`/`signal`: when either fires, the
+   * drain rejects and the caller decides (usually `close()`).
+   */
+  async drain(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed') return;
+    if (options.signal?.aborted) throw abortReason(options.signal);
+    this.#status = 'draining';
+    const bounded = withDeadline(options, this.clock);
+    try {
+      for (const unit of [...this.#units].reverse()) await unit.drain?.(bounded.options);
+      await this.transport.drain(bounded.options);
+    } finally {
+      bounded.dispose();
+    }
+  }
+
+  /** Closes every unit (newest first), then the transport. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#status = 'closed';
+    for (const unit of [...this.#units].reverse()) {
+      try {
+        await unit.close?.();
+      } catch (err) {
+        this.logger.error(`closing ${unit.name ?? 'a unit'} failed`, toError(err));
+      }
+    }
+    this.#units = [];
+    await this.transport.close();
+    for (const off of this.#detach) off();
+    this.#detach = [];
+    this.#messageListeners = [];
+    this.#presenceListeners = [];
+    this.#statusListeners = [];
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #attach(): void {
+    if (this.#detach.length > 0) return;
+    this.#detach.push(
+      this.transport.onStanza((s) => this.#dispatch(s)),
+      this.transport.onStatus((status, err) => {
+        if (status === 'reconnecting' || status === 'closed') this.caller.linkLost(status, err);
+        for (const l of this.#statusListeners) l(status, err);
+      }),
+    );
+  }
+
+  /** The one entry of inbound stanzas: every feature sees them through here. */
+  #dispatch(stanza: Element): void {
+    switch (stanza.name) {
+      case 'iq': {
+        const type = stanza.attrs['type'];
+        if (type === 'result' || type === 'error') this.caller.dispatch(stanza);
+        else this.router.dispatch(stanza);
+        return;
+      }
+      case 'message':
+        for (const l of this.#messageListeners) l(stanza);
+        return;
+      case 'presence':
+        for (const l of this.#presenceListeners) l(stanza);
+        return;
+    }
+  }
+}
+
+function addListener<T>(list: T[], listener: T): () => void {
+  list.push(listener);
+  return () => {
+    const i = list.indexOf(listener);
+    if (i >= 0) list.splice(i, 1);
+  };
+}
+
+/** Turns a relative timeout into one signal shared by every step of a drain. */
+function withDeadline(options: WaitOptions, clock: Clock): { options: WaitOptions; dispose: () => void } {
+  if (options.timeout === undefined) return { options, dispose: () => undefined };
+  const controller = new AbortController();
+  const timer = clock.setTimeout(
+    () => controller.abort(new TimeoutError(`drain timed out after ${options.timeout} ms`)),
+    options.timeout,
+  );
+  const outer = options.signal;
+  const onOuter = (): void => controller.abort(outer?.reason);
+  outer?.addEventListener('abort', onOuter, { once: true });
+  return {
+    options: { signal: controller.signal },
+    dispose: () => {
+      timer.cancel();
+      outer?.removeEventListener('abort', onOuter);
+    },
+  };
+}
