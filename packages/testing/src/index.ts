@@ -10,3 +10,6 @@ export { componentHandshake } from './handshake.js';
 export type { HandshakeOptions } from './handshake.js';
 export { DEFAULT_COMPONENTS, PROBE_COMPONENT } from './managed-server.js';
 export { waitForSettledRoutes } from './route-probe.js';
+export { waitFor } from './wait-for.js';
+export type { WaitForOptions } from './wait-for.js';
+export { NS_ORDERS, NS_ORDER_EVENTS, CreateOrder, GetOrder, Wait, OrderCreated } from './contracts.js';
