@@ -41,7 +41,7 @@ async function component(srv: XmppServer, domain: string): Promise<Transport> {
     service: srv.componentService(),
     domain,
     password: srv.componentSecret,
-    reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
+    reconnect: { initialDelay: 50, maxDelay: 500 },
     timeout: 30_000,
   });
   cleanups.push(() => t.close());

@@ -19,7 +19,7 @@ export function pubsubClients(timeout: number): (srv: XmppServer, domain: string
       service: srv.componentService(),
       domain,
       password: srv.componentSecret,
-      reconnect: { initialDelayMs: 100, maxDelayMs: 500 },
+      reconnect: { initialDelay: 100, maxDelay: 500 },
     });
     open.push(transport);
     return new PubSub({ transport, service: srv.pubsubService, timeout });

@@ -40,7 +40,7 @@ export class Components {
 
   async connect(
     domain: string,
-    reconnect: false | { initialDelayMs: number; maxDelayMs: number } = false,
+    reconnect: false | { initialDelay: number; maxDelay: number } = false,
   ): Promise<ComponentTransport> {
     const srv = this.server();
     const t = await componentTransport({

@@ -194,7 +194,7 @@ describeServers('rpc', (server, kind) => {
 
   it(`fails pending calls fast on a server crash and retries idempotent ones after the restart [${kind}]`, async () => {
     const srv = server();
-    const reconnect = { initialDelayMs: 50, maxDelayMs: 300 };
+    const reconnect = { initialDelay: 50, maxDelay: 300 };
     const a = await components.connect('svc-a.localhost', reconnect);
     const b = await components.connect('svc-b.localhost', reconnect);
     const rpcServer = new RpcServer({ transport: b });

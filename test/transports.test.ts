@@ -31,7 +31,7 @@ import { componentTransport, type ComponentTransport } from '@xmppbus/transport-
 import { describeServers, type XmppServer } from '@xmppbus/testing';
 
 const DEADLINE = 30_000;
-const FAST_RECONNECT = { initialDelayMs: 50, maxDelayMs: 1_000 };
+const FAST_RECONNECT = { initialDelay: 50, maxDelay: 1_000 };
 
 /** Resolves with the first inbound stanza matching `pred`. */
 function nextStanza(t: Transport, pred: (el: Element) => boolean, timeout = DEADLINE): Promise<Element> {
@@ -400,7 +400,7 @@ describeServers('transports', (server, kind) => {
   it(`[${kind}] close() during reconnect stops the retry loop`, async () => {
     const srv = server();
     const before = liveHandles();
-    const a = await component(srv, 'svc-l.localhost', { reconnect: { initialDelayMs: 60_000 } });
+    const a = await component(srv, 'svc-l.localhost', { reconnect: { initialDelay: 60_000 } });
     const down = waitForStatus(a, 'reconnecting', { timeout: DEADLINE });
     const queued = a.send(xml('message', { to: 'svc-l.localhost' }));
     await queued;

@@ -13,24 +13,37 @@ import {
   ConflictError,
   ConnectionError,
   PayloadTooLargeError,
+  RetryPolicy,
   TimeoutError,
   abortReason,
   silentLogger,
   systemClock,
   toError,
+  type Backoff,
   type Clock,
   type Element,
   type Logger,
+  type RetryOptions,
   type SendOptions,
   type TimerHandle,
   type WaitOptions,
 } from '@xmppbus/core';
-import { Backoff, type ReconnectOptions } from './backoff.js';
 import { serializeElement } from './serialize.js';
 import { StreamLink, type ServiceAddress } from './stream-link.js';
 
+/** Opens the byte stream of one connection attempt (default: `StreamLink.connect`, TCP). */
+export type StreamConnector = (address: ServiceAddress, signal: AbortSignal) => Promise<StreamLink>;
+
+/** Reconnect schedule of both stream transports: 200 ms ×2 up to 30 s, jitter 0.5, no attempt limit. */
+export const RECONNECT_DEFAULTS: Readonly<RetryOptions> = Object.freeze({
+  initialDelay: 200,
+  maxDelay: 30_000,
+  factor: 2,
+  jitter: 0.5,
+});
+
 export interface StreamTransportOptions {
-  reconnect?: ReconnectOptions | false | undefined;
+  reconnect?: RetryOptions | false | undefined;
   maxQueue?: number | undefined;
   maxStanzaBytes?: number | undefined;
   /** Deadline of each connection attempt (TCP connect + negotiation), ms. Default 10 000. */
@@ -38,16 +51,21 @@ export interface StreamTransportOptions {
   logger?: Logger | undefined;
   /** How long close() waits for the server's `</stream:stream>`, ms. Default 1 000. */
   closeGraceMs?: number | undefined;
-  /** Test seams: timer source and random source of the backoff, and the TCP connector. */
+  /** Time source of the reconnect delays and attempt deadlines (default `systemClock`). */
   clock?: Clock | undefined;
+  /** Test seams: random source of the backoff jitter, and the connector (default TCP). */
   random?: (() => number) | undefined;
-  connect?: ((address: ServiceAddress, signal: AbortSignal) => Promise<StreamLink>) | undefined;
+  connect?: StreamConnector | undefined;
 }
 
 /** The public connect options both stream transports (component, client) share. */
 export interface StreamConnectOptions {
-  /** Automatic reconnect after a drop (default: on, see ReconnectOptions); `false` = close on drop. */
-  reconnect?: ReconnectOptions | false;
+  /**
+   * Automatic reconnect after a drop (default: on, `RECONNECT_DEFAULTS`); `false` = close on
+   * drop. `attempts` bounds the attempts per outage (default: unbounded); when they are used up
+   * the transport closes with the last error.
+   */
+  reconnect?: RetryOptions | false;
   /** Max stanzas queued while not online (default 10 000). */
   maxQueue?: number;
   /** Aborts the initial connect. */
@@ -86,7 +104,7 @@ export abstract class StreamTransport extends BaseTransport {
   readonly #clock: Clock;
   readonly #attemptTimeout: number;
   readonly #closeGraceMs: number;
-  readonly #connect: (address: ServiceAddress, signal: AbortSignal) => Promise<StreamLink>;
+  readonly #connect: StreamConnector;
   #link: StreamLink | undefined;
   #retryTimer: TimerHandle | undefined;
   #attemptAbort: AbortController | undefined;
@@ -103,7 +121,10 @@ export abstract class StreamTransport extends BaseTransport {
     });
     this._logger = options.logger ?? silentLogger;
     this.#serviceAddress = serviceAddress;
-    this.#backoff = options.reconnect === false ? undefined : new Backoff(options.reconnect ?? {}, options.random);
+    this.#backoff =
+      options.reconnect === false
+        ? undefined
+        : new RetryPolicy(options.reconnect ?? {}, RECONNECT_DEFAULTS, options.random, 'reconnect').backoff();
     this.#clock = options.clock ?? systemClock;
     this.#attemptTimeout = options.timeout ?? 10_000;
     this.#closeGraceMs = options.closeGraceMs ?? 1_000;
@@ -143,7 +164,7 @@ export abstract class StreamTransport extends BaseTransport {
       if (userSignal.aborted) onUserAbort();
       else userSignal.addEventListener('abort', onUserAbort, { once: true });
     }
-    const timer = setTimeout(
+    const timer = this.#clock.setTimeout(
       () => ac.abort(new TimeoutError(`connection attempt timed out after ${timeout} ms`)),
       timeout,
     );
@@ -155,7 +176,7 @@ export abstract class StreamTransport extends BaseTransport {
       if (link) void link.close(0);
       throw err;
     } finally {
-      clearTimeout(timer);
+      timer.cancel();
       userSignal?.removeEventListener('abort', onUserAbort);
       if (this.#attemptAbort === ac) this.#attemptAbort = undefined;
     }
@@ -207,7 +228,7 @@ export abstract class StreamTransport extends BaseTransport {
       if (this.#closing) return;
       const e = toError(err);
       this.#lastError = e;
-      if (isFatalOnReconnect(e)) {
+      if (isFatalOnReconnect(e) || !this.#backoff!.policy.canRetry(this.#backoff!.attempt)) {
         this._logger.error(`reconnect failed for good: ${e.message}`);
         this.#closing = true;
         this._setStatus('closed', e);

@@ -24,7 +24,7 @@ import {
   type StreamConnectOptions,
   type StreamLink,
   type StreamTransportOptions,
-} from '@xmppbus/transport-component/internal';
+} from '@xmppbus/stream';
 import { MECHANISM_PREFERENCE, plain, scram, type SaslMechanismName, type SaslSession } from './sasl.js';
 
 export const NS_CLIENT = 'jabber:client';

@@ -1,11 +1,12 @@
 // The reconnect loop without sockets: an in-memory duplex stands in for TCP, a scripted peer
 // plays the server's side of XEP-0114, and a ManualClock drives the backoff timers.
 import { createHash } from 'node:crypto';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import {
   AuthError,
   ClosedError,
+  ConflictError,
   ConnectionError,
   ManualClock,
   waitForStatus,
@@ -13,33 +14,8 @@ import {
   type TransportStatus,
 } from '@xmppbus/core';
 import { componentTransport, type ComponentTransport, type ComponentTransportOptions } from './component-transport.js';
-import { StreamLink } from './stream-link.js';
-
-function duplexPair(): [Duplex, Duplex] {
-  const ends: Duplex[] = [];
-  const make = (peer: () => Duplex): Duplex =>
-    new Duplex({
-      read() {},
-      write(chunk: Buffer, _enc, cb) {
-        peer().push(chunk);
-        cb();
-      },
-      final(cb) {
-        peer().push(null);
-        cb();
-      },
-      destroy(err, cb) {
-        const p = peer();
-        if (!p.destroyed) p.destroy();
-        cb(err);
-      },
-    });
-  ends.push(
-    make(() => ends[1]!),
-    make(() => ends[0]!),
-  );
-  return [ends[0]!, ends[1]!];
-}
+import { StreamLink } from '@xmppbus/stream';
+import { duplexPair } from '@xmppbus/stream/testing';
 
 /** The server side: accepts the handshake (or answers with a stream error) and records stanzas. */
 class ScriptedServer {
@@ -101,6 +77,15 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   throw new Error(`never happened: ${what}`);
 }
 
+/**
+ * Waits until the attempt in flight has failed and the next retry is scheduled. The attempt's
+ * own deadline is a timer on the same clock, so `clock.pending` alone cannot tell the two apart:
+ * a failure is a new `lastError`.
+ */
+async function rescheduled(t: ComponentTransport, clock: ManualClock, before: Error | undefined): Promise<void> {
+  await until(() => t.lastError !== before && clock.pending === 1, 'the attempt failed and a retry was scheduled');
+}
+
 function connect(srv: ScriptedServer, clock: ManualClock, extra: Partial<ComponentTransportOptions> = {}) {
   // The test seams (clock, random, connect) are internal options, not part of the public type.
   const options = {
@@ -139,12 +124,16 @@ describe('ComponentTransport reconnect loop (scripted server, manual clock)', ()
     expect(clock.pending).toBe(1);
     clock.advance(199);
     expect(srv.attempts).toBe(1); // only the initial connect so far
+    let before = t.lastError;
     clock.advance(1);
-    await until(() => srv.attempts === 2 && clock.pending === 1, 'second attempt failed and was rescheduled');
+    await rescheduled(t, clock, before);
+    expect(srv.attempts).toBe(2);
     clock.advance(399);
     expect(srv.attempts).toBe(2);
+    before = t.lastError;
     clock.advance(1);
-    await until(() => srv.attempts === 3 && clock.pending === 1, 'third attempt failed');
+    await rescheduled(t, clock, before);
+    expect(srv.attempts).toBe(3);
 
     srv.up = true;
     clock.advance(800);
@@ -191,8 +180,11 @@ describe('ComponentTransport reconnect loop (scripted server, manual clock)', ()
     srv.answer = 'conflict';
     srv.drop();
     await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    const before = t.lastError;
     clock.advance(200);
-    await until(() => srv.attempts === 2 && clock.pending === 1, 'rescheduled after the conflict');
+    await rescheduled(t, clock, before);
+    expect(t.lastError).toBeInstanceOf(ConflictError);
+    expect(srv.attempts).toBe(2);
     expect(t.status).toBe('reconnecting');
     srv.answer = 'ok';
     clock.advance(400);

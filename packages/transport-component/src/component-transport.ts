@@ -5,14 +5,15 @@
 import { createHash } from 'node:crypto';
 import { escapeXML } from 'ltx';
 import { ConfigError, ProtocolError, localName, type Element, type SendOptions, type WaitOptions } from '@xmppbus/core';
-import { parseService, type StreamLink } from './stream-link.js';
 import {
   StreamTransport,
+  parseService,
   resolveSecret,
   type Secret,
   type StreamConnectOptions,
+  type StreamLink,
   type StreamTransportOptions,
-} from './stream-transport.js';
+} from '@xmppbus/stream';
 
 export const NS_COMPONENT = 'jabber:component:accept';
 

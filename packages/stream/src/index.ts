@@ -1,0 +1,17 @@
+// The XMPP stream engine shared by @xmppbus/transport-component and @xmppbus/transport-client.
+
+// Reconnecting transport over one XMPP stream (subclasses negotiate the stream)
+export { StreamTransport, resolveSecret, RECONNECT_DEFAULTS } from './stream-transport.js';
+export type { StreamTransportOptions, StreamConnectOptions, StreamConnector, Secret } from './stream-transport.js';
+
+// One TCP/TLS connection carrying a stream
+export { StreamLink, parseService } from './stream-link.js';
+export type { ServiceAddress } from './stream-link.js';
+
+// Parsing and serialising
+export { StreamParser } from './stream-parser.js';
+export type { StreamParserHandlers, StreamParserOptions } from './stream-parser.js';
+export { serializeElement } from './serialize.js';
+
+// RFC 6120 §4.9 stream errors → typed xmppbus errors
+export { streamErrorToError, streamErrorCondition, isStreamError, NS_STREAMS } from './stream-errors.js';
