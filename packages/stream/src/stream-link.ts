@@ -6,7 +6,15 @@
 import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { ClosedError, ConnectionError, abortReason, deferred, type Deferred, type Element } from '@xmppbus/core';
+import {
+  ClosedError,
+  ConfigError,
+  ConnectionError,
+  abortReason,
+  deferred,
+  type Deferred,
+  type Element,
+} from '@xmppbus/core';
 import { StreamParser } from './stream-parser.js';
 import { isStreamError, streamErrorToError } from './stream-errors.js';
 
@@ -17,14 +25,14 @@ export interface ServiceAddress {
 
 /**
  * Parses `xmpp://host:port`, `tcp://host:port` or `host:port` (IPv6 hosts in brackets).
- * Throws on anything else so a typo fails at startup, not as a DNS error later.
+ * Throws ConfigError on anything else so a typo fails at startup, not as a DNS error later.
  */
 export function parseService(service: string, defaultPort: number): ServiceAddress {
   const m = /^(?:(?:xmpp|tcp):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?\/?$/.exec(service.trim());
-  if (!m) throw new TypeError(`invalid service '${service}': expected xmpp://host:port`);
+  if (!m) throw new ConfigError(`invalid service '${service}': expected xmpp://host:port`);
   const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
-  if (port < 1 || port > 65535) throw new TypeError(`invalid port in service '${service}'`);
+  if (port < 1 || port > 65535) throw new ConfigError(`invalid port in service '${service}'`);
   return { host, port };
 }
 

@@ -108,6 +108,7 @@ export abstract class StreamTransport extends BaseTransport {
   #link: StreamLink | undefined;
   #retryTimer: TimerHandle | undefined;
   #attemptAbort: AbortController | undefined;
+  #attemptTimer: TimerHandle | undefined;
   #closing = false;
   #lastError: Error | undefined;
   /** Text of stanzas size-checked in send() but written later (queued or behind in-flight writes). */
@@ -168,6 +169,7 @@ export abstract class StreamTransport extends BaseTransport {
       () => ac.abort(new TimeoutError(`connection attempt timed out after ${timeout} ms`)),
       timeout,
     );
+    this.#attemptTimer = timer;
     let link: StreamLink | undefined;
     try {
       link = await this.#connect(this.#serviceAddress, ac.signal);
@@ -179,6 +181,7 @@ export abstract class StreamTransport extends BaseTransport {
       timer.cancel();
       userSignal?.removeEventListener('abort', onUserAbort);
       if (this.#attemptAbort === ac) this.#attemptAbort = undefined;
+      if (this.#attemptTimer === timer) this.#attemptTimer = undefined;
     }
     if (this.#closing) {
       void link.close(0);
@@ -295,6 +298,8 @@ export abstract class StreamTransport extends BaseTransport {
     this.#retryTimer?.cancel();
     this.#retryTimer = undefined;
     this.#attemptAbort?.abort(new ClosedError('transport closed'));
+    // The aborted attempt unwinds on its own; its deadline must not outlive close().
+    this.#attemptTimer?.cancel();
     const link = this.#link;
     this.#link = undefined;
     if (link) await link.close(this.#closeGraceMs);

@@ -91,11 +91,7 @@ function validate(options: ComponentTransportOptions): void {
     throw new ConfigError(`domain must be a bare domain name, got '${String(options.domain)}'`);
   if (typeof options.password !== 'string' && typeof options.password !== 'function')
     throw new ConfigError('password is required (a string or a function returning it)');
-  try {
-    parseService(options.service, 5347);
-  } catch (err) {
-    throw new ConfigError((err as Error).message, { cause: err });
-  }
+  parseService(options.service, 5347); // throws ConfigError
   if (options.maxQueue !== undefined && !(Number.isInteger(options.maxQueue) && options.maxQueue > 0))
     throw new ConfigError('maxQueue must be a positive integer');
   if (options.maxStanzaBytes !== undefined && !(options.maxStanzaBytes > 0))

@@ -1,0 +1,217 @@
+// StreamLink over an in-memory duplex pair: the test plays the server on the other end.
+import type { Duplex } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import {
+  AbortError,
+  AuthError,
+  ClosedError,
+  ConfigError,
+  ConnectionError,
+  XmlError,
+  localName,
+  type Element,
+} from '@xmppbus/core';
+import { StreamLink, parseService } from './stream-link.js';
+import { duplexPair } from './testing/duplex-pair.js';
+
+const CLIENT_HEADER = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+const SERVER_HEADER =
+  "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='x.test'>";
+
+/** The server's end: everything the link wrote, and a way to answer. */
+class Peer {
+  text = '';
+  ended = false;
+  constructor(readonly socket: Duplex) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (this.text += chunk));
+    socket.on('end', () => (this.ended = true));
+  }
+  say(xmlText: string): void {
+    this.socket.write(xmlText);
+  }
+}
+
+function setup(): { link: StreamLink; peer: Peer } {
+  const [client, server] = duplexPair();
+  return { link: StreamLink.over(client), peer: new Peer(server) };
+}
+
+/** A link past the stream header, as negotiation code sees it. */
+async function opened(): Promise<{ link: StreamLink; peer: Peer; signal: AbortSignal }> {
+  const { link, peer } = setup();
+  const signal = new AbortController().signal;
+  const header = link.openStream(CLIENT_HEADER, signal);
+  peer.say(SERVER_HEADER);
+  expect((await header).attrs['id']).toBe('s1');
+  return { link, peer, signal };
+}
+
+/** One turn of the event loop: lets bytes written on one end reach the other. */
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 10_000; i++) {
+    if (cond()) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
+describe('parseService', () => {
+  it('accepts xmpp://, tcp:// and bare host:port, with a default port and bracketed IPv6', () => {
+    expect(parseService('xmpp://127.0.0.1:5347', 1)).toEqual({ host: '127.0.0.1', port: 5347 });
+    expect(parseService('tcp://example.org', 5222)).toEqual({ host: 'example.org', port: 5222 });
+    expect(parseService(' svc.test:1/ ', 5)).toEqual({ host: 'svc.test', port: 1 });
+    expect(parseService('xmpp://[::1]:5222', 1)).toEqual({ host: '::1', port: 5222 });
+  });
+
+  it('refuses anything else with ConfigError', () => {
+    for (const bad of ['http://x:1', 'x:0', 'x:65536', 'a b:1', '', 'xmpp://x:1/path'])
+      expect(() => parseService(bad, 5222), bad).toThrow(ConfigError);
+  });
+});
+
+describe('StreamLink', () => {
+  it('writes the header, resolves with the peer header, then hands out elements in order', async () => {
+    const { link, peer, signal } = await opened();
+    expect(peer.text).toBe(CLIENT_HEADER);
+    // Two elements before anyone asks (buffered), one after.
+    peer.say("<a n='1'/><b>text</b>");
+    await tick();
+    const a = await link.next(signal);
+    const b = await link.next(signal);
+    const pending = link.next(signal);
+    peer.say("<c xmlns='urn:x'/>");
+    const c = await pending;
+    expect([localName(a), a.attrs['n'], localName(b), b.getText(), localName(c), c.getNS()]).toEqual([
+      'a',
+      '1',
+      'b',
+      'text',
+      'c',
+      'urn:x',
+    ]);
+    expect(link.alive).toBe(true);
+    expect(link.secure).toBe(false);
+  });
+
+  it('a stream error rejects the waiting next() with its typed error and kills the link', async () => {
+    const { link, peer, signal } = await opened();
+    const waiting = link.next(signal);
+    peer.say("<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>");
+    await expect(waiting).rejects.toBeInstanceOf(AuthError);
+    expect(link.alive).toBe(false);
+    await expect(link.next(signal)).rejects.toBeInstanceOf(AuthError);
+    expect(() => link.write('<x/>')).toThrow(ConnectionError);
+  });
+
+  it('malformed XML rejects with XmlError', async () => {
+    const { link, peer, signal } = await opened();
+    const waiting = link.next(signal);
+    peer.say('<a></b>');
+    await expect(waiting).rejects.toBeInstanceOf(XmlError);
+    expect(link.alive).toBe(false);
+  });
+
+  it('an abort while waiting rejects with the reason and fails the link', async () => {
+    const { link } = await opened();
+    const ac = new AbortController();
+    const waiting = link.next(ac.signal);
+    ac.abort(new AbortError('stop'));
+    await expect(waiting).rejects.toThrow('stop');
+    expect(link.alive).toBe(false);
+  });
+
+  it('goOnline() dispatches buffered then later elements directly, and reports a drop once', async () => {
+    const { link, peer } = await opened();
+    peer.say("<message id='1'/>");
+    await tick(); // arrives before the switch, so it waits in the link's inbox
+    const got: string[] = [];
+    const downs: Error[] = [];
+    link.goOnline(
+      (el: Element) => got.push(el.attrs['id'] as string),
+      (err) => downs.push(err),
+    );
+    expect(got).toEqual(['1']);
+    peer.say("<message id='2'/><iq id='3'/>");
+    await until(() => got.length === 3, 'two more stanzas dispatched');
+    expect(got).toEqual(['1', '2', '3']);
+
+    peer.socket.destroy(); // the server dies
+    await until(() => downs.length > 0, 'drop reported');
+    expect(downs).toHaveLength(1);
+    expect(downs[0]).toBeInstanceOf(ConnectionError);
+    expect(link.alive).toBe(false);
+    await expect(link.drained()).rejects.toBeInstanceOf(ConnectionError);
+  });
+
+  it('goOnline() on a dead link reports the failure at once', async () => {
+    const { link, peer } = await opened();
+    peer.say('</stream:stream>');
+    await until(() => !link.alive, 'link dead after the peer closed the stream');
+    const downs: Error[] = [];
+    link.goOnline(
+      () => {},
+      (err) => downs.push(err),
+    );
+    expect(downs).toHaveLength(1);
+    expect(downs[0]!.message).toContain('closed by the server');
+  });
+
+  it('write() above the high-water mark returns false and drained() waits for the buffer', async () => {
+    const { link, peer } = await opened();
+    const big = `<m>${'x'.repeat(20_000)}</m>`;
+    expect(link.write(big)).toBe(false); // corked for this tick: 20 KB sit above the 16 KiB mark
+    await link.drained();
+    await until(() => peer.text.endsWith('</m>'), 'everything delivered');
+    expect(peer.text).toBe(CLIENT_HEADER + big);
+    expect(link.write('<small/>')).toBe(true);
+    await link.drained();
+  });
+
+  it('drained() rejects when the link dies before the buffer drains', async () => {
+    const { link, peer } = await opened();
+    expect(link.write(`<m>${'x'.repeat(20_000)}</m>`)).toBe(false);
+    const drained = link.drained();
+    peer.socket.destroy();
+    await expect(drained).rejects.toBeInstanceOf(ConnectionError);
+  });
+
+  it('close() sends </stream:stream>, waits for the peer to close, and does not report a drop', async () => {
+    const { link, peer } = await opened();
+    const downs: Error[] = [];
+    link.goOnline(
+      () => {},
+      (err) => downs.push(err),
+    );
+    peer.socket.on('end', () => {
+      peer.say('</stream:stream>');
+      peer.socket.end();
+    });
+    // A grace far beyond the test timeout: close() can only return because the peer answered.
+    await link.close(3_600_000);
+    expect(peer.text.endsWith('</stream:stream>')).toBe(true);
+    expect(peer.ended).toBe(true);
+    expect(link.alive).toBe(false);
+    expect(downs).toEqual([]);
+    expect(() => link.write('<x/>')).toThrow(ConnectionError);
+    // The peer's own </stream:stream> was the first failure the link saw.
+    await expect(link.next(new AbortController().signal)).rejects.toThrow('stream closed by the server');
+  });
+
+  it('close() on a silent peer gives up after the grace period and destroys the socket', async () => {
+    const { link, peer } = await opened();
+    await link.close(0);
+    expect(peer.text.endsWith('</stream:stream>')).toBe(true);
+    expect(link.alive).toBe(false);
+    await expect(link.next(new AbortController().signal)).rejects.toBeInstanceOf(ClosedError);
+    await until(() => peer.socket.destroyed, 'the peer sees the connection go');
+  });
+
+  it('connect() with an aborted signal rejects with the reason and opens nothing', async () => {
+    const ac = new AbortController();
+    ac.abort(new AbortError('no'));
+    await expect(StreamLink.connect({ host: '127.0.0.1', port: 1 }, ac.signal)).rejects.toThrow('no');
+  });
+});
