@@ -3,7 +3,8 @@
  * counted, so two units may advertise the same namespace), identities, items and per-node
  * info. One registry per session; the session's IQ router answers disco#info/#items from it.
  */
-import { Element, xml } from './xml.js';
+import type { Element} from './xml.js';
+import { xml } from './xml.js';
 
 export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';

@@ -1,13 +1,25 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   BaseTransport,
-  IqCaller,
-  IqRouter,
+  Session,
   TimeoutError,
   xml,
   type Element,
+  type Transport,
   type TransportStatus,
 } from '@xmppbus/core';
+
+const sessions = new WeakMap<Transport, Session>();
+/** One started session per transport under test. */
+async function sessionOf(transport: Transport): Promise<Session> {
+  let s = sessions.get(transport);
+  if (!s) {
+    s = new Session({ transport });
+    sessions.set(transport, s);
+    await s.start();
+  }
+  return s;
+}
 
 /** Records sent stanzas; the test injects replies. */
 class EchoTransport extends BaseTransport {
@@ -56,7 +68,7 @@ describe('IqCaller timeouts', () => {
   it('times out each request at its own deadline, whatever the order they were sent in', async () => {
     vi.useFakeTimers();
     const t = online();
-    const caller = IqCaller.for(t);
+    const caller = (await sessionOf(t)).caller;
     const outcomes: string[] = [];
     const track = (name: string, p: Promise<Element>): Promise<void> =>
       p.then(
@@ -88,7 +100,7 @@ describe('IqCaller timeouts', () => {
   it('keeps timing out correctly across many answered requests', async () => {
     vi.useFakeTimers();
     const t = online();
-    const caller = IqCaller.for(t);
+    const caller = (await sessionOf(t)).caller;
     const slow = caller.request(ping(), { timeout: 5_000 });
     const slowCheck = expect(slow).rejects.toBeInstanceOf(TimeoutError);
     for (let i = 0; i < 2_000; i++) {
@@ -111,7 +123,7 @@ describe('IqCaller timeouts', () => {
   it('matches replies by id and sender; a spoofed sender is ignored', async () => {
     vi.useFakeTimers();
     const t = online();
-    const caller = IqCaller.for(t);
+    const caller = (await sessionOf(t)).caller;
     const p = caller.request(ping('peer.test'), { timeout: 1_000 });
     const check = expect(p).rejects.toBeInstanceOf(TimeoutError);
     t.reply(t.sent[0]!, 'evil.test');
@@ -123,7 +135,7 @@ describe('IqCaller timeouts', () => {
   it('rejects every pending request when the link drops, leaving no timer', async () => {
     vi.useFakeTimers();
     const t = online();
-    const caller = IqCaller.for(t);
+    const caller = (await sessionOf(t)).caller;
     const a = caller.request(ping(), { timeout: 1_000 });
     const b = caller.request(ping(), { timeout: 2_000 });
     const checks = [expect(a).rejects.toThrow(/connection lost/), expect(b).rejects.toThrow(/connection lost/)];
@@ -135,9 +147,9 @@ describe('IqCaller timeouts', () => {
 });
 
 describe('IqRouter', () => {
-  it('routes by namespace and name, falls back to the namespace wildcard, and unregisters', () => {
+  it('routes by namespace and name, falls back to the namespace wildcard, and unregisters', async () => {
     const t = online();
-    const router = IqRouter.for(t);
+    const router = (await sessionOf(t)).router;
     const seen: string[] = [];
     const offExact = router.handle('urn:x', 'a', (iq) => seen.push(`a:${iq.attrs['id']}`));
     const offAny = router.handle('urn:x', '*', (_iq, payload) => seen.push(`*:${payload.name}`));

@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ConflictError,
-  IqCaller,
-  IqRouter,
+  Session,
   ServiceUnavailableError,
   StanzaError,
   TimeoutError,
@@ -13,8 +12,21 @@ import {
   waitForStatus,
   xml,
   type Element,
+  type Transport,
 } from '@xmppbus/core';
 import { memoryHub } from '@xmppbus/transport-memory';
+
+const sessions = new WeakMap<Transport, Session>();
+/** One started session per transport under test. */
+async function sessionOf(transport: Transport): Promise<Session> {
+  let s = sessions.get(transport);
+  if (!s) {
+    s = new Session({ transport });
+    sessions.set(transport, s);
+    await s.start();
+  }
+  return s;
+}
 
 function nextStanza(t: { onStanza(l: (s: Element) => void): () => void }): Promise<Element> {
   return new Promise((resolve) => {
@@ -114,10 +126,10 @@ describe('IqRouter and IqCaller over the hub', () => {
     const hub = memoryHub();
     const server = hub.connect('svc.test');
     const client = hub.connect('caller.test');
-    IqRouter.for(server).handle('urn:example:1', 'echo', (iq, payload) => {
+    (await sessionOf(server)).router.handle('urn:example:1', 'echo', (iq, payload) => {
       void server.send(resultReply(iq, xml('echo', { xmlns: 'urn:example:1' }, payload.getText())));
     });
-    const caller = IqCaller.for(client);
+    const caller = (await sessionOf(client)).caller;
     const res = await caller.request(
       xml('iq', { type: 'get', to: 'svc.test' }, xml('echo', { xmlns: 'urn:example:1' }, 'x')),
     );
@@ -137,10 +149,15 @@ describe('IqRouter and IqCaller over the hub', () => {
       .map((f) => f.attrs['var']);
     expect(features).toContain('urn:xmpp:ping');
 
+    // The callee policy: an unknown namespace is service-unavailable, an unknown element of a
+    // served namespace is feature-not-implemented.
+    await expect(
+      caller.request(xml('iq', { type: 'get', to: 'svc.test' }, xml('x', { xmlns: 'urn:example:unknown' }))),
+    ).rejects.toBeInstanceOf(ServiceUnavailableError);
     await expect(
       caller.request(xml('iq', { type: 'get', to: 'svc.test' }, xml('nope', { xmlns: 'urn:example:1' }))),
-    ).rejects.toBeInstanceOf(ServiceUnavailableError);
-    expect(IqRouter.for(server).unhandled).toBe(1);
+    ).rejects.toMatchObject({ condition: 'feature-not-implemented', type: 'cancel' });
+    expect((await sessionOf(server)).router.unhandled).toBe(2);
     expect(caller.pending).toBe(0);
   });
 
@@ -149,13 +166,13 @@ describe('IqRouter and IqCaller over the hub', () => {
     const server = hub.connect('svc.test');
     const mallory = hub.connect('mallory.test');
     const client = hub.connect('caller.test');
-    IqRouter.for(server).handle('urn:example:1', 'slow', (iq) => {
+    (await sessionOf(server)).router.handle('urn:example:1', 'slow', (iq) => {
       // Mallory answers with the right id; the real service never does.
       const forged = xml('iq', { ...iq.attrs, to: 'svc.test' });
       void mallory.send(resultReply(forged));
       void mallory.send(xml('iq', { type: 'result', id: iq.attrs['id'], to: 'caller.test' }));
     });
-    const caller = IqCaller.for(client);
+    const caller = (await sessionOf(client)).caller;
     await expect(
       caller.request(xml('iq', { type: 'get', to: 'svc.test' }, xml('slow', { xmlns: 'urn:example:1' })), {
         timeout: 50,
@@ -168,8 +185,8 @@ describe('IqRouter and IqCaller over the hub', () => {
     const hub = memoryHub();
     const server = hub.connect('svc.test');
     const client = hub.connect('caller.test');
-    IqRouter.for(server).handle('urn:example:1', 'hang', () => undefined);
-    const caller = IqCaller.for(client);
+    (await sessionOf(server)).router.handle('urn:example:1', 'hang', () => undefined);
+    const caller = (await sessionOf(client)).caller;
     const call = caller.request(xml('iq', { type: 'set', to: 'svc.test' }, xml('hang', { xmlns: 'urn:example:1' })));
     await new Promise<void>((r) => setImmediate(r));
     expect(caller.pending).toBe(1);
@@ -231,7 +248,7 @@ describe('MemoryHub fault injection', () => {
   it('delays bounces too: an IQ to an unknown JID fails after the latency, not before', async () => {
     vi.useFakeTimers();
     const hub = memoryHub({ latencyMs: 100 });
-    const caller = IqCaller.for(hub.connect('caller.test'));
+    const caller = (await sessionOf(hub.connect('caller.test'))).caller;
     let settled = false;
     const call = caller
       .request(xml('iq', { type: 'get', to: 'gone.test' }, xml('ping', { xmlns: 'urn:xmpp:ping' })))
@@ -272,8 +289,8 @@ describe('MemoryHub fault injection', () => {
     const hub = memoryHub({ dropRate: 0.5, random: () => 0 }); // always below: drop everything
     const server = hub.connect('svc.test');
     let handled = 0;
-    IqRouter.for(server).handle('urn:example:1', 'x', () => void handled++);
-    const caller = IqCaller.for(hub.connect('caller.test'));
+    (await sessionOf(server)).router.handle('urn:example:1', 'x', () => void handled++);
+    const caller = (await sessionOf(hub.connect('caller.test'))).caller;
     await expect(
       caller.request(xml('iq', { type: 'get', to: 'svc.test' }, xml('x', { xmlns: 'urn:example:1' })), {
         timeout: 20,
@@ -358,19 +375,19 @@ describe('MemoryHub component ↔ client-like exchange', () => {
     const hub = memoryHub();
     const svc = hub.connect('svc.test');
     const alice = hub.connect('alice@test/agent1');
-    IqRouter.for(svc).handle('urn:example:1', 'whoami', (iq) => {
+    (await sessionOf(svc)).router.handle('urn:example:1', 'whoami', (iq) => {
       void svc.send(resultReply(iq, xml('whoami', { xmlns: 'urn:example:1' }, iq.attrs['from'])));
     });
-    IqRouter.for(alice).handle('urn:example:1', 'status', (iq) => {
+    (await sessionOf(alice)).router.handle('urn:example:1', 'status', (iq) => {
       void alice.send(resultReply(iq, xml('status', { xmlns: 'urn:example:1' }, 'ok')));
     });
 
-    const r1 = await IqCaller.for(alice).request(
+    const r1 = await (await sessionOf(alice)).caller.request(
       xml('iq', { type: 'get', to: 'svc.test' }, xml('whoami', { xmlns: 'urn:example:1' })),
     );
     expect(r1.getChildText('whoami')).toBe('alice@test/agent1');
 
-    const r2 = await IqCaller.for(svc).request(
+    const r2 = await (await sessionOf(svc)).caller.request(
       xml(
         'iq',
         { type: 'get', to: 'alice@test/agent1', from: 'monitor@svc.test' },
@@ -380,7 +397,7 @@ describe('MemoryHub component ↔ client-like exchange', () => {
     expect(r2.attrs['from']).toBe('alice@test/agent1');
     expect(r2.attrs['to']).toBe('monitor@svc.test');
     expect(r2.getChildText('status')).toBe('ok');
-    expect(IqCaller.for(svc).pending).toBe(0);
+    expect((await sessionOf(svc)).caller.pending).toBe(0);
   });
 
   it('closing an endpoint frees its address: stanzas bounce and the name can connect again', async () => {

@@ -1,0 +1,196 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BaseTransport,
+  ClosedError,
+  ConflictError,
+  ManualClock,
+  Session,
+  TimeoutError,
+  xml,
+  type Element,
+  type SessionUnit,
+  type TransportStatus,
+} from '@xmppbus/core';
+
+class FakeTransport extends BaseTransport {
+  readonly address = 'me.test';
+  readonly sent: Element[] = [];
+  closed = 0;
+  constructor() {
+    super();
+  }
+  protected _write(stanza: Element): Promise<void> {
+    this.sent.push(stanza);
+    return Promise.resolve();
+  }
+  protected _close(): Promise<void> {
+    this.closed++;
+    return Promise.resolve();
+  }
+  set(status: TransportStatus): void {
+    this._setStatus(status);
+  }
+  emit(stanza: Element): void {
+    this._emitStanza(stanza);
+  }
+}
+
+function recordingUnit(name: string, log: string[], drain?: () => Promise<void>): SessionUnit {
+  return {
+    name,
+    start: () => {
+      log.push(`start ${name}`);
+      return Promise.resolve();
+    },
+    drain: async () => {
+      log.push(`drain ${name}`);
+      await drain?.();
+    },
+    close: () => {
+      log.push(`close ${name}`);
+      return Promise.resolve();
+    },
+  };
+}
+
+describe('Session', () => {
+  it('does nothing until start, then waits for the transport and starts units in order', async () => {
+    const t = new FakeTransport();
+    const session = new Session({ transport: t });
+    const log: string[] = [];
+    session.add(recordingUnit('a', log));
+    session.add(recordingUnit('b', log));
+    // Not attached before start: an inbound IQ is not answered.
+    t.set('online');
+    t.emit(xml('iq', { type: 'get', id: '1', from: 'peer.test' }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
+    expect(t.sent).toHaveLength(0);
+    expect(session.status).toBe('idle');
+    t.set('connecting');
+    const started = session.start();
+    expect(session.status).toBe('starting');
+    expect(log).toEqual([]);
+    t.set('online');
+    await started;
+    expect(session.status).toBe('ready');
+    expect(log).toEqual(['start a', 'start b']);
+    expect(session.start()).toBe(started); // idempotent
+  });
+
+  it('dispatches each inbound stanza once: IQs to router/caller, messages and presence to listeners', async () => {
+    const t = new FakeTransport();
+    t.set('online');
+    const session = new Session({ transport: t });
+    await session.start();
+    const messages: string[] = [];
+    const presences: string[] = [];
+    const offMsg = session.onMessage((m) => messages.push(m.attrs['id'] ?? ''));
+    session.onPresence((p) => presences.push(p.attrs['from'] ?? ''));
+    t.emit(xml('message', { id: 'm1', from: 'a.test' }));
+    t.emit(xml('presence', { from: 'b.test' }));
+    t.emit(
+      xml('iq', { type: 'get', id: 'p1', from: 'c.test', to: 'me.test' }, xml('ping', { xmlns: 'urn:xmpp:ping' })),
+    );
+    offMsg();
+    t.emit(xml('message', { id: 'm2', from: 'a.test' }));
+    expect(messages).toEqual(['m1']);
+    expect(presences).toEqual(['b.test']);
+    expect(t.sent.map((s) => `${s.attrs['type']}:${s.attrs['id']}`)).toEqual(['result:p1']);
+  });
+
+  it('shares one router per session: a second handler for the same payload is a ConflictError', async () => {
+    const t = new FakeTransport();
+    const session = new Session({ transport: t });
+    session.router.handle('urn:x', 'a', () => undefined);
+    expect(() => session.router.handle('urn:x', 'a', () => undefined)).toThrow(ConflictError);
+    // Two sessions on two transports do not share anything.
+    const other = new Session({ transport: new FakeTransport() });
+    expect(() => other.router.handle('urn:x', 'a', () => undefined)).not.toThrow();
+  });
+
+  it('advertises registered features in disco#info and removes them again', async () => {
+    const t = new FakeTransport();
+    t.set('online');
+    const session = new Session({ transport: t });
+    await session.start();
+    const off = session.disco.addFeature('urn:example:feature:1');
+    const ask = (id: string): string[] => {
+      t.emit(
+        xml(
+          'iq',
+          { type: 'get', id, from: 'peer.test', to: 'me.test' },
+          xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }),
+        ),
+      );
+      const reply = t.sent.find((s) => s.attrs['id'] === id)!;
+      return reply
+        .getChild('query')!
+        .getChildren('feature')
+        .map((f) => f.attrs['var'] ?? '');
+    };
+    expect(ask('d1')).toContain('urn:example:feature:1');
+    off();
+    expect(ask('d2')).not.toContain('urn:example:feature:1');
+  });
+
+  it('fails pending IQs at once when the link drops', async () => {
+    const t = new FakeTransport();
+    t.set('online');
+    const session = new Session({ transport: t });
+    await session.start();
+    const pending = session.caller.request(
+      xml('iq', { type: 'get', to: 'peer.test' }, xml('ping', { xmlns: 'urn:xmpp:ping' })),
+    );
+    const check = expect(pending).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+    t.set('reconnecting');
+    await check;
+    expect(session.caller.pending).toBe(0);
+  });
+
+  it('drains units newest first within its bound, and closes them newest first, then the transport', async () => {
+    const clock = new ManualClock();
+    const t = new FakeTransport();
+    t.set('online');
+    const session = new Session({ transport: t, clock });
+    const log: string[] = [];
+    let release!: () => void;
+    const stuck = new Promise<void>((r) => (release = r));
+    session.add(recordingUnit('a', log));
+    session.add({
+      name: 'b',
+      drain: (options) =>
+        new Promise<void>((resolve, reject) => {
+          log.push('drain b');
+          options?.signal?.addEventListener('abort', () => reject(options.signal!.reason as Error), { once: true });
+          void stuck.then(resolve);
+        }),
+      close: () => {
+        log.push('close b');
+        return Promise.resolve();
+      },
+    });
+    await session.start();
+    const drained = session.drain({ timeout: 1_000 });
+    const check = expect(drained).rejects.toBeInstanceOf(TimeoutError);
+    expect(session.status).toBe('draining');
+    clock.advance(1_000);
+    await check;
+    release();
+    await session.close();
+    await session.close(); // idempotent
+    expect(log).toEqual(['start a', 'drain b', 'close b', 'close a']);
+    expect(t.closed).toBe(1);
+    expect(session.status).toBe('closed');
+    await expect(session.start()).rejects.toBeInstanceOf(ClosedError);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('is disposable with await using', async () => {
+    const t = new FakeTransport();
+    t.set('online');
+    {
+      await using session = new Session({ transport: t });
+      await session.start();
+    }
+    expect(t.closed).toBe(1);
+  });
+});
