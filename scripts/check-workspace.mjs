@@ -9,20 +9,26 @@ const version = root.version;
 const problems = [];
 const FEATURES = new Set(['@xmppbus/rpc', '@xmppbus/pubsub', '@xmppbus/messaging']);
 const NO_IO = new Set(['@xmppbus/core', '@xmppbus/schema']);
+// The stream engine sits under the socket transports: it is I/O, and knows no transport.
+const isIoPackage = (dep) => dep.startsWith('@xmppbus/transport-') || dep === '@xmppbus/stream';
 for (const { dir, json } of pkgs) {
   if (json.version !== version) problems.push(`${json.name} is ${json.version}, root is ${version}`);
   for (const [dep, range] of Object.entries(json.dependencies ?? {})) {
     if (dep.startsWith('@xmppbus/') && range !== version)
       problems.push(`${json.name} depends on ${dep}@${range}, want ${version}`);
-    if (FEATURES.has(json.name) && dep.startsWith('@xmppbus/transport-'))
-      problems.push(`${json.name} must not depend on ${dep}`);
+    if (FEATURES.has(json.name) && isIoPackage(dep)) problems.push(`${json.name} must not depend on ${dep}`);
+    if (json.name === '@xmppbus/stream' && dep.startsWith('@xmppbus/') && dep !== '@xmppbus/core')
+      problems.push(`${json.name} depends on core only, not on ${dep}`);
     if (
       NO_IO.has(json.name) &&
-      (dep.startsWith('@xmpp/client') || dep.startsWith('@xmpp/component') || dep.startsWith('@xmppbus/transport-'))
+      (dep.startsWith('@xmpp/client') || dep.startsWith('@xmpp/component') || isIoPackage(dep))
     )
       problems.push(`${json.name} must stay I/O-free but depends on ${dep}`);
   }
   if (!json.exports?.['.']) problems.push(`${dir} has no "exports" entry`);
+  // Cross-package back doors: packages talk through their public entry points only.
+  for (const sub of Object.keys(json.exports ?? {}))
+    if (sub.includes('internal')) problems.push(`${json.name} exports '${sub}': no internal entry points`);
 }
 if (problems.length > 0) {
   console.error(problems.join('\n'));
