@@ -1,5 +1,6 @@
 // Codec benchmark: payload XML text → validated typed object → XML text, for a small (~200 B) and
-// a medium (~4 KB) payload. ours = core parseXml (ltx, the transport's parser) + schema codec +
+// a medium (~4 KB) payload. ours = core parseXml (ltx, which parses stored text; the stream
+// transports use @xmppbus/stream's own tokenizer) + schema codec +
 // ajv; baseline = fast-xml-parser XMLParser/XMLBuilder + the SAME compiled ajv function.
 import { Type } from '@sinclair/typebox';
 import { parseXml } from '@xmppbus/core';
