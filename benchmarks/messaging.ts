@@ -5,7 +5,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Messenger, sqliteStore, type QosLevel } from '@xmppbus/messaging';
+import { Messenger, type QosLevel } from '@xmppbus/messaging';
+import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import { startServer, SERVER_KINDS, type XmppServer } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
 import { Tick } from '../test/fixtures/messaging-contracts.js';
@@ -41,8 +42,8 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
   const connect = (domain: string) =>
     componentTransport({ service: srv.componentService(), domain, password: srv.componentSecret });
   const [ta, tb] = await Promise.all([connect('svc-a.localhost'), connect('svc-b.localhost')]);
-  const sender = new Messenger({ transport: ta, store: sqliteStore(join(dir, 'a.db')) });
-  const receiver = new Messenger({ transport: tb, store: sqliteStore(join(dir, 'b.db')) });
+  const sender = new Messenger({ transport: ta, store: sqliteMessageStore(join(dir, 'a.db')) });
+  const receiver = new Messenger({ transport: tb, store: sqliteMessageStore(join(dir, 'b.db')) });
   let received = 0;
   let latencyStart = 0;
   const latencies: number[] = [];

@@ -14,10 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { ServiceUnavailableError, xml, type Element } from '@xmppbus/core';
-import { Messenger, sqliteStore } from '@xmppbus/messaging';
+import { Messenger } from '@xmppbus/messaging';
 import { PubSub } from '@xmppbus/pubsub';
 import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
 import { ValidationError, decode, encode, event, method } from '@xmppbus/schema';
+import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import { startProsody } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
 
@@ -169,7 +170,7 @@ const dir = mkdtempSync(join(tmpdir(), 'xmppbus-demo-'));
 try {
   const outbox = new Messenger({
     transport: sensors,
-    store: sqliteStore(join(dir, 'sensors.db')),
+    store: sqliteMessageStore(join(dir, 'sensors.db')),
     retry: { initialDelay: 100, maxDelay: 500 },
   });
   const sent = outbox.send(
@@ -184,7 +185,7 @@ try {
   log('sensors.localhost', `  outbox: ${outbox.counters.queued} queued, ${outbox.counters.retried} probes so far`);
 
   await using pager = await connect('pager.localhost');
-  const inbox = new Messenger({ transport: pager, store: sqliteStore(join(dir, 'pager.db')) });
+  const inbox = new Messenger({ transport: pager, store: sqliteMessageStore(join(dir, 'pager.db')) });
   const delivered = new Promise<void>((resolve) =>
     inbox.on(Alarm, (a, meta) => {
       const sentAt = meta.delayedFrom?.toISOString() ?? 'n/a';

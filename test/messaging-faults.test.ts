@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { TimeoutError, type Transport } from '@xmppbus/core';
-import { Messenger, sqliteStore, type SqliteStore } from '@xmppbus/messaging';
+import { Messenger } from '@xmppbus/messaging';
+import { sqliteMessageStore, type SqliteMessageStore } from '@xmppbus/store-sqlite';
 import { describeServers, type XmppServer } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
 import { afterEach, expect, it } from 'vitest';
@@ -52,7 +53,7 @@ async function component(srv: XmppServer, domain: string): Promise<Transport> {
 function sqliteSender(transport: Transport, dir: string): Messenger {
   const sender = new Messenger({
     transport,
-    store: sqliteStore(join(dir, 'sender.db')),
+    store: sqliteMessageStore(join(dir, 'sender.db')),
     attemptTimeout: 3_000,
     retry: { initialDelay: 50, maxDelay: 500 },
   });
@@ -126,8 +127,11 @@ async function until(fn: () => boolean, what: string, timeout = DEADLINE): Promi
 }
 
 /** An in-process receiver recording effects in its own store's DB (QoS 2: same transaction). */
-async function receiver(transport: Transport, dir: string): Promise<{ messenger: Messenger; store: SqliteStore }> {
-  const store = sqliteStore(join(dir, 'receiver.db'));
+async function receiver(
+  transport: Transport,
+  dir: string,
+): Promise<{ messenger: Messenger; store: SqliteMessageStore }> {
+  const store = sqliteMessageStore(join(dir, 'receiver.db'));
   const messenger = new Messenger({ transport, store, attemptTimeout: 3_000 });
   cleanups.push(() => messenger.close());
   await messenger.ready();

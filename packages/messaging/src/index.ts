@@ -12,12 +12,11 @@ export type {
 } from './options.js';
 export { OutboxFullError } from './errors.js';
 
-// Stores
+// Stores (the durable SQLite store is in @xmppbus/store-sqlite)
 export { MemoryStore, memoryStore } from './memory-store.js';
-export { SqliteStore, sqliteStore } from './sqlite-store.js';
-export type { SqliteStoreOptions } from './sqlite-store.js';
 export type {
   MessageStore,
+  DeadLetterQuery,
   OutboxRecord,
   NewOutboxRecord,
   DeadLetter,

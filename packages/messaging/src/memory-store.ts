@@ -1,9 +1,12 @@
 /**
  * In-memory MessageStore for tests and for processes that accept losing their outbox on a
- * crash. Same semantics as the SQLite store, minus durability.
+ * crash. Same contract as every store (see store.ts), minus durability across processes: the
+ * state lives in this object, so `close` then `open` on the same instance finds it again.
  */
+import { StoreError, toError } from '@xmppbus/core';
 import type {
   DeadLetter,
+  DeadLetterQuery,
   DeadLetterReason,
   InboxPutResult,
   InboxRecord,
@@ -18,146 +21,186 @@ export class MemoryStore implements MessageStore {
   readonly #inbox = new Map<string, InboxRecord>();
   readonly #delivered = new Map<string, number>();
   #seq = 0;
+  #open = false;
 
   open(): Promise<void> {
+    this.#open = true;
     return Promise.resolve();
   }
 
   close(): Promise<void> {
+    this.#open = false;
     return Promise.resolve();
+  }
+
+  /** Runs `fn` if open, so misuse fails the same way as with a durable store. */
+  #do<T>(what: string, fn: () => T): Promise<T> {
+    if (!this.#open) return Promise.reject(new StoreError(`store is not open (${what})`));
+    return Promise.resolve(fn());
   }
 
   enqueue(record: NewOutboxRecord): Promise<OutboxRecord> {
-    const existing = this.#outbox.get(record.id);
-    if (existing) return Promise.resolve({ ...existing });
-    const rec: OutboxRecord = { ...record, seq: ++this.#seq };
-    this.#outbox.set(rec.id, rec);
-    return Promise.resolve({ ...rec });
+    return this.#do('enqueue', () => {
+      const existing = this.#outbox.get(record.id);
+      if (existing) return { ...existing };
+      const rec: OutboxRecord = { ...record, seq: ++this.#seq };
+      this.#outbox.set(rec.id, rec);
+      return { ...rec };
+    });
   }
 
   loadOutbox(): Promise<OutboxRecord[]> {
-    return Promise.resolve([...this.#outbox.values()].sort((a, b) => a.seq - b.seq).map((r) => ({ ...r })));
+    return this.#do('loadOutbox', () =>
+      [...this.#outbox.values()].sort((a, b) => a.seq - b.seq).map((r) => ({ ...r })),
+    );
   }
 
   markReceived(id: string): Promise<void> {
-    const r = this.#outbox.get(id);
-    if (r) r.state = 'received';
-    return Promise.resolve();
+    return this.#do('markReceived', () => {
+      const r = this.#outbox.get(id);
+      if (r) r.state = 'received';
+    });
   }
 
   recordAttempt(id: string, attempts: number, notBefore: number): Promise<void> {
-    const r = this.#outbox.get(id);
-    if (r) {
-      r.attempts = attempts;
-      r.notBefore = notBefore;
-    }
-    return Promise.resolve();
+    return this.#do('recordAttempt', () => {
+      const r = this.#outbox.get(id);
+      if (r) {
+        r.attempts = attempts;
+        r.notBefore = notBefore;
+      }
+    });
   }
 
   remove(id: string): Promise<void> {
-    this.#outbox.delete(id);
-    return Promise.resolve();
+    return this.#do('remove', () => void this.#outbox.delete(id));
   }
 
   deadLetter(id: string, reason: DeadLetterReason, error: string | undefined, at: number): Promise<void> {
-    const r = this.#outbox.get(id);
-    if (r) {
-      this.#outbox.delete(id);
-      this.#dead.set(id, { ...r, reason, error, deadAt: at });
-    }
-    return Promise.resolve();
+    return this.#do('deadLetter', () => {
+      const r = this.#outbox.get(id);
+      if (r) {
+        this.#outbox.delete(id);
+        this.#dead.set(id, { ...r, reason, error, deadAt: at });
+      }
+    });
   }
 
-  listDeadLetters(options: { limit?: number; to?: string } = {}): Promise<DeadLetter[]> {
-    let list = [...this.#dead.values()].sort((a, b) => a.deadAt - b.deadAt || a.seq - b.seq);
-    if (options.to !== undefined) list = list.filter((d) => d.to === options.to);
-    if (options.limit !== undefined) list = list.slice(0, options.limit);
-    return Promise.resolve(list.map((d) => ({ ...d })));
+  listDeadLetters(query: DeadLetterQuery = {}): Promise<DeadLetter[]> {
+    return this.#do('listDeadLetters', () => {
+      let list = [...this.#dead.values()].sort((a, b) => a.deadAt - b.deadAt || a.seq - b.seq);
+      if (query.to !== undefined) list = list.filter((d) => d.to === query.to);
+      if (query.limit !== undefined) list = list.slice(0, query.limit);
+      return list.map((d) => ({ ...d }));
+    });
   }
 
   getDeadLetter(id: string): Promise<DeadLetter | undefined> {
-    const d = this.#dead.get(id);
-    return Promise.resolve(d ? { ...d } : undefined);
+    return this.#do('getDeadLetter', () => {
+      const d = this.#dead.get(id);
+      return d ? { ...d } : undefined;
+    });
   }
 
   replayDeadLetter(id: string, notBefore: number, expiresAt: number | null): Promise<OutboxRecord | undefined> {
-    const d = this.#dead.get(id);
-    if (!d || this.#outbox.has(id)) return Promise.resolve(undefined);
-    this.#dead.delete(id);
-    const rec: OutboxRecord = {
-      id: d.id,
-      seq: ++this.#seq,
-      to: d.to,
-      qos: d.qos,
-      stanza: d.stanza,
-      payload: d.payload,
-      createdAt: d.createdAt,
-      notBefore,
-      expiresAt,
-      attempts: 0,
-      state: 'queued',
-    };
-    this.#outbox.set(id, rec);
-    return Promise.resolve({ ...rec });
+    return this.#do('replayDeadLetter', () => {
+      const d = this.#dead.get(id);
+      if (!d || this.#outbox.has(id)) return undefined;
+      this.#dead.delete(id);
+      const rec: OutboxRecord = {
+        id: d.id,
+        seq: ++this.#seq,
+        to: d.to,
+        qos: d.qos,
+        stanza: d.stanza,
+        payload: d.payload,
+        createdAt: d.createdAt,
+        notBefore,
+        expiresAt,
+        attempts: 0,
+        state: 'queued',
+      };
+      this.#outbox.set(id, rec);
+      return { ...rec };
+    });
   }
 
   removeDeadLetter(id: string): Promise<boolean> {
-    return Promise.resolve(this.#dead.delete(id));
+    return this.#do('removeDeadLetter', () => this.#dead.delete(id));
   }
 
   inboxPut(record: InboxRecord): Promise<InboxPutResult> {
-    const key = `${record.sender}\n${record.msgId}`;
-    if (this.#delivered.has(key)) return Promise.resolve('delivered');
-    if (this.#inbox.has(key)) return Promise.resolve('pending');
-    this.#inbox.set(key, { ...record });
-    return Promise.resolve('stored');
+    return this.#do('inboxPut', (): InboxPutResult => {
+      const key = inboxKey(record.sender, record.msgId);
+      if (this.#delivered.has(key)) return 'delivered';
+      if (this.#inbox.has(key)) return 'pending';
+      this.#inbox.set(key, { ...record });
+      return 'stored';
+    });
   }
 
   inboxGet(sender: string, msgId: string): Promise<InboxRecord | 'delivered' | undefined> {
-    const key = `${sender}\n${msgId}`;
-    const r = this.#inbox.get(key);
-    if (r) return Promise.resolve({ ...r });
-    return Promise.resolve(this.#delivered.has(key) ? 'delivered' : undefined);
+    return this.#do('inboxGet', () => {
+      const key = inboxKey(sender, msgId);
+      const r = this.#inbox.get(key);
+      if (r) return { ...r };
+      return this.#delivered.has(key) ? 'delivered' : undefined;
+    });
   }
 
   inboxComplete(sender: string, msgId: string, at: number): Promise<void> {
-    this.inboxCompleteSync(sender, msgId, at);
+    return this.#do('inboxComplete', () => this.#complete(sender, msgId, at));
+  }
+
+  /** Runs `effect`, then marks delivered: nothing here can crash in between, and a throw marks nothing. */
+  inboxCompleteWith(sender: string, msgId: string, at: number, effect: () => void): Promise<void> {
+    if (!this.#open) return Promise.reject(new StoreError('store is not open (inboxCompleteWith)'));
+    try {
+      effect();
+    } catch (err) {
+      return Promise.reject(toError(err));
+    }
+    this.#complete(sender, msgId, at);
     return Promise.resolve();
   }
 
-  inboxCompleteSync(sender: string, msgId: string, at: number): void {
-    const key = `${sender}\n${msgId}`;
+  #complete(sender: string, msgId: string, at: number): void {
+    const key = inboxKey(sender, msgId);
     this.#inbox.delete(key);
-    this.#delivered.set(key, at);
+    // The first delivery time stays: dedupe retention counts from it.
+    if (!this.#delivered.has(key)) this.#delivered.set(key, at);
   }
 
   inboxPendingCounts(): Promise<Map<string, number>> {
-    const m = new Map<string, number>();
-    for (const r of this.#inbox.values()) m.set(r.sender, (m.get(r.sender) ?? 0) + 1);
-    return Promise.resolve(m);
+    return this.#do('inboxPendingCounts', () => {
+      const m = new Map<string, number>();
+      for (const r of this.#inbox.values()) m.set(r.sender, (m.get(r.sender) ?? 0) + 1);
+      return m;
+    });
   }
 
   prune(deliveredBefore: number, pendingBefore: number): Promise<number> {
-    let n = 0;
-    for (const [k, at] of this.#delivered) {
-      if (at < deliveredBefore) {
-        this.#delivered.delete(k);
-        n++;
+    return this.#do('prune', () => {
+      let n = 0;
+      for (const [k, at] of this.#delivered) {
+        if (at < deliveredBefore) {
+          this.#delivered.delete(k);
+          n++;
+        }
       }
-    }
-    for (const [k, r] of this.#inbox) {
-      if (r.receivedAt < pendingBefore) {
-        this.#inbox.delete(k);
-        n++;
+      for (const [k, r] of this.#inbox) {
+        if (r.receivedAt < pendingBefore) {
+          this.#inbox.delete(k);
+          n++;
+        }
       }
-    }
-    return Promise.resolve(n);
+      return n;
+    });
   }
+}
 
-  /** Runs `fn` at once: memory has no transactions, and nothing here can crash half-way. */
-  transaction<T>(fn: () => T): T {
-    return fn();
-  }
+function inboxKey(sender: string, msgId: string): string {
+  return `${sender}\n${msgId}`;
 }
 
 /** Creates an in-memory store (state is lost with the process). */

@@ -1,16 +1,11 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { ExpiredError, IqCaller, StanzaError, parseXml, xml, type Element } from '@xmppbus/core';
 import { event } from '@xmppbus/schema';
 import { memoryHub, type MemoryHub, type MemoryTransport } from '@xmppbus/transport-memory';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { OutboxFullError } from './errors.js';
-import { memoryStore } from './memory-store.js';
 import { Messenger, type MessageMeta } from './messenger.js';
 import type { MessengerOptions } from './options.js';
-import { sqliteStore } from './sqlite-store.js';
 import { NS_BATCH, NS_QOS_NF } from './wire.js';
 
 const Note = event({
@@ -322,72 +317,6 @@ describe('Messenger QoS levels (memory hub)', () => {
     );
     void first;
     void second;
-  });
-});
-
-describe('durability (SQLite store)', () => {
-  it('recovers the outbox after a restart and delivers QoS 2 exactly once with a transactional handler', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'xmppbus-msg-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const hub = memoryHub();
-    const a1 = hub.connect('svc-a.test');
-    const s1 = new Messenger({ transport: a1, store: sqliteStore(join(dir, 'a.db')), retry: fast });
-    for (let i = 0; i < 20; i++) void s1.enqueue('svc-b.test', Note, { n: i, text: 'd' }, { qos: 2, id: `m${i}` });
-    await vi.waitFor(() => expect(s1.counters.queued).toBe(20));
-    await s1.close();
-    await a1.close();
-
-    const b = hub.connect('svc-b.test');
-    cleanups.push(() => b.close());
-    const bStore = sqliteStore(join(dir, 'b.db'));
-    const receiver = messenger(b, { store: bStore });
-    await receiver.ready();
-    bStore.database.exec('CREATE TABLE effects (msg_id TEXT)');
-    const ins = bStore.database.prepare('INSERT INTO effects VALUES (?)');
-    receiver.on(Note, (_v, meta) => void ins.run(meta.id), { transactional: true });
-
-    const a2 = hub.connect('svc-a.test');
-    cleanups.push(() => a2.close());
-    const s2 = messenger(a2, { store: sqliteStore(join(dir, 'a.db')), delayThreshold: 0 });
-    await s2.drain({ timeout: 10_000 });
-    // A producer retry with the same ids after delivery: deduped by the receiver.
-    for (let i = 0; i < 20; i++) await s2.send('svc-b.test', Note, { n: i, text: 'd' }, { qos: 2, id: `m${i}` });
-    await s2.drain({ timeout: 10_000 });
-    const rows = bStore.database.prepare('SELECT msg_id, count(*) AS c FROM effects GROUP BY msg_id').all() as {
-      msg_id: string;
-      c: number;
-    }[];
-    expect(rows).toHaveLength(20);
-    expect(rows.every((r) => r.c === 1)).toBe(true);
-    expect(receiver.counters.duplicates).toBeGreaterThanOrEqual(20);
-  });
-
-  it('the memory store has the same dead-letter and inbox semantics', async () => {
-    const s = memoryStore();
-    await s.open();
-    const rec = await s.enqueue({
-      id: 'x',
-      to: 'p',
-      qos: 1,
-      stanza: '<message/>',
-      payload: '{n}e',
-      createdAt: 1,
-      notBefore: 1,
-      expiresAt: null,
-      attempts: 0,
-      state: 'queued',
-    });
-    expect((await s.enqueue({ ...rec, stanza: 'other' })).stanza).toBe('<message/>');
-    await s.deadLetter('x', 'expired', 'ttl', 5);
-    expect(await s.loadOutbox()).toHaveLength(0);
-    const back = await s.replayDeadLetter('x', 9, null);
-    expect(back!.seq).toBeGreaterThan(rec.seq);
-    const inbox = { sender: 's', msgId: 'm', from: 's/r', stanza: '<message/>', ns: 'urn:xmpp:qos', receivedAt: 1 };
-    expect(await s.inboxPut(inbox)).toBe('stored');
-    expect(await s.inboxPut(inbox)).toBe('pending');
-    await s.inboxComplete('s', 'm', 2);
-    expect(await s.inboxPut(inbox)).toBe('delivered');
-    expect(await s.prune(3, 3)).toBe(1);
   });
 });
 

@@ -142,10 +142,10 @@ export type MessageHandler<T> = (value: T, meta: MessageMeta) => void | Promise<
 
 export interface HandlerOptions {
   /**
-   * QoS 2 only: run the handler synchronously inside the store's transaction together with the
-   * delivered mark (requires a store with `transaction`, e.g. the SQLite store; write the side
-   * effect through `store.database`). Then no crash can separate "effect done" from "marked
-   * delivered". The handler must not return a promise.
+   * QoS 2 only: run the handler synchronously and commit its effect atomically with the
+   * delivered mark (requires a store with `inboxCompleteWith`, e.g. `@xmppbus/store-sqlite`'s;
+   * write the side effect through `store.database`). Then no crash can separate "effect done"
+   * from "marked delivered". The handler must not return a promise.
    */
   transactional?: boolean;
 }
@@ -1039,8 +1039,8 @@ export class Messenger implements AsyncDisposable {
   ): () => void {
     const key = keyOf(contract.ns, contract.name);
     if (this.#handlers.has(key)) throw new ConfigError(`a handler for {${contract.ns}}${contract.name} exists`);
-    if (options.transactional && (!this.#store.transaction || !this.#store.inboxCompleteSync)) {
-      throw new ConfigError('transactional handlers need a store with transaction() and inboxCompleteSync()');
+    if (options.transactional && !this.#store.inboxCompleteWith) {
+      throw new ConfigError('transactional handlers need a store with inboxCompleteWith()');
     }
     const reg: Registration = {
       contract,
@@ -1512,24 +1512,13 @@ export class Messenger implements AsyncDisposable {
     const meta = this.#meta(message, 2, msgId);
     let commit: Promise<void>;
     if (reg.transactional) {
-      const store = this.#store;
-      const body = (): void => {
+      const effect = (): void => {
         const r = reg.handler(value, meta);
         if (r && typeof (r as Promise<void>).then === 'function') {
           throw new ConfigError('a transactional handler must be synchronous');
         }
-        store.inboxCompleteSync!(sender, msgId, now);
       };
-      if (store.transactionBatched) commit = store.transactionBatched(body);
-      else {
-        try {
-          store.transaction!(body);
-          commit = Promise.resolve();
-        } catch (err) {
-          commit = Promise.reject(toError(err));
-        }
-      }
-      commit = commit.catch((err: unknown) => {
+      commit = this.#store.inboxCompleteWith!(sender, msgId, now, effect).catch((err: unknown) => {
         this.counters.handlerErrors++;
         throw this.#asStanzaError(err);
       });

@@ -1,6 +1,7 @@
 /**
- * The durable state of a Messenger, behind one interface so a server database can replace the
- * embedded SQLite default. Two halves:
+ * The durable state of a Messenger, behind one storage-neutral interface: the in-memory store
+ * ships here, the embedded SQLite one in `@xmppbus/store-sqlite`, and a server database can
+ * implement the same methods. Two halves:
  *
  * - **outbox** (sender): every QoS 1/2 message (and every scheduled QoS 0 message) from the
  *   moment `send` accepts it until the peer acknowledged it (QoS 1) or confirmed `deliver`
@@ -9,10 +10,23 @@
  *   log of delivered `(sender, msgId)` pairs that makes `deliver` and re-sent `assured`
  *   idempotent (exactly-once).
  *
- * Contract for implementers: every method that returns must have made its change durable (for
- * the SQLite store: committed; it survives `kill -9`). Methods may be called concurrently; each
- * one is atomic on its own. `seq` must grow monotonically across restarts: the messenger keeps
- * per-peer order by it.
+ * Contract for implementers (checked by `messageStoreContract` in `@xmppbus/testing`):
+ * - **Durability**: when a write's promise resolves, the change survives the process dying
+ *   (for durable stores; the memory store keeps it until the process exits).
+ * - **Atomicity**: each method is atomic on its own: after a crash either all of its change is
+ *   there or none of it (a move such as `deadLetter` never leaves a copy in both places, nor in
+ *   neither).
+ * - **Order**: calls may overlap (the messenger does not await one before issuing the next);
+ *   they take effect in the order they were called, and a read sees every write called before
+ *   it, even one whose promise has not resolved yet.
+ * - **Sequence**: `seq` grows strictly across the store's whole life, restarts included: the
+ *   messenger keeps per-peer order by it.
+ * - **Lifecycle**: `open` before anything else; every other method rejects with `StoreError`
+ *   (`ERR_STORE`) outside `open`…`close`. Failures are `StoreError`, `retryable` when trying
+ *   again may succeed (e.g. the storage is busy).
+ * - **Time**: the store reads no clock; every instant is an argument, in ms since the epoch.
+ * - **Copies**: records passed in and returned are plain values; changing one afterwards never
+ *   changes the stored state.
  */
 import type { QosLevel } from './wire.js';
 
@@ -83,66 +97,90 @@ export type InboxPutResult =
   /** Already delivered (a re-sent `assured` after a lost `deliver` result): answer `received` again. */
   | 'delivered';
 
+/** Filters for `listDeadLetters`. */
+export interface DeadLetterQuery {
+  /** At most this many, oldest first (default: all). */
+  limit?: number;
+  /** Only those addressed to this JID, compared exactly as given to `send`. */
+  to?: string;
+}
+
 export interface MessageStore {
-  /** Opens/creates the underlying storage. Called once by the Messenger before anything else. */
+  /**
+   * Makes the storage usable (creating it if needed) and restores what an earlier instance on
+   * the same storage committed. Called by the Messenger before anything else. Idempotent; after
+   * `close`, `open` may be called again.
+   */
   open(): Promise<void>;
-  /** Releases the storage. Idempotent. */
+  /**
+   * Finishes every write already called (their promises settle first), then releases the
+   * storage. Idempotent. Nothing committed is lost.
+   */
   close(): Promise<void>;
 
   // ── outbox ──
   /**
-   * Adds a message and returns it with its `seq`. If a record with the same `id` is already in
-   * the outbox, returns that one unchanged (idempotent producer retries).
+   * Adds a message and returns it with a new `seq`, greater than every `seq` handed out before.
+   * If a record with the same `id` is already in the outbox, returns that one unchanged
+   * (idempotent producer retries).
    */
   enqueue(record: NewOutboxRecord): Promise<OutboxRecord>;
-  /** Every outbox record, in `seq` order (recovery after a restart). */
+  /** Every outbox record, in ascending `seq` order (recovery after a restart). */
   loadOutbox(): Promise<OutboxRecord[]>;
-  /** QoS 2: the peer answered `received`. */
+  /** QoS 2: the peer answered `received`; sets `state` to `received`. Unknown ids: no-op. */
   markReceived(id: string): Promise<void>;
-  /** Records a failed attempt and when to try again. */
+  /** Records a failed attempt (`attempts` so far) and when to try again. Unknown ids: no-op. */
   recordAttempt(id: string, attempts: number, notBefore: number): Promise<void>;
-  /** Removes a message that reached its guarantee. */
+  /** Removes a message that reached its guarantee. Unknown ids: no-op. */
   remove(id: string): Promise<void>;
-  /** Moves a message from the outbox to the dead letters (atomically). */
+  /**
+   * Moves a message from the outbox to the dead letters in one atomic step, keeping every field
+   * and adding `reason`, `error` and `deadAt`. Unknown ids: no-op.
+   */
   deadLetter(id: string, reason: DeadLetterReason, error: string | undefined, at: number): Promise<void>;
 
   // ── dead letters ──
-  listDeadLetters(options?: { limit?: number; to?: string }): Promise<DeadLetter[]>;
+  /** Dead letters ordered by `deadAt`, then `seq` (oldest first). */
+  listDeadLetters(query?: DeadLetterQuery): Promise<DeadLetter[]>;
   getDeadLetter(id: string): Promise<DeadLetter | undefined>;
   /**
-   * Moves a dead letter back into the outbox (atomically) with a new `seq`, `attempts` 0,
+   * Moves a dead letter back into the outbox in one atomic step, with a new `seq`, `attempts` 0,
    * state `queued` and the given schedule/expiry. Returns the outbox record, or undefined if
-   * there is no such dead letter.
+   * there is no such dead letter or the same `id` is in the outbox again (both stay as they are).
    */
   replayDeadLetter(id: string, notBefore: number, expiresAt: number | null): Promise<OutboxRecord | undefined>;
+  /** Deletes a dead letter; false if there was none. */
   removeDeadLetter(id: string): Promise<boolean>;
 
   // ── inbox (QoS 2 receiver) ──
-  /** Stores an assured message unless `(sender, msgId)` is already pending or delivered. */
+  /**
+   * Stores an assured message unless `(sender, msgId)` is already pending (`'pending'`, the
+   * stored record is kept) or delivered (`'delivered'`, nothing is stored).
+   */
   inboxPut(record: InboxRecord): Promise<InboxPutResult>;
-  /** The pending record, 'delivered' if it was delivered, undefined if unknown. */
+  /** The pending record, `'delivered'` if it was delivered (and not pruned), undefined if unknown. */
   inboxGet(sender: string, msgId: string): Promise<InboxRecord | 'delivered' | undefined>;
-  /** Marks delivered: removes the pending record and logs `(sender, msgId)` (atomically). */
+  /**
+   * Marks `(sender, msgId)` delivered at `at` in one atomic step: removes the pending record (if
+   * any) and logs the pair (a second call keeps the first `at`), so later `inboxPut`/`inboxGet`
+   * answer `'delivered'`.
+   */
   inboxComplete(sender: string, msgId: string, at: number): Promise<void>;
+  /**
+   * Optional, needed by `transactional` handlers: runs `effect` synchronously and marks
+   * `(sender, msgId)` delivered as ONE atomic unit, so no crash can separate "effect done" from
+   * "marked delivered". If `effect` throws, nothing is marked, the promise rejects with that
+   * error, and whatever `effect` wrote into this store's own storage is rolled back. The store
+   * may defer the call to group it with other writes, but runs it before any write called after
+   * it.
+   */
+  inboxCompleteWith?(sender: string, msgId: string, at: number, effect: () => void): Promise<void>;
   /** Pending (stored, not delivered) counts per sender (restores the receiver's caps after a restart). */
   inboxPendingCounts(): Promise<Map<string, number>>;
   /**
-   * Forgets delivered-log entries older than `deliveredBefore` and pending records older than
-   * `pendingBefore` (a sender that never sent `deliver`). Returns how many rows went.
+   * Forgets delivered-log entries logged before `deliveredBefore` and pending records received
+   * before `pendingBefore` (a sender that never sent `deliver`); both bounds are exclusive.
+   * Returns how many entries went. Nothing in the outbox or the dead letters is touched.
    */
   prune(deliveredBefore: number, pendingBefore: number): Promise<number>;
-
-  /**
-   * Optional: runs `fn` synchronously inside one store transaction. Required by
-   * `transactional` handlers, whose side effects commit together with the delivered mark —
-   * the only way a crash cannot split "effect done" from "marked delivered".
-   */
-  transaction?<T>(fn: () => T): T;
-  /**
-   * Optional: like `transaction`, but may defer `fn` to a group commit shared with other writes;
-   * resolves after the commit. Preferred by the messenger when present.
-   */
-  transactionBatched?<T>(fn: () => T): Promise<T>;
-  /** Optional synchronous `inboxComplete`, for use inside `transaction`. */
-  inboxCompleteSync?(sender: string, msgId: string, at: number): void;
 }

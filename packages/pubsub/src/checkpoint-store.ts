@@ -16,8 +16,20 @@ export interface Checkpoint {
   recent: string[];
 }
 
+/**
+ * Contract for implementers (checked by `checkpointStoreContract` in `@xmppbus/testing`; the
+ * SQLite one is in `@xmppbus/store-sqlite`):
+ * - `save` replaces the key's checkpoint atomically (a crash leaves the old one or the new one,
+ *   never a mix) and, for a durable store, has made it durable when its promise resolves;
+ * - overlapping calls take effect in call order: the last `save` called wins, and a `load`
+ *   sees every `save` called before it;
+ * - keys are opaque strings (any characters); values are copied in and out;
+ * - failures are `StoreError` (`ERR_STORE`).
+ */
 export interface CheckpointStore {
+  /** The checkpoint saved under `key`, or undefined if none was. */
   load(key: string): Promise<Checkpoint | undefined>;
+  /** Replaces the checkpoint of `key`. */
   save(key: string, checkpoint: Checkpoint): Promise<void>;
 }
 
@@ -47,6 +59,8 @@ export class FileCheckpointStore implements CheckpointStore {
   readonly dir: string;
   readonly #fsync: boolean;
   #ready: Promise<unknown> | undefined;
+  /** Per key, the last write called: writes of one key run one at a time, in call order (one temp file each). */
+  readonly #tails = new Map<string, Promise<void>>();
 
   constructor(dir: string, options: FileCheckpointStoreOptions = {}) {
     this.dir = dir;
@@ -58,6 +72,7 @@ export class FileCheckpointStore implements CheckpointStore {
   }
 
   async load(key: string): Promise<Checkpoint | undefined> {
+    await this.#tails.get(key)?.catch(() => undefined);
     let text: string;
     try {
       text = await readFile(this.#file(key), 'utf8');
@@ -74,7 +89,21 @@ export class FileCheckpointStore implements CheckpointStore {
     }
   }
 
-  async save(key: string, checkpoint: Checkpoint): Promise<void> {
+  save(key: string, checkpoint: Checkpoint): Promise<void> {
+    // Copy now: the caller may change `recent` while an earlier write of this key still runs.
+    const value = { key, lastId: checkpoint.lastId, recent: [...checkpoint.recent] };
+    const write = (this.#tails.get(key) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => this.#write(key, JSON.stringify(value)));
+    this.#tails.set(key, write);
+    const forget = (): void => {
+      if (this.#tails.get(key) === write) this.#tails.delete(key);
+    };
+    void write.then(forget, forget);
+    return write;
+  }
+
+  async #write(key: string, text: string): Promise<void> {
     this.#ready ??= mkdir(this.dir, { recursive: true });
     try {
       await this.#ready;
@@ -82,7 +111,7 @@ export class FileCheckpointStore implements CheckpointStore {
       const tmp = `${file}.${process.pid}.tmp`;
       const fh = await open(tmp, 'w');
       try {
-        await fh.writeFile(JSON.stringify({ key, lastId: checkpoint.lastId, recent: checkpoint.recent }));
+        await fh.writeFile(text);
         if (this.#fsync) await fh.sync();
       } finally {
         await fh.close();

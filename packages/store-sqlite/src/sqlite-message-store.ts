@@ -1,34 +1,29 @@
 /**
- * The embedded default MessageStore: one SQLite file through better-sqlite3 (synchronous, no
- * thread hop: a commit is a few µs of CPU). WAL journal; `synchronous=NORMAL` by default, which
- * survives a process crash (`kill -9`: the committed WAL frames are in the OS page cache) but
- * may lose the last commits on power loss — choose `synchronous: 'full'` for that (an fsync per
- * commit).
+ * The embedded durable MessageStore: one SQLite file through better-sqlite3 (synchronous, no
+ * thread hop: a commit is a few µs of CPU). See `SqliteOptions` for the durability choice.
  *
  * Group commit: writes issued in the same turn of the event loop run in ONE transaction at the
  * next `setImmediate`, and their promises resolve after that commit (so "resolved" still means
  * "durable"). Measured here: an autocommit costs ~120–140 µs, a write inside a batch ~7 µs.
- * Reads flush pending writes first, so they always see them.
+ * Reads flush pending writes first, so they always see them (the contract's call order).
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { StoreError, toError } from '@xmppbus/core';
 import type {
   DeadLetter,
+  DeadLetterQuery,
   DeadLetterReason,
   InboxPutResult,
   InboxRecord,
   MessageStore,
   NewOutboxRecord,
   OutboxRecord,
-} from './store.js';
-import type { QosLevel } from './wire.js';
+  QosLevel,
+} from '@xmppbus/messaging';
+import { openDatabase, sqliteOptions, storeError, type SqliteOptions } from './database.js';
 
-export interface SqliteStoreOptions {
-  /** `normal` (default: crash-safe, not power-loss-safe) or `full` (fsync every commit). */
-  synchronous?: 'normal' | 'full';
-  /** Milliseconds to wait on a locked database (another process holds it), default 5 000. */
-  busyTimeout?: number;
-}
+/** Options of the SQLite message store. */
+export type SqliteMessageStoreOptions = SqliteOptions;
 
 interface OutboxRow {
   seq: number;
@@ -109,9 +104,10 @@ CREATE INDEX IF NOT EXISTS delivered_at ON delivered (at);
 
 type Stmt = Database.Statement;
 
-export class SqliteStore implements MessageStore {
+export class SqliteMessageStore implements MessageStore {
+  /** The database file. */
   readonly path: string;
-  readonly #options: SqliteStoreOptions;
+  readonly #options: Required<SqliteOptions>;
   #db: Database.Database | undefined;
   #s: Record<string, Stmt> = {};
   /**
@@ -127,15 +123,16 @@ export class SqliteStore implements MessageStore {
   #batch: { what: string; fn: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   #scheduled = false;
 
-  constructor(path: string, options: SqliteStoreOptions = {}) {
-    this.path = path;
-    this.#options = options;
+  /** `options`: the database file, or `SqliteOptions`. Nothing is opened before `open()`. */
+  constructor(options: string | SqliteMessageStoreOptions) {
+    this.#options = sqliteOptions(options);
+    this.path = this.#options.path;
   }
 
   /**
-   * The better-sqlite3 handle (after `open`). Transactional handlers write their side effects
-   * through it, inside the transaction the messenger opens, so effect and delivered mark commit
-   * together.
+   * The better-sqlite3 handle (between `open` and `close`). Your own tables can live in the same
+   * file; a `transactional` handler writes its side effect through it, inside the transaction
+   * that marks the message delivered, so both commit together.
    */
   get database(): Database.Database {
     if (!this.#db) throw new StoreError('store is not open');
@@ -145,66 +142,71 @@ export class SqliteStore implements MessageStore {
   open(): Promise<void> {
     if (this.#db) return Promise.resolve();
     try {
-      const db = new Database(this.path);
-      db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${this.#options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-      db.pragma(`busy_timeout = ${this.#options.busyTimeout ?? 5000}`);
-      db.exec(SCHEMA);
+      const db = openDatabase(this.#options, SCHEMA);
       this.#db = db;
-      const p = (sql: string): Stmt => db.prepare(sql);
-      this.#s = {
-        insert: p(
-          `INSERT INTO outbox (id, to_jid, qos, stanza, payload, created_at, not_before, expires_at, attempts, state)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING seq`,
-        ),
-        byId: p('SELECT * FROM outbox WHERE id = ?'),
-        all: p('SELECT * FROM outbox ORDER BY seq'),
-        received: p(`UPDATE outbox SET state = 'received' WHERE id = ?`),
-        attempt: p('UPDATE outbox SET attempts = ?, not_before = ? WHERE id = ?'),
-        remove: p('DELETE FROM outbox WHERE id = ?'),
-        toDead: p(
-          `INSERT OR REPLACE INTO dead_letters
-           SELECT id, seq, to_jid, qos, stanza, payload, created_at, not_before, expires_at, attempts, state, ?, ?, ?
-           FROM outbox WHERE id = ?`,
-        ),
-        deadList: p('SELECT * FROM dead_letters ORDER BY dead_at, seq LIMIT ?'),
-        deadListTo: p('SELECT * FROM dead_letters WHERE to_jid = ? ORDER BY dead_at, seq LIMIT ?'),
-        deadGet: p('SELECT * FROM dead_letters WHERE id = ?'),
-        deadDel: p('DELETE FROM dead_letters WHERE id = ?'),
-        inboxIns: p(
-          `INSERT INTO inbox (sender, msg_id, from_jid, stanza, ns, received_at) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT DO NOTHING`,
-        ),
-        inboxGet: p('SELECT * FROM inbox WHERE sender = ? AND msg_id = ?'),
-        inboxDel: p('DELETE FROM inbox WHERE sender = ? AND msg_id = ?'),
-        deliveredHas: p('SELECT 1 FROM delivered WHERE sender = ? AND msg_id = ?'),
-        deliveredIns: p('INSERT OR IGNORE INTO delivered (sender, msg_id, at) VALUES (?, ?, ?)'),
-        counts: p('SELECT sender, count(*) AS n FROM inbox GROUP BY sender'),
-        pruneDelivered: p('DELETE FROM delivered WHERE at < ?'),
-        prunePending: p('DELETE FROM inbox WHERE received_at < ?'),
-      };
-      const run = db.transaction((fn: () => unknown) => fn());
-      this.#tx = {
-        run: <T>(fn: () => T): T => run(fn) as T,
-        complete: db.transaction((sender: string, msgId: string, at: number) =>
-          this.inboxCompleteSync(sender, msgId, at),
-        ),
-        dead: db.transaction((id: string, reason: DeadLetterReason, error: string | null, at: number) => {
-          this.#stmt('toDead').run(reason, error, at, id);
-          this.#stmt('remove').run(id);
-        }),
-      };
+      this.#prepare(db);
       return Promise.resolve();
     } catch (err) {
-      return Promise.reject(new StoreError(`cannot open ${this.path}: ${toError(err).message}`, { cause: err }));
+      this.#db?.close();
+      this.#db = undefined;
+      return Promise.reject(err instanceof StoreError ? err : storeError(`cannot open ${this.path}`, err));
     }
   }
 
+  #prepare(db: Database.Database): void {
+    const p = (sql: string): Stmt => db.prepare(sql);
+    this.#s = {
+      insert: p(
+        `INSERT INTO outbox (id, to_jid, qos, stanza, payload, created_at, not_before, expires_at, attempts, state)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING RETURNING seq`,
+      ),
+      byId: p('SELECT * FROM outbox WHERE id = ?'),
+      all: p('SELECT * FROM outbox ORDER BY seq'),
+      received: p(`UPDATE outbox SET state = 'received' WHERE id = ?`),
+      attempt: p('UPDATE outbox SET attempts = ?, not_before = ? WHERE id = ?'),
+      remove: p('DELETE FROM outbox WHERE id = ?'),
+      toDead: p(
+        `INSERT OR REPLACE INTO dead_letters
+         SELECT id, seq, to_jid, qos, stanza, payload, created_at, not_before, expires_at, attempts, state, ?, ?, ?
+         FROM outbox WHERE id = ?`,
+      ),
+      deadList: p('SELECT * FROM dead_letters ORDER BY dead_at, seq LIMIT ?'),
+      deadListTo: p('SELECT * FROM dead_letters WHERE to_jid = ? ORDER BY dead_at, seq LIMIT ?'),
+      deadGet: p('SELECT * FROM dead_letters WHERE id = ?'),
+      deadDel: p('DELETE FROM dead_letters WHERE id = ?'),
+      inboxIns: p(
+        `INSERT INTO inbox (sender, msg_id, from_jid, stanza, ns, received_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING`,
+      ),
+      inboxGet: p('SELECT * FROM inbox WHERE sender = ? AND msg_id = ?'),
+      inboxDel: p('DELETE FROM inbox WHERE sender = ? AND msg_id = ?'),
+      deliveredHas: p('SELECT 1 FROM delivered WHERE sender = ? AND msg_id = ?'),
+      deliveredIns: p('INSERT OR IGNORE INTO delivered (sender, msg_id, at) VALUES (?, ?, ?)'),
+      counts: p('SELECT sender, count(*) AS n FROM inbox GROUP BY sender'),
+      pruneDelivered: p('DELETE FROM delivered WHERE at < ?'),
+      prunePending: p('DELETE FROM inbox WHERE received_at < ?'),
+    };
+    const run = db.transaction((fn: () => unknown) => fn());
+    this.#tx = {
+      run: <T>(fn: () => T): T => run(fn) as T,
+      complete: db.transaction((sender: string, msgId: string, at: number) => this.#complete(sender, msgId, at)),
+      dead: db.transaction((id: string, reason: DeadLetterReason, error: string | null, at: number) => {
+        this.#stmt('toDead').run(reason, error, at, id);
+        this.#stmt('remove').run(id);
+      }),
+    };
+  }
+
+  /** Commits the writes already called, then closes the file. Idempotent. */
   close(): Promise<void> {
     this.#flush();
     this.#db?.close();
     this.#db = undefined;
     return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** Runs a read now (after flushing pending writes), turning failures into StoreError. */
@@ -214,7 +216,7 @@ export class SqliteStore implements MessageStore {
     try {
       return Promise.resolve(fn());
     } catch (err) {
-      return Promise.reject(new StoreError(`${what} failed: ${toError(err).message}`, { cause: err }));
+      return Promise.reject(storeError(`${what} failed`, err));
     }
   }
 
@@ -236,8 +238,7 @@ export class SqliteStore implements MessageStore {
     const batch = this.#batch;
     if (batch.length === 0) return;
     this.#batch = [];
-    const db = this.#db;
-    if (!db) {
+    if (!this.#db) {
       for (const op of batch) op.reject(new StoreError(`store is not open (${op.what})`));
       return;
     }
@@ -253,13 +254,14 @@ export class SqliteStore implements MessageStore {
         }
       });
     } catch (err) {
-      for (const op of batch) op.reject(new StoreError(`${op.what} failed: ${toError(err).message}`, { cause: err }));
+      for (const op of batch) op.reject(storeError(`${op.what} failed`, err));
       return;
     }
     batch.forEach((op, i) => {
       const r = results[i]!;
       if (r.ok) op.resolve(r.value);
-      else op.reject(new StoreError(`${op.what} failed: ${toError(r.value).message}`, { cause: r.value }));
+      else if (r.value instanceof EffectFailure) op.reject(r.value.error);
+      else op.reject(storeError(`${op.what} failed`, r.value));
     });
   }
 
@@ -306,11 +308,11 @@ export class SqliteStore implements MessageStore {
     return this.#write('deadLetter', () => this.#tx.dead(id, reason, error ?? null, at));
   }
 
-  listDeadLetters(options: { limit?: number; to?: string } = {}): Promise<DeadLetter[]> {
-    const limit = options.limit ?? -1;
+  listDeadLetters(query: DeadLetterQuery = {}): Promise<DeadLetter[]> {
+    const limit = query.limit ?? -1;
     return this.#run('listDeadLetters', () =>
-      (options.to !== undefined
-        ? (this.#stmt('deadListTo').all(options.to, limit) as DeadRow[])
+      (query.to !== undefined
+        ? (this.#stmt('deadListTo').all(query.to, limit) as DeadRow[])
         : (this.#stmt('deadList').all(limit) as DeadRow[])
       ).map(fromDeadRow),
     );
@@ -387,7 +389,25 @@ export class SqliteStore implements MessageStore {
     return this.#write('inboxComplete', () => this.#tx.complete(sender, msgId, at));
   }
 
-  inboxCompleteSync(sender: string, msgId: string, at: number): void {
+  /**
+   * Runs `effect` and the delivered mark in one savepoint of the next group commit: if `effect`
+   * throws, its own writes to `database` roll back, nothing is marked, and the promise rejects
+   * with its error.
+   */
+  inboxCompleteWith(sender: string, msgId: string, at: number, effect: () => void): Promise<void> {
+    return this.#write('inboxCompleteWith', () =>
+      this.#tx.run(() => {
+        try {
+          effect();
+        } catch (err) {
+          throw new EffectFailure(toError(err));
+        }
+        this.#complete(sender, msgId, at);
+      }),
+    );
+  }
+
+  #complete(sender: string, msgId: string, at: number): void {
     this.#stmt('inboxDel').run(sender, msgId);
     this.#stmt('deliveredIns').run(sender, msgId, at);
   }
@@ -408,21 +428,11 @@ export class SqliteStore implements MessageStore {
         this.#stmt('prunePending').run(pendingBefore).changes,
     );
   }
+}
 
-  /**
-   * Runs `fn` inside the next group commit (with the other queued writes) and resolves with its
-   * result after the commit; if `fn` throws, its own changes are rolled back (a savepoint).
-   */
-  transactionBatched<T>(fn: () => T): Promise<T> {
-    return this.#write('transaction', () => this.#tx.run(fn));
-  }
-
-  /** Runs `fn` in one SQLite transaction (nested calls become savepoints). */
-  transaction<T>(fn: () => T): T {
-    this.#flush();
-    if (!this.#db) throw new StoreError('store is not open');
-    return this.#tx.run(fn);
-  }
+/** Carries the error of a `transactional` handler through the rollback, unwrapped. */
+class EffectFailure {
+  constructor(readonly error: Error) {}
 }
 
 function fromOutboxRow(row: OutboxRow): OutboxRecord {
@@ -450,7 +460,7 @@ function fromDeadRow(row: DeadRow): DeadLetter {
   };
 }
 
-/** Creates the SQLite store at `path` (`':memory:'` for a throwaway one). */
-export function sqliteStore(path: string, options?: SqliteStoreOptions): SqliteStore {
-  return new SqliteStore(path, options);
+/** Creates the SQLite message store (opened by the Messenger): `sqliteMessageStore('./outbox.db')`. */
+export function sqliteMessageStore(options: string | SqliteMessageStoreOptions): SqliteMessageStore {
+  return new SqliteMessageStore(options);
 }

@@ -13,3 +13,5 @@ export { waitForSettledRoutes } from './route-probe.js';
 export { waitFor } from './wait-for.js';
 export type { WaitForOptions } from './wait-for.js';
 export { NS_ORDERS, NS_ORDER_EVENTS, CreateOrder, GetOrder, Wait, OrderCreated } from './contracts.js';
+export { messageStoreContract, checkpointStoreContract } from './store-contract.js';
+export type { StoreFactory } from './store-contract.js';

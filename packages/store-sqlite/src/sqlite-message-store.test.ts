@@ -1,0 +1,61 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { messageStoreContract } from '@xmppbus/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { SqliteMessageStore, sqliteMessageStore } from './sqlite-message-store.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'xmppbus-sqlite-store-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+
+// `reopen` is a new instance on the same file: durability, not just the object's memory.
+messageStoreContract('SqliteMessageStore', {
+  create: () => sqliteMessageStore(join(dir, `${++n}.db`)),
+  reopen: (s) => new SqliteMessageStore({ path: (s as SqliteMessageStore).path, synchronous: 'full' }),
+});
+
+describe('SqliteMessageStore', () => {
+  it('checks its options', () => {
+    expect(() => sqliteMessageStore('')).toThrow(expect.objectContaining({ code: 'ERR_CONFIG' }));
+    expect(() => sqliteMessageStore({ path: 'x.db', synchronous: 'off' as 'full' })).toThrow(/synchronous/);
+    expect(() => sqliteMessageStore({ path: 'x.db', busyTimeout: -1 })).toThrow(/busyTimeout/);
+  });
+
+  it('fails to open with a StoreError naming the path', async () => {
+    const s = sqliteMessageStore(join(dir, 'missing-dir', 'x.db'));
+    await expect(s.open()).rejects.toMatchObject({
+      code: 'ERR_STORE',
+      message: expect.stringContaining('missing-dir'),
+    });
+    await expect(s.loadOutbox()).rejects.toMatchObject({ code: 'ERR_STORE' });
+  });
+
+  it('exposes the database between open and close, and rolls back a failed effect there', async () => {
+    const s = sqliteMessageStore(join(dir, 'effects.db'));
+    expect(() => s.database).toThrow(expect.objectContaining({ code: 'ERR_STORE' }));
+    await s.open();
+    s.database.exec('CREATE TABLE effects (id TEXT)');
+    const ins = s.database.prepare('INSERT INTO effects VALUES (?)');
+    await s.inboxCompleteWith('a@h', '1', 1, () => void ins.run('1'));
+    await expect(
+      s.inboxCompleteWith('a@h', '2', 1, () => {
+        ins.run('2');
+        throw new Error('handler failed');
+      }),
+    ).rejects.toThrow('handler failed');
+    expect(s.database.prepare('SELECT id FROM effects').all()).toEqual([{ id: '1' }]);
+    expect(await s.inboxGet('a@h', '2')).toBeUndefined();
+    await s[Symbol.asyncDispose]();
+    expect(() => s.database).toThrow(expect.objectContaining({ code: 'ERR_STORE' }));
+  });
+
+  it('runs a transactional effect inside the transaction that marks it delivered', async () => {
+    const s = sqliteMessageStore(join(dir, 'tx.db'));
+    await s.open();
+    let inTx = false;
+    await s.inboxCompleteWith('a@h', '1', 1, () => void (inTx = s.database.inTransaction));
+    expect(inTx).toBe(true);
+    await s.close();
+  });
+});
