@@ -16,7 +16,7 @@ import {
   validate,
   ValidationError,
 } from './index.js';
-import type { PayloadContract } from './index.js';
+import type { PayloadContract, PayloadOf } from './index.js';
 
 const NS = 'urn:example:orders:1';
 
@@ -99,11 +99,43 @@ describe('elements and scalar types', () => {
       name: 'n',
       schema: Type.Object({ a: Type.Array(Type.Number()), i: Type.Array(Type.Integer()) }),
     });
-    const v = { a: [-0, 0.1, 1e-7, 1.7976931348623157e308, -5e-324, 123456.789], i: [0, -1, 2 ** 53, 1e21, -3e22] };
+    const v = {
+      a: [-0, 0.1, 1e-7, 1.7976931348623157e308, -5e-324, 123456.789],
+      i: [0, -1, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER],
+    };
     const text = toXml(Nums, v);
-    expect(text).toContain('<i>1000000000000000000000</i>');
+    expect(text).toContain('<i>9007199254740991</i>');
     expect(text).toContain('<a>-0</a>');
     expect(roundTrip(Nums, v)).toStrictEqual(v);
+  });
+
+  it('refuses integers a JS number cannot hold exactly, both ways, instead of rounding them', () => {
+    const I = payload({ ns: NS, name: 'n', schema: Type.Object({ i: Type.Integer() }) });
+    for (const text of ['9007199254740993', '-9007199254740992', '1000000000000000000000']) {
+      const err = validationError(() => decode(I, parseXml(`<n xmlns='${NS}'><i>${text}</i></n>`)));
+      expect(err.path).toBe('/i');
+      expect(err.message).toMatch(/2\^53/);
+    }
+    expect(validationError(() => toXml(I, { i: 2 ** 60 })).path).toBe('/i');
+  });
+
+  it('reads own properties only: fields named like Object.prototype members behave like any other', () => {
+    const P = payload({
+      ns: NS,
+      name: 'p',
+      schema: Type.Object({
+        constructor: Type.Optional(Type.String()),
+        toString: Type.Optional(Type.String()),
+        valueOf: Type.Optional(Type.Integer()),
+        hasOwnProperty: Type.Optional(Type.Array(Type.String(), { xml: { wrapped: false } })),
+      }),
+    });
+    // Absent on encode: nothing is read from Object.prototype.
+    expect(toXml(P, {})).toBe(`<p xmlns="${NS}"/>`);
+    // Present on decode: no "appears more than once" from inherited values.
+    const full = { constructor: 'c', toString: 't', valueOf: 3, hasOwnProperty: ['a', 'b'] };
+    expect(roundTrip(P, full)).toStrictEqual(full);
+    expect(decode(P, parseXml(`<p xmlns='${NS}'/>`))).toStrictEqual({});
   });
 
   it('decodes a payload whose namespace is inherited from the enclosing stanza', () => {
@@ -381,17 +413,42 @@ describe('validation errors name the path', () => {
     expect(err.retryable).toBe(false);
   });
 
-  it('on decode (ajv), listing every issue', () => {
-    const text = `<create xmlns="${NS}"><items><sku/><qty>0</qty></items><at>yesterday</at></create>`;
-    const err = validationError(() => fromXml(C, text));
+  it('on encode (ajv), listing every issue for the developer', () => {
+    const err = validationError(() =>
+      toXml(C, { items: [{ sku: '', qty: 0 }], at: 'yesterday' } as unknown as PayloadOf<typeof C>),
+    );
     expect(err.issues.map((i) => i.path).sort()).toStrictEqual(['/at', '/items/0/qty', '/items/0/sku']);
     expect(err.message).toContain('more');
   });
 
+  it('on decode (ajv), stopping at the first issue so hostile input costs bounded time', () => {
+    const text = `<create xmlns="${NS}"><items><sku/><qty>0</qty></items><at>yesterday</at></create>`;
+    const err = validationError(() => fromXml(C, text));
+    expect(err.issues).toHaveLength(1);
+    expect(['/at', '/items/0/qty', '/items/0/sku']).toContain(err.path);
+  });
+
   it('for missing required properties, naming the property', () => {
     const err = validationError(() => fromXml(C, `<create xmlns="${NS}"><items><sku>a</sku></items></create>`));
-    expect(err.issues.map((i) => i.path).sort()).toStrictEqual(['/at', '/items/0/qty']);
+    expect(['/at', '/items/0/qty']).toContain(err.path);
     expect(err.issues[0]!.message).toBe('is required');
+  });
+
+  it('refuses a huge uniqueItems object array at once on receive (no O(n²) check after maxItems failed)', () => {
+    const U = payload({
+      ns: NS,
+      name: 'u',
+      schema: Type.Object({
+        x: Type.Array(Type.Object({ a: Type.String(), b: Type.String() }), { maxItems: 10, uniqueItems: true }),
+      }),
+    });
+    const items = Array.from({ length: 20_000 }, (_, i) => `<x><a>${i}</a><b>v</b></x>`).join('');
+    const err = validationError(() =>
+      fromXml(U, `<u xmlns="${NS}">${items}</u>`, { maxElements: 100_000, maxLength: 1 << 21 }),
+    );
+    expect(err.issues).toHaveLength(1);
+    expect(err.path).toBe('/x');
+    expect(err.reason).toMatch(/more than 10 items/);
   });
 
   it('when text is not of the schema type', () => {

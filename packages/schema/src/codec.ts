@@ -81,8 +81,9 @@ function scalarText(kind: ScalarKind, v: unknown): string {
       return v;
     case 'integer':
       if (typeof v !== 'number' || !Number.isInteger(v)) return fail('must be integer');
-      // Integers ≥ 1e21 would print in exponent form, which xs:integer (and many parsers) refuse.
-      return v >= 1e21 || v <= -1e21 ? BigInt(v).toString() : numberText(v);
+      // Beyond 2^53 a JS number no longer holds every integer: the peer would get a rounded value.
+      if (!Number.isSafeInteger(v)) return fail('must be an integer within ±(2^53−1)');
+      return numberText(v);
     case 'number':
       if (typeof v !== 'number' || !Number.isFinite(v)) return fail('must be number');
       return numberText(v);
@@ -124,6 +125,8 @@ function scalarValue(kind: ScalarKind, s: string): string | number | boolean {
     case 'integer': {
       const v = parseNumber(s);
       if (!Number.isInteger(v)) return fail('must be integer');
+      // Refused rather than silently rounded (xs:integer is unbounded, JS numbers are not).
+      if (!Number.isSafeInteger(v)) return fail('must be an integer within ±(2^53−1)');
       return v;
     }
     case 'number': {
@@ -268,13 +271,14 @@ function decodeObject(plan: ObjectPlan, el: Element, ns: string): Record<string,
     }
     pathStack[sp++] = prop.seg;
     if (prop.unwrapped) {
-      let arr = out[prop.key] as unknown[] | undefined;
+      let arr = Object.hasOwn(out, prop.key) ? (out[prop.key] as unknown[]) : undefined;
       if (arr === undefined) out[prop.key] = arr = [];
       pathStack[sp++] = arr.length;
       arr.push(decodeValue((prop.plan as ArrayPlan).item, c, cns));
       sp--;
     } else {
-      if (out[prop.key] !== undefined) fail(`element <${name}> appears more than once`);
+      // Own properties only: a field named `constructor` or `toString` must not see Object.prototype.
+      if (Object.hasOwn(out, prop.key)) fail(`element <${name}> appears more than once`);
       out[prop.key] = decodeValue(prop.plan, c, cns);
     }
     sp--;
@@ -282,7 +286,7 @@ function decodeObject(plan: ObjectPlan, el: Element, ns: string): Record<string,
   const ea = plan.emptyArrays;
   for (let i = 0; i < ea.length; i++) {
     const e = ea[i]!;
-    if (out[e.key] === undefined) out[e.key] = [];
+    if (!Object.hasOwn(out, e.key)) out[e.key] = [];
   }
   return out;
 }
@@ -344,7 +348,7 @@ function encodeObject(plan: ObjectPlan, v: unknown, el: Element, ns: string): vo
   const ap = plan.attrs;
   for (let i = 0; i < ap.length; i++) {
     const a = ap[i]!;
-    const x = obj[a.key];
+    const x = Object.hasOwn(obj, a.key) ? obj[a.key] : undefined;
     if (x === undefined) continue;
     pathStack[sp++] = a.seg;
     if (a.prefix !== undefined) attrs['xmlns:' + a.prefix] = a.ns!;
@@ -354,7 +358,7 @@ function encodeObject(plan: ObjectPlan, v: unknown, el: Element, ns: string): vo
   const tp = plan.text;
   if (tp !== undefined) {
     pathStack[sp++] = tp.seg;
-    const t = scalarText(tp.plan.kind, obj[tp.key]);
+    const t = scalarText(tp.plan.kind, Object.hasOwn(obj, tp.key) ? obj[tp.key] : undefined);
     if (t !== '') el.children.push(t);
     sp--;
     return;
@@ -362,7 +366,7 @@ function encodeObject(plan: ObjectPlan, v: unknown, el: Element, ns: string): vo
   const ep = plan.elems;
   for (let i = 0; i < ep.length; i++) {
     const e = ep[i]!;
-    const x = obj[e.key];
+    const x = Object.hasOwn(obj, e.key) ? obj[e.key] : undefined;
     if (x === undefined) continue;
     pathStack[sp++] = e.seg;
     const cns = e.ns === undefined ? ns : e.ns;
@@ -426,7 +430,7 @@ export function validate<C extends PayloadContract>(contract: C, value: unknown)
       throw new ValidationError({ path: '', message: `must be an element ${describe(contract)}` });
     return value as PayloadOf<C>;
   }
-  check(contract, validatorOf(contract.schema), value);
+  check(contract, validatorOf(contract.schema, 'all'), value);
   return value as PayloadOf<C>;
 }
 
@@ -434,7 +438,7 @@ export function validate<C extends PayloadContract>(contract: C, value: unknown)
 export function encode<C extends PayloadContract>(contract: C, value: PayloadOf<C>, options?: EncodeOptions): Element {
   const plan = planOf(contract.schema);
   if (plan.kind === 'raw') return validate(contract, value) as Element;
-  if (options?.validate !== false) check(contract, validatorOf(contract.schema), value);
+  if (options?.validate !== false) check(contract, validatorOf(contract.schema, 'all'), value);
   sp = 0;
   try {
     return encodeValue(plan, value, contract.name, contract.ns, contract.ns);

@@ -34,7 +34,7 @@ const stringArb = fc.oneof(
   }),
   fc.constantFrom('', ' ', '  padded  ', '0', 'true', '1e3'),
 );
-const integerArb = fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.constantFrom(0, -0, 1e21, -1e22, 2 ** 60));
+const integerArb = fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.constantFrom(0, -0, Number.MAX_SAFE_INTEGER));
 const numberArb = fc.double({ noNaN: true, noDefaultInfinity: true });
 
 function isObj(v: unknown): v is Json {
