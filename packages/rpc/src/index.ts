@@ -1,17 +1,17 @@
 // Calling
 export { RpcClient } from './rpc-client.js';
-export type { RpcClientOptions, CallOptions } from './rpc-client.js';
-export type { RetryOptions } from './retry.js';
+export type { RpcClientOptions } from './rpc-client.js';
+export type { CallOptions, CallerOptions, CallerStatus, RpcRetryOptions } from './call.js';
 
 // Serving
 export { RpcServer } from './rpc-server.js';
-export type { RpcServerOptions, RpcServerStatus, Handler, HandlerContext, RpcLogger } from './rpc-server.js';
+export type { RpcServerOptions, RpcServerStatus, Handler, HandlerContext } from './rpc-server.js';
 
 // Several instances of one service
 export { ServiceClient, discoverInstances } from './service.js';
 export type {
+  ServiceClientOptions,
   ServiceTarget,
-  ServiceOptions,
   Strategy,
   DiscoverOptions,
   InstanceInfo,

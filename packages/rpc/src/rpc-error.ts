@@ -4,7 +4,7 @@
  * and the caller catches the same class, with `errorName` and typed `data`.
  */
 import type { Static, TSchema } from '@sinclair/typebox';
-import { StanzaError, type XmppBusErrorOptions } from '@xmppbus/core';
+import { ConfigError, StanzaError, type XmppBusErrorOptions } from '@xmppbus/core';
 import type { ErrorContract, MethodContract } from '@xmppbus/schema';
 
 /** Names of the errors a method declares. */
@@ -45,7 +45,7 @@ export class RpcError<M extends MethodContract = MethodContract, K extends strin
   ) {
     const [data, options] = rest;
     const declared = method.errors[errorName];
-    if (!declared) throw new TypeError(`method {${method.ns}}${method.name} declares no error '${errorName}'`);
+    if (!declared) throw new ConfigError(`method {${method.ns}}${method.name} declares no error '${errorName}'`);
     super({ condition: declared.condition, text: options?.text ?? errorName }, options);
     this.method = method;
     this.errorName = errorName;

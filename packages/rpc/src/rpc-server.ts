@@ -1,63 +1,63 @@
 /**
- * The serving side of RPC over IQ. One `RpcServer` per transport (or several, for separate
- * concurrency pools) registers method handlers with the transport's shared `IqRouter`, so pubsub
- * and messaging on the same link keep answering their own IQs.
+ * The serving side of RPC over IQ. An `RpcServer` serves methods on a session's `IqRouter`, so
+ * pubsub and messaging on the same link keep answering their own IQs; several servers on one
+ * session are separate concurrency pools.
  *
  * Per inbound call: deadline check → decode + validate the request → handler → validate + encode
- * the response → `result` IQ. Failures become RFC 6120 stanza errors (see docs/protocol.md).
+ * the response → `result` IQ. Failures follow the one callee policy (docs/protocol.md, "Errors a
+ * service answers") plus rpc's own refusals (draining, deadline passed, busy).
  */
 import {
   ClosedError,
   ConfigError,
+  ConflictError,
   HEADER,
-  IqRouter,
   NS_DISCO_ITEMS,
   StanzaError,
   TimeoutError,
+  WaitQueue,
+  calleeError,
+  emptyHeaders,
   errorReply,
   randomId,
   readHeaders,
   resultReply,
   toError,
-  waitForStatus,
-  withAbort,
   xml,
-  deferred,
-  type Deferred,
+  type Clock,
   type Element,
   type Headers,
+  type Logger,
+  type Session,
+  type StanzaErrorInit,
+  type TimerHandle,
   type Transport,
   type WaitOptions,
-  type Logger,
-  type StanzaErrorInit,
-  silentLogger,
 } from '@xmppbus/core';
 import { ValidationError, decode, encode, type MethodContract, type RequestOf, type ResponseOf } from '@xmppbus/schema';
 import { parseDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
 import { NS_RPC, headersIndex, invalidElement, invalidText } from './wire.js';
 
-/** Console-compatible logger (`logger: console` works); silent by default. Same as core's `Logger`. */
-export type RpcLogger = Logger;
+const EMPTY_HEADERS: Headers = emptyHeaders();
 
-const noop = (): void => {};
-const EMPTY_HEADERS: Headers = new Map<string, string>();
-
-/** What a handler learns about the call besides the request. */
+/** What a handler learns about the call besides the request (the handler context of docs/api.md). */
 export interface HandlerContext {
   /** Full JID of the caller. */
   readonly from: string;
   /** The address the call was sent to (the component domain or a JID in it). */
   readonly to: string;
-  /** Absolute deadline (ms since epoch) from the caller's `xmppbus-deadline` header, if any. */
-  readonly deadline: number | undefined;
-  /** SHIM headers of the call (trace context, deadline, correlation id, custom ones). */
+  /** SHIM headers of the call (trace context, deadline, correlation id, custom ones); empty when none. */
   readonly headers: Headers;
   /**
    * Aborts when the caller's deadline passes (no one waits for the result any more) or the server
    * closes. Created on first access, so handlers that ignore it cost nothing.
    */
   readonly signal: AbortSignal;
+  /** Always undefined: IQs are never stored for later delivery (kept for the common context shape). */
+  readonly delayedFrom: Date | undefined;
+  /** Absolute deadline (ms since epoch) from the caller's `xmppbus-deadline` header, if any. */
+  readonly deadline: number | undefined;
 }
 
 export type Handler<M extends MethodContract> = (
@@ -66,7 +66,7 @@ export type Handler<M extends MethodContract> = (
 ) => ResponseOf<M> | Promise<ResponseOf<M>>;
 
 export interface RpcServerOptions {
-  transport: Transport;
+  session: Session;
   /** Handlers running at once, across all methods of this server (default 64). */
   concurrency?: number;
   /** Calls waiting for a free slot before new ones get `wait/resource-constraint` (default 1024). */
@@ -77,12 +77,13 @@ export interface RpcServerOptions {
   deadlineGrace?: number;
   /** Disco identity name (default: none). */
   name?: string;
-  logger?: RpcLogger;
 }
 
 interface Entry {
   readonly contract: MethodContract;
   readonly handler: Handler<MethodContract>;
+  /** Removes the router handler and disco entries once started; undefined before. */
+  off: (() => void) | undefined;
 }
 
 interface Queued {
@@ -91,8 +92,11 @@ interface Queued {
   payload: Element;
 }
 
-/** The server's status: `serving` → `draining` (refuses new calls) → `closed`. */
-export type RpcServerStatus = 'serving' | 'draining' | 'closed';
+/**
+ * `idle` → `starting` → `ready` (serving) → `draining` (refuses new calls) → `closed`.
+ * Instance presence reports `ready` as `serving` on the wire (docs/protocol.md §3.3).
+ */
+export type RpcServerStatus = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
 
 class CallContext implements HandlerContext {
   readonly from: string;
@@ -100,23 +104,32 @@ class CallContext implements HandlerContext {
   readonly deadline: number | undefined;
   readonly headers: Headers;
   readonly #grace: number;
+  readonly #clock: Clock;
   #controller: AbortController | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerHandle | undefined;
 
-  constructor(from: string, to: string, deadline: number | undefined, headers: Headers, grace: number) {
+  constructor(from: string, to: string, deadline: number | undefined, headers: Headers, grace: number, clock: Clock) {
     this.from = from;
     this.to = to;
     this.deadline = deadline;
     this.headers = headers;
     this.#grace = grace;
+    this.#clock = clock;
+  }
+
+  get delayedFrom(): Date | undefined {
+    return undefined;
   }
 
   get signal(): AbortSignal {
     if (!this.#controller) {
       const c = (this.#controller = new AbortController());
       if (this.deadline !== undefined) {
-        const ms = Math.max(0, this.deadline + this.#grace - Date.now());
-        this.#timer = setTimeout(() => c.abort(new TimeoutError('the caller no longer waits (deadline passed)')), ms);
+        const ms = Math.max(0, this.deadline + this.#grace - this.#clock.now());
+        this.#timer = this.#clock.setTimeout(
+          () => c.abort(new TimeoutError('the caller no longer waits (deadline passed)')),
+          ms,
+        );
       }
     }
     return this.#controller.signal;
@@ -128,66 +141,58 @@ class CallContext implements HandlerContext {
   }
 
   dispose(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer?.cancel();
   }
 }
 
-export class RpcServer {
+export class RpcServer implements AsyncDisposable {
+  readonly name = 'RpcServer';
+  readonly #session: Session;
   readonly #transport: Transport;
-  readonly #router: IqRouter;
+  readonly #clock: Clock;
+  readonly #log: Logger;
   readonly #concurrency: number;
   readonly #maxQueue: number;
-  readonly #validateResponses: boolean;
   readonly #encodeOptions: { readonly validate: boolean };
   readonly #grace: number;
-  readonly #log: RpcLogger;
-  readonly #unregister = new Map<string, () => void>();
-  /** Per namespace: [refcount, unregister of the wildcard + disco feature]. */
-  readonly #namespaces = new Map<string, { count: number; off: () => void }>();
+  readonly #identityName: string | undefined;
+  readonly #entries = new Map<string, Entry>();
   readonly #active = new Set<CallContext>();
+  readonly #idle: WaitQueue;
   #queue: Queued[] = [];
   #queueHead = 0;
   #running = 0;
-  #status: RpcServerStatus = 'serving';
-  #idle: Deferred<void>[] = [];
+  #status: RpcServerStatus = 'idle';
+  #starting: Promise<void> | undefined;
   /** Recent distinct callers, told by presence when this instance drains (bounded). */
   readonly #watchers = new Set<string>();
-  readonly #offPresence: () => void;
-  readonly #offFeature: () => void;
+  /** Removers of what `start()` registered (disco, presence listener, session membership). */
+  #offStart: (() => void)[] = [];
   /** Calls answered `resource-constraint` because the queue was full. */
   rejected = 0;
 
+  /** Validates the options; registers nothing until `start()`. */
   constructor(options: RpcServerOptions) {
-    if (!options || typeof options !== 'object' || !options.transport) {
-      throw new ConfigError('RpcServer: options.transport is required');
-    }
+    if (!options || typeof options !== 'object' || !options.session)
+      throw new ConfigError('RpcServer: options.session is required');
     const concurrency = options.concurrency ?? 64;
     const maxQueue = options.maxQueue ?? 1024;
-    if (!Number.isInteger(concurrency) || concurrency < 1) {
+    if (!Number.isInteger(concurrency) || concurrency < 1)
       throw new ConfigError(`RpcServer: concurrency must be an integer >= 1 (got ${String(concurrency)})`);
-    }
-    if (!Number.isInteger(maxQueue) || maxQueue < 0) {
+    if (!Number.isInteger(maxQueue) || maxQueue < 0)
       throw new ConfigError(`RpcServer: maxQueue must be an integer >= 0 (got ${String(maxQueue)})`);
-    }
-    this.#transport = options.transport;
-    this.#router = IqRouter.for(options.transport);
+    const grace = options.deadlineGrace ?? 250;
+    if (!(grace >= 0)) throw new ConfigError(`RpcServer: deadlineGrace must be >= 0 ms (got ${String(grace)})`);
+    this.#session = options.session;
+    this.#transport = options.session.transport;
+    this.#clock = options.session.clock;
+    this.#log = options.session.logger;
     this.#concurrency = concurrency;
     this.#maxQueue = maxQueue;
-    this.#validateResponses = options.validateResponses ?? true;
-    this.#encodeOptions = { validate: this.#validateResponses };
-    this.#grace = options.deadlineGrace ?? 250;
-    this.#log = options.logger ?? silentLogger;
-    const offRpc = this.#router.addFeature(NS_RPC);
-    const offItems = this.#router.addFeature(NS_DISCO_ITEMS);
-    this.#offFeature = () => {
-      offRpc();
-      offItems();
-    };
-    if (options.name !== undefined)
-      this.#router.addIdentity({ category: 'component', type: 'generic', name: options.name });
-    this.#offPresence = this.#transport.onStanza((s) => {
-      if (s.name === 'presence') this.#onPresence(s);
-    });
+    this.#encodeOptions = { validate: options.validateResponses ?? true };
+    this.#grace = grace;
+    this.#identityName = options.name;
+    this.#idle = new WaitQueue({ clock: this.#clock, what: 'RpcServer.drain' });
   }
 
   get status(): RpcServerStatus {
@@ -206,70 +211,93 @@ export class RpcServer {
 
   /** The methods served, as `{ns}name` keys. */
   get methods(): string[] {
-    return [...this.#unregister.keys()];
+    return [...this.#entries.keys()];
   }
 
   /**
-   * Serves `method` with `handler`. The request is validated before the handler runs and the
-   * response after it. Returns the unregister function. One handler per method per transport.
+   * Serves `method` with `handler` (registered with the session's router at `start()`, or at once
+   * when started). The request is validated before the handler runs and the response after it.
+   * Returns the remover. One handler per method: a second throws `ConflictError`.
    */
   handle<M extends MethodContract>(method: M, handler: Handler<M>): () => void {
     if (this.#status === 'closed') throw new ClosedError('RpcServer is closed');
     const key = `{${method.ns}}${method.name}`;
-    const entry: Entry = { contract: method, handler: handler as unknown as Handler<MethodContract> };
-    let off: () => void;
-    try {
-      off = this.#router.handle(method.ns, method.name, (iq, payload) => this.#onCall(entry, iq, payload));
-    } catch (err) {
-      throw new ConfigError(`${key} already has a handler on this transport`, { cause: err });
-    }
-    const ns = this.#namespaces.get(method.ns);
-    if (ns) ns.count++;
-    else this.#namespaces.set(method.ns, { count: 1, off: this.#serveNamespace(method.ns) });
-    const offItem = this.#router.addDiscoItem({ node: `${method.ns}#${method.name}`, name: method.name });
-    const offNode = this.#router.addNodeInfo(`${method.ns}#${method.name}`, {
-      identities: [{ category: 'automation', type: 'rpc', name: method.name }],
-      features: [method.ns, NS_RPC],
-    });
-    const unregister = (): void => {
-      if (this.#unregister.get(key) !== unregister) return;
-      this.#unregister.delete(key);
-      off();
-      offItem();
-      offNode();
-      const n = this.#namespaces.get(method.ns);
-      if (n && --n.count === 0) {
-        this.#namespaces.delete(method.ns);
-        n.off();
-      }
+    if (this.#entries.has(key)) throw new ConflictError(`${key} already has a handler on this server`);
+    const entry: Entry = { contract: method, handler: handler as unknown as Handler<MethodContract>, off: undefined };
+    if (this.#status === 'ready' || this.#status === 'draining') this.#register(entry);
+    this.#entries.set(key, entry);
+    return () => {
+      if (this.#entries.get(key) !== entry) return;
+      this.#entries.delete(key);
+      entry.off?.();
+      entry.off = undefined;
     };
-    this.#unregister.set(key, unregister);
-    return unregister;
   }
 
-  /** Advertises the namespace and answers unknown methods in it with `feature-not-implemented`. */
-  #serveNamespace(ns: string): () => void {
-    const offFeature = this.#router.addFeature(ns);
-    let offWildcard: () => void = noop;
+  /**
+   * Becomes ready: waits for the session, then registers the methods, the disco features and
+   * identity and the presence listener, and joins the session's lifecycle. Idempotent.
+   */
+  start(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed' || this.#status === 'draining')
+      return Promise.reject(new ClosedError(`RpcServer is ${this.#status}`));
+    this.#starting ??= this.#start(options);
+    return this.#starting;
+  }
+
+  async #start(options: WaitOptions): Promise<void> {
+    this.#status = 'starting';
     try {
-      offWildcard = this.#router.handle(ns, '*', (iq, payload) => {
-        this.#reject(iq, {
-          condition: 'feature-not-implemented',
-          type: 'cancel',
-          text: `method {${ns}}${payload.getName()} is not implemented here`,
-        });
-      });
-    } catch {
-      // Another server on this transport already answers unknown methods of this namespace.
+      await this.#session.start(options);
+    } catch (err) {
+      this.#starting = undefined;
+      if (this.#status === 'starting') this.#status = 'idle';
+      throw err;
     }
-    return () => {
-      offFeature();
-      offWildcard();
+    if (this.#status !== 'starting') return; // closed meanwhile
+    const registered: Entry[] = [];
+    try {
+      for (const entry of this.#entries.values()) {
+        this.#register(entry);
+        registered.push(entry);
+      }
+    } catch (err) {
+      for (const e of registered) e.off?.();
+      this.#starting = undefined;
+      this.#status = 'idle';
+      throw err;
+    }
+    const disco = this.#session.disco;
+    this.#offStart.push(disco.addFeature(NS_RPC), disco.addFeature(NS_DISCO_ITEMS));
+    if (this.#identityName !== undefined)
+      this.#offStart.push(disco.addIdentity({ category: 'component', type: 'generic', name: this.#identityName }));
+    this.#offStart.push(
+      this.#session.onPresence((p) => this.#onPresence(p)),
+      this.#session.add(this),
+    );
+    this.#status = 'ready';
+  }
+
+  #register(entry: Entry): void {
+    const { ns, name } = entry.contract;
+    // Throws ConflictError when another unit of the session serves this method.
+    const off = this.#session.router.handle(ns, name, (iq, payload) => this.#onCall(entry, iq, payload));
+    const disco = this.#session.disco;
+    const node = `${ns}#${name}`;
+    // Features are reference counted: the namespace stays advertised while one method serves it.
+    const offs = [
+      off,
+      disco.addFeature(ns),
+      disco.addItem({ node, name }),
+      disco.addNodeInfo(node, { identities: [{ category: 'automation', type: 'rpc', name }], features: [ns, NS_RPC] }),
+    ];
+    entry.off = () => {
+      for (const f of offs) f();
     };
   }
 
   #onCall(entry: Entry, iq: Element, payload: Element): void {
-    if (this.#status !== 'serving') {
+    if (this.#status !== 'ready') {
       this.#reject(iq, {
         condition: 'service-unavailable',
         type: 'cancel',
@@ -312,7 +340,7 @@ export class RpcServer {
         if (!Number.isNaN(t)) deadline = t;
       }
     }
-    if (deadline !== undefined && deadline + this.#grace < Date.now()) {
+    if (deadline !== undefined && deadline + this.#grace < this.#clock.now()) {
       this.#reject(iq, {
         condition: 'resource-constraint',
         type: 'wait',
@@ -328,13 +356,20 @@ export class RpcServer {
     try {
       request = decode(contract.request, payload);
     } catch (err) {
-      this.#send(errorReply(iq, this.#invalidRequest(err)));
+      this.#send(errorReply(iq, invalidRequest(err)));
       this.#next();
       return;
     } finally {
       if (headersEl) payload.children.splice(hi, 0, headersEl);
     }
-    const ctx = new CallContext(iq.attrs['from'] ?? '', iq.attrs['to'] ?? '', deadline, headers, this.#grace);
+    const ctx = new CallContext(
+      iq.attrs['from'] ?? '',
+      iq.attrs['to'] ?? '',
+      deadline,
+      headers,
+      this.#grace,
+      this.#clock,
+    );
     this.#running++;
     this.#active.add(ctx);
     let result: unknown;
@@ -363,7 +398,7 @@ export class RpcServer {
     this.#running--;
     let reply: Element;
     if (failed) {
-      reply = errorReply(iq, this.#handlerFailure(entry, outcome));
+      reply = errorReply(iq, this.#handlerFailure(entry.contract, outcome));
     } else {
       try {
         const contract = entry.contract.response;
@@ -376,7 +411,7 @@ export class RpcServer {
     this.#next();
   }
 
-  /** Starts queued calls while slots are free; settles drain waiters when idle. */
+  /** Starts queued calls while slots are free; wakes drain waiters when idle. */
   #next(): void {
     while (this.#running < this.#concurrency && this.#queueHead < this.#queue.length) {
       const q = this.#queue[this.#queueHead]!;
@@ -390,30 +425,13 @@ export class RpcServer {
       }
       this.#run(q.entry, q.iq, q.payload);
     }
-    if (this.#running === 0 && this.#queueHead >= this.#queue.length && this.#idle.length > 0) {
-      const waiters = this.#idle;
-      this.#idle = [];
-      for (const w of waiters) w.resolve();
-    }
-  }
-
-  #invalidRequest(err: unknown): StanzaError {
-    if (err instanceof ValidationError) {
-      return new StanzaError({
-        condition: 'bad-request',
-        type: 'modify',
-        text: invalidText('request', err.issues),
-        application: invalidElement('request', err.issues),
-      });
-    }
-    // Malformed beyond the schema (too many elements, unmappable XML): still the caller's fault.
-    const e = toError(err);
-    return new StanzaError({ condition: 'bad-request', type: 'modify', text: `invalid request: ${e.message}` });
+    if (this.#running === 0 && this.#queueHead >= this.#queue.length && this.#idle.size > 0) this.#idle.wake();
   }
 
   #invalidResponse(contract: MethodContract, err: unknown): StanzaError {
     const ref = randomId().slice(0, 8);
-    this.#log.error(`rpc: handler of {${contract.ns}}${contract.name} returned an invalid response (ref ${ref})`, err);
+    const e = toError(err);
+    this.#log.error(`rpc: handler of {${contract.ns}}${contract.name} returned an invalid response (ref ${ref})`, e);
     if (err instanceof ValidationError) {
       return new StanzaError({
         condition: 'internal-server-error',
@@ -425,24 +443,11 @@ export class RpcServer {
     return new StanzaError({ condition: 'internal-server-error', type: 'cancel', text: `internal error (ref ${ref})` });
   }
 
-  #handlerFailure(entry: Entry, thrown: unknown): StanzaError {
-    const contract = entry.contract;
-    if (thrown instanceof RpcError) {
-      if (thrown.method.ns === contract.ns && thrown.method.name === contract.name) {
-        return this.#declaredError(contract, thrown);
-      }
-      // Declared by another method (e.g. rethrown from a downstream call): not part of this contract.
-    } else if (thrown instanceof StanzaError && !(thrown instanceof ValidationError)) {
-      // A deliberate stanza error (item-not-found, not-authorized, …) travels as is, minus `by`.
-      const init: StanzaErrorInit = { condition: thrown.condition, type: thrown.type };
-      if (thrown.text !== undefined) init.text = thrown.text;
-      if (thrown.application) init.application = thrown.application;
-      return new StanzaError(init);
-    }
-    const ref = randomId().slice(0, 8);
-    this.#log.error(`rpc: handler of {${contract.ns}}${contract.name} failed (ref ${ref})`, thrown);
-    // Never a stack trace or message on the wire: handlers' errors may hold internals.
-    return new StanzaError({ condition: 'internal-server-error', type: 'cancel', text: `internal error (ref ${ref})` });
+  /** A declared error of this method travels with its data; anything else follows core's callee policy. */
+  #handlerFailure(contract: MethodContract, thrown: unknown): StanzaError {
+    if (thrown instanceof RpcError && thrown.method.ns === contract.ns && thrown.method.name === contract.name)
+      return this.#declaredError(contract, thrown);
+    return calleeError(thrown, { logger: this.#log, what: `rpc: handler of {${contract.ns}}${contract.name}` });
   }
 
   #declaredError(contract: MethodContract, err: RpcError): StanzaError {
@@ -455,17 +460,13 @@ export class RpcServer {
     } catch (e) {
       return this.#invalidResponse(contract, e);
     }
-    const init: StanzaErrorInit = {
-      condition: err.condition,
-      type: err.type,
-      application,
-    };
+    const init: StanzaErrorInit = { condition: err.condition, type: err.type, application };
     if (err.text !== undefined) init.text = err.text;
     return new StanzaError(init);
   }
 
   /** A reply lost to a dropped link surfaces as the caller's timeout or ConnectionError. */
-  readonly #onSendError = (err: unknown): void => this.#log.debug('rpc: reply not sent', err);
+  readonly #onSendError = (err: unknown): void => this.#log.debug('rpc: reply not sent', toError(err));
 
   #send(stanza: Element): void {
     this.#transport.send(stanza).catch(this.#onSendError);
@@ -492,47 +493,45 @@ export class RpcServer {
   }
 
   #presence(from: string, to: string): Element {
-    const serving = this.#status === 'serving';
+    const serving = this.#status === 'ready';
     return xml(
       'presence',
       { from, to, type: serving ? undefined : 'unavailable' },
-      xml('instance', { xmlns: NS_RPC, state: this.#status, running: this.#running, queued: this.queued }),
+      xml('instance', {
+        xmlns: NS_RPC,
+        state: serving ? 'serving' : this.#status,
+        running: this.#running,
+        queued: this.queued,
+      }),
     );
   }
 
   /**
    * Stops accepting calls (new ones get `service-unavailable` with `<draining/>`; watching clients
    * are told by presence so they route elsewhere) and resolves once every running and queued call
-   * has been answered. On timeout/abort it rejects; the calls keep running.
+   * has been answered. On timeout/abort it rejects; the calls keep running until `close()`.
    */
-  async drain(options: WaitOptions = {}): Promise<void> {
-    if (this.#status === 'serving') {
+  drain(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed') return Promise.resolve();
+    if (this.#status !== 'draining') {
+      const wasServing = this.#status === 'ready';
       this.#status = 'draining';
-      const from = this.#transport.address;
-      for (const w of this.#watchers) this.#send(this.#presence(from, w));
+      if (wasServing) {
+        const from = this.#session.address;
+        for (const w of this.#watchers) this.#send(this.#presence(from, w));
+      }
     }
-    if (this.#running === 0 && this.#queueHead >= this.#queue.length) return;
-    const d = deferred<void>();
-    this.#idle.push(d);
-    try {
-      await withAbort(d.promise, options, 'RpcServer.drain');
-    } finally {
-      const i = this.#idle.indexOf(d);
-      if (i >= 0) this.#idle.splice(i, 1);
-    }
+    if (this.#running === 0 && this.#queueHead >= this.#queue.length) return Promise.resolve();
+    return this.#idle.wait(options);
   }
 
   /**
-   * Drains (bounded by `options`), then aborts the signal of any handler still running, answers
-   * still-queued calls with `service-unavailable`, and unregisters every method.
+   * Releases everything at once: aborts the signal of every handler still running (their late
+   * answers are still sent), answers queued calls with `service-unavailable`, unregisters the
+   * methods, disco entries and presence listener. Drain first for a graceful stop. Idempotent.
    */
-  async close(options: WaitOptions = {}): Promise<void> {
-    if (this.#status === 'closed') return;
-    try {
-      await this.drain(options);
-    } catch {
-      // Timed out: fall through and cut the remaining calls short.
-    }
+  close(): Promise<void> {
+    if (this.#status === 'closed') return Promise.resolve();
     this.#status = 'closed';
     const reason = new ClosedError('RpcServer closed');
     for (const ctx of this.#active) ctx.abort(reason);
@@ -542,17 +541,32 @@ export class RpcServer {
     }
     this.#queue = [];
     this.#queueHead = 0;
-    for (const off of [...this.#unregister.values()]) off();
-    this.#offPresence();
-    this.#offFeature();
+    for (const entry of this.#entries.values()) entry.off?.();
+    this.#entries.clear();
+    for (const off of this.#offStart) off();
+    this.#offStart = [];
+    this.#idle.fail(reason);
+    return Promise.resolve();
   }
 
-  /** Resolves when the transport is online (convenience for start-up ordering). */
-  ready(options: WaitOptions = {}): Promise<void> {
-    return waitForStatus(this.#transport, 'online', options);
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
+}
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
+function invalidRequest(err: unknown): StanzaError {
+  if (err instanceof ValidationError) {
+    return new StanzaError({
+      condition: 'bad-request',
+      type: 'modify',
+      text: invalidText('request', err.issues),
+      application: invalidElement('request', err.issues),
+    });
   }
+  // Malformed beyond the schema (too many elements, unmappable XML): still the caller's fault.
+  return new StanzaError({
+    condition: 'bad-request',
+    type: 'modify',
+    text: `invalid request: ${toError(err).message}`,
+  });
 }

@@ -17,12 +17,11 @@
  * calls are never retried (the first attempt may have had effects).
  */
 import {
-  ClosedError,
   ConfigError,
-  IqCaller,
   NS_DISCO_INFO,
   NS_DISCO_ITEMS,
   NS_PING,
+  RetryPolicy,
   ServiceUnavailableError,
   StanzaError,
   TimeoutError,
@@ -32,13 +31,16 @@ import {
   firstChildElement,
   localName,
   randomId,
+  toError,
   xml,
+  type Clock,
   type Element,
-  type Transport,
+  type Session,
+  type TimerHandle,
+  type WaitOptions,
 } from '@xmppbus/core';
 import type { MethodContract, RequestOf, ResponseOf } from '@xmppbus/schema';
-import { attemptBudget, backoff, isRetryable, sleep } from './retry.js';
-import type { CallOptions, RpcClient } from './rpc-client.js';
+import { CallEngine, checkSignal, type CallOptions, type CallerOptions, type CallerStatus } from './call.js';
 import { NS_RPC, rpcDetail } from './wire.js';
 
 export type Strategy = 'round-robin' | 'least-in-flight';
@@ -57,7 +59,9 @@ export interface DiscoverOptions {
 /** One instance JID, several, or a discovery spec (refreshed every `rediscoverInterval`). */
 export type ServiceTarget = string | readonly string[] | { discover: DiscoverOptions };
 
-export interface ServiceOptions {
+export interface ServiceClientOptions extends CallerOptions {
+  /** The instances: one JID, several, or a discovery spec (refreshed every `rediscoverInterval`). */
+  target: ServiceTarget;
   /** How to choose among live instances (default `least-in-flight`). */
   strategy?: Strategy;
   /** Health-check period, ms (default 1 000): probes down instances and calls outstanding this long. */
@@ -99,15 +103,15 @@ interface Instance {
 /**
  * Finds live instances through the server: disco#items of `server` (Prosody and ejabberd list
  * their components there), filtered by `match`, then disco#info of each (only connected ones
- * answer), filtered by `feature`.
+ * answer), filtered by `feature`. The session must be started.
  */
-export async function discoverInstances(transport: Transport, options: DiscoverOptions): Promise<string[]> {
-  const caller = IqCaller.for(transport);
+export async function discoverInstances(session: Session, options: DiscoverOptions): Promise<string[]> {
+  const caller = session.caller;
   const timeout = options.timeout ?? 2000;
   const match = options.match;
   const test = typeof match === 'function' ? match : (j: string): boolean => match.test(j);
   const iq = (to: string, ns: string): Element =>
-    xml('iq', { type: 'get', to, from: transport.address, id: randomId() }, xml('query', { xmlns: ns }));
+    xml('iq', { type: 'get', to, from: session.address, id: randomId() }, xml('query', { xmlns: ns }));
   const items = await caller.request(iq(options.server, NS_DISCO_ITEMS), { timeout });
   const query = firstChildElement(items);
   const jids = query
@@ -132,54 +136,74 @@ export async function discoverInstances(transport: Transport, options: DiscoverO
   return live.filter((j): j is string => j !== undefined).sort();
 }
 
-/** Balances calls over a service's instances; created by `RpcClient.service()`. */
-export class ServiceClient {
-  readonly #client: RpcClient;
-  readonly #transport: Transport;
+/** Longest wait between probes of an instance that stays down, ms. */
+const MAX_PROBE_BACKOFF = 30_000;
+
+/** Balances calls over a service's instances. */
+export class ServiceClient implements AsyncDisposable {
+  readonly name = 'ServiceClient';
+  readonly #engine: CallEngine;
+  readonly #session: Session;
+  readonly #clock: Clock;
   readonly #strategy: Strategy;
   readonly #probeInterval: number;
   readonly #probeTimeout: number;
+  /** Delays between probes of a down instance (no jitter: each instance has its own schedule). */
+  readonly #probeBackoff: RetryPolicy;
   readonly #watch: boolean;
   readonly #discover: DiscoverOptions | undefined;
+  readonly #rediscoverEvery: number;
   #instances: Instance[] = [];
   readonly #byJid = new Map<string, Instance>();
   #cursor = 0;
-  #closed = false;
-  #ready: Promise<void> | undefined;
-  readonly #timer: ReturnType<typeof setInterval>;
-  readonly #rediscover: ReturnType<typeof setInterval> | undefined;
-  readonly #offStanza: () => void;
+  #status: CallerStatus = 'idle';
+  #starting: Promise<void> | undefined;
+  #tickTimer: TimerHandle | undefined;
+  #rediscoverTimer: TimerHandle | undefined;
+  #offStart: (() => void)[] = [];
+  readonly #isClosed = (): boolean => this.#status === 'closed';
 
-  /** @internal use `RpcClient.service()` */
-  constructor(client: RpcClient, target: ServiceTarget, options: ServiceOptions) {
-    this.#client = client;
-    this.#transport = client.transport;
+  /** Validates the options; sends nothing until `start()`. */
+  constructor(options: ServiceClientOptions) {
+    this.#engine = new CallEngine(options, 'ServiceClient');
+    this.#session = options.session;
+    this.#clock = options.session.clock;
     this.#strategy = options.strategy ?? 'least-in-flight';
-    if (this.#strategy !== 'round-robin' && this.#strategy !== 'least-in-flight') {
-      throw new ConfigError(`unknown strategy '${String(this.#strategy)}'`);
-    }
+    if (this.#strategy !== 'round-robin' && this.#strategy !== 'least-in-flight')
+      throw new ConfigError(`ServiceClient: unknown strategy '${String(this.#strategy)}'`);
     this.#probeInterval = options.probeInterval ?? 1000;
     this.#probeTimeout = options.probeTimeout ?? 2000;
-    if (!(this.#probeInterval > 0) || !(this.#probeTimeout > 0)) throw new ConfigError('probe times must be > 0');
+    if (!(this.#probeInterval > 0) || !(this.#probeTimeout > 0))
+      throw new ConfigError('ServiceClient: probeInterval and probeTimeout must be > 0 ms');
+    this.#probeBackoff = new RetryPolicy(
+      { initialDelay: this.#probeInterval, maxDelay: Math.max(MAX_PROBE_BACKOFF, this.#probeInterval), jitter: 0 },
+      {},
+      options.session.random,
+      'probe',
+    );
     this.#watch = options.watchPresence ?? true;
-    this.#offStanza = this.#transport.onStanza((s) => {
-      if (s.name === 'presence') this.#onPresence(s);
-    });
+    this.#rediscoverEvery = options.rediscoverInterval ?? 30_000;
+    if (!(this.#rediscoverEvery >= 0))
+      throw new ConfigError('ServiceClient: rediscoverInterval must be >= 0 ms (0 = discover once)');
+    const target = options.target;
     if (typeof target === 'string' || Array.isArray(target)) {
       const list = typeof target === 'string' ? [target] : (target as readonly string[]);
-      if (list.length === 0) throw new ConfigError('a service needs at least one instance');
+      if (list.length === 0) throw new ConfigError('ServiceClient: a service needs at least one instance');
       for (const jid of list) this.add(jid);
+    } else if (target && typeof target === 'object' && 'discover' in target) {
+      this.#discover = target.discover;
     } else {
-      this.#discover = (target as { discover: DiscoverOptions }).discover;
-      this.#ready = this.refresh().catch(() => undefined);
-      const every = options.rediscoverInterval ?? 30_000;
-      if (every > 0) {
-        this.#rediscover = setInterval(() => void this.refresh().catch(() => undefined), every);
-        this.#rediscover.unref?.();
-      }
+      throw new ConfigError('ServiceClient: target must be a JID, a list of JIDs or { discover }');
     }
-    this.#timer = setInterval(() => this.#tick(), this.#probeInterval);
-    this.#timer.unref?.();
+  }
+
+  get status(): CallerStatus {
+    return this.#status;
+  }
+
+  /** Calls awaiting their outcome (retries and failover included). */
+  get inFlight(): number {
+    return this.#engine.inFlight;
   }
 
   /** The known instances and their state. */
@@ -187,9 +211,44 @@ export class ServiceClient {
     return this.#instances.map((i) => ({ jid: i.jid, state: i.state, inFlight: i.inFlight }));
   }
 
+  /**
+   * Becomes ready: waits for the session, starts watching the instances by presence and the
+   * health probes, and with a discovery target runs the first discovery (a failed one is logged;
+   * the next round retries). Idempotent.
+   */
+  start(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed' || this.#status === 'draining')
+      return Promise.reject(this.#engine.refusal(this.#status));
+    this.#starting ??= this.#start(options);
+    return this.#starting;
+  }
+
+  async #start(options: WaitOptions): Promise<void> {
+    this.#status = 'starting';
+    try {
+      await this.#session.start(options);
+    } catch (err) {
+      this.#starting = undefined;
+      if (this.#status === 'starting') this.#status = 'idle';
+      throw err;
+    }
+    if (this.#status !== 'starting') return;
+    this.#offStart.push(
+      this.#session.onPresence((p) => this.#onPresence(p)),
+      this.#session.add(this),
+    );
+    if (this.#watch) for (const i of this.#instances) this.#sendPresence(i.jid, true);
+    this.#scheduleTick();
+    if (this.#discover) {
+      await this.#rediscover();
+      if (this.#status !== 'starting') return;
+    }
+    this.#status = 'ready';
+  }
+
   /** Adds an instance (optimistically `up`; the first failure or probe corrects that). */
   add(jid: string): void {
-    if (this.#closed || this.#byJid.has(jid)) return;
+    if (this.#status === 'closed' || this.#byJid.has(jid)) return;
     const inst: Instance = {
       jid,
       state: 'up',
@@ -203,7 +262,7 @@ export class ServiceClient {
     };
     this.#byJid.set(jid, inst);
     this.#instances = [...this.#instances, inst];
-    if (this.#watch) this.#sendPresence(jid, true);
+    if (this.#watch && this.#started) this.#sendPresence(jid, true);
   }
 
   /** Stops routing to an instance (calls in flight there finish). */
@@ -213,14 +272,14 @@ export class ServiceClient {
     inst.removed = true;
     this.#byJid.delete(jid);
     this.#instances = this.#instances.filter((i) => i !== inst);
-    if (this.#watch) this.#sendPresence(jid, false);
+    if (this.#watch && this.#started) this.#sendPresence(jid, false);
   }
 
   /** Re-runs discovery (discovery targets only) and adds/removes instances accordingly. */
   async refresh(): Promise<void> {
     if (!this.#discover) return;
-    const found = await discoverInstances(this.#transport, this.#discover);
-    if (this.#closed) return;
+    const found = await discoverInstances(this.#session, this.#discover);
+    if (this.#status === 'closed') return;
     const set = new Set(found);
     for (const jid of found) this.add(jid);
     for (const inst of this.#instances) if (!set.has(inst.jid) && inst.state !== 'up') this.remove(inst.jid);
@@ -235,63 +294,135 @@ export class ServiceClient {
     request: RequestOf<M>,
     options: CallOptions = {},
   ): Promise<ResponseOf<M>> {
-    if (this.#closed) throw new ClosedError('service handle closed');
-    if (this.#ready) {
-      await this.#ready;
-      this.#ready = undefined;
-    }
-    const client = this.#client;
-    const prepared = client._prepare(method, request, options);
-    const { retry, signal, deadline } = prepared;
-    const idempotent = prepared.retries;
-    const maxAttempts = idempotent ? Math.max(retry.attempts, this.#instances.length + 1) : 1;
-    let avoid: Instance | undefined;
-    for (let attempt = 1; ; attempt++) {
-      const inst = this.#pick(avoid);
-      if (!inst) throw new ServiceUnavailableError({ text: 'no instance of the service is known' });
-      const budget = attemptBudget(retry, deadline);
-      const a: Attempt = { started: Date.now(), controller: idempotent ? new AbortController() : undefined };
-      let onAbort: (() => void) | undefined;
-      if (a.controller && signal) {
-        const c = a.controller;
-        onAbort = () => c.abort(abortReason(signal));
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
-      inst.inFlight++;
-      inst.attempts.add(a);
-      try {
-        const res = await client._attempt(method, inst.jid, prepared, budget, a.controller?.signal ?? signal);
-        if (inst.state !== 'up' && !inst.removed && inst.state !== 'draining') this.#markUp(inst);
-        return res;
-      } catch (err) {
-        this.#observe(inst, err);
-        if (!idempotent || attempt >= maxAttempts || !isRetryable(err) || signal?.aborted) throw err;
-        if (!this.#hasOther(inst)) {
-          const wait = backoff(attempt, retry);
-          if (Date.now() + wait >= deadline) throw err;
-          await sleep(wait, signal);
-        }
-        avoid = inst;
-      } finally {
-        inst.inFlight--;
-        inst.attempts.delete(a);
-        if (onAbort) signal?.removeEventListener('abort', onAbort);
-      }
+    const engine = this.#engine;
+    if (this.#status !== 'ready') throw engine.refusal(this.#status);
+    const timeout = engine.timeoutOf(options);
+    const signal = options.signal;
+    checkSignal(signal);
+    const deadline = this.#clock.now() + timeout;
+    const payload = engine.encode(method, request, options, deadline);
+    const retry = engine.retriesOf(method, options);
+    engine.started();
+    try {
+      if (retry === false)
+        return await this.#attempt<ResponseOf<M>>(method, payload, signal, undefined, false, deadline);
+      let avoid: Instance | undefined;
+      let last: Instance | undefined;
+      return await engine.withRetries<ResponseOf<M>>(
+        retry,
+        deadline,
+        signal,
+        this.#isClosed,
+        (budget) => {
+          avoid = last;
+          return this.#attempt<ResponseOf<M>>(method, payload, signal, avoid, true, budget, (i) => (last = i));
+        },
+        Math.max(retry.policy.attempts, this.#instances.length + 1),
+        // Another live instance is tried at once; with none, back off before the next attempt.
+        () => last === undefined || !this.#hasOther(last),
+      );
+    } finally {
+      engine.settled();
     }
   }
 
-  /** Stops probes and presence watching; calls in flight finish. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearInterval(this.#timer);
-    if (this.#rediscover) clearInterval(this.#rediscover);
-    this.#offStanza();
-    if (this.#watch) for (const i of this.#instances) this.#sendPresence(i.jid, false);
+  /**
+   * One attempt on the instance picked (avoiding `avoid`). For a single attempt `budgetOrDeadline`
+   * is the deadline, else the attempt's budget. Idempotent attempts get their own controller so a
+   * vanished instance's calls can be moved elsewhere at once.
+   */
+  async #attempt<R>(
+    method: MethodContract,
+    payload: Element,
+    signal: AbortSignal | undefined,
+    avoid: Instance | undefined,
+    idempotent: boolean,
+    budgetOrDeadline: number,
+    picked?: (inst: Instance) => void,
+  ): Promise<R> {
+    const inst = this.#pick(avoid);
+    if (!inst) throw new ServiceUnavailableError({ text: 'no instance of the service is known' });
+    picked?.(inst);
+    const budget = idempotent ? budgetOrDeadline : budgetOrDeadline - this.#clock.now();
+    const a: Attempt = { started: this.#clock.now(), controller: idempotent ? new AbortController() : undefined };
+    let onAbort: (() => void) | undefined;
+    if (a.controller && signal) {
+      const c = a.controller;
+      onAbort = () => c.abort(abortReason(signal));
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    inst.inFlight++;
+    inst.attempts.add(a);
+    try {
+      const res = await this.#engine.attempt<R>(
+        method,
+        inst.jid,
+        payload,
+        budget,
+        a.controller?.signal ?? signal,
+        false,
+      );
+      if (inst.state === 'down' && !inst.removed) this.#markUp(inst);
+      return res;
+    } catch (err) {
+      this.#observe(inst, err);
+      throw err;
+    } finally {
+      inst.inFlight--;
+      inst.attempts.delete(a);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+    }
   }
 
-  [Symbol.dispose](): void {
-    this.close();
+  /**
+   * Stops taking calls (new ones reject with `ClosedError`) and waits for the calls in flight,
+   * bounded by `options`.
+   */
+  drain(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed') return Promise.resolve();
+    this.#status = 'draining';
+    return this.#engine.idle(options);
+  }
+
+  /** Stops probes, discovery and presence watching at once; calls in flight finish. Idempotent. */
+  close(): Promise<void> {
+    if (this.#status === 'closed') return Promise.resolve();
+    const started = this.#started;
+    this.#status = 'closed';
+    this.#tickTimer?.cancel();
+    this.#rediscoverTimer?.cancel();
+    for (const off of this.#offStart) off();
+    this.#offStart = [];
+    if (this.#watch && started) for (const i of this.#instances) this.#sendPresence(i.jid, false);
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Whether `start()` got past the session (presence may be sent). */
+  get #started(): boolean {
+    return this.#offStart.length > 0;
+  }
+
+  async #rediscover(): Promise<void> {
+    try {
+      await this.refresh();
+    } catch (err) {
+      this.#session.logger.warn('rpc: service discovery failed; retrying at the next round', toError(err));
+    }
+    if (this.#rediscoverEvery > 0 && this.#status !== 'closed') {
+      this.#rediscoverTimer = this.#clock.setTimeout(() => void this.#rediscover(), this.#rediscoverEvery);
+    }
+  }
+
+  #scheduleTick(): void {
+    this.#tickTimer = this.#clock.setTimeout(() => {
+      if (this.#status === 'closed') return;
+      this.#tick();
+      this.#scheduleTick();
+    }, this.#probeInterval);
   }
 
   #pick(avoid: Instance | undefined): Instance | undefined {
@@ -337,14 +468,13 @@ export class ServiceClient {
     if (inst.state === 'down') return;
     inst.state = 'draining';
     // A draining instance finishes its calls: leave them be; look again later.
-    inst.nextProbe = Date.now() + 5 * this.#probeInterval;
+    inst.nextProbe = this.#clock.now() + 5 * this.#probeInterval;
   }
 
   #markDown(inst: Instance, reason: Error): void {
     const wasDown = inst.state === 'down';
     inst.state = 'down';
-    inst.failures++;
-    inst.nextProbe = Date.now() + Math.min(30_000, this.#probeInterval * 2 ** Math.min(inst.failures - 1, 5));
+    inst.nextProbe = this.#clock.now() + this.#probeBackoff.delay(inst.failures++);
     if (wasDown) return;
     // Replies from a vanished instance will not come: move its idempotent calls elsewhere now.
     const abort = new ServiceUnavailableError({ text: `${inst.jid} went away (${reason.message})` });
@@ -352,7 +482,7 @@ export class ServiceClient {
   }
 
   #tick(): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     for (const inst of this.#instances) {
       if (inst.probing) continue;
       if (inst.state !== 'up') {
@@ -371,18 +501,18 @@ export class ServiceClient {
 
   async #probe(inst: Instance): Promise<void> {
     inst.probing = true;
-    inst.lastProbe = Date.now();
+    inst.lastProbe = this.#clock.now();
     const iq = xml(
       'iq',
-      { type: 'get', to: inst.jid, from: this.#transport.address, id: randomId() },
+      { type: 'get', to: inst.jid, from: this.#session.address, id: randomId() },
       xml('ping', { xmlns: NS_PING }),
     );
     try {
-      await IqCaller.for(this.#transport).request(iq, { timeout: this.#probeTimeout });
+      await this.#session.caller.request(iq, { timeout: this.#probeTimeout });
       if (inst.state === 'down') this.#markUp(inst);
       else if (inst.state === 'draining') {
         // Alive, but still draining or restarted under the same name: only its presence answer tells.
-        inst.nextProbe = Date.now() + 5 * this.#probeInterval;
+        inst.nextProbe = this.#clock.now() + 5 * this.#probeInterval;
         this.#sendPresence(inst.jid, true);
       }
     } catch (err) {
@@ -409,9 +539,9 @@ export class ServiceClient {
   #sendPresence(to: string, available: boolean): void {
     const p = xml(
       'presence',
-      { to, from: this.#transport.address, type: available ? undefined : 'unavailable' },
+      { to, from: this.#session.address, type: available ? undefined : 'unavailable' },
       available ? xml('watch', { xmlns: NS_RPC }) : null,
     );
-    this.#transport.send(p).catch(() => undefined); // best effort: probes cover a lost presence
+    this.#session.send(p).catch(() => undefined); // best effort: probes cover a lost presence
   }
 }
