@@ -1,6 +1,6 @@
 /**
  * Maps RFC 6120 §4.9 stream errors to typed xmppbus errors. The mapping decides what the
- * reconnect loop does next (see `isFatal`).
+ * reconnect loop does next (see `isFatalOnReconnect` in stream-transport.ts).
  */
 import {
   AuthError,
