@@ -68,7 +68,7 @@ export interface ClientTransportOptions extends StreamConnectOptions {
 }
 
 /** @internal test seams */
-type InternalOptions = Pick<StreamTransportOptions, 'clock' | 'random' | 'closeGraceMs'>;
+type InternalOptions = Pick<StreamTransportOptions, 'clock' | 'random' | 'closeGraceMs' | 'connect'>;
 
 function streamHeader(domain: string): string {
   return `<?xml version='1.0'?><stream:stream to='${escapeXML(domain)}' version='1.0' xml:lang='en' xmlns='${NS_CLIENT}' xmlns:stream='http://etherx.jabber.org/streams'>`;
