@@ -1,15 +1,16 @@
 // Messenger
-export { Messenger, DeadLetters } from './messenger.js';
-export type { SendOptions, MessageMeta, MessageHandler, HandlerOptions, MessengerCounters } from './messenger.js';
+export { Messenger } from './messenger.js';
+export type { MessengerStatus, DeadLetterEvent } from './messenger.js';
+export { DeadLetters } from './dead-letters.js';
 export type {
-  MessengerOptions,
-  ReceiveOptions,
-  BatchOptions,
-  RetryOptions,
-  OverflowPolicy,
-  Duration,
-  Logger,
-} from './options.js';
+  MessageSendOptions,
+  EnqueueOptions,
+  MessageContext,
+  MessageHandler,
+  HandlerOptions,
+  MessengerCounters,
+} from './types.js';
+export type { MessengerOptions, ReceiveOptions, BatchOptions, OverflowPolicy, Duration } from './options.js';
 export { OutboxFullError } from './errors.js';
 
 // Stores (the durable SQLite store is in @xmppbus/store-sqlite)

@@ -1,24 +1,10 @@
-/** Options, defaults, durations and the backoff schedule of the Messenger. */
-import { ConfigError, type Clock, type Logger, type Transport } from '@xmppbus/core';
+/** Options of the Messenger, their defaults and their checks (resolved once, in the constructor). */
+import { ConfigError, RetryPolicy, type RetryOptions, type Session } from '@xmppbus/core';
 import type { MessageStore } from './store.js';
-import type { QosLevel } from './wire.js';
-
-/** Re-exported from `@xmppbus/core` so `import type { Logger } from '@xmppbus/messaging'` keeps working. */
-export type { Logger };
+import { NS_QOS, type QosLevel } from './wire.js';
 
 /** A duration: milliseconds, or text like `'500ms'`, `'30s'`, `'5m'`, `'1h'`, `'7d'`. */
 export type Duration = number | string;
-
-export interface RetryOptions {
-  /** First retry/probe delay, ms (default 250). */
-  initialDelay?: number;
-  /** Longest delay between probes of an unreachable peer, ms (default 30 000). */
-  maxDelay?: number;
-  /** Growth per consecutive failure (default 2). */
-  factor?: number;
-  /** Random spread, a fraction of the delay (default 0.2 = ±20 %). */
-  jitter?: number;
-}
 
 export interface ReceiveOptions {
   /**
@@ -60,8 +46,9 @@ export type OverflowPolicy =
   | 'block';
 
 export interface MessengerOptions {
-  transport: Transport;
-  /** Durable state (default: an in-memory store — not durable). */
+  /** The connection's session: IQ router and caller, disco, intake, clock, logger, randomness. */
+  session: Session;
+  /** Durable state (default: an in-memory store — not durable; `@xmppbus/store-sqlite` is). */
   store?: MessageStore;
   /** Close the store in `close()` (default true). */
   closeStore?: boolean;
@@ -73,8 +60,12 @@ export interface MessengerOptions {
   window?: number;
   /** Reply deadline of each QoS IQ attempt, ms (default 10 000). */
   attemptTimeout?: number;
-  /** Retryable failures other than "unreachable"/"link lost" (e.g. the peer's handler fails) before dead-lettering (default 10). */
-  maxAttempts?: number;
+  /**
+   * Delays between attempts (core `RetryPolicy`; defaults: `initialDelay` 250 ms, `maxDelay`
+   * 30 s, `factor` 2, `jitter` 0.2). An unreachable peer or a lost link is retried without end;
+   * `attempts` (default 10) bounds the other retryable failures of one message (e.g. the peer's
+   * handler answers `wait`) before it is dead-lettered.
+   */
   retry?: RetryOptions;
   /** Largest number of messages in the outbox (default 100 000). */
   maxOutbox?: number;
@@ -88,11 +79,87 @@ export interface MessengerOptions {
   receive?: ReceiveOptions;
   /** Amortisation: several messages per stanza with peers that support it. */
   batch?: BatchOptions;
-  logger?: Logger;
-  /** @internal time source for tests */
-  clock?: Clock;
-  /** @internal randomness for jitter */
-  random?: () => number;
+}
+
+/** The options with defaults applied: what the units read. */
+export interface Settings {
+  readonly closeStore: boolean;
+  readonly defaultQos: QosLevel;
+  readonly defaultTtl: number | undefined;
+  readonly window: number;
+  readonly attemptTimeout: number;
+  readonly retry: RetryPolicy;
+  readonly maxOutbox: number;
+  readonly overflow: OverflowPolicy;
+  readonly ns: string;
+  readonly validate: boolean;
+  readonly delayThreshold: number;
+  readonly allow: ((from: string) => boolean) | undefined;
+  readonly maxPendingPerSender: number;
+  readonly maxPendingTotal: number;
+  readonly dedupeRetention: number;
+  readonly recentAcks: number;
+  readonly receiveBatch: boolean;
+  /** 1 = batches off. */
+  readonly batchMax: number;
+  readonly batchBytes: number;
+}
+
+/** Messaging's own retry defaults (its original schedule: 250 ms first, ±20 % spread). */
+export const RETRY_DEFAULTS: Readonly<RetryOptions> = {
+  attempts: 10,
+  initialDelay: 250,
+  maxDelay: 30_000,
+  factor: 2,
+  jitter: 0.2,
+};
+
+/** Checks `options` and fills in every default. Throws ConfigError naming the bad option. */
+export function resolveOptions(options: MessengerOptions): Settings {
+  if (!options || !options.session) throw new ConfigError('Messenger needs { session }');
+  checkPositive(options.window, 'window');
+  checkPositive(options.maxOutbox, 'maxOutbox');
+  checkPositive(options.receive?.maxPendingPerSender, 'receive.maxPendingPerSender');
+  checkPositive(options.receive?.maxPendingTotal, 'receive.maxPendingTotal');
+  checkPositive(options.receive?.recentAcks, 'receive.recentAcks');
+  checkPositive(options.batch?.maxMessages, 'batch.maxMessages');
+  checkPositive(options.batch?.maxBytes, 'batch.maxBytes');
+  if (options.defaultQos !== undefined && ![0, 1, 2].includes(options.defaultQos)) {
+    throw new ConfigError('defaultQos must be 0, 1 or 2');
+  }
+  if (options.overflow !== undefined && !['reject', 'drop-oldest', 'block'].includes(options.overflow)) {
+    throw new ConfigError(`overflow must be 'reject', 'drop-oldest' or 'block'`);
+  }
+  if (options.attemptTimeout !== undefined && !(options.attemptTimeout > 0)) {
+    throw new ConfigError('attemptTimeout must be a positive number of ms');
+  }
+  if (options.delayThreshold !== undefined && !(options.delayThreshold >= 0)) {
+    throw new ConfigError('delayThreshold must be a non-negative number of ms');
+  }
+  const session = options.session;
+  const batch = options.batch;
+  return {
+    closeStore: options.closeStore ?? true,
+    defaultQos: options.defaultQos ?? 1,
+    defaultTtl: options.defaultTtl !== undefined ? toMs(options.defaultTtl, 'defaultTtl') : undefined,
+    window: options.window ?? 64,
+    attemptTimeout: options.attemptTimeout ?? 10_000,
+    retry: new RetryPolicy(options.retry, RETRY_DEFAULTS, session.random, 'retry'),
+    maxOutbox: options.maxOutbox ?? 100_000,
+    overflow: options.overflow ?? 'reject',
+    ns: options.namespace ?? NS_QOS,
+    validate: options.validate ?? true,
+    delayThreshold: options.delayThreshold ?? 1000,
+    allow: options.receive?.allow,
+    maxPendingPerSender: options.receive?.maxPendingPerSender ?? 1000,
+    maxPendingTotal: options.receive?.maxPendingTotal ?? 10_000,
+    dedupeRetention: toMs(options.receive?.dedupeRetention ?? '7d', 'receive.dedupeRetention'),
+    recentAcks: options.receive?.recentAcks ?? 10_000,
+    receiveBatch: options.receive?.batch !== false,
+    batchMax: batch?.enabled === false ? 1 : (batch?.maxMessages ?? 32),
+    // Stay well below the link's stanza cap (envelope, addresses, server stamping).
+    batchBytes: Math.min(batch?.maxBytes ?? 64 * 1024, session.transport.maxStanzaBytes - 4096),
+  };
 }
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -108,14 +175,7 @@ export function toMs(d: Duration, what = 'duration'): number {
   return Number(m[1]) * UNITS[m[2]!]!;
 }
 
-/** Exponential backoff with jitter: attempt 0 → initialDelay. */
-export function backoffDelay(attempt: number, retry: Required<RetryOptions>, random: () => number): number {
-  const base = Math.min(retry.maxDelay, retry.initialDelay * Math.pow(retry.factor, Math.min(attempt, 30)));
-  const spread = base * retry.jitter * (random() * 2 - 1);
-  return Math.max(1, Math.round(base + spread));
-}
-
-export function checkPositive(value: number | undefined, what: string): void {
+function checkPositive(value: number | undefined, what: string): void {
   if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
     throw new ConfigError(`${what} must be a positive integer`);
   }

@@ -1,0 +1,302 @@
+/**
+ * The per-peer dispatcher: for each recipient, sends the outbox's due messages in `seq` order
+ * within a window of messages in flight, and runs the peer's state machine:
+ *
+ * - `running`: the window is open (one message at a time while `probing` after a failure);
+ * - `paused`: an attempt failed; once the window settled, resume after the peer's backoff;
+ * - `offline`: the peer is unreachable; probe after the backoff, or resume at once when its
+ *   available presence (or our own link) comes back.
+ *
+ * It also asks each peer once (XEP-0030) whether it takes batches and, if so, groups what
+ * became ready in the same turn into batches. QoS 2 `deliver`s go out strictly in seq order,
+ * only once every earlier message of that peer was received.
+ */
+import {
+  ExpiredError,
+  NS_DISCO_INFO,
+  bareJid,
+  findChild,
+  jidEquals,
+  localName,
+  randomId,
+  toError,
+  xml,
+} from '@xmppbus/core';
+import type { Element, Session } from '@xmppbus/core';
+import { bySeq, type Entry, type Peer } from './entry.js';
+import type { Settings } from './options.js';
+import type { Outbox } from './outbox.js';
+import { QosSender, type SenderEvents, type Verdict } from './qos-sender.js';
+import { SeqQueue } from './seq-queue.js';
+import type { MessengerCounters } from './types.js';
+import { NS_BATCH } from './wire.js';
+
+export interface DispatcherDeps {
+  session: Session;
+  outbox: Outbox;
+  settings: Settings;
+  counters: MessengerCounters;
+}
+
+export class PeerDispatcher implements SenderEvents {
+  readonly #session: Session;
+  readonly #outbox: Outbox;
+  readonly #settings: Settings;
+  readonly #sender: QosSender;
+  readonly #peers = new Map<string, Peer>();
+  #running = false;
+  #closed = false;
+
+  constructor(deps: DispatcherDeps) {
+    this.#session = deps.session;
+    this.#outbox = deps.outbox;
+    this.#settings = deps.settings;
+    this.#sender = new QosSender({ ...deps, events: this });
+  }
+
+  /** The state of peer `to` (created on first use). */
+  peer(to: string): Peer {
+    let peer = this.#peers.get(to);
+    if (!peer) {
+      peer = {
+        to,
+        queue: new SeqQueue<Entry>(bySeq),
+        inFlight: 0,
+        state: 'running',
+        backoff: this.#settings.retry.backoff(),
+        probing: false,
+        timer: undefined,
+        pumpQueued: false,
+        batch: this.#settings.batchMax > 1 ? 'unknown' : 'no',
+        discoAt: 0,
+      };
+      this.#peers.set(to, peer);
+    }
+    return peer;
+  }
+
+  /** Starts sending (after the outbox recovered): until then, due messages only queue up. */
+  run(): void {
+    this.#running = true;
+    for (const peer of this.#peers.values()) this.#pump(peer);
+  }
+
+  /** `entry` may go now. */
+  due(entry: Entry): void {
+    entry.peer.queue.insert(entry);
+    this.#pump(entry.peer);
+  }
+
+  /** `entry` left the outbox. */
+  removed(entry: Entry): void {
+    entry.peer.queue.remove(entry);
+  }
+
+  settled(peer: Peer, verdict: Verdict): void {
+    if (this.#closed) return;
+    switch (verdict) {
+      case 'ok':
+        if (peer.state === 'running') {
+          peer.backoff.reset();
+          peer.probing = false;
+          this.#pump(peer);
+        } else this.#scheduleResume(peer); // an earlier message of the window failed: resume in order
+        return;
+      case 'done':
+        if (peer.state === 'running') this.#pump(peer);
+        else this.#scheduleResume(peer);
+        return;
+      case 'offline':
+        peer.state = 'offline';
+        this.#forgetFeatures(peer);
+        this.#scheduleResume(peer);
+        return;
+      case 'paused':
+        if (peer.state === 'running') peer.state = 'paused';
+        this.#scheduleResume(peer);
+        return;
+    }
+  }
+
+  batchUnsupported(peer: Peer): void {
+    peer.batch = 'no';
+  }
+
+  /** Presence of a peer: available resumes it at once, unavailable takes it offline. */
+  onPresence(p: Element): void {
+    const from = p.attrs['from'];
+    if (typeof from !== 'string') return;
+    const type = p.attrs['type'];
+    if (type !== undefined && type !== 'unavailable') return;
+    const bare = bareJid(from);
+    for (const peer of this.#peers.values()) {
+      const match = jidEquals(peer.to, from) || (peer.to === bareJid(peer.to) && jidEquals(peer.to, bare));
+      if (!match) continue;
+      if (type === undefined) {
+        if (peer.state !== 'running') {
+          peer.backoff.reset();
+          if (peer.inFlight === 0) this.#resume(peer);
+        }
+      } else if (peer.state === 'running') {
+        peer.state = 'offline';
+        this.#forgetFeatures(peer);
+        this.#scheduleResume(peer);
+      }
+    }
+  }
+
+  /** Our link is back: every waiting peer is tried again at once. */
+  resumeAll(): void {
+    for (const peer of this.#peers.values()) {
+      if (peer.state !== 'running' && peer.inFlight === 0) {
+        peer.backoff.reset();
+        this.#resume(peer);
+      } else this.#pump(peer);
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const peer of this.#peers.values()) {
+      peer.timer?.cancel();
+      peer.timer = undefined;
+    }
+  }
+
+  /**
+   * Queues a pump of `peer` for the end of the current turn: every message that becomes ready
+   * in this turn (a burst of `send`s, a batch of acknowledgements) is then dispatched together
+   * and can share a stanza. A microtask, not a timer: nothing waits for a batch to fill.
+   */
+  #pump(peer: Peer): void {
+    if (peer.pumpQueued || this.#closed || !this.#running) return;
+    peer.pumpQueued = true;
+    queueMicrotask(() => {
+      peer.pumpQueued = false;
+      this.#pumpNow(peer);
+    });
+  }
+
+  /** Sends what the peer's window and state allow, in seq order. */
+  #pumpNow(peer: Peer): void {
+    if (this.#closed || peer.state !== 'running' || this.#session.transport.status !== 'online') return;
+    const now = this.#session.clock.now();
+    const limit = peer.probing ? 1 : this.#settings.window;
+    // `blocked`: an earlier message is not yet received by the peer, so no later `deliver` may go.
+    let blocked = false;
+    let expired: Entry[] | undefined;
+    const ready: Entry[] = [];
+    const q = peer.queue;
+    for (let i = q.head; i < q.length && peer.inFlight + ready.length < limit; i++) {
+      const e = q.items[i];
+      if (e === undefined) continue; // removed (a hole)
+      if (e.inFlight) {
+        if (e.rec.state === 'queued') blocked = true;
+        continue;
+      }
+      if (e.rec.state === 'queued') {
+        if (this.#outbox.expired(e, now)) {
+          // Dead-lettered after the loop: removing compacts the queue under the index.
+          (expired ??= []).push(e);
+          continue;
+        }
+        blocked = true;
+        ready.push(e);
+      } else if (!blocked) {
+        ready.push(e);
+      }
+    }
+    if (expired) {
+      for (const e of expired) {
+        const err = new ExpiredError(`message ${e.rec.id} to ${peer.to} expired before delivery`);
+        void this.#outbox.deadLetter(e, 'expired', err).catch((x: unknown) => this.#bookkeepingFailed(x));
+      }
+    }
+    if (ready.length === 0) return;
+    if (ready.length > 1 && peer.batch === 'unknown' && now >= peer.discoAt) this.#discover(peer);
+    if (peer.batch !== 'yes' || ready.length === 1) {
+      for (const e of ready) this.#sender.attempt(e, now);
+      return;
+    }
+    // Batches in seq order, each up to the count and byte caps; QoS 0 (scheduled) go alone.
+    const { batchMax, batchBytes } = this.#settings;
+    let chunk: Entry[] = [];
+    let bytes = 0;
+    for (const e of ready) {
+      if (e.rec.qos === 0) {
+        this.#sender.attempt(e, now);
+        continue;
+      }
+      const size = this.#sender.sizeOf(e);
+      if (chunk.length > 0 && (chunk.length >= batchMax || bytes + size > batchBytes)) {
+        this.#sender.sendBatch(chunk, now);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(e);
+      bytes += size;
+    }
+    if (chunk.length > 0) this.#sender.sendBatch(chunk, now);
+  }
+
+  #bookkeepingFailed(err: unknown): void {
+    this.#session.logger.error('outbox bookkeeping failed', toError(err));
+  }
+
+  /** Asks the peer (XEP-0030) whether it takes batches; until it answers, messages go one per IQ. */
+  #discover(peer: Peer): void {
+    peer.batch = 'querying';
+    const iq = xml(
+      'iq',
+      { type: 'get', id: randomId(), from: this.#session.address, to: peer.to },
+      xml('query', { xmlns: NS_DISCO_INFO }),
+    );
+    this.#session.caller.request(iq, { timeout: this.#settings.attemptTimeout }).then(
+      (reply) => {
+        if (peer.batch !== 'querying') return; // reset meanwhile (the peer went away)
+        const query = findChild(reply, 'query', NS_DISCO_INFO);
+        const has =
+          query?.children.some(
+            (c) => typeof c !== 'string' && localName(c) === 'feature' && c.attrs['var'] === NS_BATCH,
+          ) ?? false;
+        peer.batch = has ? 'yes' : 'no';
+        this.#session.logger.debug(`peer ${peer.to} ${has ? 'takes' : 'does not take'} QoS batches`);
+        if (has) this.#pump(peer);
+      },
+      (err: unknown) => {
+        if (peer.batch !== 'querying') return;
+        // No answer (a peer without disco, or away): one message per IQ; ask again later.
+        peer.batch = 'unknown';
+        peer.discoAt = this.#session.clock.now() + this.#settings.retry.maxDelay;
+        this.#session.logger.debug(`disco#info of ${peer.to} failed: ${toError(err).message}`);
+      },
+    );
+  }
+
+  /** Forgets what the peer supports (it went away; whatever comes back may be another implementation). */
+  #forgetFeatures(peer: Peer): void {
+    if (this.#settings.batchMax > 1) {
+      peer.batch = 'unknown';
+      peer.discoAt = 0;
+    }
+  }
+
+  /** Once the window has settled, resumes the peer (probing) after its backoff delay. */
+  #scheduleResume(peer: Peer): void {
+    if (peer.inFlight > 0 || peer.timer || this.#closed) return;
+    peer.timer = this.#session.clock.setTimeout(() => {
+      peer.timer = undefined;
+      this.#resume(peer);
+    }, peer.backoff.next());
+  }
+
+  #resume(peer: Peer): void {
+    peer.timer?.cancel();
+    peer.timer = undefined;
+    if (peer.state !== 'running') {
+      peer.state = 'running';
+      peer.probing = true;
+    }
+    this.#pump(peer);
+  }
+}
