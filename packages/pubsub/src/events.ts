@@ -19,8 +19,8 @@ interface EventBase {
   /** The pub/sub service that sent the notification. */
   readonly service: string;
   readonly node: string;
-  /** XEP-0203 stamp when the notification was replayed (offline storage, last published item). */
-  readonly delayed: string | undefined;
+  /** XEP-0203 original time when the notification was replayed (offline storage, last published item). */
+  readonly delayedFrom: Date | undefined;
   /** The notification `<message>`. */
   readonly stanza: Element;
 }
@@ -50,6 +50,11 @@ export interface ConfigurationEvent extends EventBase {
 /** A pub/sub notification, one per notification element. */
 export type PubSubEvent = ItemsEvent | RetractEvent | PurgeEvent | DeleteEvent | ConfigurationEvent;
 
+function dateOf(stamp: string): Date | undefined {
+  const d = new Date(stamp);
+  return Number.isNaN(d.getTime()) ? undefined : d;
+}
+
 /** The `<event>` child of a message, if it is a pub/sub notification. */
 export function eventElementOf(message: Element): Element | undefined {
   for (const c of message.children) {
@@ -65,8 +70,8 @@ export function eventElementOf(message: Element): Element | undefined {
  */
 export function parseEvents(message: Element, event: Element): PubSubEvent[] {
   const service = message.attrs['from'] ?? '';
-  const delay = findChild(message, 'delay', NS_DELAY);
-  const delayed = delay?.attrs['stamp'];
+  const stamp = findChild(message, 'delay', NS_DELAY)?.attrs['stamp'];
+  const delayedFrom = stamp === undefined ? undefined : dateOf(stamp);
   const out: PubSubEvent[] = [];
   for (const c of event.children) {
     if (typeof c === 'string') continue;
@@ -91,22 +96,22 @@ export function parseEvents(message: Element, event: Element): PubSubEvent[] {
             (ids ??= []).push(i.attrs['id'] ?? '');
           }
         }
-        if (items) out.push({ type: 'items', service, node, delayed, stanza: message, items });
-        if (ids) out.push({ type: 'retract', service, node, delayed, stanza: message, ids });
+        if (items) out.push({ type: 'items', service, node, delayedFrom, stanza: message, items });
+        if (ids) out.push({ type: 'retract', service, node, delayedFrom, stanza: message, ids });
         break;
       }
       case 'purge':
-        out.push({ type: 'purge', service, node, delayed, stanza: message });
+        out.push({ type: 'purge', service, node, delayedFrom, stanza: message });
         break;
       case 'delete': {
         const r = findChild(c, 'redirect');
-        out.push({ type: 'delete', service, node, delayed, stanza: message, redirect: r?.attrs['uri'] });
+        out.push({ type: 'delete', service, node, delayedFrom, stanza: message, redirect: r?.attrs['uri'] });
         break;
       }
       case 'configuration': {
         let form: Element | undefined;
         for (const f of c.children) if (typeof f !== 'string') form = f;
-        out.push({ type: 'configuration', service, node, delayed, stanza: message, form });
+        out.push({ type: 'configuration', service, node, delayedFrom, stanza: message, form });
         break;
       }
       default:

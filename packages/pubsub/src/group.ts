@@ -16,43 +16,47 @@
  * Only IQs, node creation and items are used — no server-specific feature — so it works on
  * Prosody and ejabberd alike. Guarantee: exactly one member handles each event while members join
  * and leave gracefully; a member crashing mid-handler can lead to one redelivery (at-least-once).
+ * Time (heartbeats, liveness, election pauses) comes from the session's clock.
  */
 import {
-  IqRouter,
-  IqCaller,
+  ClosedError,
+  RetryPolicy,
   StanzaError,
+  WaitQueue,
+  calleeError,
   childElements,
   errorReply,
   randomId,
   resultReply,
+  sleep,
   textOf,
   xml,
   type Element,
-  type Transport,
+  type TimerHandle,
   type WaitOptions,
 } from '@xmppbus/core';
 import { decode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
 import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
-import { Pipeline, type ConsumerStats, type EventHandler, type EventMeta, type InvalidEvent } from './consumer.js';
 import type { PubSubEvent } from './events.js';
 import { NS_XMPPBUS_PUBSUB } from './ns.js';
-import type { PubSub } from './pubsub.js';
+import { headersOf, restoreHeaders, takeHeaders } from './payload-headers.js';
+import { Pipeline } from './pipeline.js';
+import type { ConsumerHost, ConsumerStats, EventHandler, EventMeta, InvalidEvent } from './types.js';
 
-/** @internal */
 export interface GroupMemberOptions<C extends PayloadContract> {
-  pubsub: PubSub;
+  host: ConsumerHost;
   node: string;
   contract: C;
   group: string;
   handler: EventHandler<PayloadOf<C>>;
   jid: string;
   subscribe: boolean;
-  store: CheckpointStore;
   startFrom: 'latest' | 'earliest';
   dedupeWindow: number;
   concurrency: number;
   heartbeatMs: number;
   timeout: number | undefined;
+  retry: RetryPolicy;
   stats: ConsumerStats;
   onInvalid: (e: InvalidEvent) => void;
   onError: (e: Error, meta: EventMeta | undefined) => void;
@@ -64,17 +68,25 @@ export function groupStateNode(group: string, node: string): string {
   return `_xmppbus/groups/${group}/${node}`;
 }
 
+/** Pause after losing an election race before reading the state again: 100–300 ms. */
+const ELECTION_PAUSE = { initialDelay: 300, maxDelay: 300, factor: 1, jitter: 2 / 3 } as const;
+/** Group checkpoints are written at most ~10 times per second (they are pub/sub items). */
+const CHECKPOINT_INTERVAL = 100;
+/** Bound of each coordination request (state reads and writes, term nodes). */
+const STATE_TIMEOUT = 10_000;
+
 /**
  * The item with the highest term among `<prefix>-<term>` items of the state node. Each leader
  * writes items of its own term: ejabberd refuses to overwrite an item another JID published,
  * even on a `publish_model=open` node.
  */
 async function latestOfTerm(
-  pubsub: PubSub,
+  host: ConsumerHost,
   node: string,
   prefix: string,
+  options: WaitOptions,
 ): Promise<{ term: number; el: Element } | undefined> {
-  const items = await pubsub.items(node, { timeout: 10_000 });
+  const items = await host.items(node, options);
   let best: { term: number; el: Element } | undefined;
   for (const it of items) {
     if (!it.id.startsWith(`${prefix}-`) || !it.payload) continue;
@@ -87,51 +99,20 @@ async function latestOfTerm(
 /** Group checkpoints live in the state node, so whichever member leads next can resume. */
 class StateNodeStore implements CheckpointStore {
   constructor(
-    readonly pubsub: PubSub,
+    readonly host: ConsumerHost,
     readonly node: string,
     readonly term: number,
   ) {}
   async load(): Promise<Checkpoint | undefined> {
-    const el = (await latestOfTerm(this.pubsub, this.node, 'checkpoint'))?.el;
+    const el = (await latestOfTerm(this.host, this.node, 'checkpoint', { timeout: STATE_TIMEOUT }))?.el;
     if (!el) return undefined;
     return { lastId: el.attrs['last'] || undefined, recent: childElements(el).map((c) => textOf(c)) };
   }
   async save(_key: string, cp: Checkpoint): Promise<void> {
-    // Coalesced by the pipeline (one save in flight); the pause bounds it to ~10 writes/s.
-    await new Promise((r) => setTimeout(r, 100));
     const el = xml('checkpoint', { xmlns: NS_XMPPBUS_PUBSUB, last: cp.lastId });
     for (const id of cp.recent.slice(-200)) el.cnode(xml('id', null, id));
-    await this.pubsub.publishElement(this.node, el, { id: `checkpoint-${this.term}`, timeout: 10_000 });
+    await this.host.publishElement(this.node, el, { id: `checkpoint-${this.term}`, timeout: STATE_TIMEOUT });
   }
-}
-
-interface Registry {
-  members: Map<string, GroupMember<PayloadContract>>;
-}
-const registries = new WeakMap<Transport, Registry>();
-
-/** One transport serves every group member on it: IQs are routed by (node, group). */
-function registryOf(transport: Transport): Registry {
-  let r = registries.get(transport);
-  if (r) return r;
-  const reg: Registry = { members: new Map() };
-  registries.set(transport, reg);
-  const router = IqRouter.for(transport);
-  const route = (iq: Element, payload: Element): void => {
-    const key = `${payload.attrs['node'] ?? ''}\u0000${payload.attrs['group'] ?? ''}`;
-    const m = reg.members.get(key);
-    if (!m) {
-      void transport
-        .send(errorReply(iq, new StanzaError({ condition: 'item-not-found', text: 'no such group member here' })))
-        .catch(() => undefined);
-      return;
-    }
-    m._onIq(iq, payload);
-  };
-  router.handle(NS_XMPPBUS_PUBSUB, 'join', route);
-  router.handle(NS_XMPPBUS_PUBSUB, 'deliver', route);
-  router.addFeature(NS_XMPPBUS_PUBSUB);
-  return reg;
 }
 
 interface MemberInfo {
@@ -140,32 +121,37 @@ interface MemberInfo {
   inFlight: number;
 }
 
-/** @internal one member of a competing-consumer group (see the module comment). */
+/** One member of a competing-consumer group (see the module comment). */
 export class GroupMember<C extends PayloadContract> {
   readonly #o: GroupMemberOptions<C>;
+  readonly #host: ConsumerHost;
   readonly #state: string;
   readonly #me: string;
-  readonly #key: string;
-  readonly #iq: IqCaller;
   readonly #members = new Map<string, MemberInfo>();
   readonly #recent = new Set<string>();
   readonly #inProgress = new Set<string>();
   readonly #seen = new Set<string>();
+  /** Aborted on close: pending elections, and the handlers of deliveries to this member. */
+  readonly #ac = new AbortController();
+  readonly #idle: WaitQueue;
+  readonly #pause: RetryPolicy;
   #term = 0;
   #leader: string | undefined;
   #pipeline: Pipeline<C> | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerHandle | undefined;
   #electing: Promise<void> | undefined;
   #closed = false;
+  #draining = false;
   #rr = 0;
-  #offState: (() => void) | undefined;
+  #offs: (() => void)[] = [];
 
   constructor(options: GroupMemberOptions<C>) {
     this.#o = options;
+    this.#host = options.host;
     this.#state = groupStateNode(options.group, options.node);
-    this.#me = options.pubsub.transport.address;
-    this.#key = `${options.node}\u0000${options.group}`;
-    this.#iq = IqCaller.for(options.pubsub.transport);
+    this.#me = options.host.session.address;
+    this.#idle = new WaitQueue({ clock: options.host.session.clock, what: `drain of group '${options.group}'` });
+    this.#pause = new RetryPolicy(ELECTION_PAUSE, {}, options.host.session.random, 'election pause');
   }
 
   get isLeader(): boolean {
@@ -174,21 +160,12 @@ export class GroupMember<C extends PayloadContract> {
 
   async start(): Promise<void> {
     const o = this.#o;
-    const reg = registryOf(o.pubsub.transport);
-    if (reg.members.has(this.#key))
-      throw new Error(`a member of group '${o.group}' on '${o.node}' already runs on this transport`);
-    reg.members.set(this.#key, this as unknown as GroupMember<PayloadContract>);
-    const opts = { timeout: o.timeout ?? 30_000 };
-    await o.pubsub.ensureNode(
-      this.#state,
-      { persistItems: true, maxItems: 20, accessModel: 'open', publishModel: 'open' },
-      {
-        ...opts,
-        reconfigure: false,
-      },
-    );
-    this.#offState = o.pubsub.onNode(this.#state, (e) => this.#onStateEvent(e));
-    await o.pubsub.subscribe(this.#state, opts);
+    this.#offs.push(this.#host.groups.add(o.node, o.group, (iq, p) => this.#onIq(iq, p)));
+    const opts = { timeout: o.timeout ?? 30_000, signal: this.#ac.signal };
+    const stateConfig = { persistItems: true, maxItems: 20, accessModel: 'open', publishModel: 'open' } as const;
+    await this.#host.ensureNode(this.#state, stateConfig, { ...opts, reconfigure: false });
+    this.#offs.push(this.#host.onNode(this.#state, (e) => this.#onStateEvent(e)));
+    await this.#host.subscribe(this.#state, opts);
     await this.#elect();
     this.#schedule();
   }
@@ -204,15 +181,20 @@ export class GroupMember<C extends PayloadContract> {
         void this.#stepDown().then(() => {
           this.#term = Math.max(this.#term, term);
           this.#leader = jid || undefined;
-          if (!jid) void this.#elect().catch((err: unknown) => this.#o.onError(err as Error, undefined));
+          if (!jid) void this.#elect().catch((err: unknown) => this.#backgroundError(err));
           else void this.#heartbeat();
         });
       }
     }
   }
 
+  #backgroundError(err: unknown): void {
+    if (!this.#closed) this.#o.onError(err as Error, undefined);
+  }
+
   async #readLeader(): Promise<{ term: number; jid: string } | undefined> {
-    const best = await latestOfTerm(this.#o.pubsub, this.#state, 'leader');
+    const opts = { timeout: STATE_TIMEOUT, signal: this.#ac.signal };
+    const best = await latestOfTerm(this.#host, this.#state, 'leader', opts);
     return best ? { term: best.term, jid: best.el.attrs['jid'] ?? '' } : undefined;
   }
 
@@ -224,7 +206,9 @@ export class GroupMember<C extends PayloadContract> {
   }
 
   async #runElection(): Promise<void> {
-    const o = this.#o;
+    const pause = this.#pause.backoff();
+    const clock = this.#host.session.clock;
+    const signal = this.#ac.signal;
     let floor = 0;
     let lastConflict = 0;
     let conflicts = 0;
@@ -242,7 +226,11 @@ export class GroupMember<C extends PayloadContract> {
       }
       const term = Math.max((st?.term ?? 0) + 1, floor);
       try {
-        await o.pubsub.createNode(`${this.#state}/term/${term}`, { persistItems: false }, { timeout: 10_000 });
+        await this.#host.createNode(
+          `${this.#state}/term/${term}`,
+          { persistItems: false },
+          { timeout: STATE_TIMEOUT, signal },
+        );
       } catch (err) {
         // (ejabberd's "Database failure" for a concurrent creation is retried by createNode,
         // whose next attempt answers `conflict` like Prosody does.)
@@ -252,24 +240,21 @@ export class GroupMember<C extends PayloadContract> {
         conflicts = term === lastConflict ? conflicts + 1 : 1;
         lastConflict = term;
         if (conflicts >= 5) floor = term + 1;
-        await new Promise((r) => setTimeout(r, 100 + Math.floor(Math.random() * 200)));
+        await sleep(pause.next(), { signal, clock });
         continue;
       }
       this.#term = term;
       this.#leader = this.#me;
       await this.#announce(this.#me);
-      void o.pubsub.deleteNode(`${this.#state}/term/${term - 1}`, { timeout: 10_000 }).catch(() => undefined);
+      void this.#host.deleteNode(`${this.#state}/term/${term - 1}`, { timeout: STATE_TIMEOUT }).catch(() => undefined);
       await this.#lead(st?.jid);
       return;
     }
   }
 
   #announce(jid: string): Promise<string> {
-    return this.#o.pubsub.publishElement(
-      this.#state,
-      xml('leader', { xmlns: NS_XMPPBUS_PUBSUB, term: this.#term, jid }),
-      { id: `leader-${this.#term}`, timeout: 10_000 },
-    );
+    const el = xml('leader', { xmlns: NS_XMPPBUS_PUBSUB, term: this.#term, jid });
+    return this.#host.publishElement(this.#state, el, { id: `leader-${this.#term}`, timeout: STATE_TIMEOUT });
   }
 
   async #lead(previous?: string): Promise<void> {
@@ -277,22 +262,24 @@ export class GroupMember<C extends PayloadContract> {
     this.#leader = this.#me;
     if (previous && previous !== this.#me) {
       // The old leader's subscription would keep receiving (and bouncing) events.
-      await o.pubsub.unsubscribe(o.node, { jid: previous, timeout: 10_000 }).catch(() => undefined);
+      await this.#host.unsubscribe(o.node, { jid: previous, timeout: STATE_TIMEOUT }).catch(() => undefined);
     }
-    const stats: ConsumerStats = { handled: 0, invalid: 0, failed: 0, duplicates: 0, replayed: 0 };
     const pipeline = new Pipeline<C>({
-      pubsub: o.pubsub,
+      host: this.#host,
       node: o.node,
       contract: o.contract,
       jid: o.jid,
       subscribe: o.subscribe,
       durableKey: `group:${o.group}`,
-      store: new StateNodeStore(o.pubsub, this.#state, this.#term),
+      store: new StateNodeStore(this.#host, this.#state, this.#term),
       startFrom: o.startFrom,
       dedupeWindow: 200,
       concurrency: o.concurrency,
       timeout: o.timeout,
-      stats,
+      retry: o.retry,
+      minSaveInterval: CHECKPOINT_INTERVAL,
+      // The leader's pipeline only dispatches: members count what they handle.
+      stats: { handled: 0, invalid: 0, failed: 0, duplicates: 0, replayed: 0 },
       seen: this.#seen,
       onInvalid: (e) => {
         o.stats.invalid++;
@@ -328,7 +315,7 @@ export class GroupMember<C extends PayloadContract> {
           { type: 'set', to: m.jid, from: this.#me, id: randomId() },
           xml('deliver', { xmlns: NS_XMPPBUS_PUBSUB, node: this.#o.node, group: this.#o.group, id: meta.id }, payload),
         );
-        await this.#iq.request(iq, { timeout: 30_000, signal: meta.signal });
+        await this.#host.session.caller.request(iq, { timeout: 30_000, signal: meta.signal });
         return;
       } catch (err) {
         if (err instanceof StanzaError && err.application?.name === 'handler-failed') {
@@ -343,13 +330,13 @@ export class GroupMember<C extends PayloadContract> {
   }
 
   #pick(tried: Set<string>): MemberInfo | undefined {
-    const now = Date.now();
+    const now = this.#host.session.clock.now();
     const live: (MemberInfo | undefined)[] = [undefined]; // undefined = this instance
     for (const m of this.#members.values()) {
       if (now - m.lastSeen > 3 * this.#o.heartbeatMs) this.#members.delete(m.jid);
       else if (!tried.has(m.jid)) live.push(m);
     }
-    if (tried.has(this.#me) || this.#closed) live.shift();
+    if (tried.has(this.#me) || this.#closed || this.#draining) live.shift();
     if (live.length === 0) return undefined;
     const pick = live[this.#rr++ % live.length];
     if (pick === undefined) tried.add(this.#me);
@@ -367,81 +354,89 @@ export class GroupMember<C extends PayloadContract> {
     }
   }
 
-  /** @internal an IQ addressed to this member (routed by node and group). */
-  _onIq(iq: Element, payload: Element): void {
-    const t = this.#o.pubsub.transport;
-    const reply = (el: Element): void => void t.send(el).catch(() => undefined);
+  #reply(el: Element): void {
+    this.#host.session.send(el).catch(() => undefined);
+  }
+
+  /** An IQ addressed to this member (routed by node and group). */
+  #onIq(iq: Element, payload: Element): void {
     if (payload.name === 'join') {
       // A closing leader still answers until it has saved its position and announced the
       // vacancy: a member electing earlier would resume from a stale checkpoint.
       if (this.#leader !== this.#me) {
-        reply(errorReply(iq, new StanzaError({ condition: 'unexpected-request', text: 'not the group leader' })));
+        this.#reply(errorReply(iq, new StanzaError({ condition: 'unexpected-request', text: 'not the group leader' })));
         return;
       }
       const from = iq.attrs['from'] ?? '';
+      const now = this.#host.session.clock.now();
       const m = this.#members.get(from);
-      if (m) m.lastSeen = Date.now();
-      else this.#members.set(from, { jid: from, lastSeen: Date.now(), inFlight: 0 });
-      reply(resultReply(iq));
+      if (m) m.lastSeen = now;
+      else this.#members.set(from, { jid: from, lastSeen: now, inFlight: 0 });
+      this.#reply(resultReply(iq));
       return;
     }
-    // deliver
+    this.#onDeliver(iq, payload);
+  }
+
+  #onDeliver(iq: Element, payload: Element): void {
     const id = payload.attrs['id'] ?? '';
     const el = childElements(payload)[0];
-    if (this.#closed || !el) {
-      reply(errorReply(iq, new StanzaError({ condition: 'service-unavailable', text: 'member closing' })));
+    if (this.#closed || this.#draining || !el) {
+      this.#reply(errorReply(iq, new StanzaError({ condition: 'service-unavailable', text: 'member closing' })));
       return;
     }
     if (this.#recent.has(id) || this.#inProgress.has(id)) {
-      reply(resultReply(iq)); // a redelivery of something handled here already
+      this.#reply(resultReply(iq)); // a redelivery of something handled here already
       return;
     }
     const o = this.#o;
     let value: PayloadOf<C>;
+    const headersEl = takeHeaders(el);
     try {
       value = decode(o.contract, el);
     } catch (err) {
       o.stats.invalid++;
       o.onInvalid({ id, node: o.node, payload: el, error: err as Error });
-      reply(resultReply(iq));
+      this.#reply(resultReply(iq));
       return;
+    } finally {
+      restoreHeaders(el, headersEl);
     }
     this.#inProgress.add(id);
     const meta: EventMeta = {
       id,
       node: o.node,
-      service: o.pubsub.service,
+      from: this.#host.service,
       publisher: undefined,
-      delayed: undefined,
+      headers: headersOf(headersEl),
+      delayedFrom: undefined,
       replay: false,
-      signal: AbortSignal.timeout(60_000),
+      signal: this.#ac.signal,
     };
-    void (async () => {
-      let failed = false;
-      try {
-        await o.handler(value, meta);
-        o.stats.handled++;
-      } catch (err) {
-        failed = true;
-        o.stats.failed++;
-        o.onError(err as Error, meta);
-      }
-      this.#inProgress.delete(id);
-      this.#recent.add(id);
-      if (this.#recent.size > o.dedupeWindow) this.#recent.delete(this.#recent.values().next().value!);
-      reply(
-        failed
-          ? errorReply(
-              iq,
-              new StanzaError({
-                condition: 'internal-server-error',
-                text: 'handler failed',
-                application: xml('handler-failed', { xmlns: NS_XMPPBUS_PUBSUB }),
-              }),
-            )
-          : resultReply(iq),
-      );
-    })();
+    void this.#handleDelivered(iq, value, meta);
+  }
+
+  async #handleDelivered(iq: Element, value: PayloadOf<C>, meta: EventMeta): Promise<void> {
+    const o = this.#o;
+    let reply: Element;
+    try {
+      await o.handler(value, meta);
+      o.stats.handled++;
+      reply = resultReply(iq);
+    } catch (err) {
+      o.stats.failed++;
+      o.onError(err as Error, meta);
+      // The one callee policy decides the condition; the marker tells the leader not to redeliver.
+      const e = calleeError(err, { logger: this.#host.session.logger, what: `handler of group '${o.group}'` });
+      const application = xml('handler-failed', { xmlns: NS_XMPPBUS_PUBSUB });
+      const init = { condition: e.condition, type: e.type, application, ...(e.text ? { text: e.text } : {}) };
+      reply = errorReply(iq, new StanzaError(init));
+    }
+    this.#inProgress.delete(meta.id);
+    this.#recent.add(meta.id);
+    if (this.#recent.size > o.dedupeWindow) this.#recent.delete(this.#recent.values().next().value!);
+    this.#reply(reply);
+    if (this.#inProgress.size === 0) this.#idle.wake();
   }
 
   async #join(leader: string): Promise<boolean> {
@@ -451,7 +446,8 @@ export class GroupMember<C extends PayloadContract> {
         { type: 'set', to: leader, from: this.#me, id: randomId() },
         xml('join', { xmlns: NS_XMPPBUS_PUBSUB, node: this.#o.node, group: this.#o.group }),
       );
-      await this.#iq.request(iq, { timeout: Math.max(2_000, 2 * this.#o.heartbeatMs) });
+      const timeout = Math.max(2_000, 2 * this.#o.heartbeatMs);
+      await this.#host.session.caller.request(iq, { timeout, signal: this.#ac.signal });
       return true;
     } catch {
       return false;
@@ -462,33 +458,49 @@ export class GroupMember<C extends PayloadContract> {
     if (this.#closed || this.#electing || this.isLeader) return;
     const leader = this.#leader;
     if (leader && leader !== this.#me && (await this.#join(leader))) return;
-    if (!this.#closed) await this.#elect().catch((err: unknown) => this.#o.onError(err as Error, undefined));
+    if (!this.#closed) await this.#elect().catch((err: unknown) => this.#backgroundError(err));
   }
 
   #schedule(): void {
     if (this.#closed) return;
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#host.session.clock.setTimeout(() => {
       void this.#heartbeat().finally(() => this.#schedule());
     }, this.#o.heartbeatMs);
   }
 
+  /**
+   * Stops taking deliveries (the leader sends them elsewhere) and waits, within `options`, for
+   * the handlers running here and, when leading, for the events being dispatched.
+   */
+  async drain(options: WaitOptions = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#draining = true;
+    await this.#pipeline?.drain(options);
+    if (this.#inProgress.size > 0) await this.#idle.wait(options);
+  }
+
+  /**
+   * Leaves the group at once: handlers running here see their signal abort. A leader first saves
+   * the group's position, unsubscribes and announces the vacancy (each request bounded), so the
+   * next leader resumes exactly there.
+   */
   async close(options: WaitOptions = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#offState?.();
+    this.#timer?.cancel();
+    const closed = new ClosedError('consumer closed');
+    this.#ac.abort(closed);
+    this.#idle.fail(closed);
     await this.#electing?.catch(() => undefined);
     if (this.#pipeline) {
       await this.#stepDown();
       // Hand over at once: unsubscribe and announce the vacancy (members elect on the notification).
-      await this.#o.pubsub
-        .unsubscribe(this.#o.node, { jid: this.#o.jid, timeout: options.timeout ?? 5_000 })
-        .catch(() => undefined);
+      const bound = { timeout: options.timeout ?? 5_000 };
+      await this.#host.unsubscribe(this.#o.node, { ...bound, jid: this.#o.jid }).catch(() => undefined);
       await this.#announce('').catch(() => undefined);
     }
     this.#leader = undefined;
-    const reg = registryOf(this.#o.pubsub.transport);
-    if (reg.members.get(this.#key) === (this as unknown as GroupMember<PayloadContract>)) reg.members.delete(this.#key);
-    while (this.#inProgress.size > 0) await new Promise((r) => setTimeout(r, 10));
+    for (const off of this.#offs) off();
+    this.#offs = [];
   }
 }

@@ -1,7 +1,7 @@
 // Client
 export { PubSub, EVENT_NODE_DEFAULTS } from './pubsub.js';
+export type { PubSubOptions, PubSubStatus } from './pubsub.js';
 export type {
-  PubSubOptions,
   PublishOptions,
   ItemsOptions,
   SubscribeOptions,
@@ -14,7 +14,7 @@ export type {
   ServiceInfo,
   ServerFlavor,
   EventListener,
-} from './pubsub.js';
+} from './types.js';
 
 // Node configuration and data forms
 export { configToFields, configFromForm } from './node-config.js';
@@ -33,8 +33,8 @@ export type {
 } from './events.js';
 
 // Consumers
-export { Consumer } from './consumer.js';
-export type { ConsumeOptions, ConsumerStats, EventHandler, EventMeta, InvalidEvent } from './consumer.js';
+export type { Consumer } from './consumer.js';
+export type { ConsumeOptions, ConsumerStats, ConsumerStatus, EventHandler, EventMeta, InvalidEvent } from './types.js';
 export { groupStateNode } from './group.js';
 export { MemoryCheckpointStore, FileCheckpointStore } from './checkpoint-store.js';
 export type { Checkpoint, CheckpointStore, FileCheckpointStoreOptions } from './checkpoint-store.js';

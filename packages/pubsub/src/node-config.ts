@@ -2,6 +2,7 @@
  * Typed node configuration ⇄ XEP-0060 `pubsub#node_config` form fields. Only the options a
  * caller sets are sent; `extra` carries any other server-specific field verbatim.
  */
+import { ConfigError } from '@xmppbus/core';
 import type { DataForm, FieldValue } from './forms.js';
 
 export type AccessModel = 'open' | 'presence' | 'roster' | 'authorize' | 'whitelist';
@@ -58,7 +59,7 @@ const FIELDS: ReadonlyArray<readonly [Exclude<keyof NodeConfig, 'extra'>, string
 /** Field `var` of a typed option, e.g. `persistItems` → `pubsub#persist_items`. */
 export function fieldOf(key: Exclude<keyof NodeConfig, 'extra'>): string {
   for (const [k, v] of FIELDS) if (k === key) return v;
-  throw new Error(`unknown node option ${key}`);
+  throw new ConfigError(`unknown node option ${key}`);
 }
 
 /** The wire fields for `config` (booleans as `1`/`0`). */

@@ -1,77 +1,46 @@
 /**
- * `PubSub`: a XEP-0060 client bound to one pub/sub service over any `Transport`. Owner,
- * publisher and subscriber operations are IQs sent through core's `IqCaller` (replies matched by
- * id and sender, every wait cancellable); notifications are `<message>`s parsed once and fanned
- * out to node listeners. Server differences (unknown config fields, default options, duplicate
- * subscriptions) are absorbed here; see the README's table.
+ * `PubSub`: a XEP-0060 client bound to one pub/sub service, built on a core `Session`
+ * (`new PubSub({ session, service })`). Requests are IQs through the session's caller
+ * (requester.ts); notifications arrive as the session's messages and are fanned out once
+ * (notifications.ts). Discovery and owner operations live in owner.ts, subscriber operations in
+ * subscriber.ts; consumers (consumer.ts) are built on a narrow `ConsumerHost` view of this
+ * client, so none of those modules imports this one. Server differences are absorbed there (see
+ * the README's table). The constructor does nothing: `start()` (or the first request) attaches.
  */
-import {
-  ConfigError,
-  IqCaller,
-  NS_DISCO_INFO,
-  NS_DISCO_ITEMS,
-  StanzaError,
-  bareJid,
-  childElements,
-  domainOf,
-  findChild,
-  localName,
-  randomId,
-  xml,
-  type Element,
-  type Transport,
-  type WaitOptions,
-} from '@xmppbus/core';
+import { ClosedError, ConfigError, randomId, xml } from '@xmppbus/core';
+import type { Element, Session, SessionUnit, WaitOptions } from '@xmppbus/core';
 import { encode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
-import { Consumer, type ConsumeOptions, type EventHandler } from './consumer.js';
-import { translateError, type PubSubOperation } from './errors.js';
-import { eventElementOf, parseEvents, type PubSubEvent } from './events.js';
-import { findForm, parseForm, submitForm, type DataForm, type FieldValue } from './forms.js';
-import { silentLogger, type Logger } from './logger.js';
-import { configFromForm, configToFields, type NodeConfig } from './node-config.js';
-import {
-  NS_PUBSUB,
-  NS_PUBSUB_NODE_CONFIG,
-  NS_PUBSUB_OWNER,
-  NS_PUBSUB_PUBLISH_OPTIONS,
-  NS_PUBSUB_SUBSCRIBE_OPTIONS,
-  NS_RSM,
-} from './ns.js';
-
-/** Which server implementation the service is (detected through disco#info). */
-export type ServerFlavor = 'prosody' | 'ejabberd' | 'generic';
-
-export interface ServiceInfo {
-  flavor: ServerFlavor;
-  identities: { category: string; type: string; name: string | undefined }[];
-  features: Set<string>;
-}
-
-export type Affiliation = 'owner' | 'publisher' | 'publish-only' | 'member' | 'none' | 'outcast';
-export type SubscriptionState = 'subscribed' | 'pending' | 'unconfigured' | 'none';
-
-export interface Subscription {
-  node: string;
-  jid: string;
-  subid: string | undefined;
-  state: SubscriptionState;
-}
-
-/** One retrieved item. */
-export interface Item {
-  id: string;
-  payload: Element | undefined;
-  publisher: string | undefined;
-}
-
-/** A node found through XEP-0030 disco#items. */
-export interface NodeRef {
-  node: string;
-  name: string | undefined;
-}
+import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
+import { Consumer } from './consumer.js';
+import type { DataForm, FieldValue } from './forms.js';
+import { submitForm } from './forms.js';
+import { GroupRoutes } from './group-routes.js';
+import { configToFields, type NodeConfig } from './node-config.js';
+import { NotificationRouter } from './notifications.js';
+import { NS_PUBSUB, NS_PUBSUB_PUBLISH_OPTIONS } from './ns.js';
+import { NodeOwner } from './owner.js';
+import { appendHeaders } from './payload-headers.js';
+import { Requester } from './requester.js';
+import { Subscriber } from './subscriber.js';
+import type {
+  Affiliation,
+  ConsumeOptions,
+  ConsumerHost,
+  EventHandler,
+  EventListener,
+  Item,
+  ItemsOptions,
+  NodeRef,
+  PublishOptions,
+  ServiceInfo,
+  SubscribeOptions,
+  Subscription,
+  UnsubscribeOptions,
+} from './types.js';
 
 export interface PubSubOptions {
-  transport: Transport;
+  /** The session (one per connection) this client speaks through. */
+  session: Session;
   /** The pub/sub service JID, e.g. `pubsub.localhost`. */
   service: string;
   /**
@@ -81,8 +50,9 @@ export interface PubSubOptions {
   nodeDefaults?: NodeConfig | false;
   /** Default timeout of each request in ms (default 30 000). */
   timeout?: number;
-  logger?: Logger;
 }
+
+export type PubSubStatus = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
 
 /**
  * What xmppbus creates event nodes with unless told otherwise: items persisted (catch-up needs
@@ -99,76 +69,113 @@ export const EVENT_NODE_DEFAULTS: Readonly<NodeConfig> = Object.freeze({
   sendLastPublishedItem: 'never',
 });
 
-export interface PublishOptions extends WaitOptions {
-  /** Item id. Same id = same event: republishing replaces it (idempotent). Default: a random id. */
-  id?: string;
-  /** XEP-0060 §7.1.5 publish-options: preconditions the node's configuration must meet. */
-  preconditions?: NodeConfig;
-  /** Validate the payload before sending (default true). */
-  validate?: boolean;
-}
-
-export interface ItemsOptions extends WaitOptions {
-  /** Only the last N items. */
-  max?: number;
-  /** Only these item ids. */
-  ids?: readonly string[];
-}
-
-export interface SubscribeOptions extends WaitOptions {
-  /** Subscriber JID (default: this transport's bare address; a component may use any JID of its domain). */
-  jid?: string;
-  /** Subscription options (`pubsub#subscribe_options` fields), where the server supports them. */
-  options?: ReadonlyMap<string, FieldValue> | Readonly<Record<string, FieldValue>>;
-}
-
-export interface UnsubscribeOptions extends WaitOptions {
-  jid?: string;
-  subid?: string;
-}
-
-export type EventListener = (event: PubSubEvent) => void;
-
-function toFieldMap(
-  v: ReadonlyMap<string, FieldValue> | Readonly<Record<string, FieldValue>>,
-): Map<string, FieldValue> {
-  return v instanceof Map ? new Map(v) : new Map(Object.entries(v as Record<string, FieldValue>));
-}
-
-export class PubSub {
-  readonly transport: Transport;
+export class PubSub implements SessionUnit, AsyncDisposable {
+  readonly name = 'pubsub';
+  readonly session: Session;
   readonly service: string;
-  readonly logger: Logger;
-  readonly #iq: IqCaller;
-  readonly #timeout: number;
-  readonly #nodeDefaults: NodeConfig | undefined;
-  readonly #listeners = new Set<EventListener>();
-  readonly #nodeListeners = new Map<string, Set<EventListener>>();
-  /** node → addressee JID → listeners: one lookup per notification instead of one filter per consumer. */
-  readonly #addressed = new Map<string, Map<string, Set<EventListener>>>();
-  readonly #off: () => void;
-  #info: Promise<ServiceInfo> | undefined;
-  #supportedFields: Promise<Set<string> | undefined> | undefined;
-  #closed = false;
+  readonly #req: Requester;
+  readonly #owner: NodeOwner;
+  readonly #sub: Subscriber;
+  readonly #events: NotificationRouter;
+  readonly #consumers = new Set<{ drain(options: WaitOptions): Promise<void>; close(): Promise<void> }>();
+  readonly #host: ConsumerHost;
+  #status: PubSubStatus = 'idle';
+  #starting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #offs: (() => void)[] = [];
 
   constructor(options: PubSubOptions) {
     if (!options || typeof options !== 'object') throw new ConfigError('PubSub options are required');
-    if (!options.transport) throw new ConfigError('PubSub: `transport` is required');
+    if (!options.session) throw new ConfigError('PubSub: `session` is required');
     if (typeof options.service !== 'string' || options.service === '') {
       throw new ConfigError('PubSub: `service` must be the pub/sub service JID, e.g. pubsub.example.org');
     }
-    this.transport = options.transport;
+    const timeout = options.timeout ?? 30_000;
+    if (!(timeout > 0)) throw new ConfigError(`PubSub: \`timeout\` must be a positive number of ms, got ${timeout}`);
+    this.session = options.session;
     this.service = options.service;
-    this.logger = options.logger ?? silentLogger;
-    this.#timeout = options.timeout ?? 30_000;
-    this.#nodeDefaults = options.nodeDefaults === false ? undefined : (options.nodeDefaults ?? EVENT_NODE_DEFAULTS);
-    this.#iq = IqCaller.for(this.transport);
-    this.#off = this.transport.onStanza((s) => this.#onStanza(s));
+    this.#req = new Requester(this.session, this.service, timeout);
+    this.#req.ensureStarted = (o) => this.start(o);
+    const nodeDefaults = options.nodeDefaults === false ? undefined : (options.nodeDefaults ?? EVENT_NODE_DEFAULTS);
+    this.#owner = new NodeOwner(this.#req, nodeDefaults);
+    this.#sub = new Subscriber(this.#req);
+    this.#events = new NotificationRouter(this.service, this.session.logger);
+    this.#host = this.#hostView();
   }
 
   /** The JID this client acts as (bare). */
   get jid(): string {
-    return bareJid(this.transport.address);
+    return this.#req.jid;
+  }
+
+  get status(): PubSubStatus {
+    return this.#status;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Lifecycle
+
+  /**
+   * Starts the session (transport online) and routes the service's notifications here; joins
+   * the session's lifecycle (its drain and close reach this client). Idempotent. The first
+   * request of a client not started yet starts it.
+   */
+  start(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed' || this.#status === 'draining')
+      return Promise.reject(new ClosedError(`PubSub is ${this.#status}`));
+    if (!this.#starting) {
+      this.#status = 'starting';
+      const p = this.#start(options);
+      this.#starting = p;
+      p.catch(() => {
+        if (this.#starting === p) this.#starting = undefined; // a later start may succeed
+        if (this.#status === 'starting') this.#status = 'idle';
+      });
+    }
+    return this.#starting;
+  }
+
+  async #start(options: WaitOptions): Promise<void> {
+    await this.session.start(options);
+    if (this.#status !== 'starting') throw new ClosedError(`PubSub is ${this.#status}`);
+    this.#offs.push(
+      this.session.onMessage((s) => this.#events.dispatch(s)),
+      this.session.add(this),
+    );
+    this.#req.started = true;
+    this.#status = 'ready';
+  }
+
+  /**
+   * Consumers stop taking events and finish those in hand, within `options` (rejects with
+   * TimeoutError / the abort reason when they fire). New requests are still accepted.
+   */
+  async drain(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed') return;
+    this.#status = 'draining';
+    await Promise.all([...this.#consumers].map((c) => c.drain(options)));
+  }
+
+  /**
+   * Closes every consumer (a group leader hands over, bounded), stops listening and refuses new
+   * requests. Subscriptions on the service are left as they are. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#status = 'closed';
+    await Promise.all([...this.#consumers].map((c) => c.close()));
+    this.#req.closed = true;
+    for (const off of this.#offs) off();
+    this.#offs = [];
+    this.#events.clear();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -176,8 +183,7 @@ export class PubSub {
 
   /** Listens to every notification from the service. Returns the remover. */
   on(listener: EventListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#events.on(listener);
   }
 
   /**
@@ -185,101 +191,7 @@ export class PubSub {
    * addressed to that JID (or to a full JID of it); notifications without `to` reach every listener.
    */
   onNode(node: string, listener: EventListener, options: { jid?: string } = {}): () => void {
-    const jid = options.jid;
-    let set: Set<EventListener> | undefined;
-    if (jid === undefined) {
-      set = this.#nodeListeners.get(node);
-      if (!set) this.#nodeListeners.set(node, (set = new Set()));
-    } else {
-      let byJid = this.#addressed.get(node);
-      if (!byJid) this.#addressed.set(node, (byJid = new Map()));
-      set = byJid.get(jid);
-      if (!set) byJid.set(jid, (set = new Set()));
-    }
-    set.add(listener);
-    const s = set;
-    return () => {
-      s.delete(listener);
-      if (s.size > 0) return;
-      if (jid === undefined) {
-        if (this.#nodeListeners.get(node) === s) this.#nodeListeners.delete(node);
-        return;
-      }
-      const byJid = this.#addressed.get(node);
-      if (byJid?.get(jid) !== s) return;
-      byJid.delete(jid);
-      if (byJid.size === 0) this.#addressed.delete(node);
-    };
-  }
-
-  #onStanza(stanza: Element): void {
-    if (stanza.name !== 'message' || stanza.attrs['type'] === 'error') return;
-    const from = stanza.attrs['from'];
-    if (from !== this.service && (from === undefined || from.toLowerCase() !== this.service.toLowerCase())) return;
-    const ev = eventElementOf(stanza);
-    if (!ev) return;
-    const to = stanza.attrs['to'];
-    for (const e of parseEvents(stanza, ev)) {
-      const byJid = this.#addressed.get(e.node);
-      if (byJid) {
-        if (to === undefined) {
-          for (const set of byJid.values()) for (const l of set) this.#emit(l, e);
-        } else {
-          const exact = byJid.get(to);
-          if (exact) for (const l of exact) this.#emit(l, e);
-          const bare = bareJid(to);
-          const forBare = bare === to ? undefined : byJid.get(bare);
-          if (forBare) for (const l of forBare) this.#emit(l, e);
-        }
-      }
-      const set = this.#nodeListeners.get(e.node);
-      if (set) for (const l of set) this.#emit(l, e);
-      for (const l of this.#listeners) this.#emit(l, e);
-    }
-  }
-
-  #emit(l: EventListener, e: PubSubEvent): void {
-    try {
-      l(e);
-    } catch (err) {
-      this.logger.error(`pubsub: event listener threw on node '${e.node}'`, err);
-    }
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Plumbing
-
-  // Not async: one promise per request (publish is a hot path), errors translated on rejection.
-  #request(
-    type: 'get' | 'set',
-    payload: Element,
-    op: PubSubOperation,
-    node: string | undefined,
-    options: WaitOptions = {},
-    as?: string,
-  ): Promise<Element> {
-    if (this.#closed) return Promise.reject(new ConfigError('PubSub is closed'));
-    const iq = xml('iq', { type, to: this.service, from: this.#fromFor(as), id: randomId() }, payload);
-    return this.#iq
-      .request(iq, { signal: options.signal, timeout: options.timeout ?? this.#timeout })
-      .catch((err: unknown) => {
-        throw translateError(err, op, node, this.jid);
-      });
-  }
-
-  /**
-   * The `from` to act as `jid`: a component may speak for any JID of its domain, and services
-   * require the subscriber's own JID on subscription requests (else `invalid-jid`).
-   */
-  #fromFor(jid: string | undefined): string {
-    const me = this.transport.address;
-    if (jid === undefined || jid === me || me.includes('@') || domainOf(jid) !== me) return me;
-    return jid;
-  }
-
-  /** The `<pubsub>` child of a result (or undefined when the server sent an empty result). */
-  static #pubsubOf(result: Element): Element | undefined {
-    return findChild(result, 'pubsub');
+    return this.#events.onNode(node, listener, options.jid);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -287,36 +199,7 @@ export class PubSub {
 
   /** disco#info of the service, cached; tells the server flavour and its pub/sub features. */
   info(options: WaitOptions = {}): Promise<ServiceInfo> {
-    if (!this.#info) {
-      const p = this.#request('get', xml('query', { xmlns: NS_DISCO_INFO }), 'discover', undefined, options).then(
-        (res) => {
-          const q = findChild(res, 'query');
-          const identities: ServiceInfo['identities'] = [];
-          const features = new Set<string>();
-          for (const c of q ? childElements(q) : []) {
-            if (localName(c) === 'identity') {
-              identities.push({
-                category: c.attrs['category'] ?? '',
-                type: c.attrs['type'] ?? '',
-                name: c.attrs['name'],
-              });
-            } else if (localName(c) === 'feature' && c.attrs['var']) features.add(c.attrs['var']);
-          }
-          const names = identities.map((i) => i.name ?? '').join(' ');
-          const flavor: ServerFlavor = /prosody/i.test(names)
-            ? 'prosody'
-            : names.includes('Publish-Subscribe') && features.has(`${NS_PUBSUB}#shim`)
-              ? 'ejabberd'
-              : 'generic';
-          return { flavor, identities, features };
-        },
-      );
-      this.#info = p;
-      p.catch(() => {
-        if (this.#info === p) this.#info = undefined; // retry next time
-      });
-    }
-    return this.#info;
+    return this.#owner.info(options);
   }
 
   /** True when the service advertises `http://jabber.org/protocol/pubsub#<feature>`. */
@@ -325,255 +208,103 @@ export class PubSub {
   }
 
   /** Nodes of the service (or children of a collection `node`), through disco#items. */
-  async discoverNodes(options: WaitOptions & { node?: string } = {}): Promise<NodeRef[]> {
-    const res = await this.#request(
-      'get',
-      xml('query', { xmlns: NS_DISCO_ITEMS, node: options.node }),
-      'discover',
-      options.node,
-      options,
-    );
-    const q = findChild(res, 'query');
-    const out: NodeRef[] = [];
-    for (const c of q ? childElements(q) : []) {
-      const node = c.attrs['node'];
-      if (localName(c) === 'item' && node !== undefined) out.push({ node, name: c.attrs['name'] });
-    }
-    return out;
+  discoverNodes(options: WaitOptions & { node?: string } = {}): Promise<NodeRef[]> {
+    return this.#owner.discoverNodes(options);
   }
 
   /** disco#info of a node: its type (`leaf`/`collection`) and meta-data form fields. */
-  async nodeInfo(node: string, options: WaitOptions = {}): Promise<{ type: string; meta: DataForm | undefined }> {
-    const res = await this.#request('get', xml('query', { xmlns: NS_DISCO_INFO, node }), 'discover', node, options);
-    const q = findChild(res, 'query');
-    const identity = q ? findChild(q, 'identity') : undefined;
-    const form = findForm(q);
-    return { type: identity?.attrs['type'] ?? 'leaf', meta: form ? parseForm(form) : undefined };
+  nodeInfo(node: string, options: WaitOptions = {}): Promise<{ type: string; meta: DataForm | undefined }> {
+    return this.#owner.nodeInfo(node, options);
   }
 
   /** True when the node exists (disco#info answers). */
-  async nodeExists(node: string, options: WaitOptions = {}): Promise<boolean> {
-    try {
-      await this.nodeInfo(node, options);
-      return true;
-    } catch (err) {
-      if (err instanceof StanzaError && err.condition === 'item-not-found') return false;
-      throw err;
-    }
+  nodeExists(node: string, options: WaitOptions = {}): Promise<boolean> {
+    return this.#owner.nodeExists(node, options);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Owner operations
-
-  /** Config fields the server knows (from its default node config form), or undefined if it will not say. */
-  #knownFields(options: WaitOptions): Promise<Set<string> | undefined> {
-    if (!this.#supportedFields) {
-      const p = this.#request(
-        'get',
-        xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('default')),
-        'configure',
-        undefined,
-        options,
-      )
-        .then((res) => {
-          const form = findForm(findChild(PubSub.#pubsubOf(res) ?? res, 'default'));
-          return form ? new Set(parseForm(form).fields.keys()) : undefined;
-        })
-        .catch((err: unknown) => {
-          if (err instanceof StanzaError && !err.retryable) return undefined; // no <default/>: send everything
-          throw err;
-        });
-      this.#supportedFields = p;
-      p.catch(() => {
-        if (this.#supportedFields === p) this.#supportedFields = undefined;
-      });
-    }
-    return this.#supportedFields;
-  }
-
-  /**
-   * Wire fields for `config`, dropping those the server does not know (ejabberd rejects a whole
-   * form with an unknown field; Prosody ignores them) with a warning naming them.
-   */
-  async #configFields(config: NodeConfig, options: WaitOptions): Promise<Map<string, FieldValue>> {
-    const fields = configToFields(config);
-    const known = await this.#knownFields(options);
-    if (!known) return fields;
-    const dropped: string[] = [];
-    for (const k of fields.keys()) {
-      if (!known.has(k)) {
-        fields.delete(k);
-        dropped.push(k);
-      }
-    }
-    if (dropped.length > 0)
-      this.logger.warn(`pubsub: ${this.service} does not support ${dropped.join(', ')}; not sent`);
-    return fields;
-  }
-
-  #withDefaults(config: NodeConfig | undefined): NodeConfig {
-    if (!this.#nodeDefaults) return config ?? {};
-    return { ...this.#nodeDefaults, ...config, extra: { ...this.#nodeDefaults.extra, ...config?.extra } };
-  }
 
   /**
    * Creates a node configured in the same request (XEP-0060 create-and-configure), on top of
    * `nodeDefaults`. Rejects with StanzaError `conflict` if it exists, PubSubForbiddenError if
    * this JID may not create nodes.
    */
-  async createNode(node: string, config?: NodeConfig, options: WaitOptions = {}): Promise<void> {
-    const fields = await this.#configFields(this.#withDefaults(config), options);
-    const configure = xml('configure');
-    if (fields.size > 0) configure.cnode(submitForm(NS_PUBSUB_NODE_CONFIG, fields));
-    const create = xml('pubsub', { xmlns: NS_PUBSUB }, xml('create', { node }), configure);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#request('set', create, 'create', node, options);
-        return;
-      } catch (err) {
-        // ejabberd aborts concurrent node creations (a mnesia lock cycle on its node index) with
-        // `internal-server-error` "Database failure"; nothing was created, so trying again is safe.
-        const transient =
-          err instanceof StanzaError &&
-          err.condition === 'internal-server-error' &&
-          /database failure/i.test(err.text ?? '');
-        if (!transient || attempt >= 4 || options.signal?.aborted) throw err;
-        await new Promise((r) => setTimeout(r, 10 * attempt + Math.floor(Math.random() * 40)));
-      }
-    }
+  createNode(node: string, config?: NodeConfig, options: WaitOptions = {}): Promise<void> {
+    return this.#owner.createNode(node, config, options);
   }
 
   /**
    * Creates the node, or — when it exists — applies `config` to it (unless `reconfigure: false`).
    * Returns true when it was created. Idempotent: services call it at every start.
    */
-  async ensureNode(
+  ensureNode(
     node: string,
     config?: NodeConfig,
     options: WaitOptions & { reconfigure?: boolean } = {},
   ): Promise<boolean> {
-    try {
-      await this.createNode(node, config, options);
-      return true;
-    } catch (err) {
-      if (!(err instanceof StanzaError) || err.condition !== 'conflict') throw err;
-    }
-    if (options.reconfigure !== false && config && Object.keys(config).length > 0) {
-      await this.configureNode(node, config, options);
-    }
-    return false;
+    return this.#owner.ensureNode(node, config, options);
   }
 
   /** The node's configuration, typed (unknown fields in `extra`). */
-  async getNodeConfig(node: string, options: WaitOptions = {}): Promise<NodeConfig> {
-    const res = await this.#request(
-      'get',
-      xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('configure', { node })),
-      'configure',
-      node,
-      options,
-    );
-    const form = findForm(findChild(PubSub.#pubsubOf(res) ?? res, 'configure'));
-    if (!form) return {};
-    return configFromForm(parseForm(form));
+  getNodeConfig(node: string, options: WaitOptions = {}): Promise<NodeConfig> {
+    return this.#owner.getNodeConfig(node, options);
   }
 
   /** Changes the options given in `config`; others keep their value. */
-  async configureNode(node: string, config: NodeConfig, options: WaitOptions = {}): Promise<void> {
-    const fields = await this.#configFields(config, options);
-    await this.#request(
-      'set',
-      xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('configure', { node }, submitForm(NS_PUBSUB_NODE_CONFIG, fields))),
-      'configure',
-      node,
-      options,
-    );
+  configureNode(node: string, config: NodeConfig, options: WaitOptions = {}): Promise<void> {
+    return this.#owner.configureNode(node, config, options);
   }
 
   /** Deletes the node (subscribers get a `delete` event where `notify_delete` is on). */
-  async deleteNode(node: string, options: WaitOptions & { redirect?: string } = {}): Promise<void> {
-    const del = xml('delete', { node }, options.redirect ? xml('redirect', { uri: options.redirect }) : null);
-    await this.#request('set', xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, del), 'delete', node, options);
+  deleteNode(node: string, options: WaitOptions & { redirect?: string } = {}): Promise<void> {
+    return this.#owner.deleteNode(node, options);
   }
 
   /** Removes every item of the node (subscribers get a `purge` event). */
-  async purgeNode(node: string, options: WaitOptions = {}): Promise<void> {
-    await this.#request(
-      'set',
-      xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('purge', { node })),
-      'purge',
-      node,
-      options,
-    );
+  purgeNode(node: string, options: WaitOptions = {}): Promise<void> {
+    return this.#owner.purgeNode(node, options);
   }
 
   /** Affiliations of the node (owner only). */
-  async getAffiliations(node: string, options: WaitOptions = {}): Promise<Map<string, Affiliation>> {
-    const res = await this.#request(
-      'get',
-      xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('affiliations', { node })),
-      'affiliations',
-      node,
-      options,
-    );
-    const out = new Map<string, Affiliation>();
-    const affs = findChild(PubSub.#pubsubOf(res) ?? res, 'affiliations');
-    for (const a of affs ? childElements(affs) : []) {
-      const jid = a.attrs['jid'];
-      if (jid) out.set(jid, (a.attrs['affiliation'] ?? 'none') as Affiliation);
-    }
-    return out;
+  getAffiliations(node: string, options: WaitOptions = {}): Promise<Map<string, Affiliation>> {
+    return this.#owner.getAffiliations(node, options);
   }
 
   /** Sets affiliations (owner only), e.g. `{ 'svc-b.example': 'publisher' }`; `'none'` removes one. */
-  async setAffiliations(
+  setAffiliations(
     node: string,
     affiliations: Readonly<Record<string, Affiliation>>,
     options: WaitOptions = {},
   ): Promise<void> {
-    const el = xml('affiliations', { node });
-    for (const [jid, affiliation] of Object.entries(affiliations)) el.cnode(xml('affiliation', { jid, affiliation }));
-    await this.#request('set', xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, el), 'affiliations', node, options);
+    return this.#owner.setAffiliations(node, affiliations, options);
   }
 
   /**
    * Makes sure each JID may publish to the node: grants `publisher` to those that are neither
    * owner nor publisher yet. Call it as the node's owner when a service's publishers are known.
    */
-  async ensurePublishers(node: string, jids: readonly string[], options: WaitOptions = {}): Promise<void> {
-    const current = await this.getAffiliations(node, options);
-    const grant: Record<string, Affiliation> = {};
-    for (const j of jids) {
-      const a = current.get(j) ?? current.get(bareJid(j));
-      if (a !== 'owner' && a !== 'publisher') grant[bareJid(j)] = 'publisher';
-    }
-    if (Object.keys(grant).length > 0) await this.setAffiliations(node, grant, options);
+  ensurePublishers(node: string, jids: readonly string[], options: WaitOptions = {}): Promise<void> {
+    return this.#owner.ensurePublishers(node, jids, options);
   }
 
   /** Subscriptions to the node, all subscribers (owner only). */
-  async getSubscribers(node: string, options: WaitOptions = {}): Promise<Subscription[]> {
-    const res = await this.#request(
-      'get',
-      xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('subscriptions', { node })),
-      'subscriptions',
-      node,
-      options,
-    );
-    return PubSub.#parseSubscriptions(res, node);
+  getSubscribers(node: string, options: WaitOptions = {}): Promise<Subscription[]> {
+    return this.#owner.getSubscribers(node, options);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Publisher operations
 
   /**
-   * Validates `value` against the contract, encodes it and publishes it as item `id`. Resolves
-   * with the item id once the service accepted it. Throws ValidationError before sending
-   * anything when the payload is invalid; PubSubForbiddenError without publish rights;
+   * Validates `value` against the contract, encodes it and publishes it as item `id` of `node`.
+   * Resolves with the item id once the service accepted it. Throws ValidationError before
+   * sending anything when the payload is invalid; PubSubForbiddenError without publish rights;
    * PreconditionNotMetError when `preconditions` do not match the node.
    */
   publish<C extends PayloadContract>(
-    node: string,
     contract: C,
+    node: string,
     value: PayloadOf<C>,
     options: PublishOptions = {},
   ): Promise<string> {
@@ -586,156 +317,61 @@ export class PubSub {
     return this.publishElement(node, el, options);
   }
 
-  /** Publishes a ready-made payload element (the raw escape hatch). */
+  /** Publishes a ready-made payload element (the raw escape hatch); `headers` are appended to it. */
   publishElement(node: string, payload: Element, options: PublishOptions = {}): Promise<string> {
     const id = options.id ?? randomId();
+    if (options.headers !== undefined) appendHeaders(payload, options.headers);
     const ps = xml('pubsub', { xmlns: NS_PUBSUB }, xml('publish', { node }, xml('item', { id }, payload)));
     if (options.preconditions) {
       const fields = configToFields(options.preconditions);
       ps.cnode(xml('publish-options', null, submitForm(NS_PUBSUB_PUBLISH_OPTIONS, fields)));
     }
-    return this.#request('set', ps, 'publish', node, options).then(() => id);
+    return this.#req.request('set', ps, 'publish', node, options).then(() => id);
   }
 
   /** Retracts (deletes) an item; subscribers are notified unless `notify: false`. */
   async retract(node: string, id: string, options: WaitOptions & { notify?: boolean } = {}): Promise<void> {
     const notify = options.notify === false ? undefined : 'true';
-    await this.#request(
-      'set',
-      xml('pubsub', { xmlns: NS_PUBSUB }, xml('retract', { node, notify }, xml('item', { id }))),
-      'retract',
-      node,
-      options,
-    );
+    const ps = xml('pubsub', { xmlns: NS_PUBSUB }, xml('retract', { node, notify }, xml('item', { id })));
+    await this.#req.request('set', ps, 'retract', node, options);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Subscriber operations
 
-  static #parseSubscriptions(res: Element, node?: string): Subscription[] {
-    const ps = PubSub.#pubsubOf(res) ?? res;
-    const subs = findChild(ps, 'subscriptions');
-    const out: Subscription[] = [];
-    for (const s of subs ? childElements(subs) : []) {
-      if (localName(s) !== 'subscription') continue;
-      out.push({
-        node: s.attrs['node'] ?? subs?.attrs['node'] ?? node ?? '',
-        jid: s.attrs['jid'] ?? '',
-        subid: s.attrs['subid'],
-        state: (s.attrs['subscription'] ?? 'subscribed') as SubscriptionState,
-      });
-    }
-    return out;
-  }
-
   /**
    * Subscribes `jid` (default: this client). Idempotent: an existing subscription of this JID is
    * returned instead of creating a second one (ejabberd would deliver each event twice).
    */
-  async subscribe(node: string, options: SubscribeOptions = {}): Promise<Subscription> {
-    const jid = options.jid ?? this.jid;
-    if (this.#fromFor(jid) === jid || bareJid(jid) === this.jid) {
-      const existing = (await this.#subscriptionsAs(jid, node, options)).find(
-        (s) => s.node === node && s.jid === jid && s.state === 'subscribed',
-      );
-      if (existing && !options.options) return existing;
-    }
-    const ps = xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscribe', { node, jid }));
-    if (options.options) {
-      ps.cnode(xml('options', null, submitForm(NS_PUBSUB_SUBSCRIBE_OPTIONS, toFieldMap(options.options))));
-    }
-    const res = await this.#request('set', ps, 'subscribe', node, options, jid);
-    const s = findChild(PubSub.#pubsubOf(res) ?? res, 'subscription');
-    return {
-      node: s?.attrs['node'] ?? node,
-      jid: s?.attrs['jid'] ?? jid,
-      subid: s?.attrs['subid'],
-      state: (s?.attrs['subscription'] ?? 'subscribed') as SubscriptionState,
-    };
+  subscribe(node: string, options: SubscribeOptions = {}): Promise<Subscription> {
+    return this.#sub.subscribe(node, options);
   }
 
   /** Unsubscribes `jid` (default: this client). Not being subscribed is not an error. */
-  async unsubscribe(node: string, options: UnsubscribeOptions = {}): Promise<void> {
-    const jid = options.jid ?? this.jid;
-    try {
-      await this.#request(
-        'set',
-        xml('pubsub', { xmlns: NS_PUBSUB }, xml('unsubscribe', { node, jid, subid: options.subid })),
-        'unsubscribe',
-        node,
-        options,
-        jid,
-      );
-    } catch (err) {
-      // `unexpected-request` + `<not-subscribed/>` (XEP-0060 §6.2.3.2): already the wanted state.
-      if (err instanceof StanzaError && err.condition === 'unexpected-request') return;
-      throw err;
-    }
+  unsubscribe(node: string, options: UnsubscribeOptions = {}): Promise<void> {
+    return this.#sub.unsubscribe(node, options);
   }
 
   /** This client's subscriptions (of one node, or all). */
-  async subscriptions(options: WaitOptions & { node?: string; jid?: string } = {}): Promise<Subscription[]> {
-    return this.#subscriptionsAs(options.jid, options.node, options);
-  }
-
-  async #subscriptionsAs(
-    jid: string | undefined,
-    node: string | undefined,
-    options: WaitOptions,
-  ): Promise<Subscription[]> {
-    const res = await this.#request(
-      'get',
-      xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscriptions', { node })),
-      'subscriptions',
-      node,
-      options,
-      jid,
-    );
-    const all = PubSub.#parseSubscriptions(res, node);
-    return node === undefined ? all : all.filter((s) => s.node === node);
+  subscriptions(options: WaitOptions & { node?: string; jid?: string } = {}): Promise<Subscription[]> {
+    return this.#sub.subscriptions(options.jid, options.node, options);
   }
 
   /**
    * Subscription options form (XEP-0060 §6.3). Prosody offers it; ejabberd answers
    * `feature-not-implemented` (StanzaError).
    */
-  async getSubscriptionOptions(node: string, options: UnsubscribeOptions = {}): Promise<DataForm> {
-    const jid = options.jid ?? this.jid;
-    const res = await this.#request(
-      'get',
-      xml('pubsub', { xmlns: NS_PUBSUB }, xml('options', { node, jid, subid: options.subid })),
-      'options',
-      node,
-      options,
-      jid,
-    );
-    const form = findForm(findChild(PubSub.#pubsubOf(res) ?? res, 'options'));
-    return form ? parseForm(form) : { type: 'form', formType: undefined, fields: new Map() };
+  getSubscriptionOptions(node: string, options: UnsubscribeOptions = {}): Promise<DataForm> {
+    return this.#sub.getOptions(node, options);
   }
 
   /** Sets subscription options (fields of `pubsub#subscribe_options`). */
-  async setSubscriptionOptions(
+  setSubscriptionOptions(
     node: string,
     fields: ReadonlyMap<string, FieldValue> | Readonly<Record<string, FieldValue>>,
     options: UnsubscribeOptions = {},
   ): Promise<void> {
-    const jid = options.jid ?? this.jid;
-    await this.#request(
-      'set',
-      xml(
-        'pubsub',
-        { xmlns: NS_PUBSUB },
-        xml(
-          'options',
-          { node, jid, subid: options.subid },
-          submitForm(NS_PUBSUB_SUBSCRIBE_OPTIONS, toFieldMap(fields)),
-        ),
-      ),
-      'options',
-      node,
-      options,
-      jid,
-    );
+    return this.#sub.setOptions(node, fields, options);
   }
 
   /**
@@ -743,58 +379,64 @@ export class PubSub {
    * ejabberd return oldest first (ejabberd keeps a replaced item at its first position); pages
    * of XEP-0059 result sets are followed.
    */
-  async items(node: string, options: ItemsOptions = {}): Promise<Item[]> {
-    const out: Item[] = [];
-    let after: string | undefined;
-    for (let page = 0; page < 1000; page++) {
-      const items = xml('items', { node, max_items: options.max });
-      for (const id of options.ids ?? []) items.cnode(xml('item', { id }));
-      const ps = xml('pubsub', { xmlns: NS_PUBSUB }, items);
-      if (after !== undefined) ps.cnode(xml('set', { xmlns: NS_RSM }, xml('after', null, after)));
-      const res = await this.#request('get', ps, 'items', node, options);
-      const body = PubSub.#pubsubOf(res);
-      const got = body ? findChild(body, 'items') : undefined;
-      let n = 0;
-      for (const i of got ? childElements(got) : []) {
-        if (localName(i) !== 'item') continue;
-        n++;
-        out.push({ id: i.attrs['id'] ?? '', payload: childElements(i)[0], publisher: i.attrs['publisher'] });
-      }
-      // Follow RSM paging only for "all items" requests that came back incomplete.
-      const set = body ? findChild(body, 'set', NS_RSM) : undefined;
-      if (!set || options.max !== undefined || options.ids || n === 0) break;
-      const count = Number(findChild(set, 'count')?.children[0] ?? NaN);
-      const last = findChild(set, 'last');
-      if (!last || !Number.isFinite(count) || out.length >= count) break;
-      after = String(last.children[0] ?? '');
-    }
-    return out;
+  items(node: string, options: ItemsOptions = {}): Promise<Item[]> {
+    return this.#sub.items(node, options);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Typed consumption
 
   /**
-   * Consumes a node's events as typed, validated payloads. Invalid payloads are reported
-   * (`onInvalid`, logger) and skipped, never thrown into the handler. With `durable` the consumer
-   * records its position and catches up after downtime; with `group` one live instance of the
-   * group handles each event (competing consumers). See ConsumeOptions.
+   * A consumer of `node`'s events as typed, validated payloads; `await consumer.start()` makes
+   * it ready (subscribed and caught up). Invalid payloads are logged, reported (`onInvalid`) and
+   * skipped, never thrown into the handler. With `durable` the consumer records its position and
+   * catches up after downtime; with `group` one live instance of the group handles each event
+   * (competing consumers). See ConsumeOptions. `close()` of this client closes its consumers.
    */
   consume<C extends PayloadContract>(
-    node: string,
     contract: C,
+    node: string,
     handler: EventHandler<PayloadOf<C>>,
     options: ConsumeOptions = {},
   ): Consumer<C> {
-    return new Consumer(this, node, contract, handler, options);
+    if (this.#status === 'closed') throw new ClosedError('PubSub is closed');
+    const c: Consumer<C> = new Consumer<C>(
+      this.#host,
+      { contract, node, handler, onClose: () => this.#consumers.delete(c) },
+      options,
+    );
+    this.#consumers.add(c);
+    return c;
   }
 
-  /** Stops listening for notifications (subscriptions on the service are left as they are). */
-  close(): void {
-    this.#closed = true;
-    this.#off();
-    this.#listeners.clear();
-    this.#nodeListeners.clear();
-    this.#addressed.clear();
+  /** The narrow view consumers are built on (see ConsumerHost). */
+  #hostView(): ConsumerHost {
+    const checkpoints = new Map<string, Checkpoint>();
+    const store: CheckpointStore = {
+      load: (key) => {
+        const c = checkpoints.get(key);
+        return Promise.resolve(c ? { lastId: c.lastId, recent: [...c.recent] } : undefined);
+      },
+      save: (key, c) => {
+        checkpoints.set(key, { lastId: c.lastId, recent: [...c.recent] });
+        return Promise.resolve();
+      },
+    };
+    return {
+      session: this.session,
+      service: this.service,
+      jid: this.jid,
+      checkpoints: store,
+      groups: new GroupRoutes(this.session),
+      start: (o) => this.start(o),
+      onNode: (n, l, o) => this.onNode(n, l, o),
+      subscribe: (n, o) => this.subscribe(n, o),
+      unsubscribe: (n, o) => this.unsubscribe(n, o),
+      items: (n, o) => this.items(n, o),
+      ensureNode: (n, c, o) => this.ensureNode(n, c, o),
+      createNode: (n, c, o) => this.createNode(n, c, o),
+      deleteNode: (n, o) => this.deleteNode(n, o),
+      publishElement: (n, p, o) => this.publishElement(n, p, o),
+    };
   }
 }

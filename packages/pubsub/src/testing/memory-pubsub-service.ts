@@ -1,13 +1,12 @@
 /**
- * A small in-memory XEP-0060 service for unit tests: connect it to a MemoryHub (or any
- * transport) and it answers the IQs `PubSub` sends — create/configure/default/delete/purge,
+ * A small in-memory XEP-0060 service for unit tests: give it a session over a MemoryHub (or any
+ * transport), `await service.start()`, and it answers the IQs `PubSub` sends — create/configure/default/delete/purge,
  * publish (with publish-options preconditions and max_items eviction), retract, subscribe,
  * unsubscribe, subscriptions, options, items, affiliations, disco — and sends notifications the
  * way Prosody does (`headline` by default). Permissions follow Prosody: only `admins` create
  * nodes; publishing needs owner/publisher (or admin). Not for production.
  */
 import {
-  IqRouter,
   NS_DISCO_INFO,
   NS_DISCO_ITEMS,
   StanzaError,
@@ -19,7 +18,7 @@ import {
   resultReply,
   xml,
   type Element,
-  type Transport,
+  type Session,
 } from '@xmppbus/core';
 import { clone } from 'ltx';
 import { findForm, parseForm } from '../forms.js';
@@ -58,8 +57,8 @@ const DEFAULTS: readonly [string, string][] = [
   ['pubsub#notify_config', '0'],
 ];
 
-export class MemoryPubSubService {
-  readonly transport: Transport;
+export class MemoryPubSubService implements AsyncDisposable {
+  readonly session: Session;
   readonly nodes = new Map<string, MemNode>();
   readonly #admins: Set<string>;
   readonly #openCreate: boolean;
@@ -69,18 +68,39 @@ export class MemoryPubSubService {
   /** Publish requests answered (for assertions). */
   published = 0;
 
-  constructor(transport: Transport, options: MemoryPubSubServiceOptions = {}) {
-    this.transport = transport;
+  #offs: (() => void)[] = [];
+
+  constructor(session: Session, options: MemoryPubSubServiceOptions = {}) {
+    this.session = session;
     this.#admins = new Set((options.admins ?? []).map(bareJid));
     this.#openCreate = options.openCreate ?? false;
     this.#cap = options.maxItemsCap ?? 1000;
     this.#defaults = new Map(DEFAULTS);
     this.#defaults.set('pubsub#max_items', String(options.defaultMaxItems ?? 20));
-    const router = IqRouter.for(transport);
-    router.handle(NS_PUBSUB, 'pubsub', (iq, p) => this.#safe(iq, () => this.#pubsub(iq, p)));
-    router.handle(NS_PUBSUB_OWNER, 'pubsub', (iq, p) => this.#safe(iq, () => this.#owner(iq, p)));
-    router.handle(NS_DISCO_ITEMS, 'query', (iq, p) => this.#safe(iq, () => this.#discoItems(p)));
-    router.handle(NS_DISCO_INFO, 'query', (iq, p) => this.#safe(iq, () => this.#discoInfo(p)));
+  }
+
+  /** Registers the service's IQ handlers and starts the session. */
+  async start(): Promise<void> {
+    if (this.#offs.length === 0) {
+      const router = this.session.router;
+      this.#offs.push(
+        router.handle(NS_PUBSUB, 'pubsub', (iq, p) => this.#safe(iq, () => this.#pubsub(iq, p))),
+        router.handle(NS_PUBSUB_OWNER, 'pubsub', (iq, p) => this.#safe(iq, () => this.#owner(iq, p))),
+        router.handle(NS_DISCO_ITEMS, 'query', (iq, p) => this.#safe(iq, () => this.#discoItems(p))),
+        router.handle(NS_DISCO_INFO, 'query', (iq, p) => this.#safe(iq, () => this.#discoInfo(p))),
+      );
+    }
+    await this.session.start();
+  }
+
+  /** Stops answering and closes the session. */
+  async close(): Promise<void> {
+    for (const off of this.#offs.splice(0)) off();
+    await this.session.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   #safe(iq: Element, fn: () => Element | undefined): void {
@@ -93,7 +113,7 @@ export class MemoryPubSubService {
         err instanceof StanzaError ? err : new StanzaError({ condition: 'internal-server-error', text: String(err) }),
       );
     }
-    void this.transport.send(reply).catch(() => undefined);
+    void this.session.send(reply).catch(() => undefined);
   }
 
   #node(name: string | undefined): MemNode {
@@ -139,10 +159,10 @@ export class MemoryPubSubService {
       if (jid === except) continue;
       const msg = xml(
         'message',
-        { from: this.transport.address, to: jid, type },
+        { from: this.session.address, to: jid, type },
         xml('event', { xmlns: NS_PUBSUB_EVENT }, clone(child)),
       );
-      void this.transport.send(msg).catch(() => undefined);
+      void this.session.send(msg).catch(() => undefined);
     }
     void name;
   }
@@ -345,7 +365,7 @@ export class MemoryPubSubService {
   #discoItems(q: Element): Element {
     const out = xml('query', { xmlns: NS_DISCO_ITEMS, node: q.attrs['node'] });
     if (q.attrs['node'] === undefined) {
-      for (const name of this.nodes.keys()) out.cnode(xml('item', { jid: this.transport.address, node: name }));
+      for (const name of this.nodes.keys()) out.cnode(xml('item', { jid: this.session.address, node: name }));
     }
     return out;
   }
