@@ -1,9 +1,18 @@
 import { Type } from '@sinclair/typebox';
-import { IqCaller, ServiceUnavailableError, deferred } from '@xmppbus/core';
+import {
+  ClosedError,
+  ManualClock,
+  ServiceUnavailableError,
+  Session,
+  deferred,
+  type Clock,
+  type Element,
+} from '@xmppbus/core';
 import { method } from '@xmppbus/schema';
-import { memoryHub, type MemoryHub, type MemoryTransport } from '@xmppbus/transport-memory';
+import { waitFor } from '@xmppbus/testing';
+import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RpcClient, RpcServer, discoverInstances, type ServiceClient } from './index.js';
+import { RpcServer, ServiceClient, discoverInstances, type ServiceClientOptions } from './index.js';
 
 const NS = 'urn:example:inventory:1';
 const Lookup = method({
@@ -29,14 +38,18 @@ const Hold = method({
 });
 
 let hub: MemoryHub;
-let caller: MemoryTransport;
-const instances: MemoryTransport[] = [];
-const handles: ServiceClient[] = [];
+let sessions: Session[];
+let caller: Session;
 
-function startInstance(jid: string, gate?: Promise<void>): { t: MemoryTransport; server: RpcServer; calls: string[] } {
-  const t = hub.connect(jid);
-  instances.push(t);
-  const server = new RpcServer({ transport: t });
+interface Started {
+  session: Session;
+  server: RpcServer;
+  calls: string[];
+}
+
+async function startInstance(jid: string, gate?: Promise<void>): Promise<Started> {
+  const session = newSession(jid);
+  const server = new RpcServer({ session });
   const calls: string[] = [];
   server.handle(Lookup, ({ sku }) => {
     calls.push(sku);
@@ -48,43 +61,64 @@ function startInstance(jid: string, gate?: Promise<void>): { t: MemoryTransport;
     if (gate) await gate;
     return { by: jid };
   });
-  return { t, server, calls };
+  await server.start();
+  return { session, server, calls };
+}
+
+function newSession(address: string, clock?: Clock): Session {
+  const s = new Session({ transport: hub.connect(address), ...(clock ? { clock } : {}) });
+  sessions.push(s);
+  return s;
 }
 
 beforeEach(() => {
   hub = memoryHub();
-  caller = hub.connect('web.test');
+  sessions = [];
+  caller = newSession('web.test');
 });
 
 afterEach(async () => {
-  for (const h of handles.splice(0)) h.close();
-  for (const t of instances.splice(0)) await t.close();
-  await caller.close();
+  for (const s of sessions) await s.close();
 });
 
-function service(client: RpcClient, ...args: Parameters<RpcClient['service']>): ServiceClient {
-  const h = client.service(...args);
-  handles.push(h);
-  return h;
+async function service(options: Omit<ServiceClientOptions, 'session'>, on: Session = caller): Promise<ServiceClient> {
+  const svc = new ServiceClient({ session: on, ...options });
+  await svc.start();
+  return svc;
 }
+
+const stateOf = (svc: ServiceClient, jid: string): string | undefined =>
+  svc.instances.find((i) => i.jid === jid)?.state;
 
 describe('ServiceClient (memory hub)', () => {
   it('round-robin spreads calls evenly over the instances', async () => {
-    const i1 = startInstance('inv-1.test');
-    const i2 = startInstance('inv-2.test');
-    const i3 = startInstance('inv-3.test');
-    const client = new RpcClient({ transport: caller });
-    const svc = service(client, ['inv-1.test', 'inv-2.test', 'inv-3.test'], { strategy: 'round-robin' });
+    const i1 = await startInstance('inv-1.test');
+    const i2 = await startInstance('inv-2.test');
+    const i3 = await startInstance('inv-3.test');
+    const svc = await service({ target: ['inv-1.test', 'inv-2.test', 'inv-3.test'], strategy: 'round-robin' });
     for (let i = 0; i < 30; i++) await svc.call(Lookup, { sku: `s${i}` });
     expect([i1.calls.length, i2.calls.length, i3.calls.length]).toEqual([10, 10, 10]);
   });
 
+  it('has no side effects before start(), refuses calls after drain()/close()', async () => {
+    await startInstance('inv-1.test');
+    const routed = hub.routed;
+    const svc = new ServiceClient({ session: caller, target: 'inv-1.test' });
+    expect(hub.routed).toBe(routed); // no watch presence before start()
+    await expect(svc.call(Lookup, { sku: 'x' })).rejects.toBeInstanceOf(ClosedError);
+    await svc.start();
+    await expect(svc.call(Lookup, { sku: 'x' })).resolves.toEqual({ sku: 'x', by: 'inv-1.test' });
+    await svc.drain({ timeout: 1000 });
+    await expect(svc.call(Lookup, { sku: 'y' })).rejects.toBeInstanceOf(ClosedError);
+    await svc[Symbol.asyncDispose]();
+    expect(svc.status).toBe('closed');
+  });
+
   it('least-in-flight avoids the instance that is busy', async () => {
     const gate = deferred<void>();
-    const slow = startInstance('inv-1.test', gate.promise);
-    const fast = startInstance('inv-2.test');
-    const client = new RpcClient({ transport: caller });
-    const svc = service(client, ['inv-1.test', 'inv-2.test'], { strategy: 'least-in-flight' });
+    const slow = await startInstance('inv-1.test', gate.promise);
+    const fast = await startInstance('inv-2.test');
+    const svc = await service({ target: ['inv-1.test', 'inv-2.test'], strategy: 'least-in-flight' });
     // Park 3 calls: they land on both, but inv-1 never answers while gated.
     const held = [svc.call(Hold, {}), svc.call(Hold, {}), svc.call(Hold, {})];
     await waitFor(() => slow.calls.length + fast.calls.length === 3);
@@ -99,38 +133,41 @@ describe('ServiceClient (memory hub)', () => {
   });
 
   it('fails over idempotent calls when an instance dies, without caller-visible errors', async () => {
-    const i1 = startInstance('inv-1.test');
-    const i2 = startInstance('inv-2.test');
-    const client = new RpcClient({ transport: caller });
-    const svc = service(client, ['inv-1.test', 'inv-2.test'], { strategy: 'round-robin' });
+    const i1 = await startInstance('inv-1.test');
+    const i2 = await startInstance('inv-2.test');
+    const svc = await service({ target: ['inv-1.test', 'inv-2.test'], strategy: 'round-robin' });
     await svc.call(Lookup, { sku: 'warm' });
-    await i1.t.close();
+    await i1.session.close();
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => svc.call(Lookup, { sku: `k${i}` })));
     expect(results.every((r) => r.by === 'inv-2.test')).toBe(true);
-    expect(svc.instances.find((i) => i.jid === 'inv-1.test')!.state).toBe('down');
+    expect(stateOf(svc, 'inv-1.test')).toBe('down');
     expect(i2.calls.length).toBeGreaterThanOrEqual(20);
-    expect(IqCaller.for(caller).pending).toBe(0);
+    expect(caller.caller.pending).toBe(0);
   });
 
   it('moves idempotent calls in flight on a vanished instance to another one', async () => {
+    const clock = new ManualClock(Date.now()); // instances run on the system clock: deadlines must make sense to them
+    const web = newSession('web2.test', clock);
     const never = new Promise<void>(() => {});
-    const i1 = startInstance('inv-1.test', never);
-    startInstance('inv-2.test');
-    const client = new RpcClient({ transport: caller });
-    const svc = service(client, ['inv-1.test', 'inv-2.test'], { strategy: 'round-robin', probeInterval: 20 });
+    const i1 = await startInstance('inv-1.test', never);
+    await startInstance('inv-2.test');
+    const svc = await service(
+      { target: ['inv-1.test', 'inv-2.test'], strategy: 'round-robin', probeInterval: 20 },
+      web,
+    );
     const calls = [svc.call(Hold, {}, { timeout: 10_000 }), svc.call(Hold, {}, { timeout: 10_000 })];
     await waitFor(() => i1.calls.length === 1);
-    await i1.t.close(); // its reply will never come; the health probe notices, the call moves on
+    await i1.session.close(); // its reply will never come; the health probe notices, the call moves on
+    clock.advance(20); // the probe of an instance with a call outstanding for a probe interval
     const results = await Promise.all(calls);
     expect(results.map((r) => r.by)).toEqual(['inv-2.test', 'inv-2.test']);
   });
 
   it('does not retry non-idempotent calls: the caller sees the typed unavailable error', async () => {
-    const i1 = startInstance('inv-1.test');
-    startInstance('inv-2.test');
-    const client = new RpcClient({ transport: caller });
-    const svc = service(client, ['inv-1.test', 'inv-2.test'], { strategy: 'round-robin' });
-    await i1.t.close();
+    const i1 = await startInstance('inv-1.test');
+    await startInstance('inv-2.test');
+    const svc = await service({ target: ['inv-1.test', 'inv-2.test'], strategy: 'round-robin' });
+    await i1.session.close();
     const outcomes = await Promise.all(
       [0, 1].map(() =>
         svc.call(Reserve, { sku: 'a' }).then(
@@ -147,10 +184,9 @@ describe('ServiceClient (memory hub)', () => {
 
   it('a draining instance tells its watchers by presence; calls go elsewhere, in-flight ones finish', async () => {
     const gate = deferred<void>();
-    const i1 = startInstance('inv-1.test', gate.promise);
-    const i2 = startInstance('inv-2.test');
-    const client = new RpcClient({ transport: caller });
-    const svc = service(client, ['inv-1.test', 'inv-2.test'], { strategy: 'round-robin' });
+    const i1 = await startInstance('inv-1.test', gate.promise);
+    const i2 = await startInstance('inv-2.test');
+    const svc = await service({ target: ['inv-1.test', 'inv-2.test'], strategy: 'round-robin' });
     await svc.call(Lookup, { sku: 'warm-1' });
     await svc.call(Lookup, { sku: 'warm-2' });
     const inflight = svc.call(Hold, {});
@@ -158,45 +194,66 @@ describe('ServiceClient (memory hub)', () => {
     const target = i1.calls.includes('hold') ? i1 : i2;
     const other = target === i1 ? i2 : i1;
     const drained = target.server.drain();
-    await waitFor(() => svc.instances.find((i) => i.jid === target.t.address)!.state === 'draining');
+    await waitFor(() => stateOf(svc, target.session.address) === 'draining');
     const before = other.calls.length;
     for (let i = 0; i < 6; i++) await svc.call(Lookup, { sku: `d${i}` });
     expect(other.calls.length - before).toBe(6);
     gate.resolve();
-    await expect(inflight).resolves.toEqual({ by: target.t.address });
+    await expect(inflight).resolves.toEqual({ by: target.session.address });
     await drained;
   });
 
   it('keeps a draining instance out until a restarted one says it serves again', async () => {
-    const i1 = startInstance('inv-1.test');
-    startInstance('inv-2.test');
-    const client = new RpcClient({ transport: caller });
-    const svc = service(client, ['inv-1.test', 'inv-2.test'], { strategy: 'round-robin', probeInterval: 10 });
-    const state = (): string => svc.instances.find((i) => i.jid === 'inv-1.test')!.state;
+    const clock = new ManualClock(Date.now()); // instances run on the system clock: deadlines must make sense to them
+    const web = newSession('web2.test', clock);
+    const i1 = await startInstance('inv-1.test');
+    await startInstance('inv-2.test');
+    const svc = await service(
+      { target: ['inv-1.test', 'inv-2.test'], strategy: 'round-robin', probeInterval: 10 },
+      web,
+    );
+    const state = (): string | undefined => stateOf(svc, 'inv-1.test');
+    // Count the probes inv-1 answers and the presence answers it sends to the client.
+    let pings = 0;
+    let presences = 0;
+    web.transport.onStanza((s: Element) => {
+      if (s.attrs['from'] !== 'inv-1.test') return;
+      if (s.name === 'iq' && s.attrs['type'] === 'result') pings++;
+      if (s.name === 'presence') presences++;
+    });
     await i1.server.drain();
     await waitFor(() => state() === 'draining');
     // Still connected and answering pings, but draining: several probe rounds later it is still out.
-    await new Promise((r) => setTimeout(r, 150));
-    expect(state()).toBe('draining');
+    for (let round = 1; round <= 3; round++) {
+      clock.advance(5 * 10);
+      await waitFor(() => pings >= round && presences >= round, { what: `probe round ${round}` });
+      expect(state()).toBe('draining');
+    }
     for (let i = 0; i < 4; i++) await expect(svc.call(Reserve, { sku: 'x' })).resolves.toEqual({ by: 'inv-2.test' });
     // The process restarts under the same name: its presence answer brings it back.
-    await i1.t.close();
-    const again = startInstance('inv-1.test');
+    await i1.session.close();
+    const again = await startInstance('inv-1.test');
+    clock.advance(5 * 10);
     await waitFor(() => state() === 'up');
     for (let i = 0; i < 4; i++) await svc.call(Lookup, { sku: `r${i}` });
     expect(again.calls.length).toBe(2);
   });
 
   it('probes a down instance and uses it again once it is back', async () => {
-    const i1 = startInstance('inv-1.test');
-    startInstance('inv-2.test');
-    const client = new RpcClient({ transport: caller });
-    const svc = service(client, ['inv-1.test', 'inv-2.test'], { strategy: 'round-robin', probeInterval: 10 });
+    const clock = new ManualClock(Date.now()); // instances run on the system clock: deadlines must make sense to them
+    const web = newSession('web2.test', clock);
+    const i1 = await startInstance('inv-1.test');
+    await startInstance('inv-2.test');
+    const svc = await service(
+      { target: ['inv-1.test', 'inv-2.test'], strategy: 'round-robin', probeInterval: 10 },
+      web,
+    );
     hub.disconnect('inv-1.test');
     for (let i = 0; i < 4; i++) await svc.call(Lookup, { sku: `a${i}` });
-    expect(svc.instances.find((i) => i.jid === 'inv-1.test')!.state).toBe('down');
+    expect(stateOf(svc, 'inv-1.test')).toBe('down');
     hub.reconnect('inv-1.test');
-    await waitFor(() => svc.instances.find((i) => i.jid === 'inv-1.test')!.state === 'up');
+    clock.advance(10); // the first probe after a failure comes one probe interval later
+    await waitFor(() => stateOf(svc, 'inv-1.test') === 'up');
     const n = i1.calls.length;
     for (let i = 0; i < 4; i++) await svc.call(Lookup, { sku: `b${i}` });
     expect(i1.calls.length - n).toBe(2);
@@ -204,27 +261,17 @@ describe('ServiceClient (memory hub)', () => {
 
   it('discovers instances through disco#items of a directory and disco#info of each', async () => {
     // The hub has no server entity: play one that lists three components, one of them offline.
-    const server = hub.connect('localhost');
-    instances.push(server);
-    const { IqRouter } = await import('@xmppbus/core');
-    const router = IqRouter.for(server);
-    for (const jid of ['inv-1.test', 'inv-2.test', 'inv-9.test', 'pubsub.test']) router.addDiscoItem({ jid });
-    startInstance('inv-1.test');
-    startInstance('inv-2.test');
+    const server = newSession('localhost');
+    for (const jid of ['inv-1.test', 'inv-2.test', 'inv-9.test', 'pubsub.test']) server.disco.addItem({ jid });
+    await server.start();
+    await startInstance('inv-1.test');
+    await startInstance('inv-2.test');
+    await caller.start();
     const found = await discoverInstances(caller, { server: 'localhost', match: /^inv-/, feature: NS });
     expect(found).toEqual(['inv-1.test', 'inv-2.test']);
-    const client = new RpcClient({ transport: caller });
-    const svc = service(client, { discover: { server: 'localhost', match: /^inv-/, feature: NS } });
+    const svc = await service({ target: { discover: { server: 'localhost', match: /^inv-/, feature: NS } } });
     const r = await svc.call(Lookup, { sku: 'q' });
     expect(['inv-1.test', 'inv-2.test']).toContain(r.by);
     expect(svc.instances.map((i) => i.jid).sort()).toEqual(['inv-1.test', 'inv-2.test']);
   });
 });
-
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
