@@ -1,11 +1,24 @@
 import { Type } from '@sinclair/typebox';
-import { ExpiredError, IqCaller, StanzaError, parseXml, xml, type Element } from '@xmppbus/core';
+import {
+  ConflictError,
+  ExpiredError,
+  ManualClock,
+  Session,
+  StanzaError,
+  XmppBusError,
+  parseXml,
+  xml,
+  type Element,
+  type IqCaller,
+} from '@xmppbus/core';
 import { event } from '@xmppbus/schema';
+import { waitFor } from '@xmppbus/testing';
 import { memoryHub, type MemoryHub, type MemoryTransport } from '@xmppbus/transport-memory';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { OutboxFullError } from './errors.js';
-import { Messenger, type MessageMeta } from './messenger.js';
+import { Messenger } from './messenger.js';
 import type { MessengerOptions } from './options.js';
+import type { MessageContext } from './types.js';
 import { NS_BATCH, NS_QOS_NF } from './wire.js';
 
 const Note = event({
@@ -20,10 +33,27 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function messenger(t: MemoryTransport, options: Partial<MessengerOptions> = {}): Messenger {
-  const m = new Messenger({ transport: t, retry: fast, attemptTimeout: 2000, ...options });
-  cleanups.push(() => m.close());
+const sessions = new WeakMap<Messenger, Session>();
+
+/** A started messenger on its own session over `t` (the session closes after the test). */
+function messenger(
+  t: MemoryTransport,
+  options: Partial<Omit<MessengerOptions, 'session'>> = {},
+  clock?: ManualClock,
+): Messenger {
+  const session = new Session({ transport: t, ...(clock ? { clock } : {}) });
+  const m = new Messenger({ session, retry: fast, attemptTimeout: 2000, ...options });
+  sessions.set(m, session);
+  m.start().catch(() => undefined);
+  cleanups.push(() => session.close());
   return m;
+}
+
+/** A raw IQ caller on `t` (a session with no units). */
+async function callerOn(t: MemoryTransport): Promise<IqCaller> {
+  const session = new Session({ transport: t });
+  await session.start();
+  return session.caller;
 }
 
 function pair(hub: MemoryHub = memoryHub()): { hub: MemoryHub; a: MemoryTransport; b: MemoryTransport } {
@@ -38,15 +68,15 @@ function pair(hub: MemoryHub = memoryHub()): { hub: MemoryHub; a: MemoryTranspor
 
 /** Collects delivered notes; `until(n)` waits until n arrived. */
 function collector(): {
-  seen: { n: number; meta: MessageMeta }[];
-  handler: (v: { n: number }, meta: MessageMeta) => void;
+  seen: { n: number; meta: MessageContext }[];
+  handler: (v: { n: number }, meta: MessageContext) => void;
   until: (count: number) => Promise<void>;
 } {
-  const seen: { n: number; meta: MessageMeta }[] = [];
+  const seen: { n: number; meta: MessageContext }[] = [];
   return {
     seen,
     handler: (v, meta) => void seen.push({ n: v.n, meta }),
-    until: (count) => vi.waitFor(() => expect(seen.length).toBeGreaterThanOrEqual(count), { timeout: 5000 }),
+    until: (count) => waitFor(() => seen.length >= count, { timeout: 5000, what: `${count} notes` }),
   };
 }
 
@@ -56,11 +86,11 @@ describe('Messenger QoS levels (memory hub)', () => {
     const sender = messenger(a);
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
-    await sender.send('svc-b.test', Note, { n: 0, text: 'zero' }, { qos: 0 });
-    await sender.send('svc-b.test', Note, { n: 1, text: 'one' }, { qos: 1 });
-    await sender.send('svc-b.test', Note, { n: 2, text: 'two' }, { qos: 2, headers: [['x-k', 'v']] });
-    await sender.drain({ timeout: 5000 });
+    receiver.handle(Note, c.handler);
+    await sender.send(Note, 'svc-b.test', { n: 0, text: 'zero' }, { qos: 0 });
+    await sender.send(Note, 'svc-b.test', { n: 1, text: 'one' }, { qos: 1 });
+    await sender.send(Note, 'svc-b.test', { n: 2, text: 'two' }, { qos: 2, headers: [['x-k', 'v']] });
+    await sender.flush({ timeout: 5000 });
     await c.until(3);
     expect(c.seen.map((s) => [s.n, s.meta.qos, s.meta.from])).toEqual([
       [0, 0, 'svc-a.test'],
@@ -72,7 +102,7 @@ describe('Messenger QoS levels (memory hub)', () => {
     expect(sender.counters).toMatchObject({ completed: 3, queued: 0, inFlight: 0, deadLettered: 0 });
     expect(receiver.counters.received).toBe(3);
     expect(receiver.pendingInbound.size).toBe(0);
-    expect(IqCaller.for(a).pending).toBe(0);
+    expect(sessions.get(sender)!.caller.pending).toBe(0);
   });
 
   it('pipelines 500 messages per QoS level in order', async () => {
@@ -80,13 +110,13 @@ describe('Messenger QoS levels (memory hub)', () => {
     const sender = messenger(a, { window: 16 });
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
     for (const qos of [1, 2] as const) {
       c.seen.length = 0;
       await Promise.all(
-        Array.from({ length: 500 }, (_, n) => sender.send('svc-b.test', Note, { n, text: 'x' }, { qos })),
+        Array.from({ length: 500 }, (_, n) => sender.send(Note, 'svc-b.test', { n, text: 'x' }, { qos })),
       );
-      await sender.drain({ timeout: 10_000 });
+      await sender.flush({ timeout: 10_000 });
       expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 500 }, (_, n) => n));
     }
   });
@@ -101,12 +131,12 @@ describe('Messenger QoS levels (memory hub)', () => {
     const sender = messenger(a, { window: 8, attemptTimeout: 30 });
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
     const n = 200;
     await Promise.all(
-      Array.from({ length: n }, (_, i) => sender.send('svc-b.test', Note, { n: i, text: 'q2' }, { qos: 2 })),
+      Array.from({ length: n }, (_, i) => sender.send(Note, 'svc-b.test', { n: i, text: 'q2' }, { qos: 2 })),
     );
-    await sender.drain({ timeout: 20_000 });
+    await sender.flush({ timeout: 20_000 });
     hub.dropRate = 0;
     expect(c.seen.map((s) => s.n).sort((x, y) => x - y)).toEqual(Array.from({ length: n }, (_, i) => i));
     expect(sender.counters.retried).toBeGreaterThan(0);
@@ -115,9 +145,9 @@ describe('Messenger QoS levels (memory hub)', () => {
     c.seen.length = 0;
     hub.dropRate = 0.1;
     await Promise.all(
-      Array.from({ length: n }, (_, i) => sender.send('svc-b.test', Note, { n: i, text: 'q1' }, { qos: 1 })),
+      Array.from({ length: n }, (_, i) => sender.send(Note, 'svc-b.test', { n: i, text: 'q1' }, { qos: 1 })),
     );
-    await sender.drain({ timeout: 20_000 });
+    await sender.flush({ timeout: 20_000 });
     const distinct = new Set(c.seen.map((s) => s.n));
     expect(distinct.size).toBe(n);
   });
@@ -126,21 +156,25 @@ describe('Messenger QoS levels (memory hub)', () => {
     const hub = memoryHub();
     const a = hub.connect('svc-a.test');
     cleanups.push(() => a.close());
-    const sender = messenger(a, { delayThreshold: 0 });
-    const sent = Date.now();
-    const p = sender.send('svc-b.test', Note, { n: 1, text: 'later' }, { qos: 1 });
-    await vi.waitFor(() => expect(sender.counters.retried).toBeGreaterThanOrEqual(2), { timeout: 5000 });
+    const clock = new ManualClock(Date.parse('2026-03-01T12:00:00Z'));
+    const sender = messenger(a, { delayThreshold: 0 }, clock);
+    const sent = clock.now();
+    const p = sender.send(Note, 'svc-b.test', { n: 1, text: 'later' }, { qos: 1 });
+    await waitFor(() => sender.counters.retried >= 1, { what: 'first failure' });
+    clock.advance(1_000); // the backoff's probe
+    await waitFor(() => sender.counters.retried >= 2, { what: 'the probe failed too' });
     expect(sender.counters.queued).toBe(1);
     const b = hub.connect('svc-b.test');
     cleanups.push(() => b.close());
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
+    await receiver.start();
+    clock.advance(60_000);
     await p;
     await c.until(1);
     const meta = c.seen[0]!.meta;
-    expect(meta.delayedFrom).toBeInstanceOf(Date);
-    expect(Math.abs(meta.delayedFrom!.getTime() - sent)).toBeLessThan(1000);
+    expect(meta.delayedFrom?.getTime()).toBe(sent);
     expect(meta.delayedBy).toBe('svc-a.test');
   });
 
@@ -149,13 +183,14 @@ describe('Messenger QoS levels (memory hub)', () => {
     const a = hub.connect('svc-a.test');
     cleanups.push(() => a.close());
     const sender = messenger(a, { retry: { initialDelay: 60_000, maxDelay: 60_000 } });
-    const p = sender.send('bob@localhost/agent', Note, { n: 1, text: 'hi' }, { qos: 1 });
-    await vi.waitFor(() => expect(sender.counters.retried).toBe(1));
+    const p = sender.send(Note, 'bob@localhost/agent', { n: 1, text: 'hi' }, { qos: 1 });
+    await waitFor(() => sender.counters.retried === 1);
     const bob = hub.connect('bob@localhost/agent');
     cleanups.push(() => bob.close());
     const receiver = messenger(bob);
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
+    await receiver.start();
     await bob.send(xml('presence', { to: 'svc-a.test' }));
     await p;
     expect(c.seen).toHaveLength(1);
@@ -163,17 +198,21 @@ describe('Messenger QoS levels (memory hub)', () => {
 
   it('scheduled delivery waits for deliverAt without holding back later messages', async () => {
     const { a, b } = pair();
-    const sender = messenger(a);
+    const clock = new ManualClock(1_000_000);
+    const sender = messenger(a, {}, clock);
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
-    const at = Date.now() + 150;
-    const late = sender.send('svc-b.test', Note, { n: 1, text: 'scheduled' }, { qos: 1, deliverAt: at });
-    await sender.send('svc-b.test', Note, { n: 2, text: 'now' }, { qos: 1 });
+    receiver.handle(Note, c.handler);
+    const at = clock.now() + 150;
+    const late = sender.send(Note, 'svc-b.test', { n: 1, text: 'scheduled' }, { qos: 1, deliverAt: new Date(at) });
+    await sender.send(Note, 'svc-b.test', { n: 2, text: 'now' }, { qos: 1 });
     expect(c.seen.map((s) => s.n)).toEqual([2]);
+    clock.advance(149);
+    await sender.send(Note, 'svc-b.test', { n: 3, text: 'now' }, { qos: 1 });
+    expect(c.seen.map((s) => s.n)).toEqual([2, 3]);
+    clock.advance(1);
     await late;
-    expect(Date.now()).toBeGreaterThanOrEqual(at);
-    expect(c.seen.map((s) => s.n)).toEqual([2, 1]);
+    expect(c.seen.map((s) => s.n)).toEqual([2, 3, 1]);
   });
 
   it('expires at dequeue into the dead letters, which can be listed, inspected and replayed', async () => {
@@ -181,7 +220,7 @@ describe('Messenger QoS levels (memory hub)', () => {
     const a = hub.connect('svc-a.test');
     cleanups.push(() => a.close());
     const sender = messenger(a);
-    const p = sender.send('svc-b.test', Note, { n: 9, text: 'ttl' }, { qos: 2, ttl: 50, id: 'm-ttl' });
+    const p = sender.send(Note, 'svc-b.test', { n: 9, text: 'ttl' }, { qos: 2, ttl: 50, id: 'm-ttl' });
     await expect(p).rejects.toBeInstanceOf(ExpiredError);
     const dead = await sender.deadLetters.list();
     expect(dead).toHaveLength(1);
@@ -193,9 +232,9 @@ describe('Messenger QoS levels (memory hub)', () => {
     cleanups.push(() => b.close());
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
     expect(await sender.deadLetters.replay('m-ttl')).toBe(true);
-    await sender.drain({ timeout: 5000 });
+    await sender.flush({ timeout: 5000 });
     expect(c.seen.map((s) => [s.n, s.meta.id])).toEqual([[9, 'm-ttl']]);
     expect(c.seen[0]!.meta.expiresAt).toBeUndefined();
     expect(await sender.deadLetters.list()).toHaveLength(0);
@@ -206,8 +245,8 @@ describe('Messenger QoS levels (memory hub)', () => {
     const { a, b } = pair();
     const sender = messenger(a);
     const receiver = messenger(b, { receive: { allow: (from) => from !== 'svc-a.test' } });
-    receiver.on(Note, () => undefined);
-    const err = await sender.send('svc-b.test', Note, { n: 1, text: 'no' }, { qos: 1 }).catch((e: unknown) => e);
+    receiver.handle(Note, () => undefined);
+    const err = await sender.send(Note, 'svc-b.test', { n: 1, text: 'no' }, { qos: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StanzaError);
     expect((err as StanzaError).condition).toBe('not-allowed');
     expect((await sender.deadLetters.list())[0]).toMatchObject({
@@ -217,27 +256,44 @@ describe('Messenger QoS levels (memory hub)', () => {
     expect(receiver.counters.refused).toBe(1);
   });
 
-  it('a handler failure is retried and dead-lettered after maxAttempts', async () => {
+  it('a retryable handler failure is retried and dead-lettered after retry.attempts; another is not retried', async () => {
     const { a, b } = pair();
-    const sender = messenger(a, { maxAttempts: 3 });
+    const sender = messenger(a, { retry: { ...fast, attempts: 3 } });
     const receiver = messenger(b);
     let calls = 0;
-    receiver.on(Note, () => {
+    receiver.handle(Note, (v) => {
       calls++;
+      if (v.text === 'busy') throw new XmppBusError('ERR_SERVICE_UNAVAILABLE', 'database busy');
       throw new Error('boom');
     });
-    const err = await sender.send('svc-b.test', Note, { n: 1, text: 'x' }, { qos: 1 }).catch((e: unknown) => e);
-    expect((err as StanzaError).condition).toBe('internal-server-error');
+    const err = await sender.send(Note, 'svc-b.test', { n: 1, text: 'busy' }, { qos: 1 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ condition: 'internal-server-error', type: 'wait' });
     expect(calls).toBe(3);
     expect((await sender.deadLetters.list())[0]!.reason).toBe('max-attempts');
+
+    calls = 0;
+    const bug = await sender.send(Note, 'svc-b.test', { n: 2, text: 'bug' }, { qos: 2 }).catch((e: unknown) => e);
+    expect(bug).toBeUndefined(); // QoS 2 resolves at `received`; the deliver fails later
+    await sender.flush({ timeout: 5000 });
+    expect(calls).toBe(1); // cancel/internal-server-error: dead-lettered at once
+    expect((await sender.deadLetters.list()).map((d) => d.reason)).toEqual(['max-attempts', 'rejected']);
+  });
+
+  it('a payload nobody handles is dead-lettered at once (service-unavailable + no-handler), not waited for', async () => {
+    const { a, b } = pair();
+    const sender = messenger(a);
+    messenger(b);
+    const err = await sender.send(Note, 'svc-b.test', { n: 1, text: 'x' }, { qos: 1 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ condition: 'service-unavailable' });
+    expect((await sender.deadLetters.list())[0]!.reason).toBe('rejected');
   });
 
   it('caps pending assured messages per sender with resource-constraint', async () => {
     const { a, b } = pair();
     const receiver = messenger(b, { receive: { maxPendingPerSender: 2 } });
-    receiver.on(Note, () => undefined);
-    await receiver.ready();
-    const caller = IqCaller.for(a);
+    receiver.handle(Note, () => undefined);
+    await receiver.start();
+    const caller = await callerOn(a);
     const assured = (msgId: string): Element =>
       parseXml(
         `<iq type='set' to='svc-b.test' id='${msgId}'><assured xmlns='urn:xmpp:qos' msgId='${msgId}'>` +
@@ -258,9 +314,9 @@ describe('Messenger QoS levels (memory hub)', () => {
     const { hub, a, b } = pair();
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
-    await receiver.ready();
-    const caller = IqCaller.for(a);
+    receiver.handle(Note, c.handler);
+    await receiver.start();
+    const caller = await callerOn(a);
     const res = await caller.request(
       parseXml(
         `<iq type='set' to='svc-b.test' id='x1'><assured xmlns='${NS_QOS_NF}' msgId='M1'>` +
@@ -286,8 +342,8 @@ describe('Messenger QoS levels (memory hub)', () => {
       void d.send(reply);
     });
     cleanups.push(off);
-    await sender.send('svc-d.test', Note, { n: 1, text: 'x' }, { qos: 2 });
-    await sender.drain({ timeout: 5000 });
+    await sender.send(Note, 'svc-d.test', { n: 1, text: 'x' }, { qos: 2 });
+    await sender.flush({ timeout: 5000 });
     expect(sender.counters.completed).toBe(1);
   });
 
@@ -296,10 +352,10 @@ describe('Messenger QoS levels (memory hub)', () => {
     const a = hub.connect('svc-a.test');
     cleanups.push(() => a.close());
     const rejecting = messenger(a, { maxOutbox: 2, retry: { initialDelay: 60_000 } });
-    rejecting.send('nobody.test', Note, { n: 1, text: 'x' }).catch(() => undefined);
-    rejecting.send('nobody.test', Note, { n: 2, text: 'x' }).catch(() => undefined);
-    await vi.waitFor(() => expect(rejecting.counters.queued).toBe(2));
-    const err = await rejecting.send('nobody.test', Note, { n: 3, text: 'x' }).catch((e: unknown) => e);
+    rejecting.send(Note, 'nobody.test', { n: 1, text: 'x' }).catch(() => undefined);
+    rejecting.send(Note, 'nobody.test', { n: 2, text: 'x' }).catch(() => undefined);
+    await waitFor(() => rejecting.counters.queued === 2);
+    const err = await rejecting.send(Note, 'nobody.test', { n: 3, text: 'x' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutboxFullError);
     expect((err as OutboxFullError).code).toBe('ERR_QUEUE_FULL');
     await rejecting.close();
@@ -307,16 +363,70 @@ describe('Messenger QoS levels (memory hub)', () => {
     const c2 = hub.connect('svc-c.test');
     cleanups.push(() => c2.close());
     const dropping = messenger(c2, { maxOutbox: 2, overflow: 'drop-oldest', retry: { initialDelay: 60_000 } });
-    const first = dropping.send('nobody.test', Note, { n: 1, text: 'x' }, { id: 'first' }).catch((e: unknown) => e);
-    const second = dropping.send('nobody.test', Note, { n: 2, text: 'x' }, { id: 'second' }).catch(() => undefined);
-    await vi.waitFor(() => expect(dropping.counters.queued).toBe(2));
-    // The in-flight probe holds `first`; the oldest idle one is `second`.
-    dropping.send('nobody.test', Note, { n: 3, text: 'x' }, { id: 'third' }).catch(() => undefined);
-    await vi.waitFor(async () =>
-      expect((await dropping.deadLetters.list()).map((d) => d.reason)).toEqual(['overflow']),
-    );
+    const dead: string[] = [];
+    dropping.onDeadLetter((e) => dead.push(`${e.id}:${e.reason}`));
+    const first = dropping.send(Note, 'nobody.test', { n: 1, text: 'x' }, { id: 'first' }).catch((e: unknown) => e);
+    const second = dropping.send(Note, 'nobody.test', { n: 2, text: 'x' }, { id: 'second' }).catch(() => undefined);
+    await waitFor(() => dropping.counters.queued === 2);
+    // Both failed at once (nobody.test is unknown) and wait for the backoff: the oldest is `first`.
+    dropping.send(Note, 'nobody.test', { n: 3, text: 'x' }, { id: 'third' }).catch(() => undefined);
+    await waitFor(() => dead.length === 1, { what: 'a dead letter' });
+    expect(dead).toEqual(['first:overflow']);
+    expect((await dropping.deadLetters.list()).map((d) => d.reason)).toEqual(['overflow']);
     void first;
     void second;
+  });
+});
+
+describe('lifecycle', () => {
+  it('a second messenger on one session fails with ConflictError at start; the constructor does nothing', async () => {
+    const { a } = pair();
+    const session = new Session({ transport: a });
+    cleanups.push(() => session.close());
+    const first = new Messenger({ session });
+    const second = new Messenger({ session });
+    expect(session.disco.features).not.toContain('urn:xmpp:qos');
+    await expect(second.send(Note, 'x.test', { n: 1, text: 'x' })).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    await first.start();
+    expect(first.status).toBe('ready');
+    expect(session.disco.features).toContain('urn:xmpp:qos');
+    const err = await second.start().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConflictError);
+  });
+
+  it('drain is bounded, close never hangs, and a QoS 2 send to an offline peer ends with ClosedError', async () => {
+    const hub = memoryHub();
+    const a = hub.connect('svc-a.test');
+    const clock = new ManualClock(0);
+    const session = new Session({ transport: a, clock });
+    const m = new Messenger({ session, retry: fast });
+    await m.start();
+    const p = m.send(Note, 'offline.test', { n: 1, text: 'x' }, { qos: 2 }).catch((e: unknown) => e);
+    await waitFor(() => m.counters.retried >= 1, { what: 'a failed attempt' });
+    const drained = m.drain({ timeout: 5_000 }).catch((e: unknown) => e);
+    await expect(m.send(Note, 'offline.test', { n: 2, text: 'x' })).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    clock.advance(5_000);
+    expect(await drained).toMatchObject({ code: 'ERR_TIMEOUT' });
+    await session.close();
+    expect(m.status).toBe('closed');
+    expect(await p).toMatchObject({ code: 'ERR_CLOSED' });
+  });
+
+  it('the handler context has from, headers (from any HeadersInit), signal and delayedFrom', async () => {
+    const { a, b } = pair();
+    const sender = messenger(a);
+    const receiver = messenger(b);
+    const c = collector();
+    receiver.handle(Note, c.handler);
+    await sender.send(Note, 'svc-b.test', { n: 1, text: 'h' }, { headers: { traceparent: 't-1' } });
+    await sender.send(Note, 'svc-b.test', { n: 2, text: 'h' }, { headers: new Map([['x', 'y']]) });
+    const [one, two] = c.seen;
+    expect(one!.meta.headers.get('traceparent')).toBe('t-1');
+    expect(two!.meta.headers.get('x')).toBe('y');
+    expect(one!.meta.signal.aborted).toBe(false);
+    expect(one!.meta.from).toBe('svc-a.test');
+    await receiver.close();
+    expect(one!.meta.signal.aborted).toBe(true);
   });
 });
 
@@ -341,13 +451,13 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
   /** Sends a few messages so the sender learns (disco) that the peer takes batches. */
   async function warm(sender: Messenger, tap: { discos: number }): Promise<void> {
     await send(sender, 3, 1, 1000);
-    await vi.waitFor(() => expect(tap.discos).toBe(1));
-    await sender.drain({ timeout: 5000 });
+    await waitFor(() => tap.discos === 1);
+    await sender.flush({ timeout: 5000 });
   }
 
   const send = (m: Messenger, count: number, qos: 1 | 2, from = 0): Promise<void[]> =>
     Promise.all(
-      Array.from({ length: count }, (_, i) => m.send('svc-b.test', Note, { n: from + i, text: 'b' }, { qos })),
+      Array.from({ length: count }, (_, i) => m.send(Note, 'svc-b.test', { n: from + i, text: 'b' }, { qos })),
     );
 
   it('a peer that advertises the feature gets several messages per IQ, in order, each once', async () => {
@@ -356,11 +466,11 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
     const sender = messenger(a, { window: 16, batch: { maxMessages: 8 } });
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
     for (const qos of [1, 2] as const) {
       c.seen.length = 0;
       await send(sender, 300, qos);
-      await sender.drain({ timeout: 10_000 });
+      await sender.flush({ timeout: 10_000 });
       expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 300 }, (_, n) => n));
       expect(new Set(c.seen.map((s) => s.meta.id)).size).toBe(300);
       expect(c.seen.every((s) => s.meta.qos === qos)).toBe(true);
@@ -380,11 +490,11 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
     const sender = messenger(a, { window: 32, batch: { maxBytes: 2000 } });
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
     await warm(sender, tap);
     c.seen.length = 0;
     const text = 'x'.repeat(400);
-    await Promise.all(Array.from({ length: 100 }, (_, n) => sender.send('svc-b.test', Note, { n, text }, { qos: 1 })));
+    await Promise.all(Array.from({ length: 100 }, (_, n) => sender.send(Note, 'svc-b.test', { n, text }, { qos: 1 })));
     expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 100 }, (_, n) => n));
     const batches = tap.iqs.filter((i) => i.batch);
     expect(batches.length).toBeGreaterThan(0);
@@ -397,10 +507,10 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
     const sender = messenger(a, { window: 16 });
     const receiver = messenger(b, { receive: { batch: false } });
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
     await send(sender, 100, 1);
     await send(sender, 100, 2, 100);
-    await sender.drain({ timeout: 10_000 });
+    await sender.flush({ timeout: 10_000 });
     expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 200 }, (_, n) => n));
     expect(tap.discos).toBe(1);
     expect(tap.iqs.some((i) => i.batch)).toBe(false);
@@ -413,19 +523,19 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
     const sender = messenger(a, { window: 16 });
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, (v, meta) => {
+    receiver.handle(Note, (v, meta) => {
       if (v.text === 'poison') throw new StanzaError({ condition: 'not-acceptable', text: 'poison' });
       c.handler(v, meta);
     });
-    await receiver.ready();
+    await receiver.start();
     // Warm the feature cache so the next burst travels in batches.
     await send(sender, 4, 1, 1000);
-    await vi.waitFor(() => expect(tap.discos).toBe(1));
-    await sender.drain({ timeout: 5000 });
+    await waitFor(() => tap.discos === 1);
+    await sender.flush({ timeout: 5000 });
     c.seen.length = 0;
     const outcomes = await Promise.allSettled(
       Array.from({ length: 20 }, (_, n) =>
-        sender.send('svc-b.test', Note, { n, text: n === 7 ? 'poison' : 'ok' }, { qos: 1 }),
+        sender.send(Note, 'svc-b.test', { n, text: n === 7 ? 'poison' : 'ok' }, { qos: 1 }),
       ),
     );
     expect(tap.iqs.filter((i) => i.batch).length).toBeGreaterThan(0);
@@ -442,14 +552,14 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
     const sender = messenger(a, { window: 16 });
     const receiver = messenger(b, { receive: { maxPendingPerSender: 3 } });
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
     await send(sender, 2, 2, 1000); // warms the feature cache
-    await vi.waitFor(() => expect(tap.discos).toBe(1));
-    await sender.drain({ timeout: 5000 });
+    await waitFor(() => tap.discos === 1);
+    await sender.flush({ timeout: 5000 });
     c.seen.length = 0;
     tap.iqs.length = 0;
     await send(sender, 40, 2);
-    await sender.drain({ timeout: 10_000 });
+    await sender.flush({ timeout: 10_000 });
     expect(c.seen.map((s) => s.n).sort((x, y) => x - y)).toEqual(Array.from({ length: 40 }, (_, n) => n));
     expect(receiver.counters.refused).toBeGreaterThan(0); // some items were refused …
     expect(sender.counters.retried).toBeGreaterThan(0); // … and retried
@@ -464,10 +574,10 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
     const sender = messenger(a, { window: 16, attemptTimeout: 100 });
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
+    receiver.handle(Note, c.handler);
     await send(sender, 2, 1, 1000);
-    await vi.waitFor(() => expect(tap.discos).toBe(1));
-    await sender.drain({ timeout: 5000 });
+    await waitFor(() => tap.discos === 1);
+    await sender.flush({ timeout: 5000 });
     c.seen.length = 0;
     // The receiver's first two batch results are lost on the way back.
     let lose = 2;
@@ -485,7 +595,7 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
       tap.iqs.length = 0;
       lose = 2;
       await send(sender, 30, qos);
-      await sender.drain({ timeout: 10_000 });
+      await sender.flush({ timeout: 10_000 });
       expect(lose).toBe(0);
       expect(c.seen.map((s) => s.n)).toEqual(Array.from({ length: 30 }, (_, n) => n)); // once each, in order
       const counts = new Map<string, number>();
@@ -499,11 +609,13 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
     const { a, b } = pair();
     const receiver = messenger(b);
     const c = collector();
-    receiver.on(Note, c.handler);
-    await receiver.ready();
+    receiver.handle(Note, c.handler);
+    await receiver.start();
     const note = (n: number): string =>
       `<message><note xmlns='urn:test:notes:1'><n>${n}</n><text>h</text></note></message>`;
-    const res = await IqCaller.for(a).request(
+    const res = await (
+      await callerOn(a)
+    ).request(
       parseXml(
         `<iq type='set' to='svc-b.test' id='hb1'><batch xmlns='${NS_BATCH}'>` +
           `<acknowledged xmlns='urn:xmpp:qos' msgId='k1'>${note(1)}</acknowledged>` +
@@ -522,7 +634,7 @@ describe('batches (urn:xmppbus:qos:batch:1)', () => {
       ['error', 'nope'],
       ['ok', 'k5'],
     ]);
-    expect(StanzaError.fromElement(items[2]!).condition).toBe('feature-not-implemented');
+    expect(StanzaError.fromElement(items[2]!).condition).toBe('service-unavailable'); // no handler for urn:x
     expect(StanzaError.fromElement(items[3]!).condition).toBe('item-not-found');
     expect(c.seen.map((s) => s.n)).toEqual([1, 5]);
     expect(receiver.pendingInbound.get('svc-a.test')).toBe(1);

@@ -57,6 +57,7 @@ export class Messenger implements SessionUnit, AsyncDisposable {
   #status: MessengerStatus = 'idle';
   #setup: Promise<void> | undefined;
   #removeUnit: (() => void) | undefined;
+  #listeners: (() => void)[] = [];
 
   /** Checks the options and builds the units; nothing is opened, registered or sent. */
   constructor(options: MessengerOptions) {
@@ -143,12 +144,19 @@ export class Messenger implements SessionUnit, AsyncDisposable {
     await this.#outbox.recover();
     await this.#inbox.start();
     this.#receiver.start(); // throws ConflictError when another messenger holds the handlers
+    const session = this.#session;
+    this.#listeners.push(
+      session.onPresence((p) => this.#dispatcher.onPresence(p)),
+      session.onTransportStatus((status) => {
+        if (status === 'online') this.#dispatcher.resumeAll();
+      }),
+    );
     this.#dispatcher.run();
     if (this.#status === 'starting') this.#status = 'ready';
   }
 
   #checkStarted(): void {
-    if (this.#status === 'idle')
+    if (this.#removeUnit === undefined)
       throw new ClosedError('messenger not started: call start() first', { retryable: false });
   }
 
@@ -221,10 +229,19 @@ export class Messenger implements SessionUnit, AsyncDisposable {
    */
   async drain(options: WaitOptions = {}): Promise<void> {
     if (this.#status === 'closed') return;
-    if (this.#setup) await withAbort(this.#setup, options, 'messenger drain');
     this.#status = 'draining';
     this.#outbox.refuseNew('messenger is draining');
     this.#receiver.refuseNew();
+    await this.flush(options);
+  }
+
+  /**
+   * Waits, like `drain` but without stopping intake, until the outbox is empty and no inbound
+   * handler runs; bounded by `timeout`/`signal`.
+   */
+  async flush(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed') return;
+    if (this.#setup) await withAbort(this.#setup, options, 'messenger flush');
     while (!this.#idle()) await this.#settled.wait(options);
   }
 
@@ -239,6 +256,7 @@ export class Messenger implements SessionUnit, AsyncDisposable {
     this.#status = 'closed';
     this.#removeUnit?.();
     const err = new ClosedError('messenger closed; the message stays in the outbox');
+    for (const off of this.#listeners.splice(0)) off();
     this.#receiver.close();
     this.#dispatcher.close();
     this.#outbox.close(err);
