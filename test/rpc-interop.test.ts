@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
 import type { Element } from '@xmppbus/core';
-import { IqCaller, parseXml } from '@xmppbus/core';
+import { parseXml } from '@xmppbus/core';
 import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
 import { ValidationError } from '@xmppbus/schema';
 import { describeServers, type XmppServer } from '@xmppbus/testing';
@@ -164,12 +164,12 @@ describeServers('rpc interop', (server, kind) => {
   });
 
   it(`a raw IQ from the doc gets exactly the doc's replies [${kind}]`, async () => {
-    const t = await components.connect(SERVICE);
-    const rpcServer = new RpcServer({ transport: t });
+    const rpcServer = new RpcServer({ session: await components.session(SERVICE) });
     rpcServer.handle(CreateOrder, ({ sku, qty }) => {
       if (sku === 'B7') throw new RpcError(CreateOrder, 'outOfStock', { sku, available: 0 });
       return { orderId: `${sku}-${qty}`, total: qty * 9.5 };
     });
+    await rpcServer.start();
     const raw = await RawComponent.connect(server(), CALLER);
     cleanup.push(() => raw.close());
     const request = localise(docExample('rpc-request'));
@@ -239,8 +239,9 @@ describeServers('rpc interop', (server, kind) => {
       c.reconnect.stop();
       await c.stop();
     });
-    const a = await components.connect(CALLER);
-    const client = new RpcClient({ transport: a, validate: false });
+    const a = await components.session(CALLER);
+    const client = new RpcClient({ session: a, validate: false });
+    await client.start();
     // With a timeout, so the deadline header rides along and the bare code must ignore it.
     await expect(client.call(CreateOrder, SERVICE, { sku: 'A1', qty: 2 }, { timeout: 5000 })).resolves.toEqual({
       orderId: 'A1-2',
@@ -253,6 +254,6 @@ describeServers('rpc interop', (server, kind) => {
     const declared = await client.call(CreateOrder, SERVICE, { sku: 'B7', qty: 1 }).catch((e: unknown) => e);
     expect(RpcError.is(declared, CreateOrder, 'outOfStock')).toBe(true);
     expect((declared as RpcError<typeof CreateOrder, 'outOfStock'>).data).toEqual({ sku: 'B7', available: 0 });
-    expect(IqCaller.for(a).pending).toBe(0);
+    expect(a.caller.pending).toBe(0);
   });
 });

@@ -1,11 +1,9 @@
 // RPC over IQ through real Prosody and ejabberd (component transports on loopback).
-import type { StanzaError } from '@xmppbus/core';
+import type { Session, StanzaError } from '@xmppbus/core';
 import {
   AbortError,
   ConflictError,
   ConnectionError,
-  IqCaller,
-  IqRouter,
   NS_DISCO_INFO,
   NS_DISCO_ITEMS,
   ServiceUnavailableError,
@@ -14,27 +12,49 @@ import {
   waitForStatus,
   xml,
 } from '@xmppbus/core';
-import { NS_RPC, RpcClient, RpcError, RpcServer, discoverInstances } from '@xmppbus/rpc';
+import {
+  NS_RPC,
+  RpcClient,
+  RpcError,
+  RpcServer,
+  ServiceClient,
+  discoverInstances,
+  type RpcClientOptions,
+} from '@xmppbus/rpc';
 import { ValidationError } from '@xmppbus/schema';
-import { describeServers } from '@xmppbus/testing';
+import { describeServers, waitFor } from '@xmppbus/testing';
 import { afterEach, expect, it } from 'vitest';
-import { Components, CreateOrder, GetOrder, NS_ORDERS, Wait, waitFor } from './rpc-fixtures.js';
+import { Components, CreateOrder, GetOrder, NS_ORDERS, Wait } from './rpc-fixtures.js';
 
 describeServers('rpc', (server, kind) => {
   const components = new Components(server);
-  const closers: (() => unknown)[] = [];
   afterEach(async () => {
-    for (const c of closers.splice(0)) await c();
     await components.closeAll();
   });
 
   async function pair(callerName = 'svc-a.localhost', calleeName = 'svc-b.localhost') {
-    const a = await components.connect(callerName);
-    const b = await components.connect(calleeName);
-    const rpcServer = new RpcServer({ transport: b });
-    closers.push(() => rpcServer.close({ timeout: 100 }));
-    const client = new RpcClient({ transport: a, timeout: 10_000 });
+    const a = await components.session(callerName);
+    const b = await components.session(calleeName);
+    const rpcServer = new RpcServer({ session: b });
+    await rpcServer.start();
+    const client = new RpcClient({ session: a, timeout: 10_000 });
+    await client.start();
     return { a, b, rpcServer, client };
+  }
+
+  /** A started client on `session`. */
+  async function clientOn(session: Session, options: Omit<RpcClientOptions, 'session'> = {}): Promise<RpcClient> {
+    const c = new RpcClient({ session, ...options });
+    await c.start();
+    return c;
+  }
+
+  /** A started server on `session`, serving what `setup` registers. */
+  async function serve(session: Session, setup: (s: RpcServer) => void): Promise<RpcServer> {
+    const s = new RpcServer({ session });
+    setup(s);
+    await s.start();
+    return s;
   }
 
   it(`calls a method and gets the typed response [${kind}]`, async () => {
@@ -65,7 +85,7 @@ describeServers('rpc', (server, kind) => {
       Array.from({ length: 200 }, (_, i) => client.call(CreateOrder, 'svc-b.localhost', { sku: `s${i}`, qty: 1 })),
     );
     expect(many[199]!.orderId).toBe('s199@svc-a.localhost');
-    expect(IqCaller.for(a).pending).toBe(0);
+    expect(a.caller.pending).toBe(0);
   });
 
   it(`reports validation failures each way as ValidationError with the path [${kind}]`, async () => {
@@ -76,7 +96,7 @@ describeServers('rpc', (server, kind) => {
       return sku === 'bad' ? ({ orderId: 'x', total: 'NaN' } as never) : { orderId: 'x', total: 1 };
     });
     // Request: refused by the callee (the caller skips its own check here) → bad-request.
-    const lax = new RpcClient({ transport: a, validate: false });
+    const lax = await clientOn(a, { validate: false });
     const e1 = await lax.call(CreateOrder, 'svc-b.localhost', { sku: 'A', qty: 0 }).catch((e: unknown) => e);
     expect(e1).toBeInstanceOf(ValidationError);
     expect((e1 as ValidationError).path).toBe('/qty');
@@ -97,9 +117,8 @@ describeServers('rpc', (server, kind) => {
     rpcServer.handle(CreateOrder, () => ({ orderId: 'x', total: 1 }));
     const e1 = await client.call(GetOrder, 'svc-b.localhost', { orderId: 'o' }, { retry: false }).catch((e) => e);
     expect((e1 as StanzaError).condition).toBe('feature-not-implemented');
-    const b2 = await components.connect('svc-c.localhost'); // a component serving nothing
-    void b2;
-    new RpcServer({ transport: b2 });
+    const b2 = await components.session('svc-c.localhost'); // a component serving nothing
+    await new RpcServer({ session: b2 }).start();
     const e2 = await client.call(CreateOrder, 'svc-c.localhost', { sku: 'A', qty: 1 }).catch((e) => e);
     expect(e2).toBeInstanceOf(ServiceUnavailableError);
   });
@@ -117,7 +136,7 @@ describeServers('rpc', (server, kind) => {
       (err as StanzaError).condition,
     );
     expect(Date.now() - t0).toBeLessThan(4000);
-    expect(IqCaller.for(a).pending).toBe(0);
+    expect(a.caller.pending).toBe(0);
   });
 
   it(`times out and aborts, leaving no pending entry [${kind}]`, async () => {
@@ -131,13 +150,13 @@ describeServers('rpc', (server, kind) => {
       .call(CreateOrder, 'svc-b.localhost', { sku: 't', qty: 1 }, { timeout: 300 })
       .catch((e: unknown) => e);
     expect(e1).toBeInstanceOf(TimeoutError);
-    expect(IqCaller.for(a).pending).toBe(0);
+    expect(a.caller.pending).toBe(0);
     const ac = new AbortController();
     const p = client.call(CreateOrder, 'svc-b.localhost', { sku: 'ab', qty: 1 }, { signal: ac.signal });
     await waitFor(() => started.includes('ab'));
     ac.abort();
     await expect(p).rejects.toBeInstanceOf(AbortError);
-    expect(IqCaller.for(a).pending).toBe(0);
+    expect(a.caller.pending).toBe(0);
   });
 
   it(`turns a handler throw into internal-server-error and declared errors into RpcError [${kind}]`, async () => {
@@ -157,7 +176,7 @@ describeServers('rpc', (server, kind) => {
   it(`advertises methods through disco#info/items and answers ping [${kind}]`, async () => {
     const { rpcServer, a } = await pair();
     rpcServer.handle(CreateOrder, () => ({ orderId: 'x', total: 1 }));
-    const caller = IqCaller.for(a);
+    const caller = a.caller;
     const info = await caller.request(
       xml('iq', { type: 'get', to: 'svc-b.localhost', from: a.address }, xml('query', { xmlns: NS_DISCO_INFO })),
     );
@@ -181,12 +200,13 @@ describeServers('rpc', (server, kind) => {
   });
 
   it(`discovers live instances through the server's disco#items [${kind}]`, async () => {
-    const a = await components.connect('svc-a.localhost');
+    const a = await components.session('svc-a.localhost');
     for (const name of ['svc-c.localhost', 'svc-d.localhost']) {
-      const t = await components.connect(name);
-      new RpcServer({ transport: t }).handle(GetOrder, ({ orderId }) => ({ orderId, qty: 1, by: name }));
+      await serve(await components.session(name), (s) =>
+        s.handle(GetOrder, ({ orderId }) => ({ orderId, qty: 1, by: name })),
+      );
     }
-    IqRouter.for(await components.connect('svc-e.localhost')); // connected, answers disco, serves no orders
+    await components.session('svc-e.localhost'); // connected, answers disco, serves no orders
     const found = await discoverInstances(a, { server: 'localhost', match: /^svc-[c-h]\./, feature: NS_ORDERS });
     // svc-f…h are configured (Prosody lists them) but not connected: not live, not returned.
     expect(found).toEqual(['svc-c.localhost', 'svc-d.localhost']);
@@ -195,17 +215,17 @@ describeServers('rpc', (server, kind) => {
   it(`fails pending calls fast on a server crash and retries idempotent ones after the restart [${kind}]`, async () => {
     const srv = server();
     const reconnect = { initialDelay: 50, maxDelay: 300 };
-    const a = await components.connect('svc-a.localhost', reconnect);
-    const b = await components.connect('svc-b.localhost', reconnect);
-    const rpcServer = new RpcServer({ transport: b });
-    closers.push(() => rpcServer.close({ timeout: 100 }));
+    const a = await components.session('svc-a.localhost', reconnect);
+    const b = await components.session('svc-b.localhost', reconnect);
     const started: string[] = [];
-    rpcServer.handle(CreateOrder, ({ sku }) => {
-      started.push(sku);
-      return new Promise(() => {});
+    await serve(b, (s) => {
+      s.handle(CreateOrder, ({ sku }) => {
+        started.push(sku);
+        return new Promise(() => {});
+      });
+      s.handle(GetOrder, ({ orderId }) => ({ orderId, qty: 1, by: 'b' }));
     });
-    rpcServer.handle(GetOrder, ({ orderId }) => ({ orderId, qty: 1, by: 'b' }));
-    const client = new RpcClient({ transport: a, retry: { attempts: 30, baseDelay: 50, maxDelay: 300 } });
+    const client = await clientOn(a, { retry: { attempts: 30, initialDelay: 50, maxDelay: 300 } });
     // Handlers attached at once: the rejection may come while kill() is still being awaited.
     const stuck = client
       .call(CreateOrder, 'svc-b.localhost', { sku: 'x', qty: 1 }, { timeout: 60_000 })
@@ -216,7 +236,7 @@ describeServers('rpc', (server, kind) => {
     const err = await stuck;
     expect(err).toBeInstanceOf(ConnectionError);
     expect(Date.now() - t0).toBeLessThan(5000);
-    expect(IqCaller.for(a).pending).toBe(0);
+    expect(a.caller.pending).toBe(0);
     // Idempotent calls issued while the server is down complete once it is back.
     const during = Promise.all(
       Array.from({ length: 10 }, (_, i) =>
@@ -227,31 +247,30 @@ describeServers('rpc', (server, kind) => {
     await srv.restart();
     const results = await during;
     expect(results.map((r) => r.orderId)).toEqual(Array.from({ length: 10 }, (_, i) => `r${i}`));
-    await waitForStatus(b, 'online', { timeout: 30_000 });
-    expect(IqCaller.for(a).pending).toBe(0);
+    await waitForStatus(b.transport, 'online', { timeout: 30_000 });
+    expect(a.caller.pending).toBe(0);
   });
 
   it(`balances over instances and fails over when one stops or dies [${kind}]`, async () => {
-    const a = await components.connect('svc-a.localhost');
+    const a = await components.session('svc-a.localhost');
     const byInstance = new Map<string, number>();
     const hang = new Set<string>();
-    const rpcServers = new Map<string, RpcServer>();
     for (const name of ['svc-c.localhost', 'svc-d.localhost', 'svc-e.localhost']) {
-      const t = await components.connect(name);
-      const s = new RpcServer({ transport: t });
-      rpcServers.set(name, s);
-      s.handle(GetOrder, ({ orderId }) => {
-        byInstance.set(name, (byInstance.get(name) ?? 0) + 1);
-        return { orderId, qty: 1, by: name };
+      await serve(await components.session(name), (s) => {
+        s.handle(GetOrder, ({ orderId }) => {
+          byInstance.set(name, (byInstance.get(name) ?? 0) + 1);
+          return { orderId, qty: 1, by: name };
+        });
+        s.handle(Wait, () => (hang.has(name) ? new Promise(() => {}) : { by: name }));
       });
-      s.handle(Wait, () => (hang.has(name) ? new Promise(() => {}) : { by: name }));
     }
-    const client = new RpcClient({ transport: a });
-    const svc = client.service(['svc-c.localhost', 'svc-d.localhost', 'svc-e.localhost'], {
+    const svc = new ServiceClient({
+      session: a,
+      target: ['svc-c.localhost', 'svc-d.localhost', 'svc-e.localhost'],
       strategy: 'round-robin',
       probeInterval: 200,
     });
-    closers.push(() => svc.close());
+    await svc.start();
     for (let i = 0; i < 30; i++) await svc.call(GetOrder, { orderId: `w${i}` });
     expect([...byInstance.values()]).toEqual([10, 10, 10]);
 
@@ -276,30 +295,33 @@ describeServers('rpc', (server, kind) => {
     const done = await Promise.all(calls);
     expect(done.map((d) => d.by)).toEqual(['svc-e.localhost', 'svc-e.localhost']);
     expect(svc.instances.filter((i) => i.state === 'up').map((i) => i.jid)).toEqual(['svc-e.localhost']);
-    expect(IqCaller.for(a).pending).toBe(0);
+    expect(a.caller.pending).toBe(0);
   });
 
   it(`drains: in-flight calls finish, new ones go to other instances [${kind}]`, async () => {
-    const a = await components.connect('svc-a.localhost');
+    const a = await components.session('svc-a.localhost');
     const gate = deferred<void>();
     const servers: RpcServer[] = [];
     const counts = new Map<string, number>();
     for (const name of ['svc-f.localhost', 'svc-g.localhost']) {
-      const t = await components.connect(name);
-      const s = new RpcServer({ transport: t });
+      const s = await serve(await components.session(name), (srv) => {
+        srv.handle(Wait, async () => {
+          await gate.promise;
+          return { by: name };
+        });
+        srv.handle(GetOrder, ({ orderId }) => {
+          counts.set(name, (counts.get(name) ?? 0) + 1);
+          return { orderId, qty: 1, by: name };
+        });
+      });
       servers.push(s);
-      s.handle(Wait, async () => {
-        await gate.promise;
-        return { by: name };
-      });
-      s.handle(GetOrder, ({ orderId }) => {
-        counts.set(name, (counts.get(name) ?? 0) + 1);
-        return { orderId, qty: 1, by: name };
-      });
     }
-    const client = new RpcClient({ transport: a });
-    const svc = client.service(['svc-f.localhost', 'svc-g.localhost'], { strategy: 'round-robin' });
-    closers.push(() => svc.close());
+    const svc = new ServiceClient({
+      session: a,
+      target: ['svc-f.localhost', 'svc-g.localhost'],
+      strategy: 'round-robin',
+    });
+    await svc.start();
     const inflight = svc.call(Wait, { ms: 0 });
     await waitFor(() => servers[0]!.running + servers[1]!.running === 1);
     const busy = servers[0]!.running === 1 ? servers[0]! : servers[1]!;
@@ -319,27 +341,31 @@ describeServers('rpc', (server, kind) => {
   });
 
   it(`several connections under one name: ejabberd spreads, Prosody refuses [${kind}]`, async () => {
-    const a = await components.connect('svc-a.localhost');
-    const first = await components.connect('svc-h.localhost');
+    const a = await components.session('svc-a.localhost');
+    const first = await components.session('svc-h.localhost');
     const hits = [0, 0];
-    new RpcServer({ transport: first }).handle(GetOrder, ({ orderId }) => {
-      hits[0]!++;
-      return { orderId, qty: 1, by: 'first' };
-    });
+    await serve(first, (s) =>
+      s.handle(GetOrder, ({ orderId }) => {
+        hits[0]!++;
+        return { orderId, qty: 1, by: 'first' };
+      }),
+    );
     if (kind === 'prosody') {
       await expect(components.connect('svc-h.localhost')).rejects.toBeInstanceOf(ConflictError);
       return;
     }
-    const second = await components.connect('svc-h.localhost');
-    new RpcServer({ transport: second }).handle(GetOrder, ({ orderId }) => {
-      hits[1]!++;
-      return { orderId, qty: 1, by: 'second' };
-    });
-    const client = new RpcClient({ transport: a, retry: { attempts: 5, attemptTimeout: 2000, baseDelay: 20 } });
+    const second = await components.session('svc-h.localhost');
+    await serve(second, (s) =>
+      s.handle(GetOrder, ({ orderId }) => {
+        hits[1]!++;
+        return { orderId, qty: 1, by: 'second' };
+      }),
+    );
+    const client = await clientOn(a, { retry: { attempts: 5, attemptTimeout: 2000, initialDelay: 20 } });
     for (let i = 0; i < 100; i++) await client.call(GetOrder, 'svc-h.localhost', { orderId: `h${i}` });
     expect(hits[0]).toBeGreaterThan(10);
     expect(hits[1]).toBeGreaterThan(10);
-    await components.closeOne('svc-h.localhost', first);
+    await components.closeOne('svc-h.localhost', first.transport);
     for (let i = 0; i < 30; i++) {
       await expect(client.call(GetOrder, 'svc-h.localhost', { orderId: `k${i}` })).resolves.toMatchObject({
         by: 'second',
