@@ -167,11 +167,11 @@ export class Consumer<C extends PayloadContract = PayloadContract> implements As
    * checkpoint write), bounded by `options`: rejects with TimeoutError / the abort reason when
    * they fire first. Call `close()` afterwards (or on failure).
    */
-  async drain(options: WaitOptions = {}): Promise<void> {
-    if (this.#status === 'closed') return;
+  drain(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed') return Promise.resolve();
     this.#status = 'draining';
-    await this.#pipeline?.drain(options);
-    await this.#group?.drain(options);
+    // Returned directly (no extra await) so the bound's timer is set before drain() returns.
+    return (this.#pipeline ?? this.#group)?.drain(options) ?? Promise.resolve();
   }
 
   /**

@@ -475,7 +475,7 @@ export class GroupMember<C extends PayloadContract> {
   async drain(options: WaitOptions = {}): Promise<void> {
     if (this.#closed) return;
     this.#draining = true;
-    await this.#pipeline?.drain(options);
+    if (this.#pipeline) await this.#pipeline.drain(options);
     if (this.#inProgress.size > 0) await this.#idle.wait(options);
   }
 
