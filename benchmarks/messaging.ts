@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Session } from '@xmppbus/core';
 import { Messenger, type QosLevel } from '@xmppbus/messaging';
 import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import { startServer, SERVER_KINDS, type XmppServer } from '@xmppbus/testing';
@@ -42,24 +43,30 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
   const connect = (domain: string) =>
     componentTransport({ service: srv.componentService(), domain, password: srv.componentSecret });
   const [ta, tb] = await Promise.all([connect('svc-a.localhost'), connect('svc-b.localhost')]);
-  const sender = new Messenger({ transport: ta, store: sqliteMessageStore(join(dir, 'a.db')) });
-  const receiver = new Messenger({ transport: tb, store: sqliteMessageStore(join(dir, 'b.db')) });
+  const sender = new Messenger({
+    session: new Session({ transport: ta }),
+    store: sqliteMessageStore(join(dir, 'a.db')),
+  });
+  const receiver = new Messenger({
+    session: new Session({ transport: tb }),
+    store: sqliteMessageStore(join(dir, 'b.db')),
+  });
   let received = 0;
   let latencyStart = 0;
   const latencies: number[] = [];
-  receiver.on(Tick, () => {
+  receiver.handle(Tick, () => {
     received++;
     if (latencyStart > 0) latencies.push(performance.now() - latencyStart);
   });
-  await Promise.all([sender.ready(), receiver.ready()]);
+  await Promise.all([sender.start(), receiver.start()]);
   const to = 'svc-b.localhost';
   const rows: Row[] = [];
   try {
     // Warm-up (JIT, SQLite pages, server routes).
     for (const qos of [0, 1, 2] as const) {
-      await Promise.all(Array.from({ length: 200 }, (_, i) => sender.send(to, Tick, { i }, { qos })));
+      await Promise.all(Array.from({ length: 200 }, (_, i) => sender.send(Tick, to, { i }, { qos })));
     }
-    await sender.drain();
+    await sender.flush();
     await waitUntil(() => received >= 600, 30_000);
 
     for (const qos of LEVELS) {
@@ -72,7 +79,7 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
         for (let i = 0; i < COUNT; i += QOS0_BATCH) {
           const batch: Promise<void>[] = [];
           for (let j = i; j < Math.min(COUNT, i + QOS0_BATCH); j++)
-            batch.push(sender.send(to, Tick, { i: j }, { qos }));
+            batch.push(sender.send(Tick, to, { i: j }, { qos }));
           await Promise.all(batch);
         }
         // QoS 0 may lose: wait for all or for the stream to go quiet.
@@ -87,9 +94,9 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
         }, 120_000);
       } else {
         const all: Promise<void>[] = [];
-        for (let i = 0; i < COUNT; i++) all.push(sender.send(to, Tick, { i }, { qos }));
+        for (let i = 0; i < COUNT; i++) all.push(sender.send(Tick, to, { i }, { qos }));
         await Promise.all(all);
-        await sender.drain();
+        await sender.flush();
         await waitUntil(() => received >= COUNT, 120_000);
       }
       const wall = performance.now() - t0;
@@ -102,9 +109,9 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
       for (let i = 0; i < LATENCY_SAMPLES; i++) {
         const before = received;
         latencyStart = performance.now();
-        await sender.send(to, Tick, { i }, { qos });
+        await sender.send(Tick, to, { i }, { qos });
         await waitUntil(() => received > before, 10_000);
-        await sender.drain();
+        await sender.flush();
       }
       latencyStart = 0;
       latencies.sort((a, b) => a - b);

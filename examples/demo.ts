@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { ServiceUnavailableError, xml, type Element } from '@xmppbus/core';
+import { ServiceUnavailableError, Session, xml, type Element } from '@xmppbus/core';
 import { Messenger } from '@xmppbus/messaging';
 import { PubSub } from '@xmppbus/pubsub';
 import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
@@ -115,14 +115,19 @@ try {
 
 // ── 2. RPC over IQ ──────────────────────────────────────────────────────────────────────────
 section('2. typed RPC over IQ');
-const rpcServer = new RpcServer({ transport: monitor, concurrency: 16 });
+// One session per connection: rpc, pub/sub and messaging on a link share it.
+const monitorSession = new Session({ transport: monitor });
+const sensorsSession = new Session({ transport: sensors });
+const rpcServer = new RpcServer({ session: monitorSession, concurrency: 16 });
 rpcServer.handle(GetStatus, async ({ sensor }, { from }) => {
   log('monitor.localhost', `← status(${sensor}) from ${from}`);
   const s = state.get(sensor);
   if (!s) throw new RpcError(GetStatus, 'unknownSensor', { sensor });
   return { sensor, readings: s.readings, lastCelsius: s.lastCelsius };
 });
-const rpc = new RpcClient({ transport: sensors, timeout: 5_000 });
+await rpcServer.start();
+const rpc = new RpcClient({ session: sensorsSession, timeout: 5_000 });
+await rpc.start();
 const status = await rpc.call(GetStatus, 'monitor.localhost', { sensor: 'boiler' });
 log('sensors.localhost', `→ status(boiler) = ${JSON.stringify(status)}`);
 try {
@@ -169,13 +174,14 @@ section('4. exactly-once messages, delayed while the receiver is offline');
 const dir = mkdtempSync(join(tmpdir(), 'xmppbus-demo-'));
 try {
   const outbox = new Messenger({
-    transport: sensors,
+    session: new Session({ transport: sensors }),
     store: sqliteMessageStore(join(dir, 'sensors.db')),
     retry: { initialDelay: 100, maxDelay: 500 },
   });
+  await outbox.start();
   const sent = outbox.send(
-    'pager.localhost',
     Alarm,
+    'pager.localhost',
     { sensor: 'boiler', message: 'above 73 °C' },
     { qos: 2, ttl: '1h' },
   );
@@ -185,14 +191,18 @@ try {
   log('sensors.localhost', `  outbox: ${outbox.counters.queued} queued, ${outbox.counters.retried} probes so far`);
 
   await using pager = await connect('pager.localhost');
-  const inbox = new Messenger({ transport: pager, store: sqliteMessageStore(join(dir, 'pager.db')) });
+  const inbox = new Messenger({
+    session: new Session({ transport: pager }),
+    store: sqliteMessageStore(join(dir, 'pager.db')),
+  });
   const delivered = new Promise<void>((resolve) =>
-    inbox.on(Alarm, (a, meta) => {
+    inbox.handle(Alarm, (a, meta) => {
       const sentAt = meta.delayedFrom?.toISOString() ?? 'n/a';
       log('pager.localhost', `← alarm "${a.message}" from ${meta.from} (QoS ${meta.qos}), originally sent ${sentAt}`);
       resolve();
     }),
   );
+  await inbox.start();
   log('pager.localhost', 'connected; the outbox notices and delivers');
   await Promise.all([sent, delivered]);
   log('sensors.localhost', '✓ send() resolved: received for exactly-once processing');

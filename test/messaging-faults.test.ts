@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
-import { TimeoutError, type Transport } from '@xmppbus/core';
+import { Session, TimeoutError, type Transport } from '@xmppbus/core';
 import { Messenger } from '@xmppbus/messaging';
 import { sqliteMessageStore, type SqliteMessageStore } from '@xmppbus/store-sqlite';
 import { describeServers, type XmppServer } from '@xmppbus/testing';
@@ -52,11 +52,12 @@ async function component(srv: XmppServer, domain: string): Promise<Transport> {
 /** The in-process sender of the server-kill and receiver-kill tests: SQLite outbox, quick retries. */
 function sqliteSender(transport: Transport, dir: string): Messenger {
   const sender = new Messenger({
-    transport,
+    session: new Session({ transport }),
     store: sqliteMessageStore(join(dir, 'sender.db')),
     attemptTimeout: 3_000,
     retry: { initialDelay: 50, maxDelay: 500 },
   });
+  sender.start().catch(() => undefined); // send/enqueue wait for it
   cleanups.push(() => sender.close());
   return sender;
 }
@@ -132,25 +133,27 @@ async function receiver(
   dir: string,
 ): Promise<{ messenger: Messenger; store: SqliteMessageStore }> {
   const store = sqliteMessageStore(join(dir, 'receiver.db'));
-  const messenger = new Messenger({ transport, store, attemptTimeout: 3_000 });
+  const messenger = new Messenger({ session: new Session({ transport }), store, attemptTimeout: 3_000 });
   cleanups.push(() => messenger.close());
-  await messenger.ready();
+  // The table and the handler exist before the messenger starts answering envelopes.
+  await store.open();
   store.database.exec('CREATE TABLE IF NOT EXISTS effects (msg_id TEXT NOT NULL, qos INTEGER NOT NULL)');
   const insert = store.database.prepare('INSERT INTO effects (msg_id, qos) VALUES (?, ?)');
-  messenger.on(Tick, (_v, meta) => void insert.run(meta.id ?? '?', meta.qos), { transactional: true });
+  messenger.handle(Tick, (_v, meta) => void insert.run(meta.id ?? '?', meta.qos), { transactional: true });
+  await messenger.start();
   return { messenger, store };
 }
 
 /** Enqueues q1-i and q2-i interleaved (durably), and paces QoS 0 alongside the stream. */
 async function produce(messenger: Messenger, to: string): Promise<{ qos0Sent: () => number }> {
   for (let i = 0; i < N; i++) {
-    await messenger.enqueue(to, Tick, { i }, { qos: 1, id: `q1-${i}` });
-    await messenger.enqueue(to, Tick, { i }, { qos: 2, id: `q2-${i}` });
+    await messenger.enqueue(Tick, to, { i }, { qos: 1, id: `q1-${i}` });
+    await messenger.enqueue(Tick, to, { i }, { qos: 2, id: `q2-${i}` });
   }
   let sent = 0;
   void (async () => {
     for (let i = 0; i < N; i++) {
-      await messenger.send(to, Tick, { i }, { qos: 0, id: `q0-${i}` }).catch(() => undefined);
+      await messenger.send(Tick, to, { i }, { qos: 0, id: `q0-${i}` }).catch(() => undefined);
       sent++;
       // Producer pacing (not a wait for an outcome): spread QoS 0 over the QoS 1/2 stream.
       if (i % 10 === 9) await new Promise((r) => setTimeout(r, 5));
@@ -234,7 +237,7 @@ describeServers('messaging faults', (server, kind) => {
       await srv.kill();
       const afterKill = recv.counters.received;
       await srv.restart();
-      await sender.drain({ timeout: DEADLINE });
+      await sender.flush({ timeout: DEADLINE });
       await until(() => q0.qos0Sent() === N, 'QoS 0 producer done');
       console.log(
         `[messaging faults] ${kind} server SIGKILLed at ${atKill} deliveries (${afterKill} once the kill returned)`,
@@ -263,7 +266,7 @@ describeServers('messaging faults', (server, kind) => {
       await first.kill();
       const second = spawnPeer({ role: 'receiver', domain: 'svc-d.localhost', ...common });
       await second.line((l) => l === 'ready');
-      await sender.drain({ timeout: DEADLINE });
+      await sender.flush({ timeout: DEADLINE });
       await until(() => q0.qos0Sent() === N, 'QoS 0 producer done');
       await second.kill();
       verify(db, `${kind} receiver kill -9`);

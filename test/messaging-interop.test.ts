@@ -4,8 +4,17 @@
  * `urn:nf:iot:qos:1.0` namespace and a `received` element without a namespace; plus a c2s
  * recipient whose server offline storage (XEP-0160) holds a message and stamps it.
  */
-import { IqCaller, NS_DISCO_INFO, TimeoutError, parseXml, xml, type Element, type Transport } from '@xmppbus/core';
-import { Messenger, type MessageMeta } from '@xmppbus/messaging';
+import {
+  NS_DISCO_INFO,
+  Session,
+  TimeoutError,
+  parseXml,
+  xml,
+  type Element,
+  type IqCaller,
+  type Transport,
+} from '@xmppbus/core';
+import { Messenger, type MessageContext } from '@xmppbus/messaging';
 import { describeServers, type XmppServer } from '@xmppbus/testing';
 import { clientTransport } from '@xmppbus/transport-client';
 import { componentTransport } from '@xmppbus/transport-component';
@@ -30,9 +39,18 @@ async function component(srv: XmppServer, domain: string): Promise<Transport> {
 }
 
 function messenger(transport: Transport): Messenger {
-  const m = new Messenger({ transport, attemptTimeout: 5_000, retry: { initialDelay: 50, maxDelay: 500 } });
+  const session = new Session({ transport });
+  const m = new Messenger({ session, attemptTimeout: 5_000, retry: { initialDelay: 50, maxDelay: 500 } });
+  m.start().catch(() => undefined); // tests that need it ready await start() again
   cleanups.push(() => m.close());
   return m;
+}
+
+/** A raw IQ caller on `t` (a session with no units). */
+async function callerOn(t: Transport): Promise<IqCaller> {
+  const session = new Session({ transport: t });
+  await session.start();
+  return session.caller;
 }
 
 function nextStanza(t: Transport, pred: (el: Element) => boolean): Promise<Element> {
@@ -55,10 +73,10 @@ describeServers('messaging interop', (server, kind) => {
     const srv = server();
     const [raw, tg] = await Promise.all([component(srv, 'svc-h.localhost'), component(srv, 'svc-g.localhost')]);
     const m = messenger(tg);
-    const seen: { i: number; meta: MessageMeta }[] = [];
-    m.on(Tick, (v, meta) => void seen.push({ i: v.i, meta }));
-    await m.ready();
-    const caller = IqCaller.for(raw);
+    const seen: { i: number; meta: MessageContext }[] = [];
+    m.handle(Tick, (v, meta) => void seen.push({ i: v.i, meta }));
+    await m.start();
+    const caller = await callerOn(raw);
     // Exactly as in docs/protocol.md: deployed namespace, inner message in jabber:client with a spoofed from.
     const received = await caller.request(
       parseXml(
@@ -106,9 +124,9 @@ describeServers('messaging interop', (server, kind) => {
       void raw.send(reply);
     });
     const m = messenger(ti);
-    await m.send('svc-j.localhost', Tick, { i: 1 }, { qos: 1, id: 'ack-1' });
-    await m.send('svc-j.localhost', Tick, { i: 2 }, { qos: 2, id: 'as-1' });
-    await m.drain({ timeout: DEADLINE });
+    await m.send(Tick, 'svc-j.localhost', { i: 1 }, { qos: 1, id: 'ack-1' });
+    await m.send(Tick, 'svc-j.localhost', { i: 2 }, { qos: 2, id: 'as-1' });
+    await m.flush({ timeout: DEADLINE });
     expect(got.map((s) => [s.attrs['id'], s.children.find((c): c is Element => typeof c !== 'string')!.name])).toEqual([
       ['ack-1', 'acknowledged'],
       ['as-1', 'assured'],
@@ -153,10 +171,10 @@ describeServers('messaging interop', (server, kind) => {
     });
     const m = messenger(ti);
     await Promise.all([
-      ...Array.from({ length: 40 }, (_, i) => m.send('svc-n.localhost', Tick, { i }, { qos: 1, id: `ack-${i}` })),
-      ...Array.from({ length: 40 }, (_, i) => m.send('svc-n.localhost', Tick, { i }, { qos: 2, id: `as-${i}` })),
+      ...Array.from({ length: 40 }, (_, i) => m.send(Tick, 'svc-n.localhost', { i }, { qos: 1, id: `ack-${i}` })),
+      ...Array.from({ length: 40 }, (_, i) => m.send(Tick, 'svc-n.localhost', { i }, { qos: 2, id: `as-${i}` })),
     ]);
-    await m.drain({ timeout: DEADLINE });
+    await m.flush({ timeout: DEADLINE });
     expect(discos).toBe(1); // asked once, the answer is cached
     const names = sets.map((s) => s.children.find((c): c is Element => typeof c !== 'string')!.name);
     expect(names).not.toContain('batch');
@@ -184,12 +202,12 @@ describeServers('messaging interop', (server, kind) => {
     const sender = messenger(ta);
     const receiver = messenger(tb);
     const seen: number[] = [];
-    receiver.on(Tick, (v) => void seen.push(v.i));
-    await receiver.ready();
+    receiver.handle(Tick, (v) => void seen.push(v.i));
+    await receiver.start();
     for (const qos of [1, 2] as const) {
       seen.length = 0;
-      await Promise.all(Array.from({ length: 500 }, (_, i) => sender.send('svc-p.localhost', Tick, { i }, { qos })));
-      await sender.drain({ timeout: DEADLINE });
+      await Promise.all(Array.from({ length: 500 }, (_, i) => sender.send(Tick, 'svc-p.localhost', { i }, { qos })));
+      await sender.flush({ timeout: DEADLINE });
       expect(seen).toEqual(Array.from({ length: 500 }, (_, i) => i));
     }
     expect(batches).toBeGreaterThan(0);
@@ -206,7 +224,7 @@ describeServers('messaging interop', (server, kind) => {
     const sender = messenger(tk);
     const sentAt = Date.now();
     // QoS 0 with the XEP-0334 `store` hint: the user is offline, the server stores it.
-    await sender.send(`${user}@localhost`, Tick, { i: 7 }, { qos: 0, store: true });
+    await sender.send(Tick, `${user}@localhost`, { i: 7 }, { qos: 0, store: true });
     // Another component message as a barrier: once it is routed, the first one is stored too.
     const probe = await component(srv, 'svc-l.localhost');
     const echo = nextStanza(probe, (s) => s.name === 'message');
@@ -225,9 +243,9 @@ describeServers('messaging interop', (server, kind) => {
     });
     cleanups.push(() => agent.close());
     const m = messenger(agent);
-    const seen: MessageMeta[] = [];
+    const seen: MessageContext[] = [];
     const arrived = new Promise<void>((resolve) => {
-      m.on(Tick, (_v, meta) => {
+      m.handle(Tick, (_v, meta) => {
         seen.push(meta);
         resolve();
       });
