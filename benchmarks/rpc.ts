@@ -30,7 +30,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
-import type { Element } from '@xmppbus/core';
+import { Session, type Element } from '@xmppbus/core';
 import { RpcClient, RpcServer } from '@xmppbus/rpc';
 import { startServer, type ServerKind, type XmppServer } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
@@ -231,10 +231,14 @@ function busImpl(withDeadline: boolean): Impl {
           reconnect: false,
         });
       const calleeT = await mk(CALLEE);
-      const server = new RpcServer({ transport: calleeT, concurrency: 256 });
+      const calleeSession = new Session({ transport: calleeT });
+      const server = new RpcServer({ session: calleeSession, concurrency: 256 });
       server.handle(CreateOrder, ({ sku, qty }) => ({ orderId: `${sku}-${qty}`, total: qty * 9.5 }));
+      await server.start();
       const callerT = await mk(CALLER);
-      const client = new RpcClient({ transport: callerT, timeout: 30_000 });
+      const callerSession = new Session({ transport: callerT });
+      const client = new RpcClient({ session: callerSession, timeout: 30_000 });
+      await client.start();
       const req = { sku: 'A1', qty: 2 };
       const callOpts = { timeout: 30_000 };
       return {
@@ -243,9 +247,9 @@ function busImpl(withDeadline: boolean): Impl {
           ? () => client.call(CreateOrder, CALLEE, req, callOpts)
           : () => client.call(CreateOrder, CALLEE, req),
         close: async () => {
-          await server.close({ timeout: 1000 });
-          await callerT.close();
-          await calleeT.close();
+          await calleeSession.drain({ timeout: 1000 }).catch(() => undefined);
+          await callerSession.close();
+          await calleeSession.close();
         },
       };
     },

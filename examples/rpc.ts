@@ -1,6 +1,7 @@
 // Runnable without any server: `npx tsx --conditions=source examples/rpc.ts`
 // (the same code runs over a real server with @xmppbus/transport-component, see packages/rpc/README.md).
 import { Type } from '@sinclair/typebox';
+import { Session } from '@xmppbus/core';
 import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
 import { method } from '@xmppbus/schema';
 import { memoryHub } from '@xmppbus/transport-memory';
@@ -14,19 +15,22 @@ const CreateOrder = method({
   errors: { outOfStock: { condition: 'conflict', schema: Type.Object({ sku: Type.String() }) } },
 });
 
+// One session per connection.
 const hub = memoryHub();
-const orders = hub.connect('orders.example.test');
-const billing = hub.connect('billing.example.test');
+await using orders = new Session({ transport: hub.connect('orders.example.test') });
+await using billing = new Session({ transport: hub.connect('billing.example.test') });
 
 // 2. Serve it.
-const server = new RpcServer({ transport: orders, concurrency: 64 });
+const server = new RpcServer({ session: orders, concurrency: 64 });
 server.handle(CreateOrder, async ({ sku, qty }) => {
   if (sku === 'none') throw new RpcError(CreateOrder, 'outOfStock', { sku });
   return { orderId: `o-${sku}`, total: qty * 9.5 };
 });
+await server.start();
 
 // 3. Call it.
-const client = new RpcClient({ transport: billing, timeout: 2000 });
+const client = new RpcClient({ session: billing, timeout: 2000 });
+await client.start();
 const order = await client.call(CreateOrder, 'orders.example.test', { sku: 'A1', qty: 2 });
 console.log('created', order.orderId, order.total);
 
@@ -37,6 +41,5 @@ try {
   else throw err;
 }
 
-await server.drain();
-await billing.close();
-await orders.close();
+// Graceful stop: finish the calls in hand, then the sessions close (server and client with them).
+await orders.drain({ timeout: 1000 });
