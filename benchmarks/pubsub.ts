@@ -28,7 +28,7 @@
 import { createHash } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Type } from '@sinclair/typebox';
-import { IqCaller, parseXml } from '@xmppbus/core';
+import { Session, parseXml } from '@xmppbus/core';
 import { EVENT_NODE_DEFAULTS, PubSub, configToFields, type NodeConfig } from '@xmppbus/pubsub';
 import { event } from '@xmppbus/schema';
 import { startServer, type ServerKind, type XmppServer } from '@xmppbus/testing';
@@ -379,57 +379,56 @@ async function connectComponent(srv: XmppServer, domain: string): Promise<Compon
 }
 
 async function busRun(srv: XmppServer, persist: boolean, subs: number, node: string): Promise<RunResult> {
-  const tp = await connectComponent(srv, PUB);
-  const ts = await connectComponent(srv, SUB);
-  const pub = new PubSub({ transport: tp, service: srv.pubsubService });
-  const sub = new PubSub({ transport: ts, service: srv.pubsubService });
+  const pubSession = new Session({ transport: await connectComponent(srv, PUB) });
+  const subSession = new Session({ transport: await connectComponent(srv, SUB) });
+  const pub = new PubSub({ session: pubSession, service: srv.pubsubService });
+  const sub = new PubSub({ session: subSession, service: srv.pubsubService });
   await pub.createNode(node, { persistItems: persist, maxItems: 1000 });
   const win = new Window(subs);
   let onTick: ((seq: number) => void) | undefined;
   const consumers = [];
   for (const jid of subscriberJids(subs)) {
     const c = sub.consume(
-      node,
       Tick,
+      node,
       (v) => {
         if (v.seq >= LAT_BASE) onTick?.(v.seq - LAT_BASE);
         else win.delivered(v.seq);
       },
       { jid, dedupeWindow: 64 },
     );
-    await c.ready();
+    await c.start();
     consumers.push(c);
   }
   const r = await drive(srv, win, subs, `xmppbus ${node}`, async (seq) => {
-    await pub.publish(node, Tick, { seq, t: performance.now(), note: NOTE }, { id: `i${seq}` });
+    await pub.publish(Tick, node, { seq, t: performance.now(), note: NOTE }, { id: `i${seq}` });
   });
   const latencies = await latency(
     persist,
     async (seq, wait) => {
       const s = LAT_BASE + seq;
-      await pub.publish(node, Tick, { seq: s, t: performance.now(), note: NOTE }, { id: `i${s}` });
+      await pub.publish(Tick, node, { seq: s, t: performance.now(), note: NOTE }, { id: `i${s}` });
       await wait;
     },
     (cb) => (onTick = cb),
   );
   for (const c of consumers) await c.close();
   await pub.deleteNode(node);
-  pub.close();
-  sub.close();
-  await tp.close();
-  await ts.close();
+  await pubSession.close();
+  await subSession.close();
   return { ...r, latencies };
 }
 
 /** Fails unless the raw create stanza and xmppbus' createNode configure nodes identically. */
 async function checkSameConfig(srv: XmppServer): Promise<Record<string, unknown>> {
-  const t = await connectComponent(srv, PUB);
-  const ps = new PubSub({ transport: t, service: srv.pubsubService });
+  const session = new Session({ transport: await connectComponent(srv, PUB) });
+  const ps = new PubSub({ session, service: srv.pubsubService });
+  await ps.start();
   const out: Record<string, unknown> = {};
   try {
     for (const persist of [false, true]) {
       const id = rawId();
-      await IqCaller.for(t).request(parseXml(rawCreate(id, 'cfg-raw', nodeConfig(persist))));
+      await session.caller.request(parseXml(rawCreate(id, 'cfg-raw', nodeConfig(persist))));
       await ps.createNode('cfg-bus', { persistItems: persist, maxItems: 1000 });
       const a = JSON.stringify(await ps.getNodeConfig('cfg-raw'));
       const b = JSON.stringify(await ps.getNodeConfig('cfg-bus'));
@@ -439,8 +438,7 @@ async function checkSameConfig(srv: XmppServer): Promise<Record<string, unknown>
       await ps.deleteNode('cfg-bus');
     }
   } finally {
-    ps.close();
-    await t.close();
+    await session.close();
   }
   return out;
 }

@@ -3,33 +3,22 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Type } from '@sinclair/typebox';
 import { StanzaError, xml } from '@xmppbus/core';
 import {
   FileCheckpointStore,
   PreconditionNotMetError,
   type PubSub,
   PubSubForbiddenError,
+  type Consumer,
+  type EventMeta,
   type PubSubEvent,
 } from '@xmppbus/pubsub';
-import { ValidationError, event } from '@xmppbus/schema';
-import { describeServers } from '@xmppbus/testing';
+import { ValidationError } from '@xmppbus/schema';
+import { OrderCreated, describeServers, waitFor } from '@xmppbus/testing';
 import { expect, it } from 'vitest';
 import { pubsubClients } from './pubsub-fixtures.js';
 
-const OrderCreated = event({
-  ns: 'urn:test:orders:1',
-  name: 'created',
-  schema: Type.Object({ orderId: Type.String(), qty: Type.Integer({ minimum: 1 }) }),
-});
-
-async function waitFor(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (cond: () => boolean, what: string): Promise<void> => waitFor(cond, { what, timeout: 20_000 });
 
 const connect = pubsubClients(15_000);
 
@@ -77,14 +66,14 @@ describeServers('pubsub', (server, kind) => {
     const node = uniq('orders');
     await a.createNode(node);
     const got: { id: string; v: unknown }[] = [];
-    const sub = b.consume(node, OrderCreated, (v, m) => void got.push({ id: m.id, v }));
-    await sub.ready({ timeout: 20_000 });
+    const sub = b.consume(OrderCreated, node, (v, m) => void got.push({ id: m.id, v }));
+    await sub.start({ timeout: 20_000 });
     // @ts-expect-error qty must be an integer
-    await expect(a.publish(node, OrderCreated, { orderId: 'x', qty: 'two' })).rejects.toBeInstanceOf(ValidationError);
-    await a.publish(node, OrderCreated, { orderId: 'o1', qty: 1 }, { id: 'o1' });
-    await a.publish(node, OrderCreated, { orderId: 'o2', qty: 2 }, { id: 'o2' });
-    await a.publish(node, OrderCreated, { orderId: 'o1', qty: 1 }, { id: 'o1' });
-    await waitFor(() => got.length === 2 && sub.stats.duplicates === 1, 'two distinct events and the republish');
+    await expect(a.publish(OrderCreated, node, { orderId: 'x', qty: 'two' })).rejects.toBeInstanceOf(ValidationError);
+    await a.publish(OrderCreated, node, { orderId: 'o1', qty: 1 }, { id: 'o1' });
+    await a.publish(OrderCreated, node, { orderId: 'o2', qty: 2 }, { id: 'o2' });
+    await a.publish(OrderCreated, node, { orderId: 'o1', qty: 1 }, { id: 'o1' });
+    await until(() => got.length === 2 && sub.stats.duplicates === 1, 'two distinct events and the republish');
     expect(got).toEqual([
       { id: 'o1', v: { orderId: 'o1', qty: 1 } },
       { id: 'o2', v: { orderId: 'o2', qty: 2 } },
@@ -96,16 +85,49 @@ describeServers('pubsub', (server, kind) => {
     await sub.close();
   });
 
+  it(`SHIM headers cross pub/sub: stored with the item, in live notifications and on catch-up [${kind}]`, async () => {
+    const a = await connect(server(), 'svc-a.localhost');
+    const b = await connect(server(), 'svc-b.localhost');
+    const node = uniq('hdr');
+    await a.createNode(node);
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const live: EventMeta[] = [];
+    const sub = b.consume(OrderCreated, node, (_v, m) => void live.push(m));
+    await sub.start();
+    await a.publish(
+      OrderCreated,
+      node,
+      { orderId: 'h1', qty: 1 },
+      { id: 'h1', headers: { traceparent, tracestate: 'x=1' } },
+    );
+    await until(() => live.length === 1, 'the live event');
+    expect(live[0]!.headers.get('traceparent')).toBe(traceparent);
+    expect(live[0]!.headers.get('tracestate')).toBe('x=1');
+    await sub.close();
+    // A durable consumer starting from the earliest item reads the stored copy.
+    const replayed: EventMeta[] = [];
+    const c = await connect(server(), 'svc-c.localhost');
+    const durable = c.consume(OrderCreated, node, (_v, m) => void replayed.push(m), {
+      durable: 'hdr',
+      startFrom: 'earliest',
+    });
+    await durable.start();
+    await until(() => replayed.length === 1, 'the replayed event');
+    expect(replayed[0]!.replay).toBe(true);
+    expect(replayed[0]!.headers.get('traceparent')).toBe(traceparent);
+    await durable.close();
+  });
+
   it(`publish-options preconditions [${kind}]`, async () => {
     const a = await connect(server(), 'svc-a.localhost');
     const node = uniq('pre');
     await a.createNode(node);
     const err = await a
-      .publish(node, OrderCreated, { orderId: '1', qty: 1 }, { preconditions: { accessModel: 'whitelist' } })
+      .publish(OrderCreated, node, { orderId: '1', qty: 1 }, { preconditions: { accessModel: 'whitelist' } })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PreconditionNotMetError);
     await expect(
-      a.publish(node, OrderCreated, { orderId: '1', qty: 1 }, { preconditions: { accessModel: 'open' } }),
+      a.publish(OrderCreated, node, { orderId: '1', qty: 1 }, { preconditions: { accessModel: 'open' } }),
     ).resolves.toBeTypeOf('string');
   });
 
@@ -120,10 +142,12 @@ describeServers('pubsub', (server, kind) => {
     expect((await a.getSubscribers(node)).map((s) => s.jid)).toContain('svc-b.localhost');
     const events: PubSubEvent[] = [];
     b.onNode(node, (e) => events.push(e));
-    await a.publish(node, OrderCreated, { orderId: '1', qty: 1 }, { id: '1' });
-    await waitFor(() => events.length >= 1, 'event');
-    await new Promise((r) => setTimeout(r, 200));
-    expect(events.filter((e) => e.type === 'items').length).toBe(1); // one subscription => one delivery
+    await a.publish(OrderCreated, node, { orderId: '1', qty: 1 }, { id: '1' });
+    await a.publish(OrderCreated, node, { orderId: '2', qty: 1 }, { id: '2' });
+    // Notifications reach one subscriber in order: a second delivery of '1' would precede '2'.
+    const ids = (): string[] => events.flatMap((e) => (e.type === 'items' ? e.items.map((i) => i.id) : []));
+    await until(() => ids().includes('2'), 'the second event');
+    expect(ids()).toEqual(['1', '2']); // one subscription => one delivery
     if (kind === 'prosody') {
       const form = await b.getSubscriptionOptions(node);
       expect(form.formType).toBe('http://jabber.org/protocol/pubsub#subscribe_options');
@@ -143,18 +167,18 @@ describeServers('pubsub', (server, kind) => {
     const node = uniq('ev');
     await a.createNode(node);
     const other: PubSubEvent['type'][] = [];
-    const sub = b.consume(node, OrderCreated, () => undefined, { onEvent: (e) => other.push(e.type) });
-    await sub.ready();
-    await a.publish(node, OrderCreated, { orderId: '1', qty: 1 }, { id: '1' });
+    const sub = b.consume(OrderCreated, node, () => undefined, { onEvent: (e) => other.push(e.type) });
+    await sub.start();
+    await a.publish(OrderCreated, node, { orderId: '1', qty: 1 }, { id: '1' });
     await a.retract(node, '1');
-    await waitFor(() => other.includes('retract'), 'retract');
+    await until(() => other.includes('retract'), 'retract');
     await a.configureNode(node, { title: 'Orders' });
     // Prosody 0.12 has no pubsub#notify_config: it never announces configuration changes.
-    if (kind === 'ejabberd') await waitFor(() => other.includes('configuration'), 'configuration');
+    if (kind === 'ejabberd') await until(() => other.includes('configuration'), 'configuration');
     await a.purgeNode(node);
-    await waitFor(() => other.includes('purge'), 'purge');
+    await until(() => other.includes('purge'), 'purge');
     await a.deleteNode(node);
-    await waitFor(() => other.includes('delete'), 'delete');
+    await until(() => other.includes('delete'), 'delete');
     expect(other).toEqual(
       kind === 'ejabberd' ? ['retract', 'configuration', 'purge', 'delete'] : ['retract', 'purge', 'delete'],
     );
@@ -168,20 +192,20 @@ describeServers('pubsub', (server, kind) => {
     await a.createNode(node);
     const got: string[] = [];
     const invalid: string[] = [];
-    const sub = b.consume(node, OrderCreated, (v) => void got.push(v.orderId), {
+    const sub = b.consume(OrderCreated, node, (v) => void got.push(v.orderId), {
       onInvalid: (e) => invalid.push(e.id),
     });
-    await sub.ready();
+    await sub.start();
     await a.publishElement(
       node,
-      xml('created', { xmlns: 'urn:test:orders:1' }, xml('orderId', null, 'x'), xml('qty', null, '-1')),
+      xml('created', { xmlns: OrderCreated.ns }, xml('orderId', null, 'x'), xml('qty', null, 'many')),
       {
         id: 'neg',
       },
     );
     await a.publishElement(node, xml('foreign', { xmlns: 'urn:other' }), { id: 'foreign' });
-    await a.publish(node, OrderCreated, { orderId: 'ok', qty: 1 }, { id: 'ok' });
-    await waitFor(() => got.length === 1, 'valid event');
+    await a.publish(OrderCreated, node, { orderId: 'ok', qty: 1 }, { id: 'ok' });
+    await until(() => got.length === 1, 'valid event');
     expect(invalid).toEqual(['neg', 'foreign']);
     await sub.close();
   });
@@ -193,26 +217,26 @@ describeServers('pubsub', (server, kind) => {
       const node = uniq('durable');
       await a.createNode(node);
       const got: string[] = [];
-      const start = async (): Promise<{ b: PubSub }> => {
+      const start = async (): Promise<{ b: PubSub; sub: Consumer }> => {
         const b = await connect(server(), 'svc-c.localhost');
-        const sub = b.consume(node, OrderCreated, (v) => void got.push(v.orderId), {
+        const sub = b.consume(OrderCreated, node, (v) => void got.push(v.orderId), {
           durable: 'billing',
           store: new FileCheckpointStore(dir),
         });
-        await sub.ready();
-        return { b };
+        await sub.start();
+        return { b, sub };
       };
       const first = await start();
-      for (let i = 0; i < 5; i++) await a.publish(node, OrderCreated, { orderId: `e${i}`, qty: 1 }, { id: `e${i}` });
-      await waitFor(() => got.length === 5, 'first five');
-      await new Promise((r) => setTimeout(r, 100)); // let the checkpoint reach the disk
+      for (let i = 0; i < 5; i++) await a.publish(OrderCreated, node, { orderId: `e${i}`, qty: 1 }, { id: `e${i}` });
+      await until(() => got.length === 5, 'first five');
+      await first.sub.drain({ timeout: 5_000 }); // the checkpoint is on disk
       // "Crash": the link goes away without closing the consumer.
-      await first.b.transport.close();
-      for (let i = 5; i < 12; i++) await a.publish(node, OrderCreated, { orderId: `e${i}`, qty: 1 }, { id: `e${i}` });
+      await first.b.session.transport.close();
+      for (let i = 5; i < 12; i++) await a.publish(OrderCreated, node, { orderId: `e${i}`, qty: 1 }, { id: `e${i}` });
       await start();
-      await a.publish(node, OrderCreated, { orderId: 'e12', qty: 1 }, { id: 'e12' });
-      await waitFor(() => got.length >= 13, 'catch-up and live');
-      await new Promise((r) => setTimeout(r, 200));
+      await a.publish(OrderCreated, node, { orderId: 'e12', qty: 1 }, { id: 'e12' });
+      // In order, one at a time: once e12 is in, a duplicate could only have come before it.
+      await until(() => got.includes('e12'), 'catch-up and live');
       expect(got).toEqual(Array.from({ length: 13 }, (_, i) => `e${i}`));
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -227,38 +251,39 @@ describeServers('pubsub', (server, kind) => {
     const member = async (domain: string): Promise<ReturnType<PubSub['consume']>> => {
       const ps = await connect(server(), domain);
       const c = ps.consume(
-        node,
         OrderCreated,
+        node,
         (v) => void handledBy.set(v.orderId, [...(handledBy.get(v.orderId) ?? []), domain]),
         { group: 'workers', heartbeatMs: 200 },
       );
-      await c.ready({ timeout: 30_000 });
+      await c.start({ timeout: 30_000 });
       return c;
     };
     let n = 0;
     const publish = async (count: number): Promise<void> => {
       for (let i = 0; i < count; i++, n++)
-        await a.publish(node, OrderCreated, { orderId: `j${n}`, qty: 1 }, { id: `j${n}` });
+        await a.publish(OrderCreated, node, { orderId: `j${n}`, qty: 1 }, { id: `j${n}` });
     };
     const m1 = await member('svc-d.localhost');
     const m2 = await member('svc-e.localhost');
     const m3 = await member('svc-f.localhost');
-    await new Promise((r) => setTimeout(r, 600)); // members have sent their first heartbeats
+    // Each member joined the leader during its own election: no heartbeat to wait for.
     await publish(30);
-    await waitFor(() => handledBy.size === 30, '30 handled');
+    await until(() => handledBy.size === 30, '30 handled');
     expect(new Set([...handledBy.values()].flat()).size).toBe(3); // the load was spread
     expect([m1, m2, m3].filter((m) => m.leader).length).toBe(1);
     await m1.close(); // the leader leaves
     const m4 = await member('svc-g.localhost'); // a member joins
     await publish(30);
-    await waitFor(() => handledBy.size === 60, '60 handled');
+    await until(() => handledBy.size === 60, '60 handled');
     await m2.close();
     await publish(20);
-    await waitFor(() => handledBy.size === 80, '80 handled');
-    await new Promise((r) => setTimeout(r, 300));
-    expect([...handledBy].filter(([, by]) => by.length !== 1)).toEqual([]);
+    await until(() => handledBy.size === 80, '80 handled');
+    // Closing waits for nothing in flight but stops every member: no delivery can follow.
+    await Promise.all([m3.drain({ timeout: 10_000 }), m4.drain({ timeout: 10_000 })]);
     await m3.close();
     await m4.close();
+    expect([...handledBy].filter(([, by]) => by.length !== 1)).toEqual([]);
   });
 });
 
@@ -281,12 +306,12 @@ describeServers(
       } else {
         expect(created).toBe('created'); // ejabberd: access_createnode allows it here
       }
-      const err = await b.publish(node, OrderCreated, { orderId: '1', qty: 1 }).catch((e: unknown) => e);
+      const err = await b.publish(OrderCreated, node, { orderId: '1', qty: 1 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(PubSubForbiddenError);
       expect((err as Error).message).toMatch(/publisher affiliation/);
       await a.ensurePublishers(node, ['svc-b.localhost']);
       expect((await a.getAffiliations(node)).get('svc-b.localhost')).toBe('publisher');
-      await expect(b.publish(node, OrderCreated, { orderId: '1', qty: 1 })).resolves.toBeTypeOf('string');
+      await expect(b.publish(OrderCreated, node, { orderId: '1', qty: 1 })).resolves.toBeTypeOf('string');
     });
   },
   { admins: ['svc-a.localhost'] },
