@@ -8,8 +8,8 @@
 //
 // Markers, an HTML comment on the line(s) right before the fence (invisible on GitHub):
 //   <!-- readme-check: skip (why) -->   not checked: a deliberate fragment. Keep these rare.
-//   <!-- readme-check: run -->          also executed with `tsx --conditions=source`; fails on a
-//                                        non-zero exit or after RUN_TIMEOUT_MS (e.g. a hang).
+//   <!-- readme-check: run -->          also executed with `node --conditions=source --import tsx`; fails on a
+//                                        non-zero exit or after 30 s (a hang, an open handle).
 // Runnable blocks must need no server (use the in-memory hub) and exit on their own.
 //
 // `node scripts/check-readme-code.mjs [--keep] [files…]`: --keep leaves .readme-check/ behind.
@@ -18,8 +18,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join, relative, resolve } from 'node:path';
 import ts from 'typescript';
 
-const OUT = '.readme-check';
-const RUN_TIMEOUT_MS = 30_000;
+// One directory per run (runs may overlap: several people or CI jobs in one checkout).
+const ROOT = '.readme-check';
+const OUT = join(ROOT, String(process.pid));
+const RUN_TIMEOUT_MS = Number(process.env.README_CHECK_TIMEOUT_MS ?? 30_000);
 const started = Date.now();
 const args = process.argv.slice(2);
 const keep = args.includes('--keep');
@@ -79,7 +81,17 @@ for (const md of mdFiles) {
   }
 }
 
-rmSync(OUT, { recursive: true, force: true });
+// Remove what runs that died left behind (their pid is gone), then start afresh.
+for (const dir of existsSync(ROOT) ? readdirSync(ROOT) : []) {
+  const pid = Number(dir);
+  let alive = pid === process.pid;
+  try {
+    if (!alive && pid > 0) alive = process.kill(pid, 0);
+  } catch {
+    alive = false;
+  }
+  if (!alive) rmSync(join(ROOT, dir), { recursive: true, force: true });
+}
 mkdirSync(OUT, { recursive: true });
 const checked = blocks.filter((b) => b.mode !== 'skip');
 // `export {}` keeps every block a module even without imports; it adds no line before the code.
@@ -88,7 +100,7 @@ for (const b of checked) writeFileSync(b.file, `${b.code}\nexport {};\n`);
 // ---- type-check ------------------------------------------------------------------------------
 const config = ts.parseJsonConfigFileContent(
   {
-    extends: '../tsconfig.base.json',
+    extends: '../../tsconfig.base.json',
     compilerOptions: {
       noEmit: true,
       composite: false,
@@ -126,10 +138,12 @@ for (const b of checked) {
 }
 
 // ---- run ------------------------------------------------------------------------------------
-const tsx = resolve('node_modules/.bin/tsx');
+// `node --import tsx` (not the tsx CLI) so the block runs in one process a timeout can kill.
 const runOne = (b) =>
   new Promise((done) => {
-    const child = spawn(tsx, ['--conditions=source', b.file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', b.file], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
@@ -140,7 +154,7 @@ const runOne = (b) =>
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (code !== 0 && signal !== 'SIGKILL') fail(b, `${b.md}:${b.line}: run: exit ${code ?? signal}`);
-      if (code !== 0) {
+      if (code !== 0 && output.trim()) {
         const tail = output.trimEnd().split('\n').slice(-15);
         fail(b, `    ${tail.join('\n    ')}`);
       }
@@ -151,6 +165,7 @@ const runnable = checked.filter((b) => b.mode === 'run' && !failures.has(b));
 // Two at a time: tsx start-up dominates, and the machine is shared.
 for (let i = 0; i < runnable.length; i += 2) await Promise.all(runnable.slice(i, i + 2).map(runOne));
 
+// The empty .readme-check/ stays: removing it could race with a run that is starting.
 if (!keep) rmSync(OUT, { recursive: true, force: true });
 
 // ---- report ---------------------------------------------------------------------------------
@@ -159,17 +174,23 @@ const ran = blocks.filter((b) => b.mode === 'run').length;
 const summary =
   `${blocks.length} ts blocks in ${new Set(blocks.map((b) => b.md)).size} files: ` +
   `${checked.length} type-checked, ${ran} run, ${skipped.length} skipped`;
-for (const b of skipped) console.log(`  skipped ${b.md}:${b.line}: ${b.reason}`);
+const listSkipped = () => skipped.forEach((b) => console.log(`  skipped ${b.md}:${b.line}: ${b.reason}`));
 if (failures.size > 0 || problems.length > 0) {
   console.error(
     `readme check: ${failures.size} of ${checked.length} block(s) fail (${summary}; ${Date.now() - started} ms)`,
   );
-  for (const [b, msgs] of failures) {
+  for (const b of blocks.filter((x) => failures.has(x))) {
+    const msgs = failures.get(b);
     console.error(`FAIL ${b.md}:${b.line} (block ${b.index}${b.mode === 'run' ? ', run' : ''})`);
     for (const msg of msgs) console.error(`  ${msg}`);
   }
   for (const p of problems) console.error(`  ${p}`);
-  if (!keep) console.error(`(node ${relative('.', process.argv[1])} --keep keeps the extracted modules in ${OUT}/)`);
+  listSkipped();
+  if (!keep)
+    console.error(
+      `(node ${relative('.', process.argv[1])} --keep keeps the extracted modules in ${OUT}/; delete them before running eslint)`,
+    );
   process.exit(1);
 }
 console.log(`readme check: 0 failures (${summary}; ${Date.now() - started} ms)`);
+listSkipped();
