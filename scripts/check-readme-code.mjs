@@ -1,7 +1,7 @@
 // Type-checks every ```ts / ```typescript block of README.md, packages/*/README.md and docs/*.md,
 // and runs the ones marked runnable, so the examples people copy keep working.
 //
-// Each block becomes its own ES module in .readme-check/ (top-level await allowed), checked with
+// Each block becomes its own ES module in .tmp/readme-check/ (top-level await allowed), checked with
 // the project's TypeScript and tsconfig.base.json, minus the unused-name rules (examples may
 // declare things only to show them) and noPropertyAccessFromIndexSignature (`process.env.X`). `@xmppbus/*` resolves through the workspace links in
 // node_modules with the "source" condition, so no build is needed.
@@ -12,14 +12,15 @@
 //                                        non-zero exit or after 30 s (a hang, an open handle).
 // Runnable blocks must need no server (use the in-memory hub) and exit on their own.
 //
-// `node scripts/check-readme-code.mjs [--keep] [files…]`: --keep leaves .readme-check/ behind.
+// `node scripts/check-readme-code.mjs [--keep] [files…]`: --keep leaves .tmp/readme-check/<pid>/ behind.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import ts from 'typescript';
 
-// One directory per run (runs may overlap: several people or CI jobs in one checkout).
-const ROOT = '.readme-check';
+// Inside the repo (so `@xmppbus/*` resolves through node_modules) under .tmp/, which git, ESLint
+// and Prettier ignore; one directory per run, as runs may overlap in one checkout.
+const ROOT = '.tmp/readme-check';
 const OUT = join(ROOT, String(process.pid));
 const RUN_TIMEOUT_MS = Number(process.env.README_CHECK_TIMEOUT_MS ?? 30_000);
 const started = Date.now();
@@ -100,7 +101,7 @@ for (const b of checked) writeFileSync(b.file, `${b.code}\nexport {};\n`);
 // ---- type-check ------------------------------------------------------------------------------
 const config = ts.parseJsonConfigFileContent(
   {
-    extends: '../../tsconfig.base.json',
+    extends: resolve('tsconfig.base.json'),
     compilerOptions: {
       noEmit: true,
       composite: false,
@@ -165,7 +166,7 @@ const runnable = checked.filter((b) => b.mode === 'run' && !failures.has(b));
 // Two at a time: tsx start-up dominates, and the machine is shared.
 for (let i = 0; i < runnable.length; i += 2) await Promise.all(runnable.slice(i, i + 2).map(runOne));
 
-// The empty .readme-check/ stays: removing it could race with a run that is starting.
+// The empty .tmp/readme-check/ stays: removing it could race with a run that is starting.
 if (!keep) rmSync(OUT, { recursive: true, force: true });
 
 // ---- report ---------------------------------------------------------------------------------
@@ -186,10 +187,7 @@ if (failures.size > 0 || problems.length > 0) {
   }
   for (const p of problems) console.error(`  ${p}`);
   listSkipped();
-  if (!keep)
-    console.error(
-      `(node ${relative('.', process.argv[1])} --keep keeps the extracted modules in ${OUT}/; delete them before running eslint)`,
-    );
+  if (!keep) console.error(`(node ${relative('.', process.argv[1])} --keep keeps the extracted modules in ${OUT}/)`);
   process.exit(1);
 }
 console.log(`readme check: 0 failures (${summary}; ${Date.now() - started} ms)`);
