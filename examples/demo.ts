@@ -148,22 +148,22 @@ try {
 
 // ── 3. pub/sub ──────────────────────────────────────────────────────────────────────────────
 section('3. pub/sub events (XEP-0060 at pubsub.localhost)');
-const publisher = new PubSub({ transport: sensors, service: server.pubsubService });
-const subscriber = new PubSub({ transport: monitor, service: server.pubsubService });
+const publisher = new PubSub({ session: sensorsSession, service: server.pubsubService });
+const subscriber = new PubSub({ session: monitorSession, service: server.pubsubService });
 await publisher.ensureNode('readings', { persistItems: true, maxItems: 100, notificationType: 'normal' });
 log('sensors.localhost', 'node "readings" ready');
 let consumed = 0;
 let allConsumed!: () => void;
 const threeConsumed = new Promise<void>((r) => (allConsumed = r));
-const consumer = subscriber.consume('readings', Reading, (r, meta) => {
+const consumer = subscriber.consume(Reading, 'readings', (r, meta) => {
   record(r);
   log('monitor.localhost', `← event ${meta.id}: ${r.sensor} = ${r.celsius} °C`);
   if (++consumed === 3) allConsumed();
 });
-await consumer.ready({ timeout: 10_000 });
+await consumer.start({ timeout: 10_000 });
 for (const [i, celsius] of [72.0, 72.5, 73.25].entries()) {
   const id = `boiler-${i + 1}`;
-  await publisher.publish('readings', Reading, { sensor: 'boiler', celsius, at: new Date().toISOString() }, { id });
+  await publisher.publish(Reading, 'readings', { sensor: 'boiler', celsius, at: new Date().toISOString() }, { id });
   log('sensors.localhost', `→ published item ${id}`);
 }
 await threeConsumed;
