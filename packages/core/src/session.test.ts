@@ -107,6 +107,17 @@ describe('Session', () => {
     expect(() => other.router.handle('urn:x', 'a', () => undefined)).not.toThrow();
   });
 
+  it('refuses a second started session on one transport (it would answer every IQ twice)', async () => {
+    const t = new FakeTransport();
+    t.set('online');
+    const first = new Session({ transport: t });
+    await first.start();
+    const second = new Session({ transport: t });
+    await expect(second.start()).rejects.toBeInstanceOf(ConflictError);
+    expect(second.status).toBe('idle');
+    await first.close();
+  });
+
   it('advertises registered features in disco#info and removes them again', async () => {
     const t = new FakeTransport();
     t.set('online');

@@ -14,7 +14,7 @@
 import { abortReason, type WaitOptions } from './abort.js';
 import { systemClock, type Clock } from './clock.js';
 import { DiscoRegistry } from './disco.js';
-import { ClosedError, TimeoutError, toError } from './errors.js';
+import { ClosedError, ConflictError, TimeoutError, toError } from './errors.js';
 import { IqCaller, IqRouter } from './iq.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { StanzaListener, Transport, TransportStatus } from './transport.js';
@@ -48,6 +48,12 @@ export interface SessionOptions {
 }
 
 export type TransportStatusListener = (status: TransportStatus, error?: Error) => void;
+
+/**
+ * Transports a started session is attached to. Not a registry features look things up in: it
+ * only refuses a second session on one link, which would answer every inbound IQ twice.
+ */
+const attached = new WeakSet<Transport>();
 
 export class Session implements AsyncDisposable {
   readonly transport: Transport;
@@ -98,8 +104,8 @@ export class Session implements AsyncDisposable {
 
   async #start(options: WaitOptions): Promise<void> {
     this.#status = 'starting';
-    this.#attach();
     try {
+      this.#attach();
       if (this.transport.status !== 'online') await waitForStatus(this.transport, 'online', options);
       for (const unit of [...this.#units]) await unit.start?.(options);
     } catch (err) {
@@ -191,6 +197,10 @@ export class Session implements AsyncDisposable {
 
   #attach(): void {
     if (this.#detach.length > 0) return;
+    if (attached.has(this.transport))
+      throw new ConflictError(`transport ${this.transport.address} already has a started session; share that one`);
+    attached.add(this.transport);
+    this.#detach.push(() => attached.delete(this.transport));
     this.#detach.push(
       this.transport.onStanza((s) => this.#dispatch(s)),
       this.transport.onStatus((status, err) => {
