@@ -316,7 +316,9 @@ describe('Messenger QoS levels (memory hub)', () => {
     const c = collector();
     receiver.handle(Note, c.handler);
     await receiver.start();
-    const caller = await callerOn(a);
+    const sender = messenger(a); // its session's caller plays the hand-written peer (one session per transport)
+    await sender.start();
+    const caller = sessions.get(sender)!.caller;
     const res = await caller.request(
       parseXml(
         `<iq type='set' to='svc-b.test' id='x1'><assured xmlns='${NS_QOS_NF}' msgId='M1'>` +
@@ -331,7 +333,6 @@ describe('Messenger QoS levels (memory hub)', () => {
     expect(c.seen.map((s) => [s.n, s.meta.from, s.meta.to])).toEqual([[5, 'svc-a.test', 'svc-b.test']]);
 
     // The other direction: a hand-written peer that answers `received` with no namespace.
-    const sender = messenger(a);
     const d = hub.connect('svc-d.test');
     cleanups.push(() => d.close());
     const off = d.onStanza((s) => {
