@@ -174,7 +174,7 @@ section('4. exactly-once messages, delayed while the receiver is offline');
 const dir = mkdtempSync(join(tmpdir(), 'xmppbus-demo-'));
 try {
   const outbox = new Messenger({
-    session: new Session({ transport: sensors }),
+    session: sensorsSession,
     store: sqliteMessageStore(join(dir, 'sensors.db')),
     retry: { initialDelay: 100, maxDelay: 500 },
   });
