@@ -7,7 +7,9 @@ import {
   ConfigError,
   ConflictError,
   ConnectionError,
+  PayloadTooLargeError,
   ProtocolError,
+  XmlError,
   findChild,
   localName,
   textOf,
@@ -16,7 +18,53 @@ import {
 } from '@xmppbus/core';
 
 export const NS_STREAMS = 'urn:ietf:params:xml:ns:xmpp-streams';
-const NS_ETHERX = 'http://etherx.jabber.org/streams';
+export const NS_ETHERX = 'http://etherx.jabber.org/streams';
+
+/** The RFC 6120 §4.9.3 conditions our parser refuses input with. */
+export type StreamErrorCondition =
+  /** Not namespace-well-formed XML, illegal characters, malformed references, invalid UTF-8. */
+  | 'not-well-formed'
+  /** Comments, processing instructions, DTDs, entity references beyond the five predefined. */
+  | 'restricted-xml'
+  /** A stream prefix other than `stream`, or a header without `xmlns:stream`. */
+  | 'bad-namespace-prefix'
+  /** The stream or content namespace is not the one expected. */
+  | 'invalid-namespace'
+  /** An XML declaration naming an encoding other than UTF-8. */
+  | 'unsupported-encoding'
+  /** A stanza over a size, depth or attribute limit. */
+  | 'policy-violation'
+  /** Something other than an element or whitespace at stream level (text, CDATA, a wrong root). */
+  | 'bad-format'
+  /** A second stream header inside the stream. */
+  | 'unsupported-stanza-type';
+
+/** Input the stream parser refused; `condition` is the `<stream:error>` the link answers with. */
+export class StreamXmlError extends XmlError {
+  readonly condition: StreamErrorCondition;
+  constructor(condition: StreamErrorCondition, message: string) {
+    super(`${condition}: ${message}`);
+    this.condition = condition;
+  }
+}
+
+/** A stanza over the parser's size, depth or attribute limits (answered `policy-violation`). */
+export class StreamLimitError extends PayloadTooLargeError {
+  readonly condition: StreamErrorCondition = 'policy-violation';
+}
+
+/** What the parser reports: malformed or restricted XML, or a limit exceeded. */
+export type StreamParseError = StreamXmlError | StreamLimitError;
+
+/** The stream error condition to send for `err`, if it is a refusal of the peer's input. */
+export function streamConditionOf(err: unknown): StreamErrorCondition | undefined {
+  return err instanceof StreamXmlError || err instanceof StreamLimitError ? err.condition : undefined;
+}
+
+/** The `<stream:error>` element (and the stream's end) sent before closing on refused input. */
+export function streamErrorXml(condition: StreamErrorCondition): string {
+  return `<stream:error><${condition} xmlns='${NS_STREAMS}'/></stream:error></stream:stream>`;
+}
 
 /** True for a top-level `<stream:error>` (matched by local name; the prefix is the peer's choice). */
 export function isStreamError(el: Element): boolean {
