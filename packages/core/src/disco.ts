@@ -3,7 +3,7 @@
  * counted, so two units may advertise the same namespace), identities, items and per-node
  * info. One registry per session; the session's IQ router answers disco#info/#items from it.
  */
-import type { Element} from './xml.js';
+import type { Element } from './xml.js';
 import { xml } from './xml.js';
 
 export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
@@ -21,7 +21,12 @@ export interface DiscoItem {
   jid?: string;
   node?: string;
   name?: string;
+  /** Listed only to requesters the session's access policy lets reach this namespace (and element). */
+  guard?: { ns: string; name?: string };
 }
+
+/** Decides whether a requester may see a guarded entry. */
+export type DiscoVisibility = (guard: { ns: string; name?: string }) => boolean;
 
 /** What disco#info answers for one node (XEP-0030 §3.2). */
 export interface DiscoNodeInfo {
@@ -33,7 +38,7 @@ export class DiscoRegistry {
   readonly #features = new Map<string, number>();
   readonly #identities: DiscoIdentity[] = [];
   readonly #items: DiscoItem[] = [];
-  readonly #nodes = new Map<string, DiscoNodeInfo>();
+  readonly #nodes = new Map<string, DiscoNodeInfo & { guard?: { ns: string; name?: string } }>();
 
   constructor() {
     this.addFeature(NS_DISCO_INFO);
@@ -71,8 +76,11 @@ export class DiscoRegistry {
     };
   }
 
-  /** Answers disco#info for `node` with `info` (other nodes get the entity's info). Returns the remover. */
-  addNodeInfo(node: string, info: DiscoNodeInfo): () => void {
+  /**
+   * Answers disco#info for `node` with `info` (other nodes get the entity's info); with `guard`,
+   * only to requesters allowed to reach it (others get the entity's info). Returns the remover.
+   */
+  addNodeInfo(node: string, info: DiscoNodeInfo & { guard?: { ns: string; name?: string } }): () => void {
     this.#nodes.set(node, info);
     return () => {
       if (this.#nodes.get(node) === info) this.#nodes.delete(node);
@@ -84,9 +92,12 @@ export class DiscoRegistry {
   }
 
   /** The disco#info `<query/>` answering `query`. */
-  infoQuery(query: Element): Element {
+  infoQuery(query: Element, visible: DiscoVisibility = () => true): Element {
     const node = query.attrs['node'];
-    const info: DiscoNodeInfo = (node === undefined ? undefined : this.#nodes.get(node)) ?? {
+    let nodeInfo: (DiscoNodeInfo & { guard?: { ns: string; name?: string } }) | undefined =
+      node === undefined ? undefined : this.#nodes.get(node);
+    if (nodeInfo?.guard !== undefined && !visible(nodeInfo.guard)) nodeInfo = undefined;
+    const info: DiscoNodeInfo = nodeInfo ?? {
       identities: this.#identities.length > 0 ? this.#identities : [{ category: 'component', type: 'generic' }],
       features: this.features,
     };
@@ -99,9 +110,9 @@ export class DiscoRegistry {
   }
 
   /** The disco#items `<query/>` answering `query`; `me` is the address queried. */
-  itemsQuery(query: Element, me: string): Element {
+  itemsQuery(query: Element, me: string, visible: DiscoVisibility = () => true): Element {
     const node = query.attrs['node'];
-    const items = node === undefined ? this.#items : [];
+    const items = node === undefined ? this.#items.filter((i) => i.guard === undefined || visible(i.guard)) : [];
     return xml(
       'query',
       { xmlns: NS_DISCO_ITEMS, node },

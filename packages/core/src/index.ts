@@ -71,6 +71,10 @@ export type { SessionOptions, SessionStatus, SessionUnit, TransportStatusListene
 export { IqRouter, IqCaller, resultReply, errorReply, errorFromStanza, noHandlerError } from './iq.js';
 export type { IqHandler, IqRequestOptions } from './iq.js';
 export { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './disco.js';
-export type { DiscoIdentity, DiscoItem, DiscoNodeInfo } from './disco.js';
+export type { DiscoIdentity, DiscoItem, DiscoNodeInfo, DiscoVisibility } from './disco.js';
 export { calleeError } from './callee-error.js';
+export { AccessPolicy, orgDomain } from './access.js';
+export { SenderBudget, FairQueue, stanzaBytes, STANZA_BYTES } from './admission.js';
+export type { BudgetLimits } from './admission.js';
+export type { AccessRule, AccessPolicyOptions } from './access.js';
 export type { CalleeErrorContext } from './callee-error.js';

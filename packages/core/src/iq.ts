@@ -6,7 +6,8 @@
  */
 import { abortReason, type WaitOptions } from './abort.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
-import { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './disco.js';
+import { AccessPolicy } from './access.js';
+import { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, type DiscoVisibility } from './disco.js';
 import { ClosedError, ConflictError, ConnectionError, TimeoutError } from './errors.js';
 import { randomId } from './id.js';
 import { bareJid, domainOf, jidEquals } from './jid.js';
@@ -20,14 +21,18 @@ export type IqHandler = (iq: Element, payload: Element) => void;
 export class IqRouter {
   readonly #transport: Transport;
   readonly #disco: DiscoRegistry;
+  readonly #access: AccessPolicy;
   /** namespace → local name (or '*') → handler: two lookups, no key string built per stanza. */
   readonly #handlers = new Map<string, Map<string, IqHandler>>();
+  /** Namespaces whose unit checks access itself, per inner contract (QoS envelopes, batches). */
+  readonly #unitChecked = new Set<string>();
   /** Inbound get/set IQs nobody handled (answered `service-unavailable`). */
   unhandled = 0;
 
-  constructor(transport: Transport, disco: DiscoRegistry = new DiscoRegistry()) {
+  constructor(transport: Transport, disco: DiscoRegistry = new DiscoRegistry(), access = AccessPolicy.allowAll()) {
     this.#transport = transport;
     this.#disco = disco;
+    this.#access = access;
   }
 
   /**
@@ -48,6 +53,15 @@ export class IqRouter {
     };
   }
 
+  /**
+   * Leaves the access check of namespace `ns` to its unit: for envelopes (QoS, batches) whose
+   * meaning is the contract inside, which the unit checks with `session.access`. Returns the remover.
+   */
+  delegateAccess(ns: string): () => void {
+    this.#unitChecked.add(ns);
+    return () => this.#unitChecked.delete(ns);
+  }
+
   /** Whether some handler serves namespace `ns` (any local name). */
   handles(ns: string): boolean {
     return this.#handlers.has(ns);
@@ -64,19 +78,35 @@ export class IqRouter {
     }
     const ns = payload.attrs['xmlns'] ?? '';
     const name = localName(payload);
+    const from = stanza.attrs['from'];
     const byName = this.#handlers.get(ns);
     const handler = byName === undefined ? undefined : (byName.get(name) ?? byName.get('*'));
+    if (handler === undefined) {
+      // Built-ins answer anyone: ping, and disco filtered by what the requester may reach.
+      if (ns === NS_PING && name === 'ping') return this.#reply(stanza);
+      if (ns === NS_DISCO_INFO && name === 'query' && type === 'get')
+        return this.#reply(stanza, this.#disco.infoQuery(payload, this.#visibleTo(from)));
+      if (ns === NS_DISCO_ITEMS && name === 'query' && type === 'get') {
+        const me = stanza.attrs['to'] ?? this.#transport.address;
+        return this.#reply(stanza, this.#disco.itemsQuery(payload, me, this.#visibleTo(from)));
+      }
+    }
+    // The one access check of inbound requests, before any unit sees the payload.
+    if (!this.#unitChecked.has(ns) && !this.#access.check(from, this.#transport.address, ns, name)) {
+      const text = `${from ?? 'this sender'} may not use {${ns}}${name}`;
+      this.#reply(stanza, new StanzaError({ condition: 'forbidden', type: 'auth', text }));
+      return;
+    }
     if (handler) {
       handler(stanza, payload);
       return;
     }
-    if (ns === NS_PING && name === 'ping') return this.#reply(stanza);
-    if (ns === NS_DISCO_INFO && name === 'query' && type === 'get')
-      return this.#reply(stanza, this.#disco.infoQuery(payload));
-    if (ns === NS_DISCO_ITEMS && name === 'query' && type === 'get')
-      return this.#reply(stanza, this.#disco.itemsQuery(payload, stanza.attrs['to'] ?? this.#transport.address));
     this.unhandled++;
     this.#reply(stanza, noHandlerError(ns, name, byName !== undefined));
+  }
+
+  #visibleTo(from: string | undefined): DiscoVisibility {
+    return (guard) => this.#access.allows(from, this.#transport.address, guard.ns, guard.name);
   }
 
   #reply(iq: Element, result?: Element | StanzaError): void {

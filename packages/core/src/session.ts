@@ -12,6 +12,7 @@
  * - `[Symbol.asyncDispose]` = `close()`.
  */
 import { abortReason, type WaitOptions } from './abort.js';
+import { AccessPolicy } from './access.js';
 import { systemClock, type Clock } from './clock.js';
 import { DiscoRegistry } from './disco.js';
 import { ClosedError, ConflictError, TimeoutError, toError } from './errors.js';
@@ -45,6 +46,12 @@ export interface SessionOptions {
   iqTimeout?: number;
   /** Randomness for jitter (tests make it deterministic). */
   random?: () => number;
+  /**
+   * Who may reach what on this endpoint (default: the secure default — services of the same
+   * organisation domain; user accounts and foreign domains need a rule). `AccessPolicy.allowAll()`
+   * is for development and warns at start.
+   */
+  access?: AccessPolicy;
 }
 
 export type TransportStatusListener = (status: TransportStatus, error?: Error) => void;
@@ -61,6 +68,7 @@ export class Session implements AsyncDisposable {
   readonly logger: Logger;
   readonly random: () => number;
   readonly disco = new DiscoRegistry();
+  readonly access: AccessPolicy;
   readonly router: IqRouter;
   readonly caller: IqCaller;
   #status: SessionStatus = 'idle';
@@ -77,7 +85,8 @@ export class Session implements AsyncDisposable {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.random = options.random ?? Math.random;
-    this.router = new IqRouter(this.transport, this.disco);
+    this.access = options.access ?? new AccessPolicy();
+    this.router = new IqRouter(this.transport, this.disco, this.access);
     this.caller = new IqCaller(this.transport, this.clock);
     if (options.iqTimeout !== undefined) this.caller.defaultTimeout = options.iqTimeout;
   }
@@ -106,6 +115,7 @@ export class Session implements AsyncDisposable {
     this.#status = 'starting';
     try {
       this.#attach();
+      this.access.warnIfOpen(this.logger, this.transport.address);
       if (this.transport.status !== 'online') await waitForStatus(this.transport, 'online', options);
       for (const unit of [...this.#units]) await unit.start?.(options);
     } catch (err) {

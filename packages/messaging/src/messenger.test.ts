@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import {
+  AccessPolicy,
   ConflictError,
   ExpiredError,
   ManualClock,
@@ -40,8 +41,9 @@ function messenger(
   t: MemoryTransport,
   options: Partial<Omit<MessengerOptions, 'session'>> = {},
   clock?: ManualClock,
+  access?: AccessPolicy,
 ): Messenger {
-  const session = new Session({ transport: t, ...(clock ? { clock } : {}) });
+  const session = new Session({ transport: t, ...(clock ? { clock } : {}), ...(access ? { access } : {}) });
   const m = new Messenger({ session, retry: fast, attemptTimeout: 2000, ...options });
   sessions.set(m, session);
   m.start().catch(() => undefined);
@@ -187,7 +189,8 @@ describe('Messenger QoS levels (memory hub)', () => {
     await waitFor(() => sender.counters.retried === 1);
     const bob = hub.connect('bob@localhost/agent');
     cleanups.push(() => bob.close());
-    const receiver = messenger(bob);
+    // A user account on another domain than the service: it lets the service in by a rule.
+    const receiver = messenger(bob, {}, undefined, new AccessPolicy({ rules: [{ from: 'svc-a.test' }] }));
     const c = collector();
     receiver.handle(Note, c.handler);
     await receiver.start();

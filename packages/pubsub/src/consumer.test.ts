@@ -1,6 +1,6 @@
 // Consumer and Pipeline on their own: lifecycle words (start = ready, bounded drain, close at
 // once), retries on the session's clock, failure reporting, and positions across restarts.
-import { ClosedError, ManualClock, Session, TimeoutError, deferred, type Logger } from '@xmppbus/core';
+import { AccessPolicy, ClosedError, ManualClock, Session, TimeoutError, deferred, type Logger } from '@xmppbus/core';
 import { OrderCreated, waitFor } from '@xmppbus/testing';
 import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -8,6 +8,9 @@ import { MemoryCheckpointStore } from './checkpoint-store.js';
 import { PubSub } from './pubsub.js';
 import { MemoryPubSubService } from './testing/memory-pubsub-service.js';
 import type { EventMeta } from './types.js';
+
+/** The in-memory XEP-0060 service serves any account, like a server's pubsub component. */
+const openService = new AccessPolicy({ rules: [{ from: '*' }] });
 
 let hub: MemoryHub;
 let clock: ManualClock;
@@ -27,9 +30,12 @@ function client(address: string): PubSub {
   return new PubSub({ session, service: 'pubsub.test', timeout: 5_000 });
 }
 async function startService(): Promise<void> {
-  service = new MemoryPubSubService(new Session({ transport: hub.connect('pubsub.test'), clock }), {
-    admins: ['svc-a.test'],
-  });
+  service = new MemoryPubSubService(
+    new Session({ transport: hub.connect('pubsub.test'), clock, access: openService }),
+    {
+      admins: ['svc-a.test'],
+    },
+  );
   await service.start();
 }
 const order = (orderId: string): { orderId: string; qty: number } => ({ orderId, qty: 1 });

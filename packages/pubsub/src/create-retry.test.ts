@@ -1,14 +1,17 @@
-import { ManualClock, Session, StanzaError, errorReply, resultReply } from '@xmppbus/core';
+import { AccessPolicy, ManualClock, Session, StanzaError, errorReply, resultReply } from '@xmppbus/core';
 import { memoryHub } from '@xmppbus/transport-memory';
 import { describe, expect, it } from 'vitest';
 import { NS_PUBSUB, NS_PUBSUB_OWNER } from './ns.js';
 import { PubSub } from './pubsub.js';
 
+/** The in-memory XEP-0060 service serves any account, like a server's pubsub component. */
+const openService = new AccessPolicy({ rules: [{ from: '*' }] });
+
 /** A pubsub service whose first `failures` node creations fail with the given text. */
 async function flakyService(failures: number, text: string) {
   const hub = memoryHub();
   const clock = new ManualClock();
-  const service = new Session({ transport: hub.connect('pubsub.test'), clock });
+  const service = new Session({ transport: hub.connect('pubsub.test'), clock, access: openService });
   let creates = 0;
   service.router.handle(NS_PUBSUB_OWNER, 'pubsub', (iq) => {
     void service.send(errorReply(iq, new StanzaError({ condition: 'feature-not-implemented' })));

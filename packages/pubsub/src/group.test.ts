@@ -1,6 +1,6 @@
 // Competing consumers on their own: one member per event, leader hand-over on close and after a
 // crash (heartbeats on a manual clock), failure policy, the consumer's own signal, bounded close/drain.
-import { ConflictError, ManualClock, Session, TimeoutError, deferred, type Logger } from '@xmppbus/core';
+import { AccessPolicy, ConflictError, ManualClock, Session, TimeoutError, deferred, type Logger } from '@xmppbus/core';
 import { OrderCreated, waitFor } from '@xmppbus/testing';
 import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -8,6 +8,9 @@ import type { Consumer } from './consumer.js';
 import { PubSub } from './pubsub.js';
 import { MemoryPubSubService } from './testing/memory-pubsub-service.js';
 import type { EventHandler, EventMeta } from './types.js';
+
+/** The in-memory XEP-0060 service serves any account, like a server's pubsub component. */
+const openService = new AccessPolicy({ rules: [{ from: '*' }] });
 
 type Order = { orderId: string; qty: number };
 let hub: MemoryHub;
@@ -46,9 +49,12 @@ beforeEach(async () => {
   clock = new ManualClock(1_000_000);
   errors.length = 0;
   seq = 0;
-  service = new MemoryPubSubService(new Session({ transport: hub.connect('pubsub.test'), clock }), {
-    admins: ['svc-a.test', 'svc-b.test', 'svc-c.test', 'svc-d.test', 'svc-e.test'],
-  });
+  service = new MemoryPubSubService(
+    new Session({ transport: hub.connect('pubsub.test'), clock, access: openService }),
+    {
+      admins: ['svc-a.test', 'svc-b.test', 'svc-c.test', 'svc-d.test', 'svc-e.test'],
+    },
+  );
   await service.start();
   a = client('svc-a.test');
   await a.createNode('jobs', { maxItems: 1000 });

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClosedError, ManualClock, Session, xml, type Logger } from '@xmppbus/core';
+import { AccessPolicy, ClosedError, ManualClock, Session, xml, type Logger } from '@xmppbus/core';
 import { ValidationError } from '@xmppbus/schema';
 import { OrderCreated, waitFor } from '@xmppbus/testing';
 import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
@@ -12,6 +12,9 @@ import type { PubSubEvent } from './events.js';
 import { PubSub } from './pubsub.js';
 import { MemoryPubSubService } from './testing/memory-pubsub-service.js';
 import type { EventMeta } from './types.js';
+
+/** The in-memory XEP-0060 service serves any account, like a server's pubsub component. */
+const openService = new AccessPolicy({ rules: [{ from: '*' }] });
 
 let hub: MemoryHub;
 let clock: ManualClock;
@@ -28,9 +31,12 @@ const order = (orderId: string): { orderId: string; qty: number } => ({ orderId,
 beforeEach(async () => {
   hub = memoryHub();
   clock = new ManualClock(Date.UTC(2026, 0, 1));
-  service = new MemoryPubSubService(new Session({ transport: hub.connect('pubsub.test'), clock }), {
-    admins: ['svc-a.test', 'svc-b.test', 'svc-c.test', 'svc-e.test'],
-  });
+  service = new MemoryPubSubService(
+    new Session({ transport: hub.connect('pubsub.test'), clock, access: openService }),
+    {
+      admins: ['svc-a.test', 'svc-b.test', 'svc-c.test', 'svc-e.test'],
+    },
+  );
   await service.start();
 });
 afterEach(async () => {

@@ -288,8 +288,13 @@ export class RpcServer implements AsyncDisposable {
     const offs = [
       off,
       disco.addFeature(ns),
-      disco.addItem({ node, name }),
-      disco.addNodeInfo(node, { identities: [{ category: 'automation', type: 'rpc', name }], features: [ns, NS_RPC] }),
+      // Listed only to requesters the session's access policy lets call the method.
+      disco.addItem({ node, name, guard: { ns, name } }),
+      disco.addNodeInfo(node, {
+        identities: [{ category: 'automation', type: 'rpc', name }],
+        features: [ns, NS_RPC],
+        guard: { ns, name },
+      }),
     ];
     entry.off = () => {
       for (const f of offs) f();

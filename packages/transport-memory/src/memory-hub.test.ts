@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
+  AccessPolicy,
   ConflictError,
   Session,
   ServiceUnavailableError,
@@ -18,10 +19,10 @@ import { memoryHub } from '@xmppbus/transport-memory';
 
 const sessions = new WeakMap<Transport, Session>();
 /** One started session per transport under test. */
-async function sessionOf(transport: Transport): Promise<Session> {
+async function sessionOf(transport: Transport, access?: AccessPolicy): Promise<Session> {
   let s = sessions.get(transport);
   if (!s) {
-    s = new Session({ transport });
+    s = new Session({ transport, ...(access ? { access } : {}) });
     sessions.set(transport, s);
     await s.start();
   }
@@ -375,6 +376,9 @@ describe('MemoryHub component ↔ client-like exchange', () => {
     const hub = memoryHub();
     const svc = hub.connect('svc.test');
     const alice = hub.connect('alice@test/agent1');
+    // User accounts need a rule both ways (the secure default lets only services in).
+    await sessionOf(svc, new AccessPolicy({ rules: [{ from: '*@test', to: 'urn:example:1#whoami' }] }));
+    await sessionOf(alice, new AccessPolicy({ rules: [{ from: '*@svc.test', to: 'urn:example:1' }] }));
     (await sessionOf(svc)).router.handle('urn:example:1', 'whoami', (iq) => {
       void svc.send(resultReply(iq, xml('whoami', { xmlns: 'urn:example:1' }, iq.attrs['from'])));
     });
@@ -382,12 +386,14 @@ describe('MemoryHub component ↔ client-like exchange', () => {
       void alice.send(resultReply(iq, xml('status', { xmlns: 'urn:example:1' }, 'ok')));
     });
 
-    const r1 = await (await sessionOf(alice)).caller.request(
-      xml('iq', { type: 'get', to: 'svc.test' }, xml('whoami', { xmlns: 'urn:example:1' })),
-    );
+    const r1 = await (
+      await sessionOf(alice)
+    ).caller.request(xml('iq', { type: 'get', to: 'svc.test' }, xml('whoami', { xmlns: 'urn:example:1' })));
     expect(r1.getChildText('whoami')).toBe('alice@test/agent1');
 
-    const r2 = await (await sessionOf(svc)).caller.request(
+    const r2 = await (
+      await sessionOf(svc)
+    ).caller.request(
       xml(
         'iq',
         { type: 'get', to: 'alice@test/agent1', from: 'monitor@svc.test' },
