@@ -9,9 +9,14 @@ export { StreamLink, parseService } from './stream-link.js';
 export type { ServiceAddress } from './stream-link.js';
 
 // Parsing and serialising
-export { StreamParser } from './stream-parser.js';
+export { StreamParser, STREAM_PARSER_DEFAULTS, CONTENT_NAMESPACES } from './stream-parser.js';
 export type { StreamParserHandlers, StreamParserOptions } from './stream-parser.js';
 export { serializeElement } from './serialize.js';
+export type { SerializeOptions } from './serialize.js';
 
 // RFC 6120 §4.9 stream errors → typed xmppbus errors
 export { streamErrorToError, streamErrorCondition, isStreamError, NS_STREAMS } from './stream-errors.js';
+
+// What the parser refuses input with; StreamLink answers each with its <stream:error>
+export { StreamXmlError, StreamLimitError, streamConditionOf } from './stream-errors.js';
+export type { StreamErrorCondition, StreamParseError } from './stream-errors.js';

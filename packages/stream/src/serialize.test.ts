@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Element, xml } from '@xmppbus/core';
+import { Element, PayloadTooLargeError, xml } from '@xmppbus/core';
 import { serializeElement } from './serialize.js';
 
 describe('serializeElement', () => {
@@ -22,5 +22,32 @@ describe('serializeElement', () => {
       '<iq type="set" id="a&quot;b&amp;c&lt;d&gt;&apos;" to="svc.test"><q xmlns="urn:x"><s>A&amp;1&lt;&gt;"\'</s>' +
         '<n>2</n><empty/></q></iq>',
     );
+  });
+});
+
+describe('serializeElement depth (issue 9, finding 6)', () => {
+  function chain(levels: number): Element {
+    const root = new Element('message');
+    let cur = root;
+    for (let i = 0; i < levels; i++) {
+      const child = new Element('a');
+      cur.children.push(child);
+      child.parent = cur;
+      cur = child;
+    }
+    cur.children.push('x');
+    return root;
+  }
+
+  it('serialises a 100k-level tree without overflowing the stack', () => {
+    const s = serializeElement(chain(100_000));
+    expect(s.length).toBe('<message>'.length + 100_000 * 7 + 1 + '</message>'.length);
+    expect(s.includes('<a>x</a></a>') && s.endsWith('</a></a></message>')).toBe(true);
+  });
+
+  it('refuses a tree deeper than maxDepth with PayloadTooLargeError', () => {
+    expect(serializeElement(chain(64), { maxDepth: 64 })).toContain('x');
+    expect(() => serializeElement(chain(65), { maxDepth: 64 })).toThrow(PayloadTooLargeError);
+    expect(() => serializeElement(chain(10_000), { maxDepth: 64 })).toThrow(PayloadTooLargeError);
   });
 });

@@ -4,8 +4,13 @@
  * attributes and children skipped) but without ltx's writer callback per token and without a
  * regex replace on every value: values are tested first and only escaped when they need it.
  * Measured on the RPC round trip: ~2.5× faster than `toString()` for a typical IQ.
+ *
+ * Iterative, with an explicit stack: no tree, however deep, overflows the call stack (a
+ * recursive version crashed at ~10k levels). `maxDepth` refuses deep trees before any text is
+ * written anywhere: some servers crash on them (ejabberd 23.01 at ~5,000 levels).
  */
 import { Element, escapeXML, escapeXMLText } from 'ltx';
+import { PayloadTooLargeError } from '@xmppbus/core';
 
 const NEEDS_ATTR_ESCAPE = /["&'<>]/;
 const NEEDS_TEXT_ESCAPE = /[&<>]/;
@@ -15,9 +20,13 @@ interface Writable {
   write(writer: (s: string) => void): void;
 }
 
-export function serializeElement(el: Element): string {
-  const name = el.name;
-  let s = '<' + name;
+export interface SerializeOptions {
+  /** Levels of elements allowed below `el` (its children are level 1); deeper → PayloadTooLargeError. */
+  maxDepth?: number;
+}
+
+function startTag(el: Element): string {
+  let s = '<' + el.name;
   const attrs = el.attrs as Record<string, unknown>;
   for (const k in attrs) {
     const v = attrs[k];
@@ -25,24 +34,66 @@ export function serializeElement(el: Element): string {
     const t = typeof v === 'string' ? v : (v as number).toString(10);
     s += ' ' + k + '="' + (NEEDS_ATTR_ESCAPE.test(t) ? escapeXML(t) : t) + '"';
   }
-  const ch = el.children as unknown[];
-  const n = ch.length;
-  if (n === 0) return s + '/>';
+  return s;
+}
+
+export function serializeElement(el: Element, options?: SerializeOptions): string {
+  const maxDepth = options?.maxDepth ?? Infinity;
+  let s = startTag(el);
+  if (el.children.length === 0) return s + '/>';
   s += '>';
-  for (let i = 0; i < n; i++) {
-    const c = ch[i];
-    if (c === null || c === undefined) continue;
-    if (typeof c === 'string') {
-      s += NEEDS_TEXT_ESCAPE.test(c) ? escapeXMLText(c) : c;
-    } else if (typeof (c as Writable).write === 'function') {
-      // Subclasses overriding write() (none in this repository) get the generic path.
-      s += (c as Writable).write === ltxWrite ? serializeElement(c as Element) : writeGeneric(c as Writable);
-    } else {
-      const t = (c as number).toString(10);
-      s += NEEDS_TEXT_ESCAPE.test(t) ? escapeXMLText(t) : t;
+  // The open elements and, for each, the index of its next child.
+  const open: Element[] = [el];
+  const next: number[] = [0];
+  while (open.length > 0) {
+    const top = open.length - 1;
+    const cur = open[top]!;
+    const ch = cur.children as unknown[];
+    const n = ch.length;
+    let i = next[top]!;
+    let descended = false;
+    while (i < n) {
+      const c = ch[i++];
+      if (c === null || c === undefined) continue;
+      if (typeof c === 'string') {
+        s += NEEDS_TEXT_ESCAPE.test(c) ? escapeXMLText(c) : c;
+      } else if (typeof (c as Writable).write === 'function') {
+        if ((c as Writable).write !== ltxWrite) {
+          // Subclasses overriding write() (none in this repository) get the generic path.
+          s += writeGeneric(c as Writable);
+          continue;
+        }
+        const child = c as Element;
+        if (open.length > maxDepth) {
+          throw new PayloadTooLargeError(
+            open.length,
+            maxDepth,
+            `element nesting exceeds ${maxDepth} levels below <${el.name}>`,
+          );
+        }
+        s += startTag(child);
+        if (child.children.length === 0) {
+          s += '/>';
+          continue;
+        }
+        s += '>';
+        next[top] = i;
+        open.push(child);
+        next.push(0);
+        descended = true;
+        break;
+      } else {
+        const t = (c as number).toString(10);
+        s += NEEDS_TEXT_ESCAPE.test(t) ? escapeXMLText(t) : t;
+      }
+    }
+    if (!descended) {
+      s += '</' + cur.name + '>';
+      open.pop();
+      next.pop();
     }
   }
-  return s + '</' + name + '>';
+  return s;
 }
 
 function writeGeneric(el: Writable): string {

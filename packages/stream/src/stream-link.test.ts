@@ -7,11 +7,13 @@ import {
   ClosedError,
   ConfigError,
   ConnectionError,
+  PayloadTooLargeError,
   XmlError,
   localName,
   type Element,
 } from '@xmppbus/core';
 import { StreamLink, parseService } from './stream-link.js';
+import { streamConditionOf } from './stream-errors.js';
 import { duplexPair } from './testing/duplex-pair.js';
 
 const CLIENT_HEADER = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
@@ -112,6 +114,54 @@ describe('StreamLink', () => {
     peer.say('<a></b>');
     await expect(waiting).rejects.toBeInstanceOf(XmlError);
     expect(link.alive).toBe(false);
+  });
+
+  it('refused input: sends the <stream:error> with its condition, then closes (issue 9, finding 5)', async () => {
+    for (const [input, condition] of [
+      ['<!DOCTYPE x>', 'restricted-xml'],
+      ['<a>&lol;</a>', 'restricted-xml'],
+      ["<a b='1' b='2'/>", 'not-well-formed'],
+      [Buffer.from([0x3c, 0x61, 0x3e, 0xc0, 0xaf]), 'not-well-formed'],
+      ['<a>' + '<b>'.repeat(70), 'policy-violation'],
+    ] as const) {
+      const { link, peer, signal } = await opened();
+      const downs: Error[] = [];
+      link.goOnline(
+        () => {},
+        (err) => downs.push(err),
+      );
+      peer.say(input as string);
+      await until(() => peer.ended, 'the link ends the stream');
+      expect(peer.text).toBe(
+        `${CLIENT_HEADER}<stream:error><${condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>`,
+      );
+      expect(link.alive).toBe(false);
+      expect(downs).toHaveLength(1);
+      expect(streamConditionOf(downs[0])).toBe(condition);
+      await until(() => peer.socket.destroyed, 'the socket is closed');
+      expect(streamConditionOf(await link.next(signal).catch((e: unknown) => e))).toBe(condition);
+    }
+  });
+
+  it('a peer answering in another content namespace is refused with invalid-namespace', async () => {
+    const { link, peer } = setup();
+    const header = link.openStream(CLIENT_HEADER, new AbortController().signal);
+    peer.say(SERVER_HEADER.replace('jabber:client', 'jabber:component:accept'));
+    await expect(header).rejects.toThrow('invalid-namespace');
+    await until(() => peer.text.includes('<invalid-namespace'), 'the stream error is sent');
+  });
+
+  it('the transport limits apply to the next stream: a stanza over maxStanzaBytes ends it with policy-violation', async () => {
+    const { link, peer } = setup();
+    link.configure({ maxStanzaBytes: 100 });
+    const signal = new AbortController().signal;
+    const header = link.openStream(CLIENT_HEADER, signal);
+    peer.say(SERVER_HEADER);
+    await header;
+    const waiting = link.next(signal);
+    peer.say(`<message><body>${'x'.repeat(200)}</body></message>`);
+    await expect(waiting).rejects.toBeInstanceOf(PayloadTooLargeError);
+    await until(() => peer.text.includes('<policy-violation'), 'the stream error is sent');
   });
 
   it('an abort while waiting rejects with the reason and fails the link', async () => {

@@ -15,8 +15,11 @@ import {
   type Deferred,
   type Element,
 } from '@xmppbus/core';
-import { StreamParser } from './stream-parser.js';
-import { isStreamError, streamErrorToError } from './stream-errors.js';
+import { StreamParser, type StreamParserOptions } from './stream-parser.js';
+import { isStreamError, streamConditionOf, streamErrorToError, streamErrorXml } from './stream-errors.js';
+
+/** How long a refused peer has to read our `<stream:error>` before the socket is destroyed. */
+const REFUSE_GRACE_MS = 1_000;
 
 export interface ServiceAddress {
   host: string;
@@ -49,7 +52,11 @@ export class StreamLink {
   #failure: Error | undefined;
   #peerEnded = deferred<void>();
   #secure = false;
-  readonly #onData = (chunk: string): void => this.#parser.write(chunk);
+  /** Our stream header is on the wire, so a `<stream:error>` may follow it. */
+  #headerSent = false;
+  #limits: StreamParserOptions = {};
+  // Raw bytes: the parser validates UTF-8 itself (setEncoding would replace bad bytes silently).
+  readonly #onData = (chunk: Buffer | string): void => this.#parser.write(chunk);
 
   private constructor(socket: Duplex) {
     this.#socket = socket;
@@ -107,8 +114,12 @@ export class StreamLink {
     return new StreamLink(socket);
   }
 
+  /** Limits of the parsers of later `openStream()` calls (the transport's `maxStanzaBytes`, depth…). */
+  configure(limits: StreamParserOptions): void {
+    this.#limits = { ...limits };
+  }
+
   #attach(socket: Duplex): void {
-    socket.setEncoding('utf8');
     socket.on('data', this.#onData);
     socket.on('error', (err: Error) =>
       this.#fail(new ConnectionError(`connection error: ${err.message}`, { cause: err })),
@@ -120,31 +131,36 @@ export class StreamLink {
     socket.on('end', () => this.#peerEnded.resolve());
   }
 
-  #newParser(): void {
-    this.#parser = new StreamParser({
-      header: (el) => {
-        const h = this.#header;
-        this.#header = undefined;
-        h?.resolve(el);
+  #newParser(contentNamespace?: string): void {
+    const options: StreamParserOptions = { ...this.#limits };
+    if (contentNamespace !== undefined) options.contentNamespaces = [contentNamespace];
+    this.#parser = new StreamParser(
+      {
+        header: (el) => {
+          const h = this.#header;
+          this.#header = undefined;
+          h?.resolve(el);
+        },
+        element: (el) => {
+          if (isStreamError(el)) {
+            this.#fail(streamErrorToError(el));
+            return;
+          }
+          if (this.#dispatch) this.#dispatch(el);
+          else if (this.#waiter) {
+            const w = this.#waiter;
+            this.#waiter = undefined;
+            w.resolve(el);
+          } else this.#inbox.push(el);
+        },
+        end: () => {
+          this.#peerEnded.resolve();
+          this.#fail(new ConnectionError('stream closed by the server'));
+        },
+        error: (err) => this.#fail(err),
       },
-      element: (el) => {
-        if (isStreamError(el)) {
-          this.#fail(streamErrorToError(el));
-          return;
-        }
-        if (this.#dispatch) this.#dispatch(el);
-        else if (this.#waiter) {
-          const w = this.#waiter;
-          this.#waiter = undefined;
-          w.resolve(el);
-        } else this.#inbox.push(el);
-      },
-      end: () => {
-        this.#peerEnded.resolve();
-        this.#fail(new ConnectionError('stream closed by the server'));
-      },
-      error: (err) => this.#fail(err),
-    });
+      options,
+    );
   }
 
   #fail(err: Error): void {
@@ -156,10 +172,33 @@ export class StreamLink {
     const h = this.#header;
     this.#header = undefined;
     h?.reject(err);
-    this.#socket.destroy();
+    const condition = streamConditionOf(err);
+    if (condition !== undefined && this.#headerSent) this.#refuse(streamErrorXml(condition));
+    else this.#socket.destroy();
     const down = this.#onDown;
     this.#onDown = undefined;
     down?.(err);
+  }
+
+  /**
+   * Refused input: tell the peer why (RFC 6120 §4.9), then close. The socket is destroyed once
+   * the error is flushed, or after a grace period if the peer does not read; what it still
+   * sends is dropped unparsed (the parser has stopped), so nothing grows meanwhile.
+   */
+  #refuse(text: string): void {
+    const socket = this.#socket;
+    const timer = setTimeout(() => socket.destroy(), REFUSE_GRACE_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+    try {
+      if (this.#corked) {
+        this.#corked = false;
+        socket.uncork();
+      }
+      socket.end(text, () => socket.destroy());
+    } catch {
+      socket.destroy();
+    }
   }
 
   /**
@@ -213,11 +252,13 @@ export class StreamLink {
    */
   openStream(header: string, signal: AbortSignal): Promise<Element> {
     if (this.#failure) return Promise.reject(this.#failure);
-    this.#newParser();
+    // The peer must answer in the content namespace we open with (jabber:client, …:component:accept).
+    this.#newParser(/\sxmlns=(['"])([^'"]*)\1/.exec(header)?.[2]);
     this.#inbox = [];
     const d = deferred<Element>();
     this.#header = d;
     this.write(header);
+    this.#headerSent = true;
     return this.#guard(d, signal);
   }
 

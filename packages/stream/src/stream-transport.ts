@@ -30,6 +30,7 @@ import {
 } from '@xmppbus/core';
 import { serializeElement } from './serialize.js';
 import { StreamLink, type ServiceAddress } from './stream-link.js';
+import { STREAM_PARSER_DEFAULTS } from './stream-parser.js';
 
 /** Opens the byte stream of one connection attempt (default: `StreamLink.connect`, TCP). */
 export type StreamConnector = (address: ServiceAddress, signal: AbortSignal) => Promise<StreamLink>;
@@ -46,6 +47,11 @@ export interface StreamTransportOptions {
   reconnect?: RetryOptions | false | undefined;
   maxQueue?: number | undefined;
   maxStanzaBytes?: number | undefined;
+  /**
+   * Element nesting below a stanza, both ways (default 64): deeper inbound stanzas end the link
+   * with `policy-violation`; deeper outbound ones are refused with `PayloadTooLargeError`.
+   */
+  maxDepth?: number | undefined;
   /** Deadline of each connection attempt (TCP connect + negotiation), ms. Default 10 000. */
   timeout?: number | undefined;
   logger?: Logger | undefined;
@@ -105,6 +111,7 @@ export abstract class StreamTransport extends BaseTransport {
   readonly #attemptTimeout: number;
   readonly #closeGraceMs: number;
   readonly #connect: StreamConnector;
+  readonly #maxDepth: number;
   #link: StreamLink | undefined;
   #retryTimer: TimerHandle | undefined;
   #attemptAbort: AbortController | undefined;
@@ -130,6 +137,7 @@ export abstract class StreamTransport extends BaseTransport {
     this.#attemptTimeout = options.timeout ?? 10_000;
     this.#closeGraceMs = options.closeGraceMs ?? 1_000;
     this.#connect = options.connect ?? StreamLink.connect;
+    this.#maxDepth = options.maxDepth ?? STREAM_PARSER_DEFAULTS.maxDepth;
   }
 
   /** Negotiates the stream on a fresh TCP link (handshake, SASL, bind…). */
@@ -173,6 +181,8 @@ export abstract class StreamTransport extends BaseTransport {
     let link: StreamLink | undefined;
     try {
       link = await this.#connect(this.#serviceAddress, ac.signal);
+      // Inbound stanzas get the same size bound as outbound ones, checked before a tree exists.
+      link.configure({ maxStanzaBytes: this.maxStanzaBytes, maxDepth: this.#maxDepth });
       await this._negotiate(link, ac.signal);
     } catch (err) {
       if (link) void link.close(0);
@@ -244,7 +254,8 @@ export abstract class StreamTransport extends BaseTransport {
 
   /** Serialises with a size check; oversized stanzas would make the server kill the stream. */
   #serialize(stanza: Element): string {
-    const s = serializeElement(stanza);
+    // Depth is refused here, never sent: ejabberd 23.01 crashes on stanzas ~5,000 levels deep.
+    const s = serializeElement(stanza, { maxDepth: this.#maxDepth });
     // UTF-8 needs at most 3 bytes per UTF-16 unit: skip the exact count for typical stanzas.
     if (s.length * 3 > this.maxStanzaBytes) {
       const bytes = Buffer.byteLength(s, 'utf8');

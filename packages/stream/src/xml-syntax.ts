@@ -151,3 +151,7 @@ export function checkXmlDeclaration(decl: string): void {
   if (encoding !== undefined && encoding.toLowerCase() !== 'utf-8')
     throw new StreamXmlError('unsupported-encoding', `encoding '${encoding}' (XMPP streams are UTF-8)`);
 }
+
+export function isSpace(c: number): boolean {
+  return c === 32 || c === 10 || c === 9 || c === 13;
+}
