@@ -11,6 +11,8 @@ export type { HandshakeOptions } from './handshake.js';
 export { DEFAULT_COMPONENTS, PROBE_COMPONENT } from './managed-server.js';
 export { waitForSettledRoutes } from './route-probe.js';
 export { waitFor } from './wait-for.js';
+export { createTestCa } from './test-ca.js';
+export type { TestCa } from './test-ca.js';
 export type { WaitForOptions } from './wait-for.js';
 export { NS_ORDERS, NS_ORDER_EVENTS, CreateOrder, GetOrder, Wait, OrderCreated } from './contracts.js';
 export { messageStoreContract, checkpointStoreContract } from './store-contract.js';

@@ -9,6 +9,8 @@ import { ConnectionError, TimeoutError } from '@xmppbus/core';
 import { componentHandshake } from './handshake.js';
 import { freePort, waitPortsFree } from './ports.js';
 import { DIR_PREFIX, processState, reapOrphans, signal, sleep, trackServer, untrackServer, waitGone } from './proc.js';
+import { issueServerCertificate } from './test-ca.js';
+import type { ServerCertificate } from './test-ca.js';
 import type { ServerKind, ServerOptions, XmppServer } from './types.js';
 
 export const DEFAULT_COMPONENTS: readonly string[] = Array.from(
@@ -44,6 +46,8 @@ export abstract class ManagedServer implements XmppServer {
   readonly options: ServerOptions;
   c2sPort = 0;
   componentPort = 0;
+  #componentTlsPort = 0;
+  #certificate: ServerCertificate | undefined;
   #pid = 0;
   #child: ChildProcess | undefined;
   #childExit: Promise<void> = Promise.resolve();
@@ -62,6 +66,19 @@ export abstract class ManagedServer implements XmppServer {
     return this.#pid;
   }
 
+  get tlsCa(): string | undefined {
+    return this.#certificate?.caPem;
+  }
+
+  get componentTlsPort(): number | undefined {
+    return this.#componentTlsPort || undefined;
+  }
+
+  /** The server's certificate and key files (issued at the first start), when `tls: true`. */
+  protected get certificate(): ServerCertificate | undefined {
+    return this.#certificate;
+  }
+
   /** Extra ports that must stay fixed across restarts (ejabberd's Erlang distribution port). */
   protected extraPorts(): number[] {
     return [];
@@ -70,6 +87,7 @@ export abstract class ManagedServer implements XmppServer {
   protected async pickPorts(): Promise<void> {
     this.c2sPort = await freePort();
     this.componentPort = await freePort();
+    if (this.options.tls) this.#componentTlsPort = await freePort();
   }
   /** Writes config files and data dirs (fresh state on the first call). */
   protected abstract writeConfig(): Promise<void>;
@@ -112,6 +130,11 @@ export abstract class ManagedServer implements XmppServer {
   /** First start: fresh ports; on a port clash (parallel harness instances) retry with new ones. */
   async start(): Promise<this> {
     try {
+      if (this.options.tls) {
+        // Before writeConfig(), which hands the temp dir over to the server's system user.
+        const names = [this.domain, this.pubsubService, ...this.components, PROBE_COMPONENT];
+        this.#certificate = await issueServerCertificate(this.dir, [...new Set(names)]);
+      }
       for (let attempt = 1; ; attempt++) {
         await this.pickPorts();
         await this.writeConfig();
@@ -224,6 +247,7 @@ export abstract class ManagedServer implements XmppServer {
     if (this.#stopping) throw new ConnectionError(`${this.kind} was stopped; start a new server instead`);
     await this.#terminate('SIGTERM');
     const ports = [this.c2sPort, this.componentPort, ...this.extraPorts()];
+    if (this.#componentTlsPort) ports.push(this.#componentTlsPort);
     for (let attempt = 1; ; attempt++) {
       // Tests reconnect to the same ports, so wait for them instead of picking new ones.
       await waitPortsFree(ports, 30_000);

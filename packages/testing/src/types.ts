@@ -15,6 +15,13 @@ export interface ServerOptions {
   pubsubStorage?: 'memory' | 'persistent';
   /** Milliseconds to wait for the server to become ready (default 60 000). */
   startTimeout?: number;
+  /**
+   * Offer TLS with a throwaway certificate for `localhost`, `pubsub.localhost` and the component
+   * names, signed by this process's test CA (`tlsCa`): STARTTLS on c2s (optional, so plaintext
+   * logins keep working) and a direct-TLS component port (`componentTlsPort`). Default false:
+   * clients use STARTTLS whenever it is offered, so tests that don't trust the CA would fail.
+   */
+  tls?: boolean;
 }
 
 export interface XmppServer extends AsyncDisposable {
@@ -34,6 +41,15 @@ export interface XmppServer extends AsyncDisposable {
   readonly pid: number;
   /** Temp dir holding config, data and logs. */
   readonly dir: string;
+  /** PEM of the test CA that signed the server's certificate; undefined unless started with `tls: true`. */
+  readonly tlsCa: string | undefined;
+  /**
+   * Component port with direct TLS (XEP-0114 has no STARTTLS), undefined unless `tls: true`.
+   * ejabberd: a second `ejabberd_service` listener with `tls: true`. Prosody 0.12 has no TLS
+   * option for components: this is a `mod_net_multiplex` `ssl_ports` port, which routes component
+   * streams by their namespace.
+   */
+  readonly componentTlsPort: number | undefined;
   /** 'xmpp://127.0.0.1:<componentPort>' */
   componentService(): string;
   /** 'xmpp://127.0.0.1:<c2sPort>' */

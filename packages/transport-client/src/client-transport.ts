@@ -122,14 +122,18 @@ export class ClientTransport extends StreamTransport {
       link.write(`<starttls xmlns='${NS_TLS}'/>`);
       const answer = await link.next(signal);
       if (localName(answer) !== 'proceed') throw new ConnectionError('the server refused STARTTLS');
-      await link.upgradeTls(
-        {
-          servername: o.tls?.servername ?? o.domain,
-          rejectUnauthorized: o.tls?.rejectUnauthorized ?? true,
-          ca: o.tls?.ca,
-        },
-        signal,
-      );
+      try {
+        await link.upgradeTls(
+          {
+            servername: o.tls?.servername ?? o.domain,
+            rejectUnauthorized: o.tls?.rejectUnauthorized ?? true,
+            ca: o.tls?.ca,
+          },
+          signal,
+        );
+      } catch (err) {
+        throw certificateError(err);
+      }
       features = await this.#features(link, signal);
     }
 
@@ -221,6 +225,20 @@ export class ClientTransport extends StreamTransport {
       }
     }
   }
+}
+
+/**
+ * A refused server certificate is not retryable (trying again meets the same certificate):
+ * same class as other TLS failures, `retryable: false`, the OpenSSL/Node code in the message.
+ */
+function certificateError(err: unknown): unknown {
+  const cause = err instanceof ConnectionError ? err.cause : undefined;
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  if (!code || !/CERT|SIGNATURE|ISSUER|ALTNAME|SELF_SIGNED/.test(code)) return err;
+  return new ConnectionError(`TLS: the server certificate was refused (${code}): ${(cause as Error).message}`, {
+    cause,
+    retryable: false,
+  });
 }
 
 function validate(options: ClientTransportOptions): void {

@@ -4,7 +4,15 @@
  */
 import { createHash } from 'node:crypto';
 import { escapeXML } from 'ltx';
-import { ConfigError, ProtocolError, localName, type Element, type SendOptions, type WaitOptions } from '@xmppbus/core';
+import {
+  ConfigError,
+  ConnectionError,
+  ProtocolError,
+  localName,
+  type Element,
+  type SendOptions,
+  type WaitOptions,
+} from '@xmppbus/core';
 import {
   StreamTransport,
   parseService,
@@ -17,6 +25,15 @@ import {
 
 export const NS_COMPONENT = 'jabber:component:accept';
 
+export interface ComponentTlsOptions {
+  /** Verify the server certificate (default true). */
+  rejectUnauthorized?: boolean;
+  /** Trusted CA certificate(s) in PEM, e.g. a test CA (default: Node's bundled CAs). */
+  ca?: string | Buffer | (string | Buffer)[];
+  /** SNI and the name checked against the certificate (default: `domain`, the component's name). */
+  servername?: string;
+}
+
 export interface ComponentTransportOptions extends StreamConnectOptions {
   /** Where the server's component listener is: `xmpp://127.0.0.1:5347` (port defaults to 5347). */
   service: string;
@@ -26,6 +43,11 @@ export interface ComponentTransportOptions extends StreamConnectOptions {
   password: Secret;
   /** Largest stanza sent, bytes (default 512 KiB, Prosody's component cap); larger → PayloadTooLargeError. */
   maxStanzaBytes?: number;
+  /**
+   * Direct TLS from the first byte (XEP-0114 has no STARTTLS), for a listener that expects it,
+   * e.g. ejabberd's `ejabberd_service` with `tls: true`. Default: plaintext.
+   */
+  tls?: ComponentTlsOptions;
 }
 
 /** @internal test seams, not part of the public options. */
@@ -34,6 +56,7 @@ type InternalOptions = Pick<StreamTransportOptions, 'clock' | 'random' | 'closeG
 export class ComponentTransport extends StreamTransport {
   readonly address: string;
   readonly #password: Secret;
+  readonly #tls: ComponentTlsOptions | undefined;
 
   private constructor(options: ComponentTransportOptions & InternalOptions) {
     super(parseService(options.service, 5347), {
@@ -42,6 +65,7 @@ export class ComponentTransport extends StreamTransport {
     });
     this.address = options.domain;
     this.#password = options.password;
+    this.#tls = options.tls;
   }
 
   /** Creates the transport and connects; see `componentTransport()`. */
@@ -63,6 +87,7 @@ export class ComponentTransport extends StreamTransport {
   }
 
   protected async _negotiate(link: StreamLink, signal: AbortSignal): Promise<void> {
+    if (this.#tls) await this.#startTls(link, this.#tls, signal);
     const header = await link.openStream(
       `<stream:stream xmlns='${NS_COMPONENT}' xmlns:stream='http://etherx.jabber.org/streams' to='${escapeXML(this.address)}'>`,
       signal,
@@ -82,6 +107,31 @@ export class ComponentTransport extends StreamTransport {
     const reply = await link.next(signal);
     if (localName(reply) !== 'handshake') throw new ProtocolError(`expected <handshake/>, got <${reply.name}>`);
   }
+
+  async #startTls(link: StreamLink, tls: ComponentTlsOptions, signal: AbortSignal): Promise<void> {
+    try {
+      await link.upgradeTls(
+        { servername: tls.servername ?? this.address, rejectUnauthorized: tls.rejectUnauthorized ?? true, ca: tls.ca },
+        signal,
+      );
+    } catch (err) {
+      throw certificateError(err);
+    }
+  }
+}
+
+/**
+ * A refused server certificate is not retryable (trying again meets the same certificate):
+ * same class as other TLS failures, `retryable: false`, the OpenSSL/Node code in the message.
+ */
+function certificateError(err: unknown): unknown {
+  const cause = err instanceof ConnectionError ? err.cause : undefined;
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  if (!code || !/CERT|SIGNATURE|ISSUER|ALTNAME|SELF_SIGNED/.test(code)) return err;
+  return new ConnectionError(`TLS: the server certificate was refused (${code}): ${(cause as Error).message}`, {
+    cause,
+    retryable: false,
+  });
 }
 
 function validate(options: ComponentTransportOptions): void {
@@ -96,6 +146,8 @@ function validate(options: ComponentTransportOptions): void {
     throw new ConfigError('maxQueue must be a positive integer');
   if (options.maxStanzaBytes !== undefined && !(options.maxStanzaBytes > 0))
     throw new ConfigError('maxStanzaBytes must be positive');
+  if (options.tls !== undefined && (options.tls === null || typeof options.tls !== 'object'))
+    throw new ConfigError('tls must be an object (e.g. { ca })');
 }
 
 /**
