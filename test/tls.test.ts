@@ -89,7 +89,7 @@ describeServers(
 
     it('c2s STARTTLS verifies the certificate against the trusted test CA', async () => {
       const srv = server();
-      const c = await clientTransport(c2s(srv, { tls: { ca: srv.tlsCa } }));
+      const c = await clientTransport(c2s(srv, { tls: { ca: srv.tlsCa, required: true } }));
       open.push(c);
       expect(c.status).toBe('online');
       expect(c.mechanism).toBe('PLAIN');

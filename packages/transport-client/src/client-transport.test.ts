@@ -3,7 +3,7 @@
 // the RFC vectors in sasl.test.ts, STARTTLS against real servers in test/transports.test.ts.)
 import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { AuthError, ConfigError, ManualClock, ProtocolError, waitForStatus, xml } from '@xmppbus/core';
+import { AuthError, ConfigError, ConnectionError, ManualClock, ProtocolError, waitForStatus, xml } from '@xmppbus/core';
 import { StreamLink } from '@xmppbus/stream';
 import { duplexPair } from '@xmppbus/stream/testing';
 import { clientTransport, type ClientTransportOptions } from './client-transport.js';
@@ -155,6 +155,20 @@ describe('ClientTransport negotiation (scripted server)', () => {
       /no usable SASL mechanism \(server offers PLAIN\)/,
     );
     await expect(login(srv, clock, { mechanism: 'SCRAM-SHA-256' })).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('tls.required refuses a server that offers no STARTTLS, before sending credentials', async () => {
+    const srv = new ScriptedC2s();
+    let asked = 0;
+    const password = (): string => {
+      asked++;
+      return 'pw';
+    };
+    const err = await login(srv, new ManualClock(), { password, tls: { required: true } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect((err as ConnectionError).retryable).toBe(false);
+    expect((err as Error).message).toMatch(/STARTTLS/);
+    expect(asked).toBe(0); // the password was never even fetched
   });
 
   it('a server that offers no binding is a ProtocolError', async () => {

@@ -40,6 +40,11 @@ export interface ClientTlsOptions {
   ca?: string | Buffer | (string | Buffer)[];
   /** Name checked against the certificate (default: `domain`). */
   servername?: string;
+  /**
+   * Refuse to go on when the server offers no STARTTLS (default false: plaintext loopback test
+   * servers). Set it on any network you do not control: an active attacker can strip the offer.
+   */
+  required?: boolean;
 }
 
 export interface ClientTransportOptions extends StreamConnectOptions {
@@ -59,7 +64,7 @@ export interface ClientTransportOptions extends StreamConnectOptions {
   mechanism?: SaslMechanismName;
   /** Allow PLAIN on an unencrypted stream (loopback tests). Default false. */
   allowPlainWithoutTls?: boolean;
-  /** STARTTLS is used whenever the server offers it; these options control certificate trust. */
+  /** STARTTLS is used whenever the server offers it; these options control trust and whether it is required. */
   tls?: ClientTlsOptions;
   /** Send initial `<presence/>` after binding (default true; needed for offline messages to flush). */
   initialPresence?: boolean;
@@ -118,6 +123,9 @@ export class ClientTransport extends StreamTransport {
     const o = this.#options;
     let features = await this.#features(link, signal);
 
+    if (!findChild(features, 'starttls', NS_TLS) && o.tls?.required) {
+      throw new ConnectionError('the server offers no STARTTLS and tls.required is set', { retryable: false });
+    }
     if (findChild(features, 'starttls', NS_TLS)) {
       link.write(`<starttls xmlns='${NS_TLS}'/>`);
       const answer = await link.next(signal);
