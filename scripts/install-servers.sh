@@ -9,7 +9,7 @@ need=()
 command -v prosody >/dev/null 2>&1 || [ -x /usr/bin/prosody ] || need+=(prosody)
 [ -x /usr/sbin/ejabberdctl ] && [ -x /usr/bin/erl ] || need+=(ejabberd)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
-# test/transports.test.ts makes a throwaway certificate for the STARTTLS test.
+# Throwaway TLS certificates: the harness's `tls: true` (test CA + server certificates) and test/transports.test.ts.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 
