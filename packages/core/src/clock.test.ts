@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ManualClock, systemClock } from '@xmppbus/core';
 
 describe('ManualClock', () => {
@@ -62,5 +62,49 @@ describe('systemClock', () => {
     systemClock.setTimeout(() => (cancelledFired = true), 1).cancel();
     await new Promise<void>((resolve) => systemClock.setTimeout(resolve, 5));
     expect(cancelledFired).toBe(false);
+  });
+});
+
+describe('systemClock beyond the timer range (2^31 − 1 ms)', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('fires a far-future timer when due, not at once (the timer range is waited in steps)', () => {
+    vi.useFakeTimers({ now: 0 }); // the fake timers, like Node, fire an overflowing delay after 1 ms
+    const fired: number[] = [];
+    const ms = 30 * 24 * 3600_000; // 30 days, beyond the 24.8 days a timer holds
+    systemClock.setTimeout(() => fired.push(Date.now()), ms);
+    vi.advanceTimersByTime(2 ** 31 - 1);
+    expect(fired).toEqual([]);
+    vi.advanceTimersByTime(ms - 2 ** 31);
+    expect(fired).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(fired).toEqual([ms]);
+  });
+
+  it('cancels a far-future timer, also after its first step', () => {
+    vi.useFakeTimers({ now: 0 });
+    let fired = false;
+    const t = systemClock.setTimeout(() => (fired = true), 2 ** 33);
+    vi.advanceTimersByTime(2 ** 31);
+    t.cancel();
+    vi.advanceTimersByTime(2 ** 34);
+    expect(fired).toBe(false);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('sets no overflowing Node timer (no TimeoutOverflowWarning)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      systemClock.setTimeout(() => undefined, 2 ** 40).cancel();
+      // Node emits the warning on the next tick; a macrotask later it would have been seen.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).not.toContain('TimeoutOverflowWarning');
   });
 });

@@ -14,7 +14,21 @@ export interface Clock {
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
+    // Node fires a delay above 2^31 − 1 ms (24.8 days) after 1 ms, with a TimeoutOverflowWarning:
+    // a far-future deadline would expire at once. Such a wait goes in steps the timer can hold.
+    const MAX = 0x7fffffff;
+    if (!(ms > MAX)) {
+      const t = setTimeout(fn, ms);
+      return { cancel: () => clearTimeout(t) };
+    }
+    const at = Date.now() + ms;
+    let t: ReturnType<typeof setTimeout>;
+    const step = (): void => {
+      const left = at - Date.now();
+      if (left > 0) t = setTimeout(step, Math.min(left, MAX));
+      else fn();
+    };
+    t = setTimeout(step, MAX);
     return { cancel: () => clearTimeout(t) };
   },
 };
