@@ -461,8 +461,9 @@ export class StreamParser {
       const q = s.indexOf(c === 34 ? '"' : "'", i + 1);
       if (q < 0) return INCOMPLETE;
       if (q - lt > this.#maxTag) return this.#malformed(`start tag <${name}> too long`);
-      // Own values are strings; inherited names (`constructor`…) read as functions or objects.
-      if (typeof attrs[attrName] === 'string') return this.#malformed(`duplicate attribute '${attrName}' in <${name}>`);
+      if (count > 0 && this.#seenBefore(attrName, count))
+        return this.#malformed(`duplicate attribute '${attrName}' in <${name}>`);
+      this.#attrNames[count] = attrName;
       if (++count > this.#maxAttrs) {
         this.#fail(new StreamLimitError(count, this.#maxAttrs, `more than ${this.#maxAttrs} attributes on <${name}>`));
         return Number.MAX_SAFE_INTEGER;
@@ -473,6 +474,15 @@ export class StreamParser {
       else attrs[attrName] = value;
       i = q + 1;
     }
+  }
+
+  /** The current tag's attribute names so far, reused across tags (a lookup in `attrs` cost more). */
+  readonly #attrNames: string[] = [];
+
+  #seenBefore(name: string, count: number): boolean {
+    const names = this.#attrNames;
+    for (let j = 0; j < count; j++) if (names[j] === name) return true;
+    return false;
   }
 
   #malformed(what: string): number {
@@ -509,7 +519,7 @@ export class StreamParser {
     el.parent = cursor;
     if (prefixed) checkNamespaces(el);
     if (this.#depth === 0) {
-      if (isStreamHeader(el)) {
+      if ((name === 'stream' || name.endsWith(':stream')) && isStreamHeader(el)) {
         this.#refuse('unsupported-stanza-type', 'a second stream header');
         return;
       }
