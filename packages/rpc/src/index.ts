@@ -5,7 +5,9 @@ export type { CallOptions, CallerOptions, CallerStatus, RpcRetryOptions } from '
 
 // Serving
 export { RpcServer } from './rpc-server.js';
-export type { RpcServerOptions, RpcServerStatus, Handler, HandlerContext } from './rpc-server.js';
+export type { RpcServerOptions, RpcServerStatus, Handler } from './rpc-server.js';
+export type { HandlerContext } from './call-context.js';
+export type { RpcLimits } from './call-admission.js';
 
 // Several instances of one service
 export { ServiceClient, discoverInstances } from './service.js';

@@ -3,18 +3,20 @@
  * pubsub and messaging on the same link keep answering their own IQs; several servers on one
  * session are separate concurrency pools.
  *
- * Per inbound call: deadline check → decode + validate the request → handler → validate + encode
- * the response → `result` IQ. Failures follow the one callee policy (docs/protocol.md, "Errors a
+ * Per inbound call (the session's router has already checked access): budget → run at once, or
+ * wait in a queue that serves senders in turn → deadline check → decode + validate the request →
+ * handler → validate + encode the response → `result` IQ. Failures follow the one callee policy (docs/protocol.md, "Errors a
  * service answers") plus rpc's own refusals (draining, deadline passed, busy).
  */
 import {
   ClosedError,
   ConfigError,
   ConflictError,
+  FairQueue,
   HEADER,
   NS_DISCO_ITEMS,
+  SenderBudget,
   StanzaError,
-  TimeoutError,
   WaitQueue,
   calleeError,
   emptyHeaders,
@@ -30,35 +32,17 @@ import {
   type Logger,
   type Session,
   type StanzaErrorInit,
-  type TimerHandle,
   type Transport,
   type WaitOptions,
 } from '@xmppbus/core';
 import { ValidationError, decode, encode, type MethodContract, type RequestOf, type ResponseOf } from '@xmppbus/schema';
+import { budgetLimits, callCost, type RpcLimits } from './call-admission.js';
+import { CallContext, type HandlerContext } from './call-context.js';
 import { parseDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
 import { NS_RPC, headersIndex, invalidElement, invalidText } from './wire.js';
 
 const EMPTY_HEADERS: Headers = emptyHeaders();
-
-/** What a handler learns about the call besides the request (the handler context of docs/api.md). */
-export interface HandlerContext {
-  /** Full JID of the caller. */
-  readonly from: string;
-  /** The address the call was sent to (the component domain or a JID in it). */
-  readonly to: string;
-  /** SHIM headers of the call (trace context, deadline, correlation id, custom ones); empty when none. */
-  readonly headers: Headers;
-  /**
-   * Aborts when the caller's deadline passes (no one waits for the result any more) or the server
-   * closes. Created on first access, so handlers that ignore it cost nothing.
-   */
-  readonly signal: AbortSignal;
-  /** Always undefined: IQs are never stored for later delivery (kept for the common context shape). */
-  readonly delayedFrom: Date | undefined;
-  /** Absolute deadline (ms since epoch) from the caller's `xmppbus-deadline` header, if any. */
-  readonly deadline: number | undefined;
-}
 
 export type Handler<M extends MethodContract> = (
   request: RequestOf<M>,
@@ -71,6 +55,12 @@ export interface RpcServerOptions {
   concurrency?: number;
   /** Calls waiting for a free slot before new ones get `wait/resource-constraint` (default 1024). */
   maxQueue?: number;
+  /**
+   * Byte and count budgets of the calls in hand (running and queued), per sender (bare JID) and
+   * in total; over budget → `wait/resource-constraint`, a call no budget can ever hold →
+   * `modify/policy-violation`. Defaults: 1 MiB / 64 per sender, 16 MiB / 1024 in total.
+   */
+  limits?: RpcLimits;
   /** Validate responses before sending (default true); a failure answers `internal-server-error`. */
   validateResponses?: boolean;
   /** Extra time (ms) granted past the caller's deadline, for clock skew between hosts (default 250). */
@@ -90,6 +80,8 @@ interface Queued {
   entry: Entry;
   iq: Element;
   payload: Element;
+  from: string;
+  cost: number;
 }
 
 /**
@@ -97,53 +89,6 @@ interface Queued {
  * Instance presence reports `ready` as `serving` on the wire (docs/protocol.md §3.3).
  */
 export type RpcServerStatus = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
-
-class CallContext implements HandlerContext {
-  readonly from: string;
-  readonly to: string;
-  readonly deadline: number | undefined;
-  readonly headers: Headers;
-  readonly #grace: number;
-  readonly #clock: Clock;
-  #controller: AbortController | undefined;
-  #timer: TimerHandle | undefined;
-
-  constructor(from: string, to: string, deadline: number | undefined, headers: Headers, grace: number, clock: Clock) {
-    this.from = from;
-    this.to = to;
-    this.deadline = deadline;
-    this.headers = headers;
-    this.#grace = grace;
-    this.#clock = clock;
-  }
-
-  get delayedFrom(): Date | undefined {
-    return undefined;
-  }
-
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      const c = (this.#controller = new AbortController());
-      if (this.deadline !== undefined) {
-        const ms = Math.max(0, this.deadline + this.#grace - this.#clock.now());
-        this.#timer = this.#clock.setTimeout(
-          () => c.abort(new TimeoutError('the caller no longer waits (deadline passed)')),
-          ms,
-        );
-      }
-    }
-    return this.#controller.signal;
-  }
-
-  abort(reason: Error): void {
-    this.#controller ??= new AbortController();
-    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
-  }
-
-  dispose(): void {
-    this.#timer?.cancel();
-  }
-}
 
 export class RpcServer implements AsyncDisposable {
   readonly name = 'RpcServer';
@@ -159,8 +104,9 @@ export class RpcServer implements AsyncDisposable {
   readonly #entries = new Map<string, Entry>();
   readonly #active = new Set<CallContext>();
   readonly #idle: WaitQueue;
-  #queue: Queued[] = [];
-  #queueHead = 0;
+  readonly #budget: SenderBudget;
+  /** Calls waiting for a slot, served one sender at a time so a flood cannot starve the others. */
+  readonly #queue = new FairQueue<Queued>();
   #running = 0;
   #status: RpcServerStatus = 'idle';
   #starting: Promise<void> | undefined;
@@ -168,7 +114,7 @@ export class RpcServer implements AsyncDisposable {
   readonly #watchers = new Set<string>();
   /** Removers of what `start()` registered (disco, presence listener, session membership). */
   #offStart: (() => void)[] = [];
-  /** Calls answered `resource-constraint` because the queue was full. */
+  /** Calls refused for being over a budget or the queue being full. */
   rejected = 0;
 
   /** Validates the options; registers nothing until `start()`. */
@@ -193,6 +139,7 @@ export class RpcServer implements AsyncDisposable {
     this.#grace = grace;
     this.#identityName = options.name;
     this.#idle = new WaitQueue({ clock: this.#clock, what: 'RpcServer.drain' });
+    this.#budget = new SenderBudget(budgetLimits(options.limits), 'RpcServer.limits');
   }
 
   get status(): RpcServerStatus {
@@ -206,7 +153,17 @@ export class RpcServer implements AsyncDisposable {
 
   /** Calls waiting for a free concurrency slot. */
   get queued(): number {
-    return this.#queue.length - this.#queueHead;
+    return this.#queue.size;
+  }
+
+  /** What the calls in hand (running and queued) hold of the budgets: cost in bytes, and calls. */
+  get usage(): { bytes: number; count: number } {
+    return this.#budget.usage;
+  }
+
+  /** What `sender`'s calls in hand hold (by bare JID). */
+  usageOf(sender: string): { bytes: number; count: number } {
+    return this.#budget.usageOf(sender);
   }
 
   /** The methods served, as `{ns}name` keys. */
@@ -311,13 +268,20 @@ export class RpcServer implements AsyncDisposable {
       });
       return;
     }
-    const from = iq.attrs['from'];
-    if (typeof from === 'string' && this.#watchers.size < 1024) this.#watchers.add(from);
-    if (this.#running < this.#concurrency) {
-      this.#run(entry, iq, payload);
+    const from = iq.attrs['from'] ?? '';
+    if (from !== '' && this.#watchers.size < 1024) this.#watchers.add(from);
+    // Every call in hand is charged until answered: one flood cannot hold unbounded memory.
+    const cost = callCost(iq, payload);
+    if (!this.#budget.tryTake(from, cost)) {
+      this.#overBudget(iq, cost);
       return;
     }
-    if (this.queued >= this.#maxQueue) {
+    if (this.#running < this.#concurrency) {
+      this.#run(entry, iq, payload, from, cost);
+      return;
+    }
+    if (this.#queue.size >= this.#maxQueue) {
+      this.#budget.give(from, cost);
       this.rejected++;
       this.#reject(iq, {
         condition: 'resource-constraint',
@@ -326,10 +290,29 @@ export class RpcServer implements AsyncDisposable {
       });
       return;
     }
-    this.#queue.push({ entry, iq, payload });
+    this.#queue.push(from, { entry, iq, payload, from, cost });
   }
 
-  #run(entry: Entry, iq: Element, payload: Element): void {
+  #overBudget(iq: Element, cost: number): void {
+    this.rejected++;
+    const b = this.#budget;
+    if (cost > b.perSenderBytes || cost > b.totalBytes) {
+      // No budget can ever hold it: retrying would not help.
+      this.#reject(iq, {
+        condition: 'policy-violation',
+        type: 'modify',
+        text: `request too large: costs ${cost} bytes, a sender may hold ${b.perSenderBytes}`,
+      });
+      return;
+    }
+    this.#reject(iq, {
+      condition: 'resource-constraint',
+      type: 'wait',
+      text: 'too busy: over the budget of calls in hand (for this sender or in total)',
+    });
+  }
+
+  #run(entry: Entry, iq: Element, payload: Element, from: string, cost: number): void {
     // The headers ride inside the request element; hide them from the (possibly strict) decoder
     // for the duration of the synchronous decode, without leaving the inbound stanza changed.
     const hi = headersIndex(payload);
@@ -352,6 +335,7 @@ export class RpcServer implements AsyncDisposable {
         text: 'the deadline passed before the call could start',
         application: xml('deadline-exceeded', { xmlns: NS_RPC }),
       });
+      this.#budget.give(from, cost);
       this.#next();
       return;
     }
@@ -362,19 +346,13 @@ export class RpcServer implements AsyncDisposable {
       request = decode(contract.request, payload);
     } catch (err) {
       this.#send(errorReply(iq, invalidRequest(err)));
+      this.#budget.give(from, cost);
       this.#next();
       return;
     } finally {
       if (headersEl) payload.children.splice(hi, 0, headersEl);
     }
-    const ctx = new CallContext(
-      iq.attrs['from'] ?? '',
-      iq.attrs['to'] ?? '',
-      deadline,
-      headers,
-      this.#grace,
-      this.#clock,
-    );
+    const ctx = new CallContext(from, iq.attrs['to'] ?? '', deadline, headers, cost, this.#grace, this.#clock);
     this.#running++;
     this.#active.add(ctx);
     let result: unknown;
@@ -401,6 +379,7 @@ export class RpcServer implements AsyncDisposable {
     ctx.dispose();
     this.#active.delete(ctx);
     this.#running--;
+    this.#budget.give(ctx.from, ctx.cost);
     let reply: Element;
     if (failed) {
       reply = errorReply(iq, this.#handlerFailure(entry.contract, outcome));
@@ -418,19 +397,11 @@ export class RpcServer implements AsyncDisposable {
 
   /** Starts queued calls while slots are free; wakes drain waiters when idle. */
   #next(): void {
-    while (this.#running < this.#concurrency && this.#queueHead < this.#queue.length) {
-      const q = this.#queue[this.#queueHead]!;
-      this.#queue[this.#queueHead++] = undefined as unknown as Queued;
-      if (this.#queueHead === this.#queue.length) {
-        this.#queue = [];
-        this.#queueHead = 0;
-      } else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
-        this.#queue = this.#queue.slice(this.#queueHead);
-        this.#queueHead = 0;
-      }
-      this.#run(q.entry, q.iq, q.payload);
+    while (this.#running < this.#concurrency && this.#queue.size > 0) {
+      const q = this.#queue.shift()!;
+      this.#run(q.entry, q.iq, q.payload, q.from, q.cost);
     }
-    if (this.#running === 0 && this.#queueHead >= this.#queue.length && this.#idle.size > 0) this.#idle.wake();
+    if (this.#running === 0 && this.#queue.size === 0 && this.#idle.size > 0) this.#idle.wake();
   }
 
   #invalidResponse(contract: MethodContract, err: unknown): StanzaError {
@@ -493,8 +464,18 @@ export class RpcServer implements AsyncDisposable {
       return;
     }
     if (type === undefined && !p.getChild('watch', NS_RPC)) return;
+    // State and load are told only to those who may call something here.
+    if (!this.#mayCallAny(from)) return;
     if (this.#watchers.size < 1024) this.#watchers.add(from);
     this.#send(this.#presence(to, from));
+  }
+
+  #mayCallAny(from: string): boolean {
+    const access = this.#session.access;
+    const self = this.#session.address;
+    for (const { contract } of this.#entries.values())
+      if (access.allows(from, self, contract.ns, contract.name)) return true;
+    return false;
   }
 
   #presence(from: string, to: string): Element {
@@ -526,7 +507,7 @@ export class RpcServer implements AsyncDisposable {
         for (const w of this.#watchers) this.#send(this.#presence(from, w));
       }
     }
-    if (this.#running === 0 && this.#queueHead >= this.#queue.length) return Promise.resolve();
+    if (this.#running === 0 && this.#queue.size === 0) return Promise.resolve();
     return this.#idle.wait(options);
   }
 
@@ -540,12 +521,10 @@ export class RpcServer implements AsyncDisposable {
     this.#status = 'closed';
     const reason = new ClosedError('RpcServer closed');
     for (const ctx of this.#active) ctx.abort(reason);
-    for (let i = this.#queueHead; i < this.#queue.length; i++) {
-      const q = this.#queue[i]!;
+    for (const q of this.#queue.clear()) {
+      this.#budget.give(q.from, q.cost);
       this.#reject(q.iq, { condition: 'service-unavailable', text: 'server closed' });
     }
-    this.#queue = [];
-    this.#queueHead = 0;
     for (const entry of this.#entries.values()) entry.off?.();
     this.#entries.clear();
     for (const off of this.#offStart) off();

@@ -1,0 +1,65 @@
+/**
+ * What an inbound call costs while it waits or runs, and the server's budget defaults. A call
+ * keeps its parsed tree until it is answered, and a tree can cost ~40× its text (a 242 KiB
+ * stanza of empty elements holds ~9 MiB of heap: ~150 bytes per element or text node, measured
+ * with `process.memoryUsage()`), so large calls are charged for their nodes as well as their bytes.
+ */
+import { ConfigError, stanzaBytes, type BudgetLimits, type Element } from '@xmppbus/core';
+
+/** Budgets of the calls one RpcServer keeps in hand (running and queued), per sender and in total. */
+export interface RpcLimits {
+  /** Cost (bytes, see `callCost`) one sender's calls may hold (default 1 MiB). */
+  perSenderBytes?: number;
+  /** Calls one sender may have running or queued (default 64). */
+  perSenderCount?: number;
+  /** Cost all calls together may hold (default 16 MiB). */
+  totalBytes?: number;
+  /** Calls running or queued in total (default 1024). */
+  totalCount?: number;
+}
+
+/**
+ * Defaults: whatever senders do, admitted calls hold at most ~3.5 × 16 MiB of trees (≤ 2.4 × the
+ * node charge + 1.1 × the bytes) plus 1024 small calls of ≤ 60 KiB each: well under 256 MB.
+ */
+export const RPC_LIMIT_DEFAULTS: Readonly<Required<RpcLimits>> = Object.freeze({
+  perSenderBytes: 1 << 20,
+  perSenderCount: 64,
+  totalBytes: 16 << 20,
+  totalCount: 1024,
+});
+
+/** Bytes charged per node (element or text) of a large call: a parsed node costs ~150 bytes of heap. */
+export const NODE_COST = 64;
+/** Below this size a call is charged its bytes only: its tree costs ≤ 60 KiB, bounded by the count budgets. */
+const SMALL_CALL = 1024;
+
+/** Fills in and checks the budget options. */
+export function budgetLimits(limits: RpcLimits | undefined): Required<BudgetLimits> {
+  const out = { ...RPC_LIMIT_DEFAULTS, ...limits };
+  for (const [k, v] of Object.entries(out))
+    if (!Number.isInteger(v) || v < 1)
+      throw new ConfigError(`RpcServer: limits.${k} must be an integer >= 1 (got ${String(v)})`);
+  return out;
+}
+
+/**
+ * The charge of an inbound call: its size on the wire (a property read when the transport
+ * recorded it), and for a call of 1 KiB or more at least `NODE_COST` per node of its payload.
+ */
+export function callCost(iq: Element, payload: Element): number {
+  const bytes = stanzaBytes(iq);
+  if (bytes < SMALL_CALL) return bytes;
+  // Walked only for large calls, whose parse cost far more than this walk.
+  let nodes = 0;
+  const stack: Element[] = [payload];
+  while (stack.length > 0) {
+    const el = stack.pop()!;
+    nodes++;
+    for (const c of el.children) {
+      if (typeof c === 'string') nodes++;
+      else stack.push(c);
+    }
+  }
+  return Math.max(bytes, nodes * NODE_COST);
+}
