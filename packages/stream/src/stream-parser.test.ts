@@ -385,3 +385,20 @@ describe('stream errors', () => {
     expect([l.code, l.retryable, l.condition]).toEqual(['ERR_PAYLOAD_TOO_LARGE', false, 'policy-violation']);
   });
 });
+
+describe('StreamParser input reuse', () => {
+  it('parses the very same string written twice alike', () => {
+    const c = collect();
+    c.parser.write(HEADER);
+    const chunk = "<a x='1'>t</a><b y='2'/>";
+    c.parser.write(chunk);
+    c.parser.write(chunk);
+    expect(c.errors).toEqual([]);
+    expect(c.elements.map((e) => e.toString())).toEqual([
+      '<a x="1">t</a>',
+      '<b y="2"/>',
+      '<a x="1">t</a>',
+      '<b y="2"/>',
+    ]);
+  });
+});

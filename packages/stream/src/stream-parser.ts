@@ -170,11 +170,13 @@ export class StreamParser {
   #run(s: string): void {
     const n = s.length;
     this.#stanzaStart = 0;
+    this.#nextLtIn = ''; // a later write may pass the very same string (literals in tests)
     let pos = 0;
     if (this.#inCdata) pos = this.#cdata(s, 0);
     else if (this.#pieces.length > 0) pos = this.#resumeTag(s);
     while (pos < n && !this.#failed) {
-      const lt = s.indexOf('<', pos);
+      // The tag just parsed may already have found the next '<' (see #tag).
+      const lt = this.#nextLtIn === s && this.#nextLt >= pos ? this.#nextLt : s.indexOf('<', pos);
       const stop = lt < 0 ? n : lt;
       if (stop > pos) {
         this.#checkSize(s, stop);
@@ -418,6 +420,8 @@ export class StreamParser {
     }
     const attrs: Record<string, string> = {};
     let count = 0;
+    // The first '<' after this one: a value whose closing quote lies beyond it contains '<'.
+    let nextLt = -2;
     for (;;) {
       const a0 = i;
       while (i < n && isSpace(s.charCodeAt(i))) i++;
@@ -461,6 +465,12 @@ export class StreamParser {
       const q = s.indexOf(c === 34 ? '"' : "'", i + 1);
       if (q < 0) return INCOMPLETE;
       if (q - lt > this.#maxTag) return this.#malformed(`start tag <${name}> too long`);
+      if (nextLt === -2) {
+        nextLt = s.indexOf('<', lt + 1);
+        this.#nextLt = nextLt;
+        this.#nextLtIn = s;
+      }
+      if (nextLt >= 0 && nextLt < q) return this.#malformed(`'<' in an attribute value of <${name}>`);
       if (count > 0 && this.#seenBefore(attrName, count))
         return this.#malformed(`duplicate attribute '${attrName}' in <${name}>`);
       this.#attrNames[count] = attrName;
@@ -478,6 +488,9 @@ export class StreamParser {
 
   /** The current tag's attribute names so far, reused across tags (a lookup in `attrs` cost more). */
   readonly #attrNames: string[] = [];
+  /** The first '<' after the last start tag with attributes, and the string it indexes. */
+  #nextLt = -1;
+  #nextLtIn = '';
 
   #seenBefore(name: string, count: number): boolean {
     const names = this.#attrNames;
