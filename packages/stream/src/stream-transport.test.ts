@@ -166,6 +166,39 @@ describe('StreamTransport', () => {
     await t.close();
   });
 
+  it('refuses stanzas nested deeper than maxDepth before writing a byte (issue 9, finding 6)', async () => {
+    const srv = new ScriptedServer();
+    const clock = new ManualClock();
+    const t = await TestTransport.start(options(srv, clock, { maxDepth: 8 }));
+    const nest = (levels: number): Element => {
+      let el = xml('leaf');
+      for (let i = 1; i < levels; i++) el = xml('n', {}, el);
+      return xml('message', { to: 'x.test' }, el);
+    };
+    await t.send(nest(8));
+    await expect(t.send(nest(9))).rejects.toBeInstanceOf(PayloadTooLargeError);
+    // 10k levels (ejabberd 23.01 crashes on ~5,000): refused, no stack overflow, nothing sent.
+    await expect(t.send(nest(10_000))).rejects.toBeInstanceOf(PayloadTooLargeError);
+    await t.send(xml('message', { id: 'after' }));
+    await until(() => srv.received[0]!.includes('after'), 'later stanza written');
+    expect(srv.received[0]!.match(/<message/g)).toHaveLength(2);
+    expect(t.status).toBe('online');
+    await t.close();
+  });
+
+  it('an inbound stanza over maxStanzaBytes ends the link with <policy-violation/>, then reconnects', async () => {
+    const srv = new ScriptedServer();
+    const clock = new ManualClock();
+    const t = await TestTransport.start(options(srv, clock, { maxStanzaBytes: 1_000 }));
+    const first = srv.socket;
+    first.write(`<message><body>${'x'.repeat(2_000)}</body></message>`);
+    await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    expect(t.lastError).toBeInstanceOf(PayloadTooLargeError);
+    expect(srv.received[0]).toContain("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    await until(() => first.destroyed, 'the refused connection is closed');
+    await t.close();
+  });
+
   it('default schedule: 200 ms ×2 up to 30 s (random = 0 is the top of the jitter window)', async () => {
     const srv = new ScriptedServer();
     const clock = new ManualClock();
