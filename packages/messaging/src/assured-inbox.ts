@@ -1,17 +1,24 @@
 /**
  * The QoS 2 receiving side (docs/protocol.md §5.3): `assured` stores the message durably
- * before answering `received` (capped per sender and in total), and `deliver` runs its handler
- * once, in per-sender order, then commits the delivered mark; with a transactional handler the
- * effect and the mark commit as one unit (`inboxCompleteWith`). Re-sent `assured`/`deliver`
- * are recognised by (sender bare JID, msgId) and answered without running anything again.
- * Delivered msgIds are pruned after `receive.dedupeRetention`.
+ * before answering `received`, and `deliver` runs its handler once, in per-sender order, then
+ * commits the delivered mark; with a transactional handler the effect and the mark commit as
+ * one unit (`inboxCompleteWith`). Re-sent `assured`/`deliver` are recognised by (sender bare
+ * JID, msgId) and answered without running anything again.
+ *
+ * Admission (issue 9): a stored message waits for its `deliver` inside a byte and count budget
+ * per sender and in total (`PendingIndex`), for at most `receive.pendingTtl`; a sender at its
+ * cap loses its own oldest stale entry first. While it waits the receiver keeps its text and
+ * decoded value, never its parsed tree. A payload that cannot be serialised is refused for good
+ * (`cancel`), so no sender retries it forever. Delivered msgIds are remembered for
+ * `receive.dedupeRetention`, a separate, longer clock.
  */
 import { ConfigError, StanzaError, deferred, parseXml, toError, type Session, type TimerHandle } from '@xmppbus/core';
 import type { HandlerRegistry, Opened, Outcome, Registration } from './handler-registry.js';
 import type { Settings } from './options.js';
+import { PendingIndex } from './pending-index.js';
 import type { SenderOrder } from './sender-order.js';
 import type { InboxRecord, MessageStore } from './store.js';
-import type { MessengerCounters } from './types.js';
+import type { MessageContext, MessengerCounters } from './types.js';
 import { expiredCondition, receivedElement } from './wire.js';
 
 export interface InboxDeps {
@@ -23,10 +30,11 @@ export interface InboxDeps {
   order: SenderOrder;
 }
 
+/** What a pending message keeps for a fast `deliver` in the same process: no tree. */
 interface Cached {
-  message: Opened['message'];
   reg: Registration;
   value: unknown;
+  context: MessageContext;
 }
 
 const noop = (): void => {};
@@ -38,14 +46,14 @@ export class AssuredInbox {
   readonly #counters: MessengerCounters;
   readonly #registry: HandlerRegistry;
   readonly #order: SenderOrder;
-  /** Decoded values of stored messages, so a `deliver` in the same process skips parsing. */
-  readonly #cache = new Map<string, Cached>();
+  readonly #pending: PendingIndex<Cached>;
   /** Deliveries between handler start and committed delivered mark. */
   readonly #delivering = new Map<string, Promise<void>>();
-  #pendingBySender = new Map<string, number>();
-  #pendingTotal = 0;
   #pruneTimer: TimerHandle | undefined;
   #closed = false;
+  /** Pending entries dropped for their TTL or evicted for room (the sender's `deliver` then finds nothing). */
+  expired = 0;
+  evicted = 0;
 
   constructor(deps: InboxDeps) {
     this.#session = deps.session;
@@ -54,11 +62,17 @@ export class AssuredInbox {
     this.#counters = deps.counters;
     this.#registry = deps.registry;
     this.#order = deps.order;
+    this.#pending = new PendingIndex<Cached>(deps.settings.pending, deps.settings.pendingTtl);
   }
 
   /** Assured messages stored and awaiting `deliver`, per sender bare JID. */
   get pending(): ReadonlyMap<string, number> {
-    return this.#pendingBySender;
+    return this.#pending.counts;
+  }
+
+  /** Bytes and messages awaiting `deliver` (the pending budget's usage). */
+  get usage(): { bytes: number; count: number } {
+    return this.#pending.budget.usage;
   }
 
   /** Restores the caps' counts and starts pruning (after the store opened). */
@@ -72,21 +86,21 @@ export class AssuredInbox {
     this.#pruneTimer = undefined;
   }
 
+  /** Forgets delivered ids after `dedupeRetention` and pending entries after `pendingTtl`. */
   async #prune(): Promise<void> {
     if (this.#closed) return;
     const now = this.#session.clock.now();
-    const before = now - this.#settings.dedupeRetention;
+    const { dedupeRetention, pendingTtl } = this.#settings;
+    const pendingBefore = now - pendingTtl;
     try {
-      await this.#store.prune(before, before);
-      const counts = await this.#store.inboxPendingCounts();
-      this.#pendingBySender = counts;
-      this.#pendingTotal = 0;
-      for (const n of counts.values()) this.#pendingTotal += n;
+      this.expired += this.#pending.expire(pendingBefore);
+      await this.#store.prune(now - dedupeRetention, pendingBefore);
+      this.#pending.reconcile(await this.#store.inboxPendingCounts());
     } catch (err) {
       this.#session.logger.warn('prune failed', toError(err));
     }
     if (!this.#closed) {
-      const every = Math.min(3_600_000, Math.max(60_000, this.#settings.dedupeRetention / 24));
+      const every = Math.min(3_600_000, Math.max(1_000, Math.min(dedupeRetention, pendingTtl) / 24));
       this.#pruneTimer = this.#session.clock.setTimeout(() => void this.#prune(), every);
     }
   }
@@ -96,61 +110,77 @@ export class AssuredInbox {
     return error;
   }
 
-  /** QoS 2 first half: stores the message durably (unless known) and answers `received`. */
-  async assured(from: string, sender: string, msgId: string, ns: string, opened: Opened): Promise<Outcome> {
-    const settings = this.#settings;
+  /**
+   * QoS 2 first half: stores the message durably (unless known) and answers `received`.
+   * `bytes` is the envelope's size on the wire, accounted until it is delivered or dropped.
+   */
+  async assured(
+    from: string,
+    sender: string,
+    msgId: string,
+    ns: string,
+    opened: Opened,
+    bytes: number,
+  ): Promise<Outcome> {
+    if (this.#pending.has(sender, msgId)) {
+      this.#counters.duplicates++; // a re-sent assured we hold
+      return receivedElement(msgId, ns);
+    }
     let value: unknown;
     try {
       value = this.#registry.decode(opened.reg, opened.el); // refuse invalid payloads before storing them
     } catch (err) {
       return this.#refusal(err as StanzaError);
     }
-    const pending = this.#pendingBySender.get(sender) ?? 0;
-    let reserved = false;
+    let text: string;
     try {
-      if (pending >= settings.maxPendingPerSender || this.#pendingTotal >= settings.maxPendingTotal) {
-        // Full — unless this is a re-sent assured we already hold or delivered.
-        const known = await this.#store.inboxGet(sender, msgId);
-        if (known === undefined) {
-          return this.#refusal(
-            new StanzaError({
-              condition: 'resource-constraint',
-              type: 'wait',
-              text:
-                pending >= settings.maxPendingPerSender
-                  ? `more than ${settings.maxPendingPerSender} assured messages pending from ${sender}`
-                  : `more than ${settings.maxPendingTotal} assured messages pending`,
-            }),
-          );
-        }
+      text = opened.message.toString();
+    } catch (err) {
+      // E.g. nesting too deep to serialise: storing can never succeed, so refuse it for good.
+      this.#session.logger.warn(`assured ${msgId} from ${from} cannot be stored: ${toError(err).message}`);
+      return this.#refusal(
+        new StanzaError({ condition: 'not-acceptable', type: 'cancel', text: 'payload cannot be stored' }),
+      );
+    }
+    const now = this.#session.clock.now();
+    const context = this.#registry.context(opened.message, 2, msgId, text);
+    const cached: Cached = { reg: opened.reg, value, context };
+    const canEvict = this.#store.inboxDiscard !== undefined;
+    const admission = this.#pending.admit(sender, msgId, Math.max(bytes, text.length), now, cached, canEvict);
+    if (!admission.ok) {
+      // Full — unless this is a re-sent assured we already stored (earlier process) or delivered.
+      const known = admission.never ? undefined : await this.#store.inboxGet(sender, msgId).catch(noop);
+      if (known !== undefined) {
         this.#counters.duplicates++;
         return receivedElement(msgId, ns);
       }
-      const record: InboxRecord = {
-        sender,
-        msgId,
-        from,
-        stanza: opened.message.toString(),
-        ns,
-        receivedAt: this.#session.clock.now(),
-      };
-      // Reserve the slot before the (asynchronous) store write, so the items of a batch or a
-      // pipelined window cannot all pass the cap check together.
-      this.#pendingBySender.set(sender, pending + 1);
-      this.#pendingTotal++;
-      reserved = true;
+      return this.#refusal(
+        new StanzaError({
+          condition: 'resource-constraint',
+          type: admission.never ? 'cancel' : 'wait',
+          text: admission.text,
+        }),
+      );
+    }
+    for (const [victim, id] of admission.evicted) {
+      this.evicted++;
+      this.#store.inboxDiscard!(victim, id).catch((err: unknown) =>
+        this.#session.logger.warn('discarding an evicted assured message failed', toError(err)),
+      );
+    }
+    const record: InboxRecord = { sender, msgId, from, stanza: text, ns, receivedAt: now };
+    try {
       const result = await this.#store.inboxPut(record);
-      if (result === 'stored') {
-        this.#cache.set(`${sender}\n${msgId}`, { message: opened.message, reg: opened.reg, value });
-      } else {
+      if (result !== 'stored') {
         this.#counters.duplicates++;
-        this.#release(sender);
+        this.#pending.remove(sender, msgId);
       }
       return receivedElement(msgId, ns);
     } catch (err) {
-      if (reserved) this.#release(sender);
+      this.#pending.remove(sender, msgId);
       this.#session.logger.error('storing an assured message failed', toError(err));
-      // The receiver's own storage: the sender keeps the message and tries again.
+      // The receiver's own storage: the sender keeps the message and tries again (its
+      // `retry.attempts` bound the tries, then it dead-letters the message with this reason).
       return this.#refusal(new StanzaError({ condition: 'internal-server-error', type: 'wait', text: 'store failed' }));
     }
   }
@@ -175,7 +205,7 @@ export class AssuredInbox {
     // delivered mark is a group commit awaited outside the chain, so deliveries pipeline.
     void this.#order.run(sender, async () => {
       try {
-        const { commit } = await this.#step(sender, msgId, key);
+        const { commit } = await this.#step(sender, msgId);
         commit.then(done.resolve, done.reject);
       } catch (err) {
         done.reject(err);
@@ -193,8 +223,8 @@ export class AssuredInbox {
   }
 
   /** Runs the handler of a stored message (in order); `commit` settles once it is marked delivered. */
-  async #step(sender: string, msgId: string, key: string): Promise<{ commit: Promise<void> }> {
-    let cached = this.#cache.get(key);
+  async #step(sender: string, msgId: string): Promise<{ commit: Promise<void> }> {
+    let cached = this.#pending.get(sender, msgId);
     if (!cached) {
       const rec = await this.#store.inboxGet(sender, msgId);
       if (rec === 'delivered') {
@@ -206,15 +236,15 @@ export class AssuredInbox {
       const message = parseXml(rec.stanza);
       const found = this.#registry.find(message);
       if (!found) throw this.#registry.missing(message);
-      cached = { message, reg: found.reg, value: this.#registry.decode(found.reg, found.el) };
+      const value = this.#registry.decode(found.reg, found.el);
+      cached = { reg: found.reg, value, context: this.#registry.context(message, 2, msgId) };
     }
-    const { message, reg, value } = cached;
+    const { reg, value, context } = cached;
     const now = this.#session.clock.now();
     const forget = (): void => {
-      this.#cache.delete(key);
-      this.#release(sender);
+      if (!this.#pending.remove(sender, msgId)) this.#pending.removeRestored(sender);
     };
-    if (this.#registry.expired(message)) {
+    if (this.#registry.contextExpired(context)) {
       const commit = this.#store.inboxComplete(sender, msgId, now).then(() => {
         forget();
         throw new StanzaError({
@@ -225,7 +255,6 @@ export class AssuredInbox {
       });
       return { commit };
     }
-    const context = this.#registry.context(message, 2, msgId);
     let commit: Promise<void>;
     if (reg.transactional) {
       const effect = (): void => {
@@ -249,12 +278,5 @@ export class AssuredInbox {
         this.#counters.received++;
       }),
     };
-  }
-
-  #release(sender: string): void {
-    const n = (this.#pendingBySender.get(sender) ?? 1) - 1;
-    if (n <= 0) this.#pendingBySender.delete(sender);
-    else this.#pendingBySender.set(sender, n);
-    this.#pendingTotal = Math.max(0, this.#pendingTotal - 1);
   }
 }

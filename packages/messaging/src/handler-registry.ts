@@ -12,6 +12,7 @@ import {
   calleeError,
   localName,
   noHandlerError,
+  parseXml,
   readHeaders,
   toError,
   xml,
@@ -109,23 +110,23 @@ export class HandlerRegistry {
    * that element; both carry `<no-handler xmlns='urn:xmppbus:messaging:1'/>`.
    */
   missing(message: Element): StanzaError {
-    let ns = '';
-    let name = 'message';
-    let known = false;
-    for (const c of message.children) {
-      if (typeof c === 'string' || METADATA.has(c.attrs['xmlns'] ?? '')) continue;
-      ns = c.attrs['xmlns'] ?? c.getNS();
-      name = localName(c);
-      known = this.#handlers.has(ns);
-      break;
-    }
-    const e = noHandlerError(ns, name, known);
+    const { ns, name } = this.payloadOf(message);
+    const e = noHandlerError(ns, name, this.#handlers.has(ns));
     return new StanzaError({
       condition: e.condition,
       type: e.type,
       text: e.text ?? 'no handler for this payload',
       application: xml('no-handler', { xmlns: NS_MESSAGING }),
     });
+  }
+
+  /** The payload's namespace and name (its first child that is not metadata): what access rules name. */
+  payloadOf(message: Element): { ns: string; name: string } {
+    for (const c of message.children) {
+      if (typeof c === 'string' || METADATA.has(c.attrs['xmlns'] ?? '')) continue;
+      return { ns: c.attrs['xmlns'] ?? c.getNS(), name: localName(c) };
+    }
+    return { ns: '', name: 'message' };
   }
 
   /** Decodes (and validates) the payload, or throws the `bad-request` to answer with. */
@@ -137,11 +138,15 @@ export class HandlerRegistry {
     }
   }
 
-  /** The handler context of a message. */
-  context(message: Element, qos: QosLevel, id: string | undefined): MessageContext {
+  /**
+   * The handler context of a message. With `text` (the message serialised), the context keeps
+   * no reference to the tree: `stanza` is parsed from the text when a handler reads it, so a
+   * stored QoS 2 message waits as text only.
+   */
+  context(message: Element, qos: QosLevel, id: string | undefined, text?: string): MessageContext {
     const delay = readDelay(message);
     const exp = readExpireAt(message);
-    return {
+    const base = {
       from: message.attrs['from'] ?? '',
       headers: readHeaders(message),
       signal: this.#abort.signal,
@@ -152,8 +157,20 @@ export class HandlerRegistry {
       delayedBy: delay?.by,
       delayReason: delay?.reason,
       expiresAt: Number.isNaN(exp) ? undefined : new Date(exp),
-      stanza: message,
     };
+    if (text === undefined) return { ...base, stanza: message };
+    let parsed: Element | undefined;
+    return {
+      ...base,
+      get stanza(): Element {
+        return (parsed ??= parseXml(text));
+      },
+    };
+  }
+
+  /** Whether a context's XEP-0079 expiry passed. */
+  contextExpired(context: MessageContext): boolean {
+    return context.expiresAt !== undefined && context.expiresAt.getTime() <= this.#session.clock.now();
   }
 
   /** Whether the message's XEP-0079 expiry passed. */

@@ -171,6 +171,10 @@ export class MemoryStore implements MessageStore {
     if (!this.#delivered.has(key)) this.#delivered.set(key, at);
   }
 
+  inboxDiscard(sender: string, msgId: string): Promise<void> {
+    return this.#do('inboxDiscard', () => void this.#inbox.delete(inboxKey(sender, msgId)));
+  }
+
   inboxPendingCounts(): Promise<Map<string, number>> {
     return this.#do('inboxPendingCounts', () => {
       const m = new Map<string, number>();

@@ -244,19 +244,20 @@ describe('Messenger QoS levels (memory hub)', () => {
     expect(await sender.deadLetters.replay('m-ttl')).toBe(false);
   });
 
-  it('receiver refuses expired messages and senders its policy does not allow', async () => {
+  it('receiver refuses senders the session access policy denies (forbidden/auth, dead letter rejected)', async () => {
     const { a, b } = pair();
     const sender = messenger(a);
-    const receiver = messenger(b, { receive: { allow: (from) => from !== 'svc-a.test' } });
+    const access = new AccessPolicy({ rules: [{ from: 'svc-a.test', to: 'urn:test:notes:1#note', effect: 'deny' }] });
+    const receiver = messenger(b, {}, undefined, access);
     receiver.handle(Note, () => undefined);
     const err = await sender.send(Note, 'svc-b.test', { n: 1, text: 'no' }, { qos: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StanzaError);
-    expect((err as StanzaError).condition).toBe('not-allowed');
-    expect((await sender.deadLetters.list())[0]).toMatchObject({
-      reason: 'rejected',
-      error: 'not-allowed: sender not allowed',
-    });
+    expect(err).toMatchObject({ condition: 'forbidden', type: 'auth' });
+    expect((await sender.deadLetters.list())[0]).toMatchObject({ reason: 'rejected' });
     expect(receiver.counters.refused).toBe(1);
+    expect(access.denied).toBe(1);
+    // The removed `receive.allow` fails loudly instead of being ignored (migration: a session access rule).
+    expect(() => messenger(b, { receive: { allow: () => true } as never })).toThrow(/receive\.allow was removed/);
   });
 
   it('a retryable handler failure is retried and dead-lettered after retry.attempts; another is not retried', async () => {

@@ -37,6 +37,14 @@ export interface DeadLetterEvent {
   readonly error: Error;
 }
 
+/** `messenger.inboundUsage`: the receiving side's budgets in use. */
+export interface InboundUsage {
+  readonly queue: { readonly bytes: number; readonly count: number };
+  readonly pending: { readonly bytes: number; readonly count: number };
+  readonly evicted: number;
+  readonly expired: number;
+}
+
 export class Messenger implements SessionUnit, AsyncDisposable {
   readonly name = 'messenger';
   /** Metrics-ready counters. */
@@ -87,7 +95,7 @@ export class Messenger implements SessionUnit, AsyncDisposable {
     });
     this.#dispatcher = new PeerDispatcher({ session, outbox: this.#outbox, settings, counters });
     this.#registry = new HandlerRegistry({ session, store, settings, counters });
-    this.#order = new SenderOrder(() => this.#checkSettled());
+    this.#order = new SenderOrder(() => this.#checkSettled(), settings.concurrency);
     this.#inbox = new AssuredInbox({
       session,
       store,
@@ -114,6 +122,20 @@ export class Messenger implements SessionUnit, AsyncDisposable {
   /** Assured messages stored and awaiting `deliver`, per sender bare JID. */
   get pendingInbound(): ReadonlyMap<string, number> {
     return this.#inbox.pending;
+  }
+
+  /**
+   * What the receiving side holds now, against its budgets: `queue` = bytes (on the wire) and
+   * messages waiting for or in a handler, `pending` = QoS 2 messages awaiting `deliver`;
+   * `evicted`/`expired` = pending messages dropped for room or after `receive.pendingTtl`.
+   */
+  get inboundUsage(): InboundUsage {
+    return {
+      queue: this.#receiver.queue.usage,
+      pending: this.#inbox.usage,
+      evicted: this.#inbox.evicted,
+      expired: this.#inbox.expired,
+    };
   }
 
   /**

@@ -1,5 +1,5 @@
 /** Options of the Messenger, their defaults and their checks (resolved once, in the constructor). */
-import { ConfigError, RetryPolicy, type RetryOptions, type Session } from '@xmppbus/core';
+import { ConfigError, RetryPolicy, type BudgetLimits, type RetryOptions, type Session } from '@xmppbus/core';
 import type { MessageStore } from './store.js';
 import { NS_QOS, type QosLevel } from './wire.js';
 
@@ -8,14 +8,27 @@ export type Duration = number | string;
 
 export interface ReceiveOptions {
   /**
-   * Which senders may deliver to this messenger (QoS 0, 1 and 2). Refused senders get
-   * `not-allowed` (QoS 1/2) or are dropped (QoS 0). Default: everyone.
+   * Bytes (size on the wire) and messages waiting for or in their handler — QoS 0 and 1
+   * messages, QoS 2 `deliver`s — per sender bare JID and in total (defaults: 512 KiB and 256 per
+   * sender, 4 MiB and 4 096 in total: a waiting message keeps its parsed tree). Beyond:
+   * `resource-constraint` (`wait`) for QoS 1/2, dropped and counted for QoS 0.
    */
-  allow?: (from: string) => boolean;
-  /** Stored-but-not-delivered assured messages per sender bare JID (default 1 000); beyond: `resource-constraint`. */
+  queue?: BudgetLimits;
+  /** Handlers running at once, all senders together (default 64); waiting senders are served in turn. */
+  concurrency?: number;
+  /** Stored-but-not-delivered assured messages per sender bare JID (default 1 000). */
   maxPendingPerSender?: number;
-  /** Stored-but-not-delivered assured messages in total (default 10 000); beyond: `resource-constraint`. */
+  /** Stored-but-not-delivered assured messages in total (default 10 000). */
   maxPendingTotal?: number;
+  /** Bytes of stored-but-not-delivered assured messages per sender bare JID (default 1 MiB). */
+  maxPendingBytesPerSender?: number;
+  /** Bytes of stored-but-not-delivered assured messages in total (default 16 MiB). */
+  maxPendingBytesTotal?: number;
+  /**
+   * How long an assured message waits for its `deliver` before it is dropped (default `'1h'`);
+   * separate from the dedupe memory of delivered ids (`dedupeRetention`).
+   */
+  pendingTtl?: Duration;
   /** How long delivered QoS 2 msgIds are remembered for dedupe (default `'7d'`). */
   dedupeRetention?: Duration;
   /** QoS 1 retries recognised by IQ id and answered without re-running the handler (default 10 000 ids). */
@@ -94,9 +107,10 @@ export interface Settings {
   readonly ns: string;
   readonly validate: boolean;
   readonly delayThreshold: number;
-  readonly allow: ((from: string) => boolean) | undefined;
-  readonly maxPendingPerSender: number;
-  readonly maxPendingTotal: number;
+  readonly queue: Required<BudgetLimits>;
+  readonly concurrency: number;
+  readonly pending: Required<BudgetLimits>;
+  readonly pendingTtl: number;
   readonly dedupeRetention: number;
   readonly recentAcks: number;
   readonly receiveBatch: boolean;
@@ -119,8 +133,21 @@ export function resolveOptions(options: MessengerOptions): Settings {
   if (!options || !options.session) throw new ConfigError('Messenger needs { session }');
   checkPositive(options.window, 'window');
   checkPositive(options.maxOutbox, 'maxOutbox');
-  checkPositive(options.receive?.maxPendingPerSender, 'receive.maxPendingPerSender');
-  checkPositive(options.receive?.maxPendingTotal, 'receive.maxPendingTotal');
+  const receive = options.receive ?? {};
+  if ('allow' in receive) {
+    // Removed in favour of the session's one access policy (issue 9): fail loudly, never silently open.
+    throw new ConfigError(
+      'receive.allow was removed: senders are checked per contract by the session access policy ' +
+        '(new Session({ access: new AccessPolicy({ rules }) }))',
+    );
+  }
+  checkPositive(receive.maxPendingPerSender, 'receive.maxPendingPerSender');
+  checkPositive(receive.maxPendingTotal, 'receive.maxPendingTotal');
+  checkPositive(receive.maxPendingBytesPerSender, 'receive.maxPendingBytesPerSender');
+  checkPositive(receive.maxPendingBytesTotal, 'receive.maxPendingBytesTotal');
+  checkPositive(receive.concurrency, 'receive.concurrency');
+  for (const k of ['perSenderBytes', 'perSenderCount', 'totalBytes', 'totalCount'] as const)
+    checkPositive(receive.queue?.[k], `receive.queue.${k}`);
   checkPositive(options.receive?.recentAcks, 'receive.recentAcks');
   checkPositive(options.batch?.maxMessages, 'batch.maxMessages');
   checkPositive(options.batch?.maxBytes, 'batch.maxBytes');
@@ -150,12 +177,23 @@ export function resolveOptions(options: MessengerOptions): Settings {
     ns: options.namespace ?? NS_QOS,
     validate: options.validate ?? true,
     delayThreshold: options.delayThreshold ?? 1000,
-    allow: options.receive?.allow,
-    maxPendingPerSender: options.receive?.maxPendingPerSender ?? 1000,
-    maxPendingTotal: options.receive?.maxPendingTotal ?? 10_000,
-    dedupeRetention: toMs(options.receive?.dedupeRetention ?? '7d', 'receive.dedupeRetention'),
-    recentAcks: options.receive?.recentAcks ?? 10_000,
-    receiveBatch: options.receive?.batch !== false,
+    queue: {
+      perSenderBytes: receive.queue?.perSenderBytes ?? 512 * 1024,
+      perSenderCount: receive.queue?.perSenderCount ?? 256,
+      totalBytes: receive.queue?.totalBytes ?? 4 * 1024 * 1024,
+      totalCount: receive.queue?.totalCount ?? 4096,
+    },
+    concurrency: receive.concurrency ?? 64,
+    pending: {
+      perSenderBytes: receive.maxPendingBytesPerSender ?? 1024 * 1024,
+      perSenderCount: receive.maxPendingPerSender ?? 1000,
+      totalBytes: receive.maxPendingBytesTotal ?? 16 * 1024 * 1024,
+      totalCount: receive.maxPendingTotal ?? 10_000,
+    },
+    pendingTtl: positiveMs(receive.pendingTtl ?? '1h', 'receive.pendingTtl'),
+    dedupeRetention: toMs(receive.dedupeRetention ?? '7d', 'receive.dedupeRetention'),
+    recentAcks: receive.recentAcks ?? 10_000,
+    receiveBatch: receive.batch !== false,
     batchMax: batch?.enabled === false ? 1 : (batch?.maxMessages ?? 32),
     // Stay well below the link's stanza cap (envelope, addresses, server stamping).
     batchBytes: Math.min(batch?.maxBytes ?? 64 * 1024, session.transport.maxStanzaBytes - 4096),
@@ -173,6 +211,12 @@ export function toMs(d: Duration, what = 'duration'): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(d);
   if (!m) throw new ConfigError(`${what} '${d}' is not a duration like '500ms', '30s', '5m', '1h', '7d'`);
   return Number(m[1]) * UNITS[m[2]!]!;
+}
+
+function positiveMs(d: Duration, what: string): number {
+  const ms = toMs(d, what);
+  if (!(ms > 0)) throw new ConfigError(`${what} must be a positive duration`);
+  return ms;
 }
 
 function checkPositive(value: number | undefined, what: string): void {

@@ -18,6 +18,7 @@ import {
   parseXml,
   randomId,
   setHeaders,
+  toError,
   xml,
   headerEntries,
   type Element,
@@ -146,7 +147,13 @@ export class Outbox {
       return { id, done: undefined };
     }
 
-    const stanza = message.toString();
+    let stanza: string;
+    try {
+      stanza = message.toString();
+    } catch (err) {
+      // A tree too deep to serialise (the recursive writer overflows): it could never be sent.
+      throw new PayloadTooLargeError(0, 0, `message cannot be serialised: ${toError(err).message}`, { cause: err });
+    }
     const max = this.#session.transport.maxStanzaBytes;
     const size = Buffer.byteLength(stanza) + 512;
     if (size > max) throw new PayloadTooLargeError(size, max);

@@ -2,15 +2,28 @@
  * The QoS receiving side on the wire (docs/protocol.md §5): QoS 0 messages from the session's
  * message intake, QoS 1 `acknowledged` (answered once its handler ran; retries recognised by
  * IQ id), QoS 2 `assured`/`deliver` (handed to the `AssuredInbox`) and batches of them, in all
- * three QoS namespaces. Every envelope passes the same checks: a `from`, the `allow` policy,
- * the inner message's to/from overwritten with the IQ's (anti-spoofing), a handler for its
- * payload, and not expired. While draining, new `acknowledged`/`assured` are refused as
- * unavailable (the sender waits and tries again); `deliver`s of stored messages still run.
+ * three QoS namespaces. Every envelope passes the same checks: a `from`, the inner message's
+ * to/from overwritten with the IQ's (anti-spoofing), the session's access policy for the
+ * contract inside (the router leaves these namespaces to us: the envelope's meaning is its
+ * payload), a handler for its payload, and not expired. Work waiting for a handler is held
+ * within the queue budget (bytes on the wire and count, per sender and in total) and scheduled
+ * fairly over senders (`SenderOrder`). While draining, new `acknowledged`/`assured` are refused
+ * as unavailable (the sender waits and tries again); `deliver`s of stored messages still run.
  */
-import { StanzaError, bareJid, errorReply, localName, resultReply, toError, xml } from '@xmppbus/core';
+import {
+  SenderBudget,
+  StanzaError,
+  bareJid,
+  errorReply,
+  localName,
+  resultReply,
+  stanzaBytes,
+  toError,
+  xml,
+} from '@xmppbus/core';
 import type { Element, Session } from '@xmppbus/core';
 import type { AssuredInbox } from './assured-inbox.js';
-import type { HandlerRegistry, Opened, Outcome } from './handler-registry.js';
+import type { HandlerRegistry, Opened, Outcome, Registration } from './handler-registry.js';
 import type { Settings } from './options.js';
 import type { SenderOrder } from './sender-order.js';
 import type { MessengerCounters } from './types.js';
@@ -46,6 +59,8 @@ export class QosReceiver {
   readonly #inbox: AssuredInbox;
   /** Recently acknowledged QoS 1 IQs (sender bare + id) → done or in progress. */
   readonly #recentAcks = new Map<string, Promise<void> | true>();
+  /** Bytes and messages waiting for or in their handler (QoS 0/1 messages, QoS 2 `deliver`s). */
+  readonly queue: SenderBudget;
   #off: (() => void)[] = [];
   #draining = false;
   #closed = false;
@@ -57,6 +72,7 @@ export class QosReceiver {
     this.#registry = deps.registry;
     this.#order = deps.order;
     this.#inbox = deps.inbox;
+    this.queue = new SenderBudget(deps.settings.queue, 'receive.queue');
   }
 
   /**
@@ -69,6 +85,7 @@ export class QosReceiver {
     try {
       for (const ns of QOS_NAMESPACES) {
         this.#off.push(
+          router.delegateAccess(ns),
           router.handle(ns, 'acknowledged', (iq, env) => this.#onAcknowledged(iq, env)),
           router.handle(ns, 'assured', (iq, env) => this.#onAssured(iq, env)),
           router.handle(ns, 'deliver', (iq, env) => this.#onDeliver(iq, env)),
@@ -77,6 +94,7 @@ export class QosReceiver {
       }
       if (this.#settings.receiveBatch) {
         this.#off.push(
+          router.delegateAccess(NS_BATCH),
           router.handle(NS_BATCH, 'batch', (iq, el) => this.#onBatch(iq, el)),
           disco.addFeature(NS_BATCH),
         );
@@ -115,15 +133,24 @@ export class QosReceiver {
     this.#session.send(stanza).catch(noop); // a lost reply is the sender's retry
   }
 
-  #allowed(from: string): boolean {
-    const allow = this.#settings.allow;
-    if (!allow) return true;
-    try {
-      return allow(from);
-    } catch (err) {
-      this.#session.logger.error('receive.allow threw; refusing', toError(err));
-      return false;
-    }
+  /** The access policy for the contract `found` (or, without a handler, the payload's name). */
+  #permits(from: string, message: Element, found: { reg: Registration } | undefined): boolean {
+    const session = this.#session;
+    if (found) return session.access.check(from, session.address, found.reg.contract.ns ?? '', found.reg.contract.name);
+    const { ns, name } = this.#registry.payloadOf(message);
+    return session.access.check(from, session.address, ns, name);
+  }
+
+  /** Takes `bytes` of `from` from the queue budget, or returns the refusal. */
+  #admit(from: string, bytes: number): StanzaError | undefined {
+    if (this.queue.tryTake(from, bytes)) return undefined;
+    return this.#refusal(
+      new StanzaError({
+        condition: 'resource-constraint',
+        type: 'wait',
+        text: `too much waiting work from ${bareJid(from)}`,
+      }),
+    );
   }
 
   /** QoS 0: a plain message whose payload has a handler (others are not ours: chat, pub/sub events…). */
@@ -133,37 +160,42 @@ export class QosReceiver {
     const found = this.#registry.find(message);
     if (!found) return;
     const from = message.attrs['from'] ?? '';
-    if (this.#draining || !this.#allowed(from) || this.#registry.expired(message)) {
+    if (this.#draining || !this.#permits(from, message, found) || this.#registry.expired(message)) {
       this.#counters.refused++;
       return;
     }
+    const bytes = stanzaBytes(message);
+    if (!this.queue.tryTake(from, bytes)) {
+      this.#counters.refused++; // QoS 0: nobody to tell
+      return;
+    }
     const id = readOriginId(message) ?? message.attrs['id'];
-    void this.#order.run(bareJid(from), async () => {
-      let value: unknown;
-      try {
-        value = this.#registry.decode(found.reg, found.el);
-      } catch (err) {
-        this.#counters.refused++;
-        this.#session.logger.warn(`invalid QoS 0 message from ${from}: ${toError(err).message}`);
-        return;
-      }
-      try {
-        await this.#registry.run(found.reg, value, this.#registry.context(message, 0, id));
-        this.#counters.received++;
-      } catch {
-        // QoS 0: nobody to tell; counted in handlerErrors.
-      }
-    });
+    void this.#order
+      .run(bareJid(from), async () => {
+        let value: unknown;
+        try {
+          value = this.#registry.decode(found.reg, found.el);
+        } catch (err) {
+          this.#counters.refused++;
+          this.#session.logger.warn(`invalid QoS 0 message from ${from}: ${toError(err).message}`);
+          return;
+        }
+        try {
+          await this.#registry.run(found.reg, value, this.#registry.context(message, 0, id));
+          this.#counters.received++;
+        } catch {
+          // QoS 0: nobody to tell; counted in handlerErrors.
+        }
+      })
+      .finally(() => this.queue.give(from, bytes));
   }
 
-  /** The sender checks shared by every envelope: `from` present and allowed. */
+  /** The sender check shared by every envelope: `from` present (access is checked per contract). */
   #checkSender(iq: Element): string | StanzaError {
     const from = iq.attrs['from'];
     if (typeof from !== 'string') {
       return this.#refusal(new StanzaError({ condition: 'bad-request', text: 'envelope without from' }));
     }
-    if (!this.#allowed(from))
-      return this.#refusal(new StanzaError({ condition: 'not-allowed', text: 'sender not allowed' }));
     return from;
   }
 
@@ -191,6 +223,13 @@ export class QosReceiver {
     message.attrs['from'] = from;
     message.attrs['to'] = to ?? this.#session.address;
     const found = this.#registry.find(message);
+    if (!this.#permits(from, message, found)) {
+      this.#counters.refused++;
+      const { ns, name } = found
+        ? { ns: found.reg.contract.ns ?? '', name: found.reg.contract.name }
+        : this.#registry.payloadOf(message);
+      return new StanzaError({ condition: 'forbidden', type: 'auth', text: `${from} may not send {${ns}}${name}` });
+    }
     if (!found) return this.#refusal(this.#registry.missing(message));
     if (this.#registry.expired(message)) {
       return this.#refusal(
@@ -203,11 +242,17 @@ export class QosReceiver {
   #onAcknowledged(iq: Element, env: Element): void {
     const from = this.#checkSender(iq);
     if (from instanceof StanzaError) return this.#reply(iq, from);
-    void this.#acknowledged(from, iq.attrs['to'], env, iq.attrs['id']).then((o) => this.#reply(iq, o));
+    void this.#acknowledged(from, iq.attrs['to'], env, iq.attrs['id'], stanzaBytes(iq)).then((o) => this.#reply(iq, o));
   }
 
-  /** QoS 1: runs the handler (in per-sender order) unless `id` was recently handled. */
-  #acknowledged(from: string, to: string | undefined, env: Element, id: string | undefined): Promise<Outcome> {
+  /** QoS 1: runs the handler (in per-sender order) unless `id` was recently handled; `bytes` waits in the queue budget. */
+  #acknowledged(
+    from: string,
+    to: string | undefined,
+    env: Element,
+    id: string | undefined,
+    bytes: number,
+  ): Promise<Outcome> {
     const sender = bareJid(from);
     const ackKey = id !== undefined ? `${sender}\n${id}` : undefined;
     const seen = ackKey !== undefined ? this.#recentAcks.get(ackKey) : undefined;
@@ -223,10 +268,16 @@ export class QosReceiver {
     if (this.#draining) return Promise.resolve(this.#drainingError());
     const opened = this.#open(from, to, env);
     if (opened instanceof StanzaError) return Promise.resolve(opened);
+    const full = this.#admit(from, bytes);
+    if (full) return Promise.resolve(full);
     const work = this.#order.run(sender, async () => {
-      const value = this.#registry.decode(opened.reg, opened.el);
-      await this.#registry.run(opened.reg, value, this.#registry.context(opened.message, 1, id));
-      this.#counters.received++;
+      try {
+        const value = this.#registry.decode(opened.reg, opened.el);
+        await this.#registry.run(opened.reg, value, this.#registry.context(opened.message, 1, id));
+        this.#counters.received++;
+      } finally {
+        this.queue.give(from, bytes);
+      }
     });
     if (ackKey !== undefined) this.#remember(ackKey, work);
     return work.then(
@@ -254,10 +305,10 @@ export class QosReceiver {
   #onAssured(iq: Element, env: Element): void {
     const from = this.#checkSender(iq);
     if (from instanceof StanzaError) return this.#reply(iq, from);
-    void this.#assured(from, iq.attrs['to'], env).then((o) => this.#reply(iq, o));
+    void this.#assured(from, iq.attrs['to'], env, stanzaBytes(iq)).then((o) => this.#reply(iq, o));
   }
 
-  #assured(from: string, to: string | undefined, env: Element): Promise<Outcome> {
+  #assured(from: string, to: string | undefined, env: Element, bytes: number): Promise<Outcome> {
     const msgId = env.attrs['msgId'];
     if (typeof msgId !== 'string' || msgId === '') {
       return Promise.resolve(
@@ -267,23 +318,25 @@ export class QosReceiver {
     if (this.#draining) return Promise.resolve(this.#drainingError());
     const opened = this.#open(from, to, env);
     if (opened instanceof StanzaError) return Promise.resolve(opened);
-    return this.#inbox.assured(from, bareJid(from), msgId, env.attrs['xmlns'] ?? NS_QOS, opened);
+    return this.#inbox.assured(from, bareJid(from), msgId, env.attrs['xmlns'] ?? NS_QOS, opened, bytes);
   }
 
   #onDeliver(iq: Element, env: Element): void {
     const from = this.#checkSender(iq);
     if (from instanceof StanzaError) return this.#reply(iq, from);
-    void this.#deliver(from, env).then((o) => this.#reply(iq, o));
+    void this.#deliver(from, env, stanzaBytes(iq)).then((o) => this.#reply(iq, o));
   }
 
-  #deliver(from: string, env: Element): Promise<Outcome> {
+  #deliver(from: string, env: Element, bytes: number): Promise<Outcome> {
     const msgId = env.attrs['msgId'];
     if (typeof msgId !== 'string' || msgId === '') {
       return Promise.resolve(
         this.#refusal(new StanzaError({ condition: 'bad-request', text: 'deliver without msgId' })),
       );
     }
-    return this.#inbox.deliver(bareJid(from), msgId);
+    const full = this.#admit(from, bytes);
+    if (full) return Promise.resolve(full);
+    return this.#inbox.deliver(bareJid(from), msgId).finally(() => this.queue.give(from, bytes));
   }
 
   /**
@@ -297,6 +350,10 @@ export class QosReceiver {
     if (from instanceof StanzaError) return this.#reply(iq, from);
     const to = iq.attrs['to'];
     const outcomes: Promise<Element>[] = [];
+    // Each item's share of the batch's size on the wire (O(1); the shares add up to the whole).
+    let items = 0;
+    for (const item of batch.children) if (typeof item !== 'string') items++;
+    const bytes = Math.ceil(stanzaBytes(iq) / Math.max(1, items));
     for (const item of batch.children) {
       if (typeof item === 'string') continue;
       const msgId = item.attrs['msgId'];
@@ -309,9 +366,9 @@ export class QosReceiver {
             new StanzaError({ condition: 'bad-request', text: 'batch item without QoS namespace or msgId' }),
           ),
         );
-      } else if (name === 'acknowledged') o = this.#acknowledged(from, to, item, msgId);
-      else if (name === 'assured') o = this.#assured(from, to, item);
-      else if (name === 'deliver') o = this.#deliver(from, item);
+      } else if (name === 'acknowledged') o = this.#acknowledged(from, to, item, msgId, bytes);
+      else if (name === 'assured') o = this.#assured(from, to, item, bytes);
+      else if (name === 'deliver') o = this.#deliver(from, item, bytes);
       else {
         o = Promise.resolve(
           this.#refusal(new StanzaError({ condition: 'feature-not-implemented', text: `no batch item <${name}>` })),

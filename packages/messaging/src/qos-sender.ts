@@ -13,6 +13,7 @@ import {
   ServiceUnavailableError,
   StanzaError,
   TimeoutError,
+  XmppBusError,
   findChild,
   localName,
   parseXml,
@@ -93,6 +94,8 @@ export function classify(err: Error): Failure {
   if (err instanceof TimeoutError || err instanceof ConnectionError || err instanceof QueueFullError)
     return 'transient';
   if (err instanceof ClosedError) return 'transient';
+  // Ours, and final (a payload over the link's size or depth limit, XML we cannot write): never retried.
+  if (err instanceof XmppBusError && !err.retryable) return 'reject';
   return 'retry';
 }
 

@@ -175,6 +175,13 @@ export interface MessageStore {
    * it.
    */
   inboxCompleteWith?(sender: string, msgId: string, at: number, effect: () => void): Promise<void>;
+  /**
+   * Optional: removes a pending record WITHOUT marking it delivered (the receiver evicts a
+   * sender's oldest undelivered entry to make room; its later `deliver` finds nothing). A
+   * delivered or unknown pair: no-op. Without it the receiver never evicts: over its pending
+   * budget it refuses new `assured` until the TTL prune frees room.
+   */
+  inboxDiscard?(sender: string, msgId: string): Promise<void>;
   /** Pending (stored, not delivered) counts per sender (restores the receiver's caps after a restart). */
   inboxPendingCounts(): Promise<Map<string, number>>;
   /**
