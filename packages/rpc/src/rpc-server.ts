@@ -296,12 +296,13 @@ export class RpcServer implements AsyncDisposable {
   #overBudget(iq: Element, cost: number): void {
     this.rejected++;
     const b = this.#budget;
-    if (cost > b.perSenderBytes || cost > b.totalBytes) {
+    const most = Math.min(b.perSenderBytes, b.totalBytes);
+    if (cost > most) {
       // No budget can ever hold it: retrying would not help.
       this.#reject(iq, {
         condition: 'policy-violation',
         type: 'modify',
-        text: `request too large: costs ${cost} bytes, a sender may hold ${b.perSenderBytes}`,
+        text: `request too large: costs ${cost} bytes, at most ${most} are accepted`,
       });
       return;
     }
