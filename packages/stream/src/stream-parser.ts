@@ -39,6 +39,9 @@ import {
   textValue,
 } from './xml-syntax.js';
 import { Utf8Decoder } from './utf8-decoder.js';
+import { CONTENT_NAMESPACES, STREAM_PARSER_DEFAULTS, type StreamParserOptions } from './stream-limits.js';
+
+export { CONTENT_NAMESPACES, STREAM_PARSER_DEFAULTS, type StreamParserOptions };
 import { checkNamespaces, checkStreamHeader, isStreamHeader } from './xml-namespaces.js';
 
 export interface StreamParserHandlers {
@@ -51,29 +54,6 @@ export interface StreamParserHandlers {
   /** Refused input; `err.condition` is the stream error to answer. The parser stops. */
   error(err: StreamParseError): void;
 }
-
-/** The content namespaces of RFC 6120 and XEP-0114. */
-export const CONTENT_NAMESPACES: readonly string[] = ['jabber:client', 'jabber:server', 'jabber:component:accept'];
-
-export interface StreamParserOptions {
-  /** Largest top-level element, UTF-8 bytes, refused before its tree is complete (default 512 KiB). */
-  maxStanzaBytes?: number;
-  /** Element nesting below a top-level element (default 64; the stanza itself is level 0). */
-  maxDepth?: number;
-  /** Longest start or end tag, characters including attributes (default 64 KiB). */
-  maxTagLength?: number;
-  /** Most attributes on one element, namespace declarations included (default 64). */
-  maxAttributes?: number;
-  /** Accepted default namespaces of the stream header (default: `CONTENT_NAMESPACES`). */
-  contentNamespaces?: readonly string[];
-}
-
-export const STREAM_PARSER_DEFAULTS = Object.freeze({
-  maxStanzaBytes: 512 * 1024,
-  maxDepth: 64,
-  maxTagLength: 64 * 1024,
-  maxAttributes: 64,
-});
 
 /** `#tag` result: the tag is cut by the end of the chunk; wait for more input. */
 const INCOMPLETE = -1;
