@@ -16,6 +16,7 @@ import {
   ConnectionError,
   PayloadTooLargeError,
   XmlError,
+  stanzaBytes,
   type Element,
 } from '@xmppbus/core';
 
@@ -73,6 +74,20 @@ describe('StreamParser', () => {
       expect(c.elements.map((e) => e.toString())).toEqual([
         '<iq type="get" id="1"><ping xmlns="urn:xmpp:ping"/></iq>',
         '<message><body>héllo ✓ 𝄞</body></message>',
+      ]);
+    }
+  });
+
+  it("records each stanza's size on the wire for admission budgets, whatever the chunking", () => {
+    const iq = "<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>";
+    const msg = '<message><body>héllo ✓ 𝄞</body></message>';
+    const bytes = Buffer.from(`${HEADER}${iq}  ${msg}`, 'utf8');
+    for (const step of [1, 5, bytes.length]) {
+      const c = collect();
+      for (let i = 0; i < bytes.length; i += step) c.parser.write(bytes.subarray(i, i + step));
+      expect(c.elements.map((e) => stanzaBytes(e))).toEqual([
+        Buffer.byteLength(iq, 'utf8'),
+        Buffer.byteLength(msg, 'utf8'),
       ]);
     }
   });

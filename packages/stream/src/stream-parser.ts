@@ -20,6 +20,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { Element } from 'ltx';
+import { STANZA_BYTES } from '@xmppbus/core';
 import { StreamLimitError, StreamXmlError, type StreamErrorCondition, type StreamParseError } from './stream-errors.js';
 import {
   ALL_FLAGS,
@@ -222,6 +223,8 @@ export class StreamParser {
     const size = this.#stanzaBytes + this.#bytes(s, this.#stanzaStart, next);
     if (size > this.#maxStanzaBytes) return this.#tooLarge(size);
     this.#stanzaBytes = 0;
+    // Admission budgets (rpc, messaging) account stanzas by their size on the wire.
+    (done as Element & { [STANZA_BYTES]?: number })[STANZA_BYTES] = size;
     this.#h.element(done);
   }
 
