@@ -240,7 +240,8 @@ describeServers('messaging faults', (server, kind) => {
       await sender.flush({ timeout: DEADLINE });
       await until(() => q0.qos0Sent() === N, 'QoS 0 producer done');
       console.log(
-        `[messaging faults] ${kind} server SIGKILLed at ${atKill} deliveries (${afterKill} once the kill returned)`,
+        `[messaging faults] ${kind} server SIGKILLed at ${atKill} deliveries (${afterKill} once the kill returned); ` +
+          `receiver refused ${recv.counters.refused}`,
       );
       expect(atKill).toBeLessThan(2 * N); // really mid-stream
       verify('', `${kind} server kill -9`, rstore.database);
