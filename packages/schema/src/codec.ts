@@ -204,6 +204,7 @@ function findNsAttr(el: Element, local: string, ns: string): string | undefined 
   const attrs = el.attrs as Record<string, string | undefined>;
   const suffix = ':' + local;
   for (const k in attrs) {
+    if (!Object.hasOwn(attrs, k)) continue;
     if (k.endsWith(suffix) && k.length > suffix.length && el.findNS(k.slice(0, -suffix.length)) === ns) return attrs[k];
   }
   return undefined;
@@ -229,7 +230,8 @@ function decodeObject(plan: ObjectPlan, el: Element, ns: string): Record<string,
   const ap = plan.attrs;
   for (let i = 0; i < ap.length; i++) {
     const a = ap[i]!;
-    let v = attrs[a.name];
+    // Own attributes only: an attribute named `constructor` must not read Object.prototype's.
+    let v = Object.hasOwn(attrs, a.name) ? attrs[a.name] : undefined;
     if (v === undefined && a.ns !== undefined) v = findNsAttr(el, a.localName, a.ns);
     if (v === undefined) continue;
     pathStack[sp++] = a.seg;
@@ -407,7 +409,20 @@ function encodeItems(
 // Public API
 
 function check(contract: PayloadContract, fn: ValidateFunction, value: unknown): void {
-  if (!fn(value)) throw new ValidationError(issuesOf(fn.errors), { context: describe(contract) });
+  let ok: boolean;
+  try {
+    ok = fn(value) as boolean;
+  } catch (err) {
+    // ajv compares `uniqueItems` items with a recursive deep-equal that overflows the stack on a
+    // cyclic or very deep value, and calls an item's own `toString`/`valueOf` (a field of that
+    // name): a value that cannot be validated is invalid, not a crash.
+    if (!(err instanceof RangeError) && !(err instanceof TypeError)) throw err;
+    throw new ValidationError(
+      { path: '', message: `value cannot be validated (${err.message})` },
+      { context: describe(contract), cause: err },
+    );
+  }
+  if (!ok) throw new ValidationError(issuesOf(fn.errors), { context: describe(contract) });
 }
 
 /** True when the element is this contract's payload: same local name and namespace. */

@@ -333,6 +333,8 @@ function compileObject(schema: Json, path: string, depth: number, nullable: bool
       const local = x.name ?? key;
       if (!NCNAME.test(local)) throw new SchemaError(ppath, `'${local}' is not an XML name: set xml.name`);
       if (local === 'xmlns') throw new SchemaError(ppath, "an attribute cannot be named 'xmlns'");
+      // ltx keeps attributes in a plain object: `attrs.__proto__ = v` is dropped on both sides.
+      if (local === '__proto__') throw new SchemaError(ppath, "an attribute cannot be named '__proto__'");
       const prefix = x.namespace !== undefined ? (x.prefix ?? `ns${attrs.length + 1}`) : undefined;
       const name = prefix !== undefined ? `${prefix}:${local}` : local;
       const id = `@${x.namespace ?? ''} ${local}`;
