@@ -237,7 +237,7 @@ describe('logging', () => {
       .call(CreateOrder, 'orders.example.test', { sku: 'a', qty: 1 })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StanzaError);
-    const ref = /internal error \(ref (\w+)\)/.exec((err as StanzaError).text ?? '')?.[1];
+    const ref = /internal error \(ref ([^)]+)\)/.exec((err as StanzaError).text ?? '')?.[1];
     expect(ref).toBeDefined();
     const logged = lines.filter((l) => l.includes(ref!));
     expect(logged).toHaveLength(1);

@@ -151,7 +151,8 @@ async function storeFactory(
   return () => mod.sqliteMessageStore(options);
 }
 
-interface Startable {
+/** Anything the bus can start with itself (`bus.add`). */
+export interface Startable {
   start(options?: WaitOptions): Promise<void>;
 }
 
@@ -172,6 +173,8 @@ export class Bus implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   /** Starts of units first used after `start()`: a second `start()` waits for them. */
   readonly #late = new Set<Promise<void>>();
+  /** Units added with `add()`. */
+  readonly #extra = new Set<Startable>();
   #reconnects = 0;
   #offTransport: () => void;
 
@@ -241,23 +244,38 @@ export class Bus implements AsyncDisposable {
     }));
   }
 
+  /**
+   * Starts `unit` with the bus (e.g. a pub/sub consumer): after the bus's own units on
+   * `start()`, or at once when the bus has started already (`await bus.start()` waits for it).
+   * Its drain and close come from the unit that made it (a consumer's from its PubSub). Returns the remover.
+   */
+  add(unit: Startable, what = 'unit'): () => void {
+    const s = this.#status.current;
+    if (s === 'closed' || s === 'draining') throw new ClosedError(`bus is ${s}`);
+    this.#extra.add(unit);
+    if (this.#starting) this.#startLate(unit, what);
+    return () => void this.#extra.delete(unit);
+  }
+
   #build<T extends Startable>(what: string, make: () => T): T {
     const s = this.#status.current;
     if (s === 'closed' || s === 'draining') throw new ClosedError(`bus is ${s}: cannot build its ${what}`);
     const unit = make();
-    if (this.#starting) {
-      // Used after start(): start it now; `await bus.start()` again waits for it.
-      const p = unit.start().catch((err: unknown) => {
-        this.logger.error(`bus: starting its ${what} failed`, err);
-        throw err;
-      });
-      this.#late.add(p);
-      void p.then(
-        () => this.#late.delete(p),
-        () => this.#late.delete(p),
-      );
-    }
+    if (this.#starting) this.#startLate(unit, what);
     return unit;
+  }
+
+  /** Used after start(): start it now; `await bus.start()` again waits for it. */
+  #startLate(unit: Startable, what: string): void {
+    const p = unit.start().catch((err: unknown) => {
+      this.logger.error(`bus: starting its ${what} failed`, err);
+      throw err;
+    });
+    this.#late.add(p);
+    void p.then(
+      () => this.#late.delete(p),
+      () => this.#late.delete(p),
+    );
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -281,6 +299,7 @@ export class Bus implements AsyncDisposable {
       await this.session.start(options);
       // Dependency order: drain runs newest first, so the server stops before what it uses.
       for (const unit of [client, this.#messenger, this.#pubsub, this.#rpc]) await unit?.start(options);
+      for (const unit of [...this.#extra]) await unit.start(options);
     } catch (err) {
       this.#starting = undefined;
       if (this.#status.current === 'starting') this.#status.set('idle');

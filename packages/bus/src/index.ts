@@ -1,6 +1,6 @@
 // The bus
 export { createBus, Bus } from './bus.js';
-export type { CreateBusOptions, BusHealth } from './bus.js';
+export type { CreateBusOptions, BusHealth, Startable } from './bus.js';
 export type { BusStatus, BusStatusListener } from './status.js';
 export { handleSignals } from './signals.js';
 export type { HandleSignalsOptions } from './signals.js';
