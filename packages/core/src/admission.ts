@@ -54,8 +54,9 @@ interface Usage {
 
 /**
  * Byte and count budgets per sender (bare JID) and in total. `tryTake` either accounts the whole
- * stanza or nothing; `give` returns it when the work is done. Entries of idle senders are
- * deleted, so the map holds only senders with work in hand.
+ * stanza or nothing; `give` returns it when the work is done. Idle senders' entries are kept
+ * until there are more than 1024 of them (a steady caller does not allocate an entry per call),
+ * then swept, so the map stays bounded by the senders with work in hand plus that slack.
  */
 export class SenderBudget {
   readonly perSenderBytes: number;
@@ -88,7 +89,9 @@ export class SenderBudget {
 
   /** Senders with work in hand. */
   get senders(): number {
-    return this.#senders.size;
+    let n = 0;
+    for (const u of this.#senders.values()) if (u.count > 0) n++;
+    return n;
   }
 
   /** Accounts `bytes` to `sender` if every budget allows it; otherwise counts a refusal. */
@@ -105,8 +108,10 @@ export class SenderBudget {
       this.refused++;
       return false;
     }
-    if (u === undefined) this.#senders.set(key, { bytes, count: 1 });
-    else {
+    if (u === undefined) {
+      if (this.#senders.size >= IDLE_SLACK) this.#sweep();
+      this.#senders.set(key, { bytes, count: 1 });
+    } else {
       u.bytes += bytes;
       u.count++;
     }
@@ -119,14 +124,19 @@ export class SenderBudget {
   give(sender: string, bytes: number): void {
     const key = bareJid(sender);
     const u = this.#senders.get(key);
-    if (u === undefined) return;
+    if (u === undefined || u.count <= 0) return;
     u.bytes -= bytes;
     u.count--;
     this.#bytes -= bytes;
     this.#count--;
-    if (u.count <= 0) this.#senders.delete(key);
+  }
+
+  #sweep(): void {
+    for (const [k, u] of this.#senders) if (u.count <= 0) this.#senders.delete(k);
   }
 }
+
+const IDLE_SLACK = 1024;
 
 function positive(v: number, name: string): number {
   if (!(v > 0)) throw new ConfigError(`${name} must be > 0, got ${v}`);
