@@ -60,12 +60,15 @@ export interface PipelineOptions<C extends PayloadContract> {
 
 /** Bounds the last checkpoint write of `close()`, which must never hang. */
 const FINAL_SAVE_TIMEOUT = 10_000;
+/** Denied publishers remembered for the once-per-publisher warning (beyond it, denials are only counted). */
+const MAX_WARNED_PUBLISHERS = 1_024;
 
 export class Pipeline<C extends PayloadContract> {
   readonly #o: PipelineOptions<C>;
   readonly #ac = new AbortController();
   readonly #seen: Set<string>;
   readonly #inProgress = new Set<string>();
+  readonly #warned = new Set<string>();
   readonly #idle: WaitQueue;
   readonly #backoff: Backoff;
   #queue: Pending[] = [];
@@ -276,6 +279,12 @@ export class Pipeline<C extends PayloadContract> {
     replay: boolean,
   ): void {
     const o = this.#o;
+    if (publisher !== undefined && !this.#publisherAllowed(publisher)) {
+      // Skipped like a processed event (the position moves past it), never handed to the handler.
+      this.#track(id);
+      this.#done(id, false);
+      return;
+    }
     let value: PayloadOf<C>;
     // The SHIM headers ride inside the payload: hidden from the (possibly strict) decoder.
     const headersEl = payload ? takeHeaders(payload) : undefined;
@@ -330,6 +339,25 @@ export class Pipeline<C extends PayloadContract> {
       o.stats.handled++;
       this.#done(id, false);
     }
+  }
+
+  /**
+   * The session's one access policy applied to the publisher the service names (XEP-0060
+   * `<item publisher='…'>`), for this consumer's contract. Denials are counted by the policy and
+   * logged once per publisher. Items without a publisher are accepted: the node's publish model,
+   * which the server enforces, decides who may publish.
+   */
+  #publisherAllowed(publisher: string): boolean {
+    const o = this.#o;
+    const session = o.host.session;
+    if (session.access.check(publisher, session.address, o.contract.ns, o.contract.name)) return true;
+    if (!this.#warned.has(publisher) && this.#warned.size < MAX_WARNED_PUBLISHERS) {
+      this.#warned.add(publisher);
+      session.logger.warn(
+        `pubsub: skipping events on node '${o.node}' published by ${publisher}: the access policy does not allow it {${o.contract.ns}}${o.contract.name}`,
+      );
+    }
+    return false;
   }
 
   #track(id: string): void {

@@ -33,6 +33,12 @@ export interface MemoryPubSubServiceOptions {
   defaultMaxItems?: number;
   /** Cap for `max` (Prosody's `pubsub_max_items`, 1000). */
   maxItemsCap?: number;
+  /**
+   * Name each item's publisher (`<item publisher='…'>`) in notifications and item retrieval, like
+   * Prosody's `expose_publisher = true`. Default false; a node configured with
+   * `pubsub#itemreply` = `publisher` (ejabberd's way) names them too.
+   */
+  exposePublisher?: boolean;
 }
 
 interface MemNode {
@@ -63,6 +69,7 @@ export class MemoryPubSubService implements AsyncDisposable {
   readonly #admins: Set<string>;
   readonly #openCreate: boolean;
   readonly #cap: number;
+  readonly #exposePublisher: boolean;
   readonly #defaults: Map<string, string>;
   #subSeq = 0;
   /** Publish requests answered (for assertions). */
@@ -75,6 +82,7 @@ export class MemoryPubSubService implements AsyncDisposable {
     this.#admins = new Set((options.admins ?? []).map(bareJid));
     this.#openCreate = options.openCreate ?? false;
     this.#cap = options.maxItemsCap ?? 1000;
+    this.#exposePublisher = options.exposePublisher ?? false;
     this.#defaults = new Map(DEFAULTS);
     this.#defaults.set('pubsub#max_items', String(options.defaultMaxItems ?? 20));
   }
@@ -153,6 +161,10 @@ export class MemoryPubSubService implements AsyncDisposable {
     return x;
   }
 
+  #exposes(n: MemNode): boolean {
+    return this.#exposePublisher || n.config.get('pubsub#itemreply') === 'publisher';
+  }
+
   #notify(name: string, n: MemNode, child: Element, except?: string): void {
     const type = n.config.get('pubsub#notification_type') ?? 'headline';
     for (const jid of n.subscribers.keys()) {
@@ -224,7 +236,8 @@ export class MemoryPubSubService implements AsyncDisposable {
           const max = Number(n.config.get('pubsub#max_items') ?? 20);
           while (n.items.length > max) n.items.shift();
         }
-        this.#notify(node!, n, xml('items', { node }, xml('item', { id }, clone(payload))));
+        const publisher = this.#exposes(n) ? bareJid(from) : undefined;
+        this.#notify(node!, n, xml('items', { node }, xml('item', { id, publisher }, clone(payload))));
         return xml('pubsub', { xmlns: NS_PUBSUB }, xml('publish', { node }, xml('item', { id })));
       }
       case 'retract': {
@@ -292,7 +305,9 @@ export class MemoryPubSubService implements AsyncDisposable {
         const max = op.attrs['max_items'];
         if (max !== undefined) list = list.slice(-Number(max));
         const items = xml('items', { node });
-        for (const i of list) items.cnode(xml('item', { id: i.id }, clone(i.payload)));
+        const expose = this.#exposes(n);
+        for (const i of list)
+          items.cnode(xml('item', { id: i.id, publisher: expose ? i.publisher : undefined }, clone(i.payload)));
         return xml('pubsub', { xmlns: NS_PUBSUB }, items);
       }
       default:
