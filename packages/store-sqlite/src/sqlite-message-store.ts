@@ -412,6 +412,11 @@ export class SqliteMessageStore implements MessageStore {
     this.#stmt('deliveredIns').run(sender, msgId, at);
   }
 
+  /** Drops a pending record without marking it delivered (the receiver evicts to make room). */
+  inboxDiscard(sender: string, msgId: string): Promise<void> {
+    return this.#write('inboxDiscard', () => void this.#stmt('inboxDel').run(sender, msgId));
+  }
+
   inboxPendingCounts(): Promise<Map<string, number>> {
     return this.#run('inboxPendingCounts', () => {
       const m = new Map<string, number>();

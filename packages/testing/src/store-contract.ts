@@ -306,6 +306,21 @@ export function messageStoreContract(name: string, factory: StoreFactory<Message
         expect(await s.inboxGet('a@h', '9')).toBe('delivered');
       });
 
+      it('inboxDiscard (when implemented) drops a pending record without marking it delivered', async (ctx) => {
+        const s = await fresh();
+        if (s.inboxDiscard === undefined) return ctx.skip();
+        await s.inboxPut(inRec('a@h', '1'));
+        await s.inboxPut(inRec('a@h', '2'));
+        await s.inboxComplete('a@h', '2', T0);
+        await s.inboxDiscard('a@h', '1');
+        await s.inboxDiscard('a@h', '2'); // delivered: stays delivered
+        await s.inboxDiscard('a@h', '9'); // unknown: no-op
+        expect(await s.inboxGet('a@h', '1')).toBeUndefined();
+        expect(await s.inboxGet('a@h', '2')).toBe('delivered');
+        expect(await s.inboxPendingCounts()).toEqual(new Map());
+        expect(await s.inboxPut(inRec('a@h', '1'))).toBe('stored');
+      });
+
       it('counts pending records per sender', async () => {
         const s = await fresh();
         await s.inboxPut(inRec('a@h', '1'));
