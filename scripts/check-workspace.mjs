@@ -11,12 +11,18 @@ const FEATURES = new Set(['@xmppbus/rpc', '@xmppbus/pubsub', '@xmppbus/messaging
 const NO_IO = new Set(['@xmppbus/core', '@xmppbus/schema']);
 // The stream engine sits under the socket transports: it is I/O, and knows no transport.
 const isIoPackage = (dep) => dep.startsWith('@xmppbus/transport-') || dep === '@xmppbus/stream';
+// The composition root (bus) and DI sit on top: only they (and apps) may depend on them, and
+// tsyringe is for di alone.
+const ON_TOP = new Set(['@xmppbus/bus', '@xmppbus/di']);
 for (const { dir, json } of pkgs) {
   if (json.version !== version) problems.push(`${json.name} is ${json.version}, root is ${version}`);
   for (const [dep, range] of Object.entries(json.dependencies ?? {})) {
     if (dep.startsWith('@xmppbus/') && range !== version)
       problems.push(`${json.name} depends on ${dep}@${range}, want ${version}`);
     if (FEATURES.has(json.name) && isIoPackage(dep)) problems.push(`${json.name} must not depend on ${dep}`);
+    if (ON_TOP.has(dep) && !ON_TOP.has(json.name)) problems.push(`${json.name} must not depend on ${dep}`);
+    if ((dep === 'tsyringe' || dep === 'reflect-metadata') && json.name !== '@xmppbus/di')
+      problems.push(`${json.name} must not depend on ${dep} (only @xmppbus/di uses tsyringe)`);
     if (json.name === '@xmppbus/stream' && dep.startsWith('@xmppbus/') && dep !== '@xmppbus/core')
       problems.push(`${json.name} depends on core only, not on ${dep}`);
     if (
