@@ -207,6 +207,9 @@ describe('health', () => {
       billing.messenger.send(OrderCreated, 'orders.example.test', { orderId: 'o', qty: 1 }, { qos: 1, timeout: 2000 }),
     ).rejects.toBeInstanceOf(StanzaError); // no handler there: refused for good, dead-lettered
     expect(billing.health().deadLetters).toBe(1);
+    // …and logged once, with the message id, through the bus's logger.
+    const [dead] = await billing.messenger.deadLetters.list();
+    expect(lines.filter((l) => l.includes(`dead letter ${dead!.id}`))).toHaveLength(1);
   });
 
   it('counts access denials', async () => {
