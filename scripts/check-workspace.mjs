@@ -21,6 +21,16 @@ for (const { dir, json } of pkgs) {
       problems.push(`${json.name} depends on ${dep}@${range}, want ${version}`);
     if (FEATURES.has(json.name) && isIoPackage(dep)) problems.push(`${json.name} must not depend on ${dep}`);
     if (ON_TOP.has(dep) && !ON_TOP.has(json.name)) problems.push(`${json.name} must not depend on ${dep}`);
+    // Features are instrumented through core's Instrumentation hooks, never by importing OTel.
+    if (FEATURES.has(json.name) && (dep === '@xmppbus/telemetry' || dep.startsWith('@opentelemetry/')))
+      problems.push(`${json.name} must not depend on ${dep} (instrument through session.instrumentation)`);
+    // Telemetry sits on core and the OTel API only; the SDK is the application's choice.
+    if (json.name === '@xmppbus/telemetry' && dep.startsWith('@xmppbus/') && dep !== '@xmppbus/core')
+      problems.push(`${json.name} depends on core only, not on ${dep}`);
+    if (json.name === '@xmppbus/telemetry' && dep.startsWith('@opentelemetry/'))
+      problems.push(
+        `${json.name}: ${dep} belongs in peerDependencies (api) or devDependencies (SDK), not dependencies`,
+      );
     if ((dep === 'tsyringe' || dep === 'reflect-metadata') && json.name !== '@xmppbus/di')
       problems.push(`${json.name} must not depend on ${dep} (only @xmppbus/di uses tsyringe)`);
     if (json.name === '@xmppbus/stream' && dep.startsWith('@xmppbus/') && dep !== '@xmppbus/core')
@@ -31,6 +41,8 @@ for (const { dir, json } of pkgs) {
     )
       problems.push(`${json.name} must stay I/O-free but depends on ${dep}`);
   }
+  if (json.name === '@xmppbus/telemetry' && !json.peerDependencies?.['@opentelemetry/api'])
+    problems.push(`${json.name} needs @opentelemetry/api as a peer dependency`);
   if (!json.exports?.['.']) problems.push(`${dir} has no "exports" entry`);
   // Cross-package back doors: packages talk through their public entry points only.
   for (const sub of Object.keys(json.exports ?? {}))

@@ -25,6 +25,7 @@ import {
 import { Messenger, type MessageStore, type MessengerStatus } from '@xmppbus/messaging';
 import { PubSub, type PubSubStatus } from '@xmppbus/pubsub';
 import { RpcClient, RpcServer, type CallerStatus, type RpcServerStatus } from '@xmppbus/rpc';
+import { instrument, traceLogContext, type TelemetryOptions } from '@xmppbus/telemetry';
 import { BusConfigError, loadConfig, type BusConfigInput } from './config.js';
 import type { AccessConfig, BusConfig, SqliteStoreConfig } from './config-schema.js';
 import type { Env } from './env.js';
@@ -48,6 +49,11 @@ export interface CreateBusOptions {
   clock?: Clock;
   /** Aborts connecting the transport. */
   signal?: AbortSignal;
+  /**
+   * OpenTelemetry providers and propagator (default: the globally registered ones); `false`
+   * turns telemetry off, as `telemetry.enabled: false` in the config does.
+   */
+  telemetry?: TelemetryOptions | false;
 }
 
 type UnitState<S> = S | 'absent';
@@ -92,6 +98,7 @@ interface BusParts {
   access: AccessPolicy | undefined;
   clock: Clock | undefined;
   store: (() => MessageStore) | undefined;
+  telemetry: TelemetryOptions | false;
 }
 
 /** Loads the config (object > env > file), connects the transport and builds the bus. */
@@ -100,12 +107,14 @@ export async function createBus(config: BusConfigInput = {}, options: CreateBusO
   const loaded = await loadConfig(config, { cwd, ...(options.env && { env: options.env }) });
   const cfg = loaded.config;
   const name = cfg.name ?? cfg.transport?.domain;
+  const telemetry = options.telemetry === false || cfg.telemetry?.enabled === false ? false : (options.telemetry ?? {});
   const logger =
     options.logger ??
     createLogger({
       level: cfg.log?.level ?? 'warn',
       ...(cfg.log?.format && { format: cfg.log.format }),
       ...(name !== undefined && { fields: { service: name } }),
+      ...(telemetry !== false && { context: traceLogContext }),
     });
   for (const w of loaded.warnings) logger.warn(`bus config: ${w}`);
   const access = accessPolicy(cfg.access);
@@ -120,7 +129,16 @@ export async function createBus(config: BusConfigInput = {}, options: CreateBusO
       ]);
     transport = await connectTransport(cfg.transport, { logger, cwd, signal: options.signal });
   }
-  return new Bus({ config: cfg, redacted: loaded.redacted, transport, logger, access, clock: options.clock, store });
+  return new Bus({
+    config: cfg,
+    redacted: loaded.redacted,
+    transport,
+    logger,
+    access,
+    clock: options.clock,
+    store,
+    telemetry,
+  });
 }
 
 function accessPolicy(cfg: AccessConfig | undefined): AccessPolicy | undefined {
@@ -191,6 +209,7 @@ export class Bus implements AsyncDisposable {
       ...(parts.access && { access: parts.access }),
       ...(parts.config.session?.iqTimeout !== undefined && { iqTimeout: parts.config.session.iqTimeout }),
     });
+    if (parts.telemetry !== false) instrument(this.session, parts.telemetry);
     this.#offTransport = parts.transport.onStatus((s, err) => this.#onTransport(s, err));
   }
 

@@ -121,6 +121,11 @@ export interface BusConfig {
   rpc?: RpcConfig;
   pubsub?: PubSubConfig;
   messaging?: MessagingConfig;
+  /**
+   * OpenTelemetry traces and metrics through the globally registered providers (default
+   * enabled: without an SDK registered they cost next to nothing).
+   */
+  telemetry?: { enabled?: boolean };
 }
 
 // ---- the JSON Schema --------------------------------------------------------------------------
@@ -172,6 +177,7 @@ export const BUS_CONFIG_SCHEMA: Schema = {
       ['kind', 'service', 'domain'],
     ),
     log: obj({ level: enumOf('error', 'warn', 'info', 'debug', 'silent'), format: enumOf('json', 'text') }),
+    telemetry: obj({ enabled: bool }),
     access: obj({
       allowAll: bool,
       fallback: enumOf('services', 'deny'),

@@ -26,6 +26,7 @@ export const ENV_BINDINGS: Readonly<Record<string, EnvBinding>> = Object.freeze(
   XMPPBUS_PASSWORD_FILE: b('transport.passwordFile'),
   XMPPBUS_LOG_LEVEL: b('log.level'),
   XMPPBUS_LOG_FORMAT: b('log.format'),
+  XMPPBUS_TELEMETRY_ENABLED: b('telemetry.enabled', 'boolean'),
   XMPPBUS_ACCESS_ALLOW_ALL: b('access.allowAll', 'boolean'),
   XMPPBUS_ACCESS_FALLBACK: b('access.fallback'),
   XMPPBUS_SESSION_IQ_TIMEOUT: b('session.iqTimeout', 'number'),

@@ -68,6 +68,8 @@ export type { Logger } from './logger.js';
 // Session: one per connection (IQ routing and calling, disco, presence/message intake, lifecycle)
 export { Session } from './session.js';
 export type { SessionOptions, SessionStatus, SessionUnit, TransportStatusListener } from './session.js';
+export { noInstrumentation } from './instrumentation.js';
+export type { Instrumentation, OperationScope, GaugeReadings } from './instrumentation.js';
 export { IqRouter, IqCaller, resultReply, errorReply, errorFromStanza, noHandlerError } from './iq.js';
 export type { IqHandler, IqRequestOptions } from './iq.js';
 export { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './disco.js';

@@ -17,6 +17,7 @@ import { systemClock, type Clock } from './clock.js';
 import { DiscoRegistry } from './disco.js';
 import { ClosedError, ConflictError, TimeoutError, toError } from './errors.js';
 import { IqCaller, IqRouter } from './iq.js';
+import { noInstrumentation, type Instrumentation } from './instrumentation.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { StanzaListener, Transport, TransportStatus } from './transport.js';
 import { waitForStatus } from './base-transport.js';
@@ -52,6 +53,8 @@ export interface SessionOptions {
    * is for development and warns at start.
    */
   access?: AccessPolicy;
+  /** Traces and metrics hooks of every unit (default: none; see `@xmppbus/telemetry`). */
+  instrumentation?: Instrumentation;
 }
 
 export type TransportStatusListener = (status: TransportStatus, error?: Error) => void;
@@ -71,6 +74,11 @@ export class Session implements AsyncDisposable {
   readonly access: AccessPolicy;
   readonly router: IqRouter;
   readonly caller: IqCaller;
+  /**
+   * Hooks the units call at their key points (calls, events, messages, gauges). Default: the
+   * shared no-op. Set it before the units start (`@xmppbus/telemetry`'s `instrument(session)`).
+   */
+  instrumentation: Instrumentation;
   #status: SessionStatus = 'idle';
   #units: SessionUnit[] = [];
   #messageListeners: StanzaListener[] = [];
@@ -86,6 +94,7 @@ export class Session implements AsyncDisposable {
     this.logger = options.logger ?? silentLogger;
     this.random = options.random ?? Math.random;
     this.access = options.access ?? new AccessPolicy();
+    this.instrumentation = options.instrumentation ?? noInstrumentation;
     this.router = new IqRouter(this.transport, this.disco, this.access);
     this.caller = new IqCaller(this.transport, this.clock);
     if (options.iqTimeout !== undefined) this.caller.defaultTimeout = options.iqTimeout;

@@ -181,11 +181,19 @@ export class HandlerRegistry {
 
   /** Runs the handler; a failure is counted and rethrown as the stanza error to answer with. */
   async run(reg: Registration, value: unknown, context: MessageContext): Promise<void> {
+    const instr = this.#session.instrumentation;
+    const scope = instr.enabled
+      ? instr.processMessage(context.from, reg.contract.name, context.qos, context.headers)
+      : undefined;
     try {
-      await reg.handler(value, context);
+      await (scope ? scope.run(() => reg.handler(value, context)) : reg.handler(value, context));
+      scope?.end();
     } catch (err) {
       this.#counters.handlerErrors++;
-      throw this.failure(err, reg);
+      // Logged inside the span, so the line carries its trace_id/span_id.
+      const failure = scope ? scope.run(() => this.failure(err, reg)) : this.failure(err, reg);
+      scope?.end(failure);
+      throw failure;
     }
   }
 

@@ -66,6 +66,7 @@ export class Messenger implements SessionUnit, AsyncDisposable {
   #setup: Promise<void> | undefined;
   #removeUnit: (() => void) | undefined;
   #listeners: (() => void)[] = [];
+  readonly #defaultQos: number;
 
   /** Checks the options and builds the units; nothing is opened, registered or sent. */
   constructor(options: MessengerOptions) {
@@ -73,6 +74,7 @@ export class Messenger implements SessionUnit, AsyncDisposable {
     const session = (this.#session = options.session);
     const store = (this.#store = options.store ?? memoryStore());
     this.#closeStore = settings.closeStore;
+    this.#defaultQos = settings.defaultQos;
     const counters = this.counters;
     this.#settled = new WaitQueue({ clock: session.clock, what: 'messenger drain' });
     this.#outbox = new Outbox({
@@ -172,6 +174,19 @@ export class Messenger implements SessionUnit, AsyncDisposable {
       session.onTransportStatus((status) => {
         if (status === 'online') this.#dispatcher.resumeAll();
       }),
+      session.instrumentation.observe('messenger', () => {
+        const queue = this.#receiver.queue.usage;
+        const c = this.counters;
+        return {
+          inFlight: c.inFlight,
+          queueDepth: queue.count,
+          queueBytes: queue.bytes,
+          outbox: this.#outbox.size,
+          pendingInbound: this.#inbox.usage.count,
+          retries: c.retried,
+          deadLetters: c.deadLettered,
+        };
+      }),
     );
     this.#dispatcher.run();
     if (this.#status === 'starting') this.#status = 'ready';
@@ -196,7 +211,7 @@ export class Messenger implements SessionUnit, AsyncDisposable {
   ): Promise<void> {
     this.#checkStarted();
     await this.#started(options);
-    const { done } = await this.#outbox.accept(contract, to, value, options, true);
+    const { done } = await this.#accept(contract, to, value, options, true);
     if (done) await withAbort(done, options, `send to ${to}`);
   }
 
@@ -213,8 +228,36 @@ export class Messenger implements SessionUnit, AsyncDisposable {
   ): Promise<string> {
     this.#checkStarted();
     await this.#started(options);
-    const { id } = await this.#outbox.accept(contract, to, value, options, false);
+    const { id } = await this.#accept(contract, to, value, options, false);
     return id;
+  }
+
+  /** The outbox's `accept`, inside a send span when instrumented (the trace context is stored with the message). */
+  async #accept<C extends PayloadContract>(
+    contract: C,
+    to: string,
+    value: PayloadOf<C>,
+    options: MessageSendOptions,
+    wait: boolean,
+  ): Promise<{ id: string; done: Promise<void> | undefined }> {
+    const instr = this.#session.instrumentation;
+    if (!instr.enabled) return this.#outbox.accept(contract, to, value, options, wait);
+    const scope = instr.sendMessage(to, contract.name, options.qos ?? this.#defaultQos);
+    try {
+      const headers = scope.headers(options.headers);
+      const accepted = await this.#outbox.accept(
+        contract,
+        to,
+        value,
+        headers === undefined ? options : { ...options, headers },
+        wait,
+      );
+      scope.end();
+      return accepted;
+    } catch (err) {
+      scope.end(err);
+      throw err;
+    }
   }
 
   /** Registers the handler of `contract`'s messages (any QoS); a second one throws ConflictError. Returns the remover. */

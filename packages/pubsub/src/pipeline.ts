@@ -293,6 +293,8 @@ export class Pipeline<C extends PayloadContract> {
       value = decode(o.contract, payload);
     } catch (err) {
       o.stats.invalid++;
+      const instr = o.host.session.instrumentation;
+      if (instr.enabled) instr.invalidEvent(o.host.service, o.node, err);
       o.onInvalid({ id, node: o.node, payload, error: err as Error });
       this.#track(id);
       this.#done(id, false);
@@ -312,30 +314,41 @@ export class Pipeline<C extends PayloadContract> {
     };
     if (replay) o.stats.replayed++;
     this.#track(id);
+    const instr = o.host.session.instrumentation;
+    const scope = instr.enabled ? instr.processEvent(o.host.service, o.node, o.contract.name, meta.headers) : undefined;
     let r: void | Promise<void>;
     try {
-      r = o.process(value, meta, payload);
+      r = scope ? scope.run(() => o.process(value, meta, payload)) : o.process(value, meta, payload);
     } catch (err) {
       o.stats.failed++;
-      o.onError(err as Error, meta);
+      if (scope) scope.run(() => o.onError(err as Error, meta));
+      else o.onError(err as Error, meta);
+      scope?.end(err);
       this.#done(id, false);
       return;
     }
     if (r && typeof (r as Promise<void>).then === 'function') {
       (r as Promise<void>).then(
         () => {
+          scope?.end();
           o.stats.handled++;
           this.#done(id, true);
         },
         (err: unknown) => {
           // Cut short by close(): not processed, so a restart (or the next group leader) redoes it.
-          if (this.#closed) return this.#abandon(id);
+          if (this.#closed) {
+            scope?.end(err);
+            return this.#abandon(id);
+          }
           o.stats.failed++;
-          o.onError(err as Error, meta);
+          if (scope) scope.run(() => o.onError(err as Error, meta));
+          else o.onError(err as Error, meta);
+          scope?.end(err);
           this.#done(id, true);
         },
       );
     } else {
+      scope?.end();
       o.stats.handled++;
       this.#done(id, false);
     }

@@ -7,7 +7,7 @@
  * client, so none of those modules imports this one. Server differences are absorbed there (see
  * the README's table). The constructor does nothing: `start()` (or the first request) attaches.
  */
-import { ClosedError, ConfigError, randomId, xml } from '@xmppbus/core';
+import { ClosedError, ConfigError, localName, randomId, xml } from '@xmppbus/core';
 import type { Element, Session, SessionUnit, WaitOptions } from '@xmppbus/core';
 import { encode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
 import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
@@ -320,13 +320,27 @@ export class PubSub implements SessionUnit, AsyncDisposable {
   /** Publishes a ready-made payload element (the raw escape hatch); `headers` are appended to it. */
   publishElement(node: string, payload: Element, options: PublishOptions = {}): Promise<string> {
     const id = options.id ?? randomId();
-    if (options.headers !== undefined) appendHeaders(payload, options.headers);
+    const instr = this.session.instrumentation;
+    const scope = instr.enabled ? instr.publish(this.service, node, localName(payload)) : undefined;
+    const headers = scope ? scope.headers(options.headers) : options.headers;
+    if (headers !== undefined) appendHeaders(payload, headers);
     const ps = xml('pubsub', { xmlns: NS_PUBSUB }, xml('publish', { node }, xml('item', { id }, payload)));
     if (options.preconditions) {
       const fields = configToFields(options.preconditions);
       ps.cnode(xml('publish-options', null, submitForm(NS_PUBSUB_PUBLISH_OPTIONS, fields)));
     }
-    return this.#req.request('set', ps, 'publish', node, options).then(() => id);
+    const sent = this.#req.request('set', ps, 'publish', node, options);
+    if (!scope) return sent.then(() => id);
+    return sent.then(
+      () => {
+        scope.end();
+        return id;
+      },
+      (err: unknown) => {
+        scope.end(err);
+        throw err;
+      },
+    );
   }
 
   /** Retracts (deletes) an item; subscribers are notified unless `notify: false`. */

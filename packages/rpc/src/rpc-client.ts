@@ -5,7 +5,7 @@
  * `RpcError` (declared), `ServiceUnavailableError`, `StanzaError`, `TimeoutError`, the abort
  * reason, `ConnectionError` when the link drops, `ClosedError` when the client does not take calls.
  */
-import type { Element, WaitOptions } from '@xmppbus/core';
+import type { Element, OperationScope, WaitOptions } from '@xmppbus/core';
 import type { MethodContract, RequestOf, ResponseOf } from '@xmppbus/schema';
 import {
   CallEngine,
@@ -60,7 +60,13 @@ export class RpcClient implements AsyncDisposable {
       throw err;
     }
     if (this.#status !== 'starting') return;
-    this.#leave = this.#engine.session.add(this);
+    const session = this.#engine.session;
+    const leave = session.add(this);
+    const unobserve = session.instrumentation.observe('rpc-client', () => ({ inFlight: this.#engine.inFlight }));
+    this.#leave = () => {
+      leave();
+      unobserve();
+    };
     this.#status = 'ready';
   }
 
@@ -76,6 +82,9 @@ export class RpcClient implements AsyncDisposable {
   ): Promise<ResponseOf<M>> {
     const engine = this.#engine;
     if (this.#status !== 'ready') return Promise.reject(engine.refusal(this.#status));
+    const instr = engine.session.instrumentation;
+    if (instr.enabled)
+      return this.#traced(instr.rpcClientCall(method.ns, method.name, to), method, to, request, options);
     let deadline: number;
     let payload: Element;
     let retry: CallRetry | false;
@@ -99,6 +108,52 @@ export class RpcClient implements AsyncDisposable {
         engine.attempt(method, to, payload, budget, signal, false),
       )
       .finally(() => engine.settled());
+  }
+
+  /** `call` inside a client span: the trace context travels in the headers; retries are its events. */
+  #traced<M extends MethodContract>(
+    scope: OperationScope,
+    method: M,
+    to: string,
+    request: RequestOf<M>,
+    options: CallOptions,
+  ): Promise<ResponseOf<M>> {
+    const engine = this.#engine;
+    let deadline: number;
+    let payload: Element;
+    let retry: CallRetry | false;
+    try {
+      const timeout = engine.timeoutOf(options);
+      checkSignal(options.signal);
+      deadline = engine.clock.now() + timeout;
+      const headers = scope.headers(options.headers);
+      payload = engine.encode(method, request, headers === undefined ? options : { ...options, headers }, deadline);
+      retry = engine.retriesOf(method, options);
+    } catch (err) {
+      scope.end(err);
+      return Promise.reject(err);
+    }
+    engine.started();
+    const signal = options.signal;
+    const p: Promise<ResponseOf<M>> =
+      retry === false
+        ? engine.attempt(method, to, payload, deadline - engine.clock.now(), signal, true)
+        : engine
+            .withRetries<ResponseOf<M>>(retry, deadline, signal, this.#isClosed, (budget, n) => {
+              if (n > 1) scope.retry(n, undefined);
+              return engine.attempt(method, to, payload, budget, signal, false);
+            })
+            .finally(() => engine.settled());
+    return p.then(
+      (value) => {
+        scope.end();
+        return value;
+      },
+      (err: unknown) => {
+        scope.end(err);
+        throw err;
+      },
+    );
   }
 
   /**

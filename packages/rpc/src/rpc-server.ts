@@ -30,6 +30,7 @@ import {
   type Element,
   type Headers,
   type Logger,
+  type OperationScope,
   type Session,
   type StanzaErrorInit,
   type Transport,
@@ -231,6 +232,11 @@ export class RpcServer implements AsyncDisposable {
     this.#offStart.push(
       this.#session.onPresence((p) => this.#onPresence(p)),
       this.#session.add(this),
+      this.#session.instrumentation.observe('rpc-server', () => ({
+        inFlight: this.#running,
+        queueDepth: this.#queue.size,
+        queueBytes: this.#budget.usage.bytes,
+      })),
     );
     this.#status = 'ready';
   }
@@ -356,11 +362,15 @@ export class RpcServer implements AsyncDisposable {
     const ctx = new CallContext(from, iq.attrs['to'] ?? '', deadline, headers, cost, this.#grace, this.#clock);
     this.#running++;
     this.#active.add(ctx);
+    const instr = this.#session.instrumentation;
+    const scope = instr.enabled ? instr.rpcServerCall(contract.ns, contract.name, from, headers) : undefined;
     let result: unknown;
     try {
-      result = entry.handler(request as RequestOf<MethodContract>, ctx);
+      result = scope
+        ? scope.run(() => entry.handler(request as RequestOf<MethodContract>, ctx))
+        : entry.handler(request as RequestOf<MethodContract>, ctx);
     } catch (err) {
-      this.#finish(entry, iq, ctx, err, true);
+      this.#finish(entry, iq, ctx, err, true, scope);
       return;
     }
     if (
@@ -368,28 +378,43 @@ export class RpcServer implements AsyncDisposable {
       (typeof result === 'object' && result !== null && typeof (result as { then?: unknown }).then === 'function')
     ) {
       Promise.resolve(result as PromiseLike<unknown>).then(
-        (value: unknown) => this.#finish(entry, iq, ctx, value, false),
-        (err: unknown) => this.#finish(entry, iq, ctx, err, true),
+        (value: unknown) => this.#finish(entry, iq, ctx, value, false, scope),
+        (err: unknown) => this.#finish(entry, iq, ctx, err, true, scope),
       );
     } else {
-      this.#finish(entry, iq, ctx, result, false);
+      this.#finish(entry, iq, ctx, result, false, scope);
     }
   }
 
-  #finish(entry: Entry, iq: Element, ctx: CallContext, outcome: unknown, failed: boolean): void {
+  #finish(
+    entry: Entry,
+    iq: Element,
+    ctx: CallContext,
+    outcome: unknown,
+    failed: boolean,
+    scope: OperationScope | undefined,
+  ): void {
     ctx.dispose();
     this.#active.delete(ctx);
     this.#running--;
     this.#budget.give(ctx.from, ctx.cost);
     let reply: Element;
     if (failed) {
-      reply = errorReply(iq, this.#handlerFailure(entry.contract, outcome));
+      // Logged inside the call's span, so the log line carries its trace_id/span_id.
+      const error = scope
+        ? scope.run(() => this.#handlerFailure(entry.contract, outcome))
+        : this.#handlerFailure(entry.contract, outcome);
+      scope?.end(error);
+      reply = errorReply(iq, error);
     } else {
       try {
         const contract = entry.contract.response;
         reply = resultReply(iq, encode(contract, outcome as ResponseOf<MethodContract>, this.#encodeOptions));
+        scope?.end();
       } catch (err) {
-        reply = errorReply(iq, this.#invalidResponse(entry.contract, err));
+        const error = this.#invalidResponse(entry.contract, err);
+        scope?.end(error);
+        reply = errorReply(iq, error);
       }
     }
     this.#send(reply);

@@ -1,0 +1,435 @@
+/**
+ * `Telemetry`: core's `Instrumentation` implemented with `@opentelemetry/api`. Spans follow the
+ * RPC and messaging semantic conventions; the trace context travels in SHIM headers through a
+ * `TextMapPropagator`; durations, counts and the units' gauges become metrics. Without an SDK
+ * registered every call lands on the API's no-op tracer and meter.
+ */
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  context as contextApi,
+  metrics as metricsApi,
+  trace as traceApi,
+  type Attributes,
+  type Context,
+  type Counter,
+  type Histogram,
+  type Meter,
+  type MeterProvider,
+  type Span,
+  type TextMapPropagator,
+  type Tracer,
+  type TracerProvider,
+} from '@opentelemetry/api';
+import {
+  StanzaError,
+  XmppBusError,
+  headerEntries,
+  noInstrumentation,
+  type GaugeReadings,
+  type Headers,
+  type HeadersInit,
+  type Instrumentation,
+  type OperationScope,
+  type Session,
+  type TransportStatus,
+} from '@xmppbus/core';
+import { ShimTraceContextPropagator, headersGetter, headersSetter } from './propagator.js';
+import * as C from './semconv.js';
+
+export const VERSION = '0.1.0';
+
+export interface TelemetryOptions {
+  /** Where spans go (default: the globally registered provider, `trace.getTracerProvider()`). */
+  tracerProvider?: TracerProvider;
+  /** Where metrics go (default: the globally registered provider, read when `instrument` runs). */
+  meterProvider?: MeterProvider;
+  /** Injects and extracts the trace context (default: W3C trace context and baggage in SHIM headers). */
+  propagator?: TextMapPropagator;
+}
+
+const CONNECTION_STATES: readonly TransportStatus[] = ['idle', 'connecting', 'online', 'reconnecting', 'closed'];
+
+interface Source {
+  readonly unit: string;
+  readonly read: () => GaugeReadings;
+}
+
+/** Instruments shared by the scopes of one `Telemetry`. */
+interface Instruments {
+  readonly clientDuration: Histogram;
+  readonly serverDuration: Histogram;
+  readonly processDuration: Histogram;
+  readonly sendDuration: Histogram;
+  readonly events: Counter;
+  readonly rpcRetries: Counter;
+  readonly reconnects: Counter;
+}
+
+/** The instrumentation of one session (`instrument(session)` builds and installs it). */
+export class Telemetry implements Instrumentation, Disposable {
+  readonly enabled = true;
+  readonly session: Session;
+  readonly #rpcTracer: Tracer;
+  readonly #pubsubTracer: Tracer;
+  readonly #messagingTracer: Tracer;
+  readonly #propagator: TextMapPropagator;
+  readonly #i: Instruments;
+  readonly #meter: Meter;
+  readonly #address: string;
+  readonly #sources = new Set<Source>();
+  #connection: TransportStatus;
+  readonly #offs: (() => void)[] = [];
+
+  constructor(session: Session, options: TelemetryOptions = {}) {
+    this.session = session;
+    this.#address = session.address;
+    const tp = options.tracerProvider ?? traceApi.getTracerProvider();
+    this.#rpcTracer = tp.getTracer('@xmppbus/rpc', VERSION);
+    this.#pubsubTracer = tp.getTracer('@xmppbus/pubsub', VERSION);
+    this.#messagingTracer = tp.getTracer('@xmppbus/messaging', VERSION);
+    this.#propagator = options.propagator ?? new ShimTraceContextPropagator();
+    const meter = (this.#meter = (options.meterProvider ?? metricsApi.getMeterProvider()).getMeter(
+      '@xmppbus/telemetry',
+      VERSION,
+    ));
+    const seconds = { unit: 's', advice: { explicitBucketBoundaries: DURATION_BUCKETS } };
+    this.#i = {
+      clientDuration: meter.createHistogram(C.METRIC_RPC_CLIENT_DURATION, {
+        description: 'Duration of outgoing RPC calls, retries included',
+        ...seconds,
+      }),
+      serverDuration: meter.createHistogram(C.METRIC_RPC_SERVER_DURATION, {
+        description: 'Duration of inbound RPC calls (handler and encoding)',
+        ...seconds,
+      }),
+      processDuration: meter.createHistogram(C.METRIC_MESSAGING_PROCESS_DURATION, {
+        description: 'Duration of handling one pub/sub event or message',
+        ...seconds,
+      }),
+      sendDuration: meter.createHistogram(C.METRIC_MESSAGING_SEND_DURATION, {
+        description: 'Duration of publishing an event or accepting a message for sending',
+        ...seconds,
+      }),
+      events: meter.createCounter(C.METRIC_EVENTS, { description: 'Pub/sub events handled, failed or invalid' }),
+      rpcRetries: meter.createCounter(C.METRIC_RPC_RETRIES, { description: 'Retried RPC attempts' }),
+      reconnects: meter.createCounter(C.METRIC_RECONNECTS, { description: 'Times the link went down and reconnected' }),
+    };
+    this.#connection = session.transport.status;
+    this.#observeGauges(meter);
+    this.#offs.push(
+      session.onTransportStatus((status) => {
+        if (status === 'reconnecting' && this.#connection !== 'reconnecting')
+          this.#i.reconnects.add(1, { [C.ATTR_XMPPBUS_ADDRESS]: this.#address });
+        this.#connection = status;
+      }),
+    );
+  }
+
+  rpcClientCall(ns: string, name: string, to: string): OperationScope {
+    const attrs: Attributes = {
+      [C.ATTR_RPC_SYSTEM]: C.RPC_SYSTEM_XMPP,
+      [C.ATTR_RPC_SERVICE]: ns,
+      [C.ATTR_RPC_METHOD]: name,
+      [C.ATTR_SERVER_ADDRESS]: to,
+      [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+    };
+    const parent = contextApi.active();
+    const span = this.#rpcTracer.startSpan(`${ns}/${name}`, { kind: SpanKind.CLIENT, attributes: attrs }, parent);
+    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.clientDuration, rpcMetricAttrs(ns, name));
+  }
+
+  rpcServerCall(ns: string, name: string, from: string, headers: Headers): OperationScope {
+    const parent = this.#extract(headers);
+    const span = this.#rpcTracer.startSpan(
+      `${ns}/${name}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          [C.ATTR_RPC_SYSTEM]: C.RPC_SYSTEM_XMPP,
+          [C.ATTR_RPC_SERVICE]: ns,
+          [C.ATTR_RPC_METHOD]: name,
+          [C.ATTR_CLIENT_ADDRESS]: from,
+          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+        },
+      },
+      parent,
+    );
+    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.serverDuration, rpcMetricAttrs(ns, name));
+  }
+
+  publish(service: string, node: string, name: string): OperationScope {
+    const parent = contextApi.active();
+    const span = this.#pubsubTracer.startSpan(
+      `publish ${node}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+          [C.ATTR_MESSAGING_OPERATION_TYPE]: 'send',
+          [C.ATTR_MESSAGING_OPERATION_NAME]: 'publish',
+          [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
+          [C.ATTR_SERVER_ADDRESS]: service,
+          [C.ATTR_XMPPBUS_PAYLOAD]: name,
+          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+        },
+      },
+      parent,
+    );
+    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.sendDuration, {
+      [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+      [C.ATTR_MESSAGING_OPERATION_NAME]: 'publish',
+      [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
+    });
+  }
+
+  processEvent(service: string, node: string, name: string, headers: Headers): OperationScope {
+    const parent = this.#extract(headers);
+    const span = this.#pubsubTracer.startSpan(
+      `process ${node}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+          [C.ATTR_MESSAGING_OPERATION_TYPE]: 'process',
+          [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
+          [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
+          [C.ATTR_SERVER_ADDRESS]: service,
+          [C.ATTR_XMPPBUS_PAYLOAD]: name,
+          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+        },
+      },
+      parent,
+    );
+    const attrs = {
+      [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+      [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
+      [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
+    };
+    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.processDuration, attrs, this.#i.events);
+  }
+
+  invalidEvent(_service: string, node: string, error: unknown): void {
+    const attrs = {
+      [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+      [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
+      [C.ATTR_XMPPBUS_OUTCOME]: 'invalid',
+    };
+    this.#i.events.add(1, attrs);
+    traceApi.getActiveSpan()?.addEvent('invalid event', { [C.ATTR_ERROR_TYPE]: outcomeOf(error) });
+  }
+
+  sendMessage(to: string, name: string, qos: number): OperationScope {
+    const parent = contextApi.active();
+    const span = this.#messagingTracer.startSpan(
+      `send ${name}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+          [C.ATTR_MESSAGING_OPERATION_TYPE]: 'send',
+          [C.ATTR_MESSAGING_OPERATION_NAME]: 'send',
+          [C.ATTR_MESSAGING_DESTINATION_NAME]: to,
+          [C.ATTR_XMPPBUS_PAYLOAD]: name,
+          [C.ATTR_XMPPBUS_QOS]: qos,
+          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+        },
+      },
+      parent,
+    );
+    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.sendDuration, {
+      [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+      [C.ATTR_MESSAGING_OPERATION_NAME]: 'send',
+      [C.ATTR_XMPPBUS_QOS]: qos,
+    });
+  }
+
+  processMessage(from: string, name: string, qos: number, headers: Headers): OperationScope {
+    const parent = this.#extract(headers);
+    const span = this.#messagingTracer.startSpan(
+      `process ${name}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+          [C.ATTR_MESSAGING_OPERATION_TYPE]: 'process',
+          [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
+          [C.ATTR_MESSAGING_DESTINATION_NAME]: this.#address,
+          [C.ATTR_XMPPBUS_PEER]: from,
+          [C.ATTR_XMPPBUS_PAYLOAD]: name,
+          [C.ATTR_XMPPBUS_QOS]: qos,
+          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+        },
+      },
+      parent,
+    );
+    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.processDuration, {
+      [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+      [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
+      [C.ATTR_XMPPBUS_PAYLOAD]: name,
+      [C.ATTR_XMPPBUS_QOS]: qos,
+    });
+  }
+
+  observe(unit: string, read: () => GaugeReadings): () => void {
+    const source: Source = { unit, read };
+    this.#sources.add(source);
+    return () => this.#sources.delete(source);
+  }
+
+  /** `headers` plus the trace context of `ctx` (unchanged when there is nothing to send). */
+  inject(ctx: Context, headers: HeadersInit | undefined): HeadersInit | undefined {
+    let out: Map<string, string> | undefined;
+    const setter = {
+      set: (_carrier: unknown, key: string, value: string): void => {
+        out ??= new Map(headerEntries(headers));
+        headersSetter.set(out, key, value);
+      },
+    };
+    this.#propagator.inject(ctx, undefined, setter);
+    return out ?? headers;
+  }
+
+  /** Retries counted by method. */
+  retried(attrs: Attributes): void {
+    this.#i.rpcRetries.add(1, attrs);
+  }
+
+  /** Detaches from the session's status and stops reporting gauges (`instrument` installs; this undoes it). */
+  [Symbol.dispose](): void {
+    for (const off of this.#offs.splice(0)) off();
+    this.#sources.clear();
+    this.#meter.removeBatchObservableCallback(this.#collect, this.#observables);
+    if (this.session.instrumentation === this) this.session.instrumentation = noInstrumentation;
+  }
+
+  #extract(headers: Headers): Context {
+    const active = contextApi.active();
+    if (headers.size === 0) return active;
+    return this.#propagator.extract(active === ROOT_CONTEXT ? ROOT_CONTEXT : active, headers, headersGetter);
+  }
+
+  #observables: Parameters<Meter['addBatchObservableCallback']>[1] = [];
+  #collect: Parameters<Meter['addBatchObservableCallback']>[0] = () => undefined;
+
+  #observeGauges(meter: Meter): void {
+    const inFlight = meter.createObservableGauge(C.METRIC_IN_FLIGHT, { description: 'Calls or messages in progress' });
+    const depth = meter.createObservableGauge(C.METRIC_QUEUE_DEPTH, { description: 'Work waiting for a slot' });
+    const bytes = meter.createObservableGauge(C.METRIC_QUEUE_BYTES, {
+      description: 'Bytes of the work in hand',
+      unit: 'By',
+    });
+    const outbox = meter.createObservableGauge(C.METRIC_OUTBOX_SIZE, { description: 'Messages in the outbox' });
+    const pending = meter.createObservableGauge(C.METRIC_INBOX_PENDING, {
+      description: 'Assured messages stored, awaiting deliver',
+    });
+    const retries = meter.createObservableCounter(C.METRIC_MESSAGING_RETRIES, { description: 'Message retries' });
+    const dead = meter.createObservableCounter(C.METRIC_DEAD_LETTERS, { description: 'Messages dead-lettered' });
+    const state = meter.createObservableGauge(C.METRIC_CONNECTION_STATE, {
+      description: '1 for the link status now, 0 for the others',
+    });
+    this.#observables = [inFlight, depth, bytes, outbox, pending, retries, dead, state];
+    this.#collect = (result): void => {
+      const address = this.#address;
+      for (const s of this.#sources) {
+        const r = s.read();
+        const attrs = { [C.ATTR_XMPPBUS_ADDRESS]: address, [C.ATTR_XMPPBUS_UNIT]: s.unit };
+        if (r.inFlight !== undefined) result.observe(inFlight, r.inFlight, attrs);
+        if (r.queueDepth !== undefined) result.observe(depth, r.queueDepth, attrs);
+        if (r.queueBytes !== undefined) result.observe(bytes, r.queueBytes, attrs);
+        if (r.outbox !== undefined) result.observe(outbox, r.outbox, attrs);
+        if (r.pendingInbound !== undefined) result.observe(pending, r.pendingInbound, attrs);
+        if (r.retries !== undefined) result.observe(retries, r.retries, attrs);
+        if (r.deadLetters !== undefined) result.observe(dead, r.deadLetters, attrs);
+      }
+      for (const s of CONNECTION_STATES)
+        result.observe(state, s === this.#connection ? 1 : 0, {
+          [C.ATTR_XMPPBUS_ADDRESS]: address,
+          [C.ATTR_XMPPBUS_CONNECTION_STATUS]: s,
+        });
+    };
+    meter.addBatchObservableCallback(this.#collect, this.#observables);
+  }
+}
+
+/** Seconds: 1 ms … 30 s. */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+function rpcMetricAttrs(ns: string, name: string): Attributes {
+  return { [C.ATTR_RPC_SYSTEM]: C.RPC_SYSTEM_XMPP, [C.ATTR_RPC_SERVICE]: ns, [C.ATTR_RPC_METHOD]: name };
+}
+
+/** `ok`, the stanza error's condition, an xmppbus error code, or `error`. */
+export function outcomeOf(error: unknown): string {
+  if (error === undefined) return 'ok';
+  if (error instanceof StanzaError) return error.condition;
+  if (error instanceof XmppBusError) return error.code;
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  if (cause instanceof StanzaError) return cause.condition;
+  return 'error';
+}
+
+class Scope implements OperationScope {
+  readonly #t: Telemetry;
+  readonly #span: Span;
+  readonly #ctx: Context;
+  readonly #duration: Histogram;
+  readonly #attrs: Attributes;
+  readonly #events: Counter | undefined;
+  readonly #start = performance.now();
+  #ended = false;
+
+  constructor(t: Telemetry, span: Span, ctx: Context, duration: Histogram, attrs: Attributes, events?: Counter) {
+    this.#t = t;
+    this.#span = span;
+    this.#ctx = ctx;
+    this.#duration = duration;
+    this.#attrs = attrs;
+    this.#events = events;
+  }
+
+  headers(headers: HeadersInit | undefined): HeadersInit | undefined {
+    return this.#t.inject(this.#ctx, headers);
+  }
+
+  run<T>(fn: () => T): T {
+    return contextApi.with(this.#ctx, fn);
+  }
+
+  retry(attempt: number, error: unknown): void {
+    const attrs: Attributes = { [C.ATTR_XMPPBUS_RETRY_ATTEMPT]: attempt };
+    if (error !== undefined) attrs[C.ATTR_ERROR_TYPE] = outcomeOf(error);
+    this.#span.addEvent(C.EVENT_RETRY, attrs);
+    this.#t.retried(this.#attrs);
+  }
+
+  end(error?: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const outcome = outcomeOf(error);
+    const span = this.#span;
+    if (error !== undefined) {
+      span.setAttribute(C.ATTR_ERROR_TYPE, outcome);
+      if (error instanceof StanzaError) {
+        span.setAttribute(C.ATTR_XMPPBUS_STANZA_CONDITION, error.condition);
+        span.setAttribute(C.ATTR_XMPPBUS_STANZA_TYPE, error.type);
+      }
+      if (error instanceof Error) span.recordException(error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+    }
+    span.end();
+    const attrs = {
+      ...this.#attrs,
+      [C.ATTR_XMPPBUS_OUTCOME]: this.#events && error === undefined ? 'handled' : outcome,
+    };
+    this.#duration.record((performance.now() - this.#start) / 1000, attrs);
+    if (this.#events) {
+      this.#events.add(1, {
+        [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+        [C.ATTR_MESSAGING_DESTINATION_NAME]: this.#attrs[C.ATTR_MESSAGING_DESTINATION_NAME] as string,
+        [C.ATTR_XMPPBUS_OUTCOME]: error === undefined ? 'handled' : 'failed',
+      });
+    }
+  }
+}
