@@ -296,9 +296,16 @@ export class Outbox {
     settle(entry);
   }
 
-  /** QoS 2: the peer stored it (`received`); the `deliver` is still to go. */
-  async markReceived(entry: Entry): Promise<void> {
+  /** QoS 2: writes that the peer stored it (`received`); then `received(entry)` records it in memory. */
+  async storeReceived(entry: Entry): Promise<void> {
     if (!this.#closed) await this.#store.markReceived(entry.rec.id);
+  }
+
+  /**
+   * QoS 2: the peer stored it (`received`); the `deliver` is still to go. Synchronous, so the
+   * sender ends the attempt in the same step (see `QosSender`).
+   */
+  received(entry: Entry): void {
     entry.rec.state = 'received';
     settle(entry);
   }

@@ -235,7 +235,11 @@ export class QosSender {
         if (received !== undefined && received !== rec.id) {
           this.#session.logger.warn(`peer ${rec.to} answered assured ${rec.id} with received ${received}`);
         }
-        await this.#outbox.markReceived(e);
+        await this.#outbox.storeReceived(e);
+        // `received` and the end of the attempt (below) in one step: in between, the dispatcher
+        // would take the message for one whose `deliver` is in flight, not one that blocks later
+        // `deliver`s, and let them overtake it.
+        this.#outbox.received(e);
       } else {
         await this.#outbox.complete(e);
       }
