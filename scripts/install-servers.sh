@@ -11,6 +11,8 @@ command -v prosody >/dev/null 2>&1 || [ -x /usr/bin/prosody ] || need+=(prosody)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # Throwaway TLS certificates: the harness's `tls: true` (test CA + server certificates) and test/transports.test.ts.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Prometheus scraping the telemetry exporter (test/telemetry-prometheus.test.ts starts its own binary).
+[ -x /usr/bin/prometheus ] || need+=(prometheus)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -37,5 +39,5 @@ if [ -f /run/prosody/prosody.pid ]; then
   $SUDO kill -TERM "$(cat /run/prosody/prosody.pid)" 2>/dev/null || true
 fi
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  $SUDO systemctl disable --now prosody ejabberd >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now prosody ejabberd prometheus >/dev/null 2>&1 || true
 fi

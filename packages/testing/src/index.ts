@@ -11,6 +11,8 @@ export type { HandshakeOptions } from './handshake.js';
 export { DEFAULT_COMPONENTS, PROBE_COMPONENT } from './managed-server.js';
 export { waitForSettledRoutes } from './route-probe.js';
 export { waitFor } from './wait-for.js';
+export { startPrometheus } from './prometheus.js';
+export type { Prometheus, PrometheusOptions, PrometheusSample } from './prometheus.js';
 export { createTestCa } from './test-ca.js';
 export type { TestCa } from './test-ca.js';
 export type { WaitForOptions } from './wait-for.js';
