@@ -76,7 +76,7 @@ export { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './disco.j
 export type { DiscoIdentity, DiscoItem, DiscoNodeInfo, DiscoVisibility } from './disco.js';
 export { calleeError } from './callee-error.js';
 export { AccessPolicy, orgDomain } from './access.js';
-export { SenderBudget, FairQueue, stanzaBytes, STANZA_BYTES } from './admission.js';
+export { SenderBudget, FairQueue, stanzaBytes, stanzaCost, NODE_COST, STANZA_BYTES } from './admission.js';
 export type { BudgetLimits } from './admission.js';
 export type { AccessRule, AccessPolicyOptions } from './access.js';
 export type { CalleeErrorContext } from './callee-error.js';

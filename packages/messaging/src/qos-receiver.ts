@@ -18,6 +18,7 @@ import {
   localName,
   resultReply,
   stanzaBytes,
+  stanzaCost,
   toError,
   xml,
 } from '@xmppbus/core';
@@ -164,7 +165,8 @@ export class QosReceiver {
       this.#counters.refused++;
       return;
     }
-    const bytes = stanzaBytes(message);
+    // Charged for its tree too: a held message of empty elements costs ~40× its wire size.
+    const bytes = stanzaCost(message);
     if (!this.queue.tryTake(from, bytes)) {
       this.#counters.refused++; // QoS 0: nobody to tell
       return;
@@ -242,7 +244,7 @@ export class QosReceiver {
   #onAcknowledged(iq: Element, env: Element): void {
     const from = this.#checkSender(iq);
     if (from instanceof StanzaError) return this.#reply(iq, from);
-    void this.#acknowledged(from, iq.attrs['to'], env, iq.attrs['id'], stanzaBytes(iq)).then((o) => this.#reply(iq, o));
+    void this.#acknowledged(from, iq.attrs['to'], env, iq.attrs['id'], stanzaCost(iq)).then((o) => this.#reply(iq, o));
   }
 
   /** QoS 1: runs the handler (in per-sender order) unless `id` was recently handled; `bytes` waits in the queue budget. */
@@ -353,7 +355,7 @@ export class QosReceiver {
     // Each item's share of the batch's size on the wire (O(1); the shares add up to the whole).
     let items = 0;
     for (const item of batch.children) if (typeof item !== 'string') items++;
-    const bytes = Math.ceil(stanzaBytes(iq) / Math.max(1, items));
+    const bytes = Math.ceil(stanzaCost(iq) / Math.max(1, items));
     for (const item of batch.children) {
       if (typeof item === 'string') continue;
       const msgId = item.attrs['msgId'];

@@ -4,7 +4,7 @@
  * stanza of empty elements holds ~9 MiB of heap: ~150 bytes per element or text node, measured
  * with `process.memoryUsage()`), so large calls are charged for their nodes as well as their bytes.
  */
-import { ConfigError, stanzaBytes, type BudgetLimits, type Element } from '@xmppbus/core';
+import { ConfigError, stanzaCost, type BudgetLimits, type Element } from '@xmppbus/core';
 
 /** Budgets of the calls one RpcServer keeps in hand (running and queued), per sender and in total. */
 export interface RpcLimits {
@@ -29,11 +29,6 @@ export const RPC_LIMIT_DEFAULTS: Readonly<Required<RpcLimits>> = Object.freeze({
   totalCount: 1024,
 });
 
-/** Bytes charged per node (element or text) of a large call: a parsed node costs ~150 bytes of heap. */
-export const NODE_COST = 64;
-/** Below this size a call is charged its bytes only: its tree costs ≤ 60 KiB, bounded by the count budgets. */
-const SMALL_CALL = 1024;
-
 /** Fills in and checks the budget options. */
 export function budgetLimits(limits: RpcLimits | undefined): Required<BudgetLimits> {
   const out = { ...RPC_LIMIT_DEFAULTS, ...limits };
@@ -44,22 +39,9 @@ export function budgetLimits(limits: RpcLimits | undefined): Required<BudgetLimi
 }
 
 /**
- * The charge of an inbound call: its size on the wire (a property read when the transport
- * recorded it), and for a call of 1 KiB or more at least `NODE_COST` per node of its payload.
+ * The charge of an inbound call: core's `stanzaCost` (wire bytes, and for a call of 1 KiB or
+ * more at least `NODE_COST` per node of its tree).
  */
-export function callCost(iq: Element, payload: Element): number {
-  const bytes = stanzaBytes(iq);
-  if (bytes < SMALL_CALL) return bytes;
-  // Walked only for large calls, whose parse cost far more than this walk.
-  let nodes = 0;
-  const stack: Element[] = [payload];
-  while (stack.length > 0) {
-    const el = stack.pop()!;
-    nodes++;
-    for (const c of el.children) {
-      if (typeof c === 'string') nodes++;
-      else stack.push(c);
-    }
-  }
-  return Math.max(bytes, nodes * NODE_COST);
+export function callCost(iq: Element): number {
+  return stanzaCost(iq);
 }

@@ -277,7 +277,7 @@ export class RpcServer implements AsyncDisposable {
     const from = iq.attrs['from'] ?? '';
     if (from !== '' && this.#watchers.size < 1024) this.#watchers.add(from);
     // Every call in hand is charged until answered: one flood cannot hold unbounded memory.
-    const cost = callCost(iq, payload);
+    const cost = callCost(iq);
     if (!this.#budget.tryTake(from, cost)) {
       this.#overBudget(iq, cost);
       return;
