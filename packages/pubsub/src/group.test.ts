@@ -83,14 +83,16 @@ describe('competing consumers', () => {
     await publish(30);
     await waitFor(() => handledBy.size === 30, { what: '30 handled' });
     expect(new Set([...handledBy.values()].flat())).toEqual(new Set(['svc-b.test', 'svc-c.test']));
-    // The leader (m1) leaves gracefully; a new member joins.
+    // The leader (m1) leaves gracefully (drain, then close); a new member joins.
     expect(m1.leader).toBe(true);
+    await m1.drain({ timeout: 5_000 });
     await m1.close();
     await waitFor(() => m2.leader, { what: 'm2 to take over' });
     const m3 = member('svc-e.test', by('svc-e.test'));
     await m3.start();
     await publish(30);
     await waitFor(() => handledBy.size === 60, { what: '60 handled' });
+    await m2.drain({ timeout: 5_000 });
     await m2.close();
     await waitFor(() => m3.leader, { what: 'm3 to take over' });
     await publish(10);
@@ -140,7 +142,8 @@ describe('competing consumers', () => {
     await waitFor(() => m1.stats.failed + m2.stats.failed === 2, { what: 'two failures' });
     expect(calls.map((c) => c.split(':')[1]).sort()).toEqual(['j0', 'j1']);
     // The member's failure went through calleeError (a reference id in the log line).
-    expect(errors.some((e) => /handler of group 'workers' failed \(ref \w+\): boom/.test(e))).toBe(true);
+    // (A reference id is random base64url: letters, digits, '-' and '_'.)
+    expect(errors.some((e) => /handler of group 'workers' failed \(ref [\w-]+\): boom/.test(e))).toBe(true);
   });
 
   it('deliveries carry the member consumer’s own signal; close does not wait for a stuck handler', async () => {
@@ -161,6 +164,120 @@ describe('competing consumers', () => {
     await expect(drain).rejects.toBeInstanceOf(TimeoutError);
     await m2.close();
     expect(metas[0]!.signal.aborted).toBe(true);
+    await m1.close();
+  });
+
+  /** Waits for `cond` while the manual clock runs (election pauses, heartbeats, bounds). */
+  async function until(cond: () => boolean, what: string): Promise<void> {
+    for (let i = 0; !cond(); i++) {
+      if (i > 2_000) throw new Error(`${what}: not reached`);
+      await new Promise((r) => setImmediate(r));
+      clock.advance(50);
+    }
+  }
+  /** Awaits `p` while the manual clock runs. */
+  async function settled<T>(p: Promise<T>, what: string): Promise<T> {
+    let done = false;
+    const tracked = p.finally(() => (done = true));
+    tracked.catch(() => undefined);
+    await until(() => done, what);
+    return tracked;
+  }
+  /** A member recording what it handles; its handler waits for `gate` when there is one. */
+  function recording(address: string, handled: string[], gate?: Promise<void>): Consumer<typeof OrderCreated> {
+    return member(address, async (v) => {
+      handled.push(`${address}:${v.orderId}`);
+      await gate;
+    });
+  }
+  /** Publishes until `who` is handling one event: the leader round-robins over itself and the members. */
+  async function publishUntilHandledBy(who: string, handled: string[]): Promise<string> {
+    for (;;) {
+      const [id] = await publish(1);
+      await until(() => handled.some((h) => h.endsWith(`:${id!}`)), `${id!} handled`);
+      if (handled.includes(`${who}:${id!}`)) return id!;
+    }
+  }
+
+  it('a member does not handle again an event it handled when a new leader redelivers it', async () => {
+    const handled: string[] = [];
+    const gate = deferred<void>();
+    const m1 = recording('svc-b.test', handled);
+    await m1.start();
+    const m2 = recording('svc-c.test', handled, gate.promise);
+    await m2.start();
+    // m2 is handling an event; the leader has not had its answer yet when it closes abruptly.
+    const id = await publishUntilHandledBy('svc-c.test', handled);
+    await settled(m1.close(), 'm1 closed'); // at once: the dispatch is cut short, so id is not in the saved position
+    gate.resolve(); // m2 finishes it; its answer reaches nobody
+    // m2 leads next and catches up from the saved position: id comes again, to m2 itself.
+    await until(() => m2.leader, 'm2 to lead');
+    const [next] = await publish(1);
+    await until(() => handled.includes(`svc-c.test:${next!}`), 'the next event');
+    expect(handled.filter((h) => h.endsWith(`:${id}`))).toEqual([`svc-c.test:${id}`]);
+    await until(() => m2.stats.duplicates === 1, 'the redelivery skipped');
+    await m2.close();
+  });
+
+  it('a leader that drains hands over cleanly: acknowledged and saved before it leaves', async () => {
+    const handled: string[] = [];
+    const gate = deferred<void>();
+    const m1 = recording('svc-b.test', handled);
+    await m1.start();
+    const m2 = recording('svc-c.test', handled, gate.promise);
+    await m2.start();
+    const m3 = recording('svc-d.test', handled);
+    await m3.start();
+    const id = await publishUntilHandledBy('svc-c.test', handled);
+    const drained = m1.drain({ timeout: 5_000 }); // waits for m2's answer and the checkpoint write
+    gate.resolve();
+    await settled(drained, 'm1 drained');
+    await settled(m1.close(), 'm1 closed');
+    // Only m3 is left: had the position missed id, m3 would handle it on catch-up.
+    await settled(m2.drain({ timeout: 5_000 }), 'm2 drained');
+    await settled(m2.close(), 'm2 closed');
+    await until(() => m3.leader, 'm3 to lead');
+    const [next] = await publish(1);
+    await until(() => handled.includes(`svc-d.test:${next!}`), 'the next event');
+    expect(handled.filter((h) => h.endsWith(`:${id}`))).toEqual([`svc-c.test:${id}`]);
+    await m3.close();
+  });
+
+  it('an abrupt close of the leader is at-least-once: the next leader redoes what was not acknowledged', async () => {
+    const handled: string[] = [];
+    const gate = deferred<void>();
+    const m1 = recording('svc-b.test', handled);
+    await m1.start();
+    const m2 = recording('svc-c.test', handled, gate.promise);
+    await m2.start();
+    const m3 = recording('svc-d.test', handled);
+    await m3.start();
+    const id = await publishUntilHandledBy('svc-c.test', handled);
+    const m2drained = m2.drain({ timeout: 5_000 }); // m2 takes no new work, nor the leadership
+    await settled(m1.close(), 'm1 closed'); // no drain: the dispatch is cut short
+    await until(() => m3.leader, 'm3 to lead');
+    await until(() => handled.includes(`svc-d.test:${id}`), 'the redelivery');
+    gate.resolve();
+    await settled(m2drained, 'm2 drained');
+    await settled(m2.close(), 'm2 closed');
+    expect(handled.filter((h) => h.endsWith(`:${id}`))).toEqual([`svc-c.test:${id}`, `svc-d.test:${id}`]);
+    await m3.close();
+  });
+
+  it('a delivered handler cut short by close is not acknowledged as handled: the leader gives it to another member', async () => {
+    const handled: string[] = [];
+    const m1 = member('svc-b.test', (v) => void handled.push(`svc-b.test:${v.orderId}`));
+    await m1.start();
+    const m2 = member('svc-c.test', (v, meta) => {
+      handled.push(`svc-c.test:${v.orderId}`);
+      return new Promise<void>((_, reject) => meta.signal.addEventListener('abort', () => reject(meta.signal.reason)));
+    });
+    await m2.start();
+    const id = await publishUntilHandledBy('svc-c.test', handled);
+    await settled(m2.close(), 'm2 closed'); // the handler sees its signal abort and rejects
+    await until(() => handled.includes(`svc-b.test:${id}`), 'the leader to handle it');
+    expect(m2.stats.failed).toBe(0);
+    expect(errors).toEqual([]);
     await m1.close();
   });
 

@@ -15,7 +15,11 @@
  *
  * Only IQs, node creation and items are used — no server-specific feature — so it works on
  * Prosody and ejabberd alike. Guarantee: exactly one member handles each event while members join
- * and leave gracefully; a member crashing mid-handler can lead to one redelivery (at-least-once).
+ * and leave gracefully (`drain()` then `close()`: a draining leader waits for the answers to what
+ * it dispatched and saves the position before it leaves). An abrupt `close()` or a crash is
+ * at-least-once: the next leader redoes the events whose answers the old one had not recorded. A
+ * member remembers the ids it handled recently (`dedupeWindow`), so such a redelivery to the
+ * member that handled it is answered without running the handler again.
  * Time (heartbeats, liveness, election pauses) comes from the session's clock.
  */
 import {
@@ -25,6 +29,7 @@ import {
   WaitQueue,
   calleeError,
   childElements,
+  deferred,
   errorReply,
   randomId,
   resultReply,
@@ -121,6 +126,9 @@ interface MemberInfo {
   inFlight: number;
 }
 
+/** How a handler run here ended; `cut`: cut short by close (or a step-down), so not handled. */
+type Outcome = { ok: true } | { ok: false; err: unknown; cut: boolean };
+
 /** One member of a competing-consumer group (see the module comment). */
 export class GroupMember<C extends PayloadContract> {
   readonly #o: GroupMemberOptions<C>;
@@ -128,8 +136,10 @@ export class GroupMember<C extends PayloadContract> {
   readonly #state: string;
   readonly #me: string;
   readonly #members = new Map<string, MemberInfo>();
+  /** Ids handled here recently (delivered or, as leader, handled locally), oldest first. */
   readonly #recent = new Set<string>();
-  readonly #inProgress = new Set<string>();
+  /** Handlers running here, by event id: settles once the outcome is recorded. */
+  readonly #inProgress = new Map<string, Promise<void>>();
   readonly #seen = new Set<string>();
   /** Aborted on close: pending elections, and the handlers of deliveries to this member. */
   readonly #ac = new AbortController();
@@ -181,8 +191,10 @@ export class GroupMember<C extends PayloadContract> {
         void this.#stepDown().then(() => {
           this.#term = Math.max(this.#term, term);
           this.#leader = jid || undefined;
-          if (!jid) void this.#elect().catch((err: unknown) => this.#backgroundError(err));
-          else void this.#heartbeat();
+          // A draining member takes no new work, so it does not run for leader either.
+          if (!jid) {
+            if (!this.#draining) void this.#elect().catch((err: unknown) => this.#backgroundError(err));
+          } else void this.#heartbeat();
         });
       }
     }
@@ -343,15 +355,62 @@ export class GroupMember<C extends PayloadContract> {
     return pick;
   }
 
+  /**
+   * Leader: handles one event here. The previous leader may have delivered it to this member
+   * already (its answer unrecorded when it left): handled recently → skipped; still running →
+   * looked at again once it ends. Rejects only when cut short, so the pipeline does not record it.
+   */
   async #handleLocal(value: PayloadOf<C>, meta: EventMeta): Promise<void> {
+    const running = this.#inProgress.get(meta.id);
+    if (running) {
+      await running;
+      return this.#handleLocal(value, meta);
+    }
+    if (this.#recent.has(meta.id)) {
+      this.#o.stats.duplicates++;
+      return;
+    }
+    const r = await this.#run(value, meta, (r) => {
+      if (r.ok || r.cut) return;
+      this.#o.stats.failed++;
+      this.#o.onError(r.err as Error, meta);
+    });
+    if (!r.ok && r.cut) throw r.err;
+  }
+
+  /**
+   * Runs the handler for one event, tracked in `#inProgress` and then (unless cut short) kept in
+   * `#recent`; `settle` reports the outcome before a drain waiting for this member can go on.
+   */
+  async #run(value: PayloadOf<C>, meta: EventMeta, settle: (r: Outcome) => void): Promise<Outcome> {
     const o = this.#o;
+    const settled = deferred<void>();
+    this.#inProgress.set(meta.id, settled.promise);
+    let r: Outcome;
     try {
       await o.handler(value, meta);
       o.stats.handled++;
+      r = { ok: true };
     } catch (err) {
-      o.stats.failed++;
-      o.onError(err as Error, meta);
+      // Cut short by close/step-down: not handled, so whoever leads next redoes it.
+      r = { ok: false, err, cut: meta.signal.aborted };
     }
+    try {
+      settle(r);
+    } finally {
+      this.#inProgress.delete(meta.id);
+      if (r.ok || !r.cut) this.#remember(meta.id);
+      settled.resolve();
+      if (this.#inProgress.size === 0) this.#idle.wake();
+    }
+    return r;
+  }
+
+  /** Bounded by `dedupeWindow`: the oldest id goes first. */
+  #remember(id: string): void {
+    this.#recent.delete(id);
+    this.#recent.add(id);
+    if (this.#recent.size > this.#o.dedupeWindow) this.#recent.delete(this.#recent.values().next().value!);
   }
 
   #reply(el: Element): void {
@@ -381,12 +440,21 @@ export class GroupMember<C extends PayloadContract> {
   #onDeliver(iq: Element, payload: Element): void {
     const id = payload.attrs['id'] ?? '';
     const el = childElements(payload)[0];
-    if (this.#closed || this.#draining || !el) {
-      this.#reply(errorReply(iq, new StanzaError({ condition: 'service-unavailable', text: 'member closing' })));
+    // A redelivery (a new leader redoing what the previous one had not recorded) of an event
+    // handled here is answered without running the handler again, even while draining; one
+    // still running here is answered once it ends.
+    const running = this.#inProgress.get(id);
+    if (running) {
+      void running.then(() => this.#onDeliver(iq, payload));
       return;
     }
-    if (this.#recent.has(id) || this.#inProgress.has(id)) {
-      this.#reply(resultReply(iq)); // a redelivery of something handled here already
+    if (this.#recent.has(id)) {
+      this.#o.stats.duplicates++;
+      this.#reply(resultReply(iq));
+      return;
+    }
+    if (this.#closed || this.#draining || !el) {
+      this.#reply(errorReply(iq, new StanzaError({ condition: 'service-unavailable', text: 'member closing' })));
       return;
     }
     const o = this.#o;
@@ -402,7 +470,6 @@ export class GroupMember<C extends PayloadContract> {
     } finally {
       restoreHeaders(el, headersEl);
     }
-    this.#inProgress.add(id);
     const meta: EventMeta = {
       id,
       node: o.node,
@@ -413,30 +480,24 @@ export class GroupMember<C extends PayloadContract> {
       replay: false,
       signal: this.#ac.signal,
     };
-    void this.#handleDelivered(iq, value, meta);
+    void this.#run(value, meta, (r) => this.#answer(iq, meta, r));
   }
 
-  async #handleDelivered(iq: Element, value: PayloadOf<C>, meta: EventMeta): Promise<void> {
+  #answer(iq: Element, meta: EventMeta, r: Outcome): void {
     const o = this.#o;
-    let reply: Element;
-    try {
-      await o.handler(value, meta);
-      o.stats.handled++;
-      reply = resultReply(iq);
-    } catch (err) {
-      o.stats.failed++;
-      o.onError(err as Error, meta);
-      // The one callee policy decides the condition; the marker tells the leader not to redeliver.
-      const e = calleeError(err, { logger: this.#host.session.logger, what: `handler of group '${o.group}'` });
-      const application = xml('handler-failed', { xmlns: NS_XMPPBUS_PUBSUB });
-      const init = { condition: e.condition, type: e.type, application, ...(e.text ? { text: e.text } : {}) };
-      reply = errorReply(iq, new StanzaError(init));
+    if (r.ok) return this.#reply(resultReply(iq));
+    if (r.cut) {
+      // Cut short by close: not handled, so the leader gives it to another member.
+      const err = new StanzaError({ condition: 'service-unavailable', text: 'member closing' });
+      return this.#reply(errorReply(iq, err));
     }
-    this.#inProgress.delete(meta.id);
-    this.#recent.add(meta.id);
-    if (this.#recent.size > o.dedupeWindow) this.#recent.delete(this.#recent.values().next().value!);
-    this.#reply(reply);
-    if (this.#inProgress.size === 0) this.#idle.wake();
+    o.stats.failed++;
+    o.onError(r.err as Error, meta);
+    // The one callee policy decides the condition; the marker tells the leader not to redeliver.
+    const e = calleeError(r.err, { logger: this.#host.session.logger, what: `handler of group '${o.group}'` });
+    const application = xml('handler-failed', { xmlns: NS_XMPPBUS_PUBSUB });
+    const init = { condition: e.condition, type: e.type, application, ...(e.text ? { text: e.text } : {}) };
+    this.#reply(errorReply(iq, new StanzaError(init)));
   }
 
   async #join(leader: string): Promise<boolean> {
@@ -455,7 +516,8 @@ export class GroupMember<C extends PayloadContract> {
   }
 
   async #heartbeat(): Promise<void> {
-    if (this.#closed || this.#electing || this.isLeader) return;
+    // A draining member stops joining: the leader drops it after 3 beats (it refuses deliveries meanwhile).
+    if (this.#closed || this.#draining || this.#electing || this.isLeader) return;
     const leader = this.#leader;
     if (leader && leader !== this.#me && (await this.#join(leader))) return;
     if (!this.#closed) await this.#elect().catch((err: unknown) => this.#backgroundError(err));
@@ -469,8 +531,10 @@ export class GroupMember<C extends PayloadContract> {
   }
 
   /**
-   * Stops taking deliveries (the leader sends them elsewhere) and waits, within `options`, for
-   * the handlers running here and, when leading, for the events being dispatched.
+   * The graceful leave. Stops taking deliveries (the leader sends them elsewhere) and running for
+   * leader, and waits, within `options`, for the handlers running here and, when leading, for the
+   * answers to the events it dispatched and the write of the group's position — so after
+   * `close()` the next leader resumes exactly after them.
    */
   async drain(options: WaitOptions = {}): Promise<void> {
     if (this.#closed) return;
@@ -480,9 +544,11 @@ export class GroupMember<C extends PayloadContract> {
   }
 
   /**
-   * Leaves the group at once: handlers running here see their signal abort. A leader first saves
-   * the group's position, unsubscribes and announces the vacancy (each request bounded), so the
-   * next leader resumes exactly there.
+   * Leaves the group at once: handlers running here see their signal abort and their events are
+   * answered as not handled (the leader gives them to another member). A leader saves the group's
+   * position, unsubscribes and announces the vacancy (each request bounded); events it dispatched
+   * whose answers had not come are not in that position, so the next leader redoes them
+   * (at-least-once; a member that handled one skips it). `drain()` first for a clean hand-over.
    */
   async close(options: WaitOptions = {}): Promise<void> {
     if (this.#closed) return;
