@@ -8,6 +8,7 @@
  * 2. typed RPC over IQ (validation on both sides, declared errors, unavailable service)
  * 3. pub/sub events through Prosody's XEP-0060 service
  * 4. exactly-once (QoS 2) messages that wait in a durable outbox while the receiver is offline
+ * 5. one OpenTelemetry trace across the services, printed as a waterfall, and a few metrics
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,7 +21,22 @@ import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
 import { ValidationError, decode, encode, event, method } from '@xmppbus/schema';
 import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import { startProsody } from '@xmppbus/testing';
+import { instrument } from '@xmppbus/telemetry';
 import { componentTransport } from '@xmppbus/transport-component';
+import { context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+  type ReadableSpan,
+} from '@opentelemetry/sdk-trace-base';
 
 // ── contracts: defined once, types and XML mapping derive from them ─────────────────────────
 const Reading = event({
@@ -48,6 +64,31 @@ const Alarm = event({
   name: 'alarm',
   schema: Type.Object({ sensor: Type.String(), message: Type.String() }),
 });
+
+/** Prints spans as a terminal waterfall: service, span (indented under its parent), duration bar. */
+function printWaterfall(all: readonly ReadableSpan[]): void {
+  const ms = (t: readonly [number, number]): number => t[0] * 1000 + t[1] / 1e6;
+  const start = Math.min(...all.map((s) => ms(s.startTime)));
+  const end = Math.max(...all.map((s) => ms(s.endTime)));
+  const width = 40;
+  const scale = width / Math.max(end - start, 0.001);
+  const byId = new Map(all.map((s) => [s.spanContext().spanId, s]));
+  const depth = (s: ReadableSpan): number => {
+    const p = s.parentSpanContext && byId.get(s.parentSpanContext.spanId);
+    return p ? depth(p) + 1 : 0;
+  };
+  process.stdout.write(`  trace ${all[0]?.spanContext().traceId ?? ''}\n`);
+  for (const s of [...all].sort((a, b) => ms(a.startTime) - ms(b.startTime))) {
+    const from = Math.floor((ms(s.startTime) - start) * scale);
+    const len = Math.max(1, Math.round((ms(s.endTime) - ms(s.startTime)) * scale));
+    const service = String(s.attributes['xmppbus.address'] ?? 'demo');
+    const name = s.name.replace('urn:example:telemetry:1/', '');
+    const label = `${'  '.repeat(depth(s))}${name}`.slice(0, 26).padEnd(26);
+    const bar = `${' '.repeat(from)}${'█'.repeat(Math.min(len, width - from))}`.padEnd(width);
+    const dur = (ms(s.endTime) - ms(s.startTime)).toFixed(2).padStart(7);
+    process.stdout.write(`  ${service.padEnd(18)} ${label} |${bar}| ${dur} ms\n`);
+  }
+}
 
 // ── output ──────────────────────────────────────────────────────────────────────────────────
 const t0 = performance.now();
@@ -211,6 +252,49 @@ try {
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
+
+// ── 5. OpenTelemetry: one trace across services, as a waterfall ───────────────────────────
+section('5. tracing and metrics (OpenTelemetry, trace context in SHIM headers)');
+// An application registers its SDK once; here: in-memory exporters so the demo can print them.
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+const spans = new InMemorySpanExporter();
+const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
+const metricsOut = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+const metricReader = new PeriodicExportingMetricReader({ exporter: metricsOut, exportIntervalMillis: 3_600_000 });
+const meterProvider = new MeterProvider({ readers: [metricReader] });
+instrument(sensorsSession, { tracerProvider, meterProvider });
+instrument(monitorSession, { tracerProvider, meterProvider });
+let traced!: () => void;
+const tracedEvent = new Promise<void>((r) => (traced = r));
+const tracedConsumer = subscriber.consume(Reading, 'readings', (r) => {
+  record(r);
+  traced();
+});
+await tracedConsumer.start({ timeout: 10_000 });
+await tracerProvider.getTracer('demo').startActiveSpan('boiler check', async (root) => {
+  await rpc.call(GetStatus, 'monitor.localhost', { sensor: 'boiler' });
+  await publisher.publish(Reading, 'readings', { sensor: 'boiler', celsius: 73.5, at: new Date().toISOString() });
+  await tracedEvent;
+  root.end();
+});
+await tracedConsumer.close();
+printWaterfall(spans.getFinishedSpans());
+await metricReader.forceFlush();
+for (const m of metricsOut.getMetrics().flatMap((r) => r.scopeMetrics.flatMap((x) => x.metrics))) {
+  for (const dp of m.dataPoints) {
+    const v = dp.value as number | { count: number; sum?: number };
+    const labels = Object.entries(dp.attributes)
+      .filter(([k]) => ['rpc.method', 'xmppbus.outcome', 'messaging.destination.name', 'xmppbus.unit'].includes(k))
+      .map(([k, x]) => `${k}=${String(x)}`)
+      .join(' ');
+    const shown =
+      typeof v === 'number' ? String(v) : `count ${v.count}, mean ${(((v.sum ?? 0) / v.count) * 1000).toFixed(2)} ms`;
+    if (m.descriptor.name.startsWith('xmppbus.connection')) continue;
+    log('metrics', `${m.descriptor.name} {${labels}} ${shown}`);
+  }
+}
+await tracerProvider.shutdown();
+await meterProvider.shutdown();
 
 section('done');
 await rpcServer.drain();

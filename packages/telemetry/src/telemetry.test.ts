@@ -361,3 +361,19 @@ describe('propagator and lifecycle', () => {
     expect(s.instrumentation).toBe(noInstrumentation);
   });
 });
+
+describe('without an SDK', () => {
+  it('is disabled while the global providers are the API no-ops, enabled once an SDK tracer provider is registered', () => {
+    const s = new Session({ transport: hub.connect('api.test') });
+    closers.push(() => s.close());
+    const t = instrument(s);
+    expect(t.enabled).toBe(false);
+    trace.setGlobalTracerProvider(tracerProvider);
+    try {
+      expect(t.enabled).toBe(true);
+    } finally {
+      trace.disable();
+    }
+    expect(instrument(s, { meterProvider }).enabled).toBe(true);
+  });
+});

@@ -5,8 +5,12 @@
  * registered every call lands on the API's no-op tracer and meter.
  */
 import {
+  ProxyTracerProvider,
+  createNoopMeter,
   ROOT_CONTEXT,
   SpanKind,
+  isSpanContextValid,
+  propagation,
   SpanStatusCode,
   context as contextApi,
   metrics as metricsApi,
@@ -69,8 +73,10 @@ interface Instruments {
 
 /** The instrumentation of one session (`instrument(session)` builds and installs it). */
 export class Telemetry implements Instrumentation, Disposable {
-  readonly enabled = true;
   readonly session: Session;
+  readonly #tracerProvider: TracerProvider;
+  /** False when the meter is the API's no-op (no SDK meter provider). */
+  readonly #meterLive: boolean;
   readonly #rpcTracer: Tracer;
   readonly #pubsubTracer: Tracer;
   readonly #messagingTracer: Tracer;
@@ -79,17 +85,23 @@ export class Telemetry implements Instrumentation, Disposable {
   readonly #meter: Meter;
   readonly #address: string;
   readonly #sources = new Set<Source>();
+  readonly #rpcOps = new Map<string, Map<string, Op>>();
+  readonly #pubsubOps = new Map<string, Map<string, Op>>();
+  readonly #messagingOps = new Map<string, Map<string, Op>>();
+  /** The default propagator carries nothing but the span context and baggage: skip it when both are absent. */
+  readonly #w3c: boolean;
   #connection: TransportStatus;
   readonly #offs: (() => void)[] = [];
 
   constructor(session: Session, options: TelemetryOptions = {}) {
     this.session = session;
     this.#address = session.address;
-    const tp = options.tracerProvider ?? traceApi.getTracerProvider();
+    const tp = (this.#tracerProvider = options.tracerProvider ?? traceApi.getTracerProvider());
     this.#rpcTracer = tp.getTracer('@xmppbus/rpc', VERSION);
     this.#pubsubTracer = tp.getTracer('@xmppbus/pubsub', VERSION);
     this.#messagingTracer = tp.getTracer('@xmppbus/messaging', VERSION);
     this.#propagator = options.propagator ?? new ShimTraceContextPropagator();
+    this.#w3c = options.propagator === undefined;
     const meter = (this.#meter = (options.meterProvider ?? metricsApi.getMeterProvider()).getMeter(
       '@xmppbus/telemetry',
       VERSION,
@@ -116,6 +128,7 @@ export class Telemetry implements Instrumentation, Disposable {
       rpcRetries: meter.createCounter(C.METRIC_RPC_RETRIES, { description: 'Retried RPC attempts' }),
       reconnects: meter.createCounter(C.METRIC_RECONNECTS, { description: 'Times the link went down and reconnected' }),
     };
+    this.#meterLive = meter.constructor !== NOOP_METER_CLASS;
     this.#connection = session.transport.status;
     this.#observeGauges(meter);
     this.#offs.push(
@@ -127,87 +140,73 @@ export class Telemetry implements Instrumentation, Disposable {
     );
   }
 
+  /**
+   * Whether the features call the hooks: false while no SDK is registered (the global tracer
+   * provider has no delegate and the meter is the API's no-op), as the API alone records and
+   * propagates nothing. Checked per operation, so an SDK registered later takes effect at once.
+   */
+  get enabled(): boolean {
+    if (this.#meterLive) return true;
+    const tp = this.#tracerProvider;
+    return !(tp instanceof ProxyTracerProvider) || tp.getDelegate() !== NOOP_TRACER_PROVIDER;
+  }
+
   rpcClientCall(ns: string, name: string, to: string): OperationScope {
-    const attrs: Attributes = {
-      [C.ATTR_RPC_SYSTEM]: C.RPC_SYSTEM_XMPP,
-      [C.ATTR_RPC_SERVICE]: ns,
-      [C.ATTR_RPC_METHOD]: name,
-      [C.ATTR_SERVER_ADDRESS]: to,
-      [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-    };
+    const op = this.#op(this.#rpcOps, ns, name, this.#i.clientDuration, undefined, (n) => rpcMetricAttrs(ns, n));
     const parent = contextApi.active();
-    const span = this.#rpcTracer.startSpan(`${ns}/${name}`, { kind: SpanKind.CLIENT, attributes: attrs }, parent);
-    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.clientDuration, rpcMetricAttrs(ns, name));
+    const span = this.#rpcTracer.startSpan(op.spanName, CLIENT, parent);
+    if (span.isRecording())
+      span.setAttributes({ ...op.spanAttrs, [C.ATTR_SERVER_ADDRESS]: to, [C.ATTR_XMPPBUS_ADDRESS]: this.#address });
+    return new Scope(this, span, parent, op);
   }
 
   rpcServerCall(ns: string, name: string, from: string, headers: Headers): OperationScope {
-    const parent = this.#extract(headers);
-    const span = this.#rpcTracer.startSpan(
-      `${ns}/${name}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: {
-          [C.ATTR_RPC_SYSTEM]: C.RPC_SYSTEM_XMPP,
-          [C.ATTR_RPC_SERVICE]: ns,
-          [C.ATTR_RPC_METHOD]: name,
-          [C.ATTR_CLIENT_ADDRESS]: from,
-          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-        },
-      },
-      parent,
+    const op = this.#op(this.#rpcOps, ns, `\0${name}`, this.#i.serverDuration, undefined, (n) =>
+      rpcMetricAttrs(ns, n.slice(1)),
     );
-    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.serverDuration, rpcMetricAttrs(ns, name));
+    const parent = this.#extract(headers);
+    const span = this.#rpcTracer.startSpan(op.spanName, SERVER, parent);
+    if (span.isRecording())
+      span.setAttributes({ ...op.spanAttrs, [C.ATTR_CLIENT_ADDRESS]: from, [C.ATTR_XMPPBUS_ADDRESS]: this.#address });
+    return new Scope(this, span, parent, op);
   }
 
   publish(service: string, node: string, name: string): OperationScope {
-    const parent = contextApi.active();
-    const span = this.#pubsubTracer.startSpan(
-      `publish ${node}`,
-      {
-        kind: SpanKind.PRODUCER,
-        attributes: {
-          [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
-          [C.ATTR_MESSAGING_OPERATION_TYPE]: 'send',
-          [C.ATTR_MESSAGING_OPERATION_NAME]: 'publish',
-          [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
-          [C.ATTR_SERVER_ADDRESS]: service,
-          [C.ATTR_XMPPBUS_PAYLOAD]: name,
-          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-        },
-      },
-      parent,
-    );
-    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.sendDuration, {
+    const op = this.#op(this.#pubsubOps, 'publish', node, this.#i.sendDuration, undefined, () => ({
       [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+      [C.ATTR_MESSAGING_OPERATION_TYPE]: 'send',
       [C.ATTR_MESSAGING_OPERATION_NAME]: 'publish',
       [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
-    });
+    }));
+    const parent = contextApi.active();
+    const span = this.#pubsubTracer.startSpan(op.spanName, PRODUCER, parent);
+    if (span.isRecording())
+      span.setAttributes({
+        ...op.spanAttrs,
+        [C.ATTR_SERVER_ADDRESS]: service,
+        [C.ATTR_XMPPBUS_PAYLOAD]: name,
+        [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+      });
+    return new Scope(this, span, parent, op);
   }
 
   processEvent(service: string, node: string, name: string, headers: Headers): OperationScope {
-    const parent = this.#extract(headers);
-    const span = this.#pubsubTracer.startSpan(
-      `process ${node}`,
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
-          [C.ATTR_MESSAGING_OPERATION_TYPE]: 'process',
-          [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
-          [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
-          [C.ATTR_SERVER_ADDRESS]: service,
-          [C.ATTR_XMPPBUS_PAYLOAD]: name,
-          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-        },
-      },
-      parent,
-    );
-    const attrs = {
+    const op = this.#op(this.#pubsubOps, 'process', node, this.#i.processDuration, this.#i.events, () => ({
       [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+      [C.ATTR_MESSAGING_OPERATION_TYPE]: 'process',
       [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
       [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
-    };
-    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.processDuration, attrs, this.#i.events);
+    }));
+    const parent = this.#extract(headers);
+    const span = this.#pubsubTracer.startSpan(op.spanName, CONSUMER, parent);
+    if (span.isRecording())
+      span.setAttributes({
+        ...op.spanAttrs,
+        [C.ATTR_SERVER_ADDRESS]: service,
+        [C.ATTR_XMPPBUS_PAYLOAD]: name,
+        [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+      });
+    return new Scope(this, span, parent, op);
   }
 
   invalidEvent(_service: string, node: string, error: unknown): void {
@@ -221,55 +220,70 @@ export class Telemetry implements Instrumentation, Disposable {
   }
 
   sendMessage(to: string, name: string, qos: number): OperationScope {
-    const parent = contextApi.active();
-    const span = this.#messagingTracer.startSpan(
-      `send ${name}`,
-      {
-        kind: SpanKind.PRODUCER,
-        attributes: {
-          [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
-          [C.ATTR_MESSAGING_OPERATION_TYPE]: 'send',
-          [C.ATTR_MESSAGING_OPERATION_NAME]: 'send',
-          [C.ATTR_MESSAGING_DESTINATION_NAME]: to,
-          [C.ATTR_XMPPBUS_PAYLOAD]: name,
-          [C.ATTR_XMPPBUS_QOS]: qos,
-          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-        },
-      },
-      parent,
-    );
-    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.sendDuration, {
+    const op = this.#op(this.#messagingOps, `send ${qos}`, name, this.#i.sendDuration, undefined, () => ({
       [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+      [C.ATTR_MESSAGING_OPERATION_TYPE]: 'send',
       [C.ATTR_MESSAGING_OPERATION_NAME]: 'send',
+      [C.ATTR_XMPPBUS_PAYLOAD]: name,
       [C.ATTR_XMPPBUS_QOS]: qos,
-    });
+    }));
+    const parent = contextApi.active();
+    const span = this.#messagingTracer.startSpan(op.spanName, PRODUCER, parent);
+    if (span.isRecording())
+      span.setAttributes({
+        ...op.spanAttrs,
+        [C.ATTR_MESSAGING_DESTINATION_NAME]: to,
+        [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+      });
+    return new Scope(this, span, parent, op);
   }
 
   processMessage(from: string, name: string, qos: number, headers: Headers): OperationScope {
-    const parent = this.#extract(headers);
-    const span = this.#messagingTracer.startSpan(
-      `process ${name}`,
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
-          [C.ATTR_MESSAGING_OPERATION_TYPE]: 'process',
-          [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
-          [C.ATTR_MESSAGING_DESTINATION_NAME]: this.#address,
-          [C.ATTR_XMPPBUS_PEER]: from,
-          [C.ATTR_XMPPBUS_PAYLOAD]: name,
-          [C.ATTR_XMPPBUS_QOS]: qos,
-          [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-        },
-      },
-      parent,
-    );
-    return new Scope(this, span, traceApi.setSpan(parent, span), this.#i.processDuration, {
+    const op = this.#op(this.#messagingOps, `process ${qos}`, name, this.#i.processDuration, undefined, () => ({
       [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+      [C.ATTR_MESSAGING_OPERATION_TYPE]: 'process',
       [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
       [C.ATTR_XMPPBUS_PAYLOAD]: name,
       [C.ATTR_XMPPBUS_QOS]: qos,
-    });
+    }));
+    const parent = this.#extract(headers);
+    const span = this.#messagingTracer.startSpan(op.spanName, CONSUMER, parent);
+    if (span.isRecording())
+      span.setAttributes({
+        ...op.spanAttrs,
+        [C.ATTR_MESSAGING_DESTINATION_NAME]: this.#address,
+        [C.ATTR_XMPPBUS_PEER]: from,
+        [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
+      });
+    return new Scope(this, span, parent, op);
+  }
+
+  /**
+   * The cached description of one kind of operation (span name, attributes, metric attribute
+   * sets per outcome), so a call allocates no attribute objects when nothing records.
+   */
+  #op(
+    cache: Map<string, Map<string, Op>>,
+    group: string,
+    key: string,
+    duration: Histogram,
+    events: Counter | undefined,
+    attrs: (key: string) => Attributes,
+  ): Op {
+    let byKey = cache.get(group);
+    if (!byKey) cache.set(group, (byKey = new Map()));
+    let op = byKey.get(key);
+    if (!op) {
+      const base = attrs(key);
+      const spanName =
+        cache === this.#rpcOps
+          ? `${String(base[C.ATTR_RPC_SERVICE])}/${String(base[C.ATTR_RPC_METHOD])}`
+          : `${group.split(' ')[0]!} ${key}`;
+      op = new Op(spanName, base, duration, events);
+      // Bounded: names come from contracts and nodes; past the cap, descriptions are not kept.
+      if (byKey.size < MAX_OPS) byKey.set(key, op);
+    }
+    return op;
   }
 
   observe(unit: string, read: () => GaugeReadings): () => void {
@@ -289,6 +303,11 @@ export class Telemetry implements Instrumentation, Disposable {
     };
     this.#propagator.inject(ctx, undefined, setter);
     return out ?? headers;
+  }
+
+  /** Whether `inject` would add nothing: no valid span context and no baggage (default propagator only). */
+  nothingToInject(span: Span, parent: Context): boolean {
+    return this.#w3c && !isSpanContextValid(span.spanContext()) && propagation.getBaggage(parent) === undefined;
   }
 
   /** Retries counted by method. */
@@ -370,46 +389,83 @@ export function outcomeOf(error: unknown): string {
   return 'error';
 }
 
+/** What every operation of one kind shares. */
+class Op {
+  readonly spanName: string;
+  readonly spanAttrs: Attributes;
+  readonly duration: Histogram;
+  readonly events: Counter | undefined;
+  readonly #byOutcome = new Map<string, Attributes>();
+
+  constructor(spanName: string, spanAttrs: Attributes, duration: Histogram, events: Counter | undefined) {
+    this.spanName = spanName;
+    this.spanAttrs = spanAttrs;
+    this.duration = duration;
+    this.events = events;
+  }
+
+  /** The metric attributes for an outcome (cached; outcomes are a closed set of codes and conditions). */
+  attrs(outcome: string): Attributes {
+    let a = this.#byOutcome.get(outcome);
+    if (!a) {
+      a = { ...this.spanAttrs, [C.ATTR_XMPPBUS_OUTCOME]: outcome };
+      delete a[C.ATTR_MESSAGING_OPERATION_TYPE];
+      if (this.#byOutcome.size < MAX_OPS) this.#byOutcome.set(outcome, a);
+    }
+    return a;
+  }
+}
+
 class Scope implements OperationScope {
   readonly #t: Telemetry;
   readonly #span: Span;
-  readonly #ctx: Context;
-  readonly #duration: Histogram;
-  readonly #attrs: Attributes;
-  readonly #events: Counter | undefined;
+  readonly #parent: Context;
+  readonly #op: Op;
   readonly #start = performance.now();
+  #ctx: Context | undefined;
   #ended = false;
 
-  constructor(t: Telemetry, span: Span, ctx: Context, duration: Histogram, attrs: Attributes, events?: Counter) {
+  constructor(t: Telemetry, span: Span, parent: Context, op: Op) {
     this.#t = t;
     this.#span = span;
-    this.#ctx = ctx;
-    this.#duration = duration;
-    this.#attrs = attrs;
-    this.#events = events;
+    this.#parent = parent;
+    this.#op = op;
+  }
+
+  /** The context with this span active (built on first use). */
+  get #context(): Context {
+    return (this.#ctx ??= traceApi.setSpan(this.#parent, this.#span));
   }
 
   headers(headers: HeadersInit | undefined): HeadersInit | undefined {
-    return this.#t.inject(this.#ctx, headers);
+    if (this.#t.nothingToInject(this.#span, this.#parent)) return headers;
+    return this.#t.inject(this.#context, headers);
   }
 
   run<T>(fn: () => T): T {
-    return contextApi.with(this.#ctx, fn);
+    // Without a span context to make active (no SDK, no caller's trace), the active context stays.
+    if (
+      !this.#span.isRecording() &&
+      !isSpanContextValid(this.#span.spanContext()) &&
+      this.#parent === contextApi.active()
+    )
+      return fn();
+    return contextApi.with(this.#context, fn);
   }
 
   retry(attempt: number, error: unknown): void {
     const attrs: Attributes = { [C.ATTR_XMPPBUS_RETRY_ATTEMPT]: attempt };
     if (error !== undefined) attrs[C.ATTR_ERROR_TYPE] = outcomeOf(error);
     this.#span.addEvent(C.EVENT_RETRY, attrs);
-    this.#t.retried(this.#attrs);
+    this.#t.retried(this.#op.attrs('retry'));
   }
 
   end(error?: unknown): void {
     if (this.#ended) return;
     this.#ended = true;
-    const outcome = outcomeOf(error);
     const span = this.#span;
-    if (error !== undefined) {
+    const outcome = outcomeOf(error);
+    if (error !== undefined && span.isRecording()) {
       span.setAttribute(C.ATTR_ERROR_TYPE, outcome);
       if (error instanceof StanzaError) {
         span.setAttribute(C.ATTR_XMPPBUS_STANZA_CONDITION, error.condition);
@@ -419,17 +475,22 @@ class Scope implements OperationScope {
       span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
     }
     span.end();
-    const attrs = {
-      ...this.#attrs,
-      [C.ATTR_XMPPBUS_OUTCOME]: this.#events && error === undefined ? 'handled' : outcome,
-    };
-    this.#duration.record((performance.now() - this.#start) / 1000, attrs);
-    if (this.#events) {
-      this.#events.add(1, {
-        [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
-        [C.ATTR_MESSAGING_DESTINATION_NAME]: this.#attrs[C.ATTR_MESSAGING_DESTINATION_NAME] as string,
-        [C.ATTR_XMPPBUS_OUTCOME]: error === undefined ? 'handled' : 'failed',
-      });
-    }
+    const op = this.#op;
+    const events = op.events;
+    const label = events ? (error === undefined ? 'handled' : 'failed') : outcome;
+    const attrs = op.attrs(label);
+    op.duration.record((performance.now() - this.#start) / 1000, attrs);
+    events?.add(1, attrs);
   }
 }
+
+/** The API's own no-op provider (what a proxy without a registered SDK delegates to). */
+const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate();
+/** The class of the API's no-op meter (what `metrics.getMeter` returns without an SDK). */
+const NOOP_METER_CLASS: unknown = createNoopMeter().constructor;
+const CLIENT = Object.freeze({ kind: SpanKind.CLIENT });
+const SERVER = Object.freeze({ kind: SpanKind.SERVER });
+const PRODUCER = Object.freeze({ kind: SpanKind.PRODUCER });
+const CONSUMER = Object.freeze({ kind: SpanKind.CONSUMER });
+/** Operation descriptions kept per group, and metric attribute sets per operation. */
+const MAX_OPS = 1024;
