@@ -18,5 +18,5 @@ export type { SerializeOptions } from './serialize.js';
 export { streamErrorToError, streamErrorCondition, isStreamError, NS_STREAMS } from './stream-errors.js';
 
 // What the parser refuses input with; StreamLink answers each with its <stream:error>
-export { StreamXmlError, StreamLimitError, streamConditionOf } from './stream-errors.js';
+export { StreamXmlError, StreamLimitError, streamConditionOf, certificateError } from './stream-errors.js';
 export type { StreamErrorCondition, StreamParseError } from './stream-errors.js';

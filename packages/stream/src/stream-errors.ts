@@ -118,3 +118,17 @@ export function streamErrorToError(el: Element): XmppBusError {
       return new ConnectionError(message);
   }
 }
+
+/**
+ * A refused server certificate is not retryable (trying again meets the same certificate):
+ * same class as other TLS failures, `retryable: false`, the OpenSSL/Node code in the message.
+ */
+export function certificateError(err: unknown): unknown {
+  const cause = err instanceof ConnectionError ? err.cause : undefined;
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  if (!code || !/CERT|SIGNATURE|ISSUER|ALTNAME|SELF_SIGNED/.test(code)) return err;
+  return new ConnectionError(`TLS: the server certificate was refused (${code}): ${(cause as Error).message}`, {
+    cause,
+    retryable: false,
+  });
+}
