@@ -16,7 +16,7 @@ import Database from 'better-sqlite3';
 import { Session, TimeoutError, type Transport } from '@xmppbus/core';
 import { Messenger } from '@xmppbus/messaging';
 import { sqliteMessageStore, type SqliteMessageStore } from '@xmppbus/store-sqlite';
-import { describeServers, type XmppServer } from '@xmppbus/testing';
+import { describeServers, waitFor, type XmppServer } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
 import { afterEach, expect, it } from 'vitest';
 import { Tick } from './fixtures/messaging-contracts.js';
@@ -118,13 +118,9 @@ function spawnPeer(config: Record<string, unknown>): Child {
 
 const countAtLeast = (n: number) => (l: string) => l.startsWith('count ') && Number(l.slice(6)) >= n;
 
-/** Polls a condition on the event loop (no fixed sleep) until it holds or the deadline passes. */
-async function until(fn: () => boolean, what: string, timeout = DEADLINE): Promise<void> {
-  const end = Date.now() + timeout;
-  while (!fn()) {
-    if (Date.now() > end) throw new TimeoutError(`not reached in ${timeout} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** The shared `waitFor`, with this file's deadline. */
+function until(fn: () => boolean, what: string, timeout = DEADLINE): Promise<void> {
+  return waitFor(fn, { timeout, what });
 }
 
 /** An in-process receiver recording effects in its own store's DB (QoS 2: same transaction). */

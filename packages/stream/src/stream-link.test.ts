@@ -15,6 +15,7 @@ import {
 import { StreamLink, parseService } from './stream-link.js';
 import { streamConditionOf } from './stream-errors.js';
 import { duplexPair } from './testing/duplex-pair.js';
+import { waitFor } from '@xmppbus/testing';
 
 const CLIENT_HEADER = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 const SERVER_HEADER =
@@ -52,12 +53,9 @@ async function opened(): Promise<{ link: StreamLink; peer: Peer; signal: AbortSi
 /** One turn of the event loop: lets bytes written on one end reach the other. */
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 10_000; i++) {
-    if (cond()) return;
-    await new Promise((r) => setImmediate(r));
-  }
-  throw new Error(`never happened: ${what}`);
+/** In-process work only: the shared `waitFor`, bounded by event-loop turns, not time. */
+function until(cond: () => boolean, what: string): Promise<void> {
+  return waitFor(cond, { turns: 10_000, what });
 }
 
 describe('parseService', () => {

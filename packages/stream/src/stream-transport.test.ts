@@ -22,6 +22,7 @@ import {
 import { StreamLink } from './stream-link.js';
 import { StreamTransport, type StreamTransportOptions } from './stream-transport.js';
 import { duplexPair } from './testing/duplex-pair.js';
+import { waitFor } from '@xmppbus/testing';
 
 const HEADER = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 
@@ -96,12 +97,9 @@ function options(srv: ScriptedServer, clock: ManualClock, extra: StreamTransport
   return { clock, connect: srv.connect, random: () => 0, closeGraceMs: 0, ...extra };
 }
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 10_000; i++) {
-    if (cond()) return;
-    await new Promise((r) => setImmediate(r));
-  }
-  throw new Error(`never happened: ${what}`);
+/** In-process work only: the shared `waitFor`, bounded by event-loop turns, not time. */
+function until(cond: () => boolean, what: string): Promise<void> {
+  return waitFor(cond, { turns: 10_000, what });
 }
 
 /** Waits for the attempt in flight to fail (a new lastError) and the next retry to be scheduled. */

@@ -7,6 +7,7 @@ import { AuthError, ConfigError, ConnectionError, ManualClock, ProtocolError, wa
 import { StreamLink } from '@xmppbus/stream';
 import { duplexPair } from '@xmppbus/stream/testing';
 import { clientTransport, type ClientTransportOptions } from './client-transport.js';
+import { waitFor } from '@xmppbus/testing';
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
@@ -86,12 +87,9 @@ class ScriptedC2s {
   }
 }
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 10_000; i++) {
-    if (cond()) return;
-    await new Promise((r) => setImmediate(r));
-  }
-  throw new Error(`never happened: ${what}`);
+/** In-process work only: the shared `waitFor`, bounded by event-loop turns, not time. */
+function until(cond: () => boolean, what: string): Promise<void> {
+  return waitFor(cond, { turns: 10_000, what });
 }
 
 function login(srv: ScriptedC2s, clock: ManualClock, extra: Partial<ClientTransportOptions> = {}) {

@@ -16,6 +16,7 @@ import {
 import { componentTransport, type ComponentTransport, type ComponentTransportOptions } from './component-transport.js';
 import { StreamLink } from '@xmppbus/stream';
 import { duplexPair } from '@xmppbus/stream/testing';
+import { waitFor } from '@xmppbus/testing';
 
 /** The server side: accepts the handshake (or answers with a stream error) and records stanzas. */
 class ScriptedServer {
@@ -69,12 +70,9 @@ class ScriptedServer {
   }
 }
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 10_000; i++) {
-    if (cond()) return;
-    await new Promise((r) => setImmediate(r));
-  }
-  throw new Error(`never happened: ${what}`);
+/** In-process work only: the shared `waitFor`, bounded by event-loop turns, not time. */
+function until(cond: () => boolean, what: string): Promise<void> {
+  return waitFor(cond, { turns: 10_000, what });
 }
 
 /**
