@@ -37,8 +37,50 @@ function startTag(el: Element): string {
   return s;
 }
 
+/** Depth up to which the recursive writer is used: far below any call-stack limit. */
+const RECURSION_SAFE_DEPTH = 1000;
+
 export function serializeElement(el: Element, options?: SerializeOptions): string {
   const maxDepth = options?.maxDepth ?? Infinity;
+  // The send path's limit (64 by default) keeps recursion shallow, and recursion is the faster
+  // writer (no explicit stacks); an unbounded or huge limit takes the iterative one.
+  if (maxDepth <= RECURSION_SAFE_DEPTH) return writeBounded(el, 0, maxDepth, el.name);
+  return writeIterative(el, maxDepth);
+}
+
+function writeBounded(el: Element, depth: number, maxDepth: number, rootName: string): string {
+  let s = startTag(el);
+  const ch = el.children as unknown[];
+  const n = ch.length;
+  if (n === 0) return s + '/>';
+  s += '>';
+  for (let i = 0; i < n; i++) {
+    const c = ch[i];
+    if (c === null || c === undefined) continue;
+    if (typeof c === 'string') {
+      s += NEEDS_TEXT_ESCAPE.test(c) ? escapeXMLText(c) : c;
+    } else if (typeof (c as Writable).write === 'function') {
+      if ((c as Writable).write !== ltxWrite) {
+        s += writeGeneric(c as Writable);
+        continue;
+      }
+      if (depth >= maxDepth) {
+        throw new PayloadTooLargeError(
+          depth + 1,
+          maxDepth,
+          `element nesting exceeds ${maxDepth} levels below <${rootName}>`,
+        );
+      }
+      s += writeBounded(c as Element, depth + 1, maxDepth, rootName);
+    } else {
+      const t = (c as number).toString(10);
+      s += NEEDS_TEXT_ESCAPE.test(t) ? escapeXMLText(t) : t;
+    }
+  }
+  return s + '</' + el.name + '>';
+}
+
+function writeIterative(el: Element, maxDepth: number): string {
   let s = startTag(el);
   if (el.children.length === 0) return s + '/>';
   s += '>';

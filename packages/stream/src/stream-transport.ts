@@ -120,6 +120,7 @@ export abstract class StreamTransport extends BaseTransport {
   #lastError: Error | undefined;
   /** Text of stanzas size-checked in send() but written later (queued or behind in-flight writes). */
   readonly #serialized = new WeakMap<Element, string>();
+  readonly #serializeOptions: { maxDepth: number };
 
   protected constructor(serviceAddress: ServiceAddress, options: StreamTransportOptions) {
     super({
@@ -138,6 +139,7 @@ export abstract class StreamTransport extends BaseTransport {
     this.#closeGraceMs = options.closeGraceMs ?? 1_000;
     this.#connect = options.connect ?? StreamLink.connect;
     this.#maxDepth = options.maxDepth ?? STREAM_PARSER_DEFAULTS.maxDepth;
+    this.#serializeOptions = { maxDepth: this.#maxDepth };
   }
 
   /** Negotiates the stream on a fresh TCP link (handshake, SASL, bind…). */
@@ -255,7 +257,7 @@ export abstract class StreamTransport extends BaseTransport {
   /** Serialises with a size check; oversized stanzas would make the server kill the stream. */
   #serialize(stanza: Element): string {
     // Depth is refused here, never sent: ejabberd 23.01 crashes on stanzas ~5,000 levels deep.
-    const s = serializeElement(stanza, { maxDepth: this.#maxDepth });
+    const s = serializeElement(stanza, this.#serializeOptions);
     // UTF-8 needs at most 3 bytes per UTF-16 unit: skip the exact count for typical stanzas.
     if (s.length * 3 > this.maxStanzaBytes) {
       const bytes = Buffer.byteLength(s, 'utf8');
