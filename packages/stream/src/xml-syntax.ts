@@ -108,13 +108,22 @@ const FORBIDDEN: readonly string[] = Array.from({ length: 32 }, (_, c) => String
   (ch) => ch !== '\t' && ch !== '\n' && ch !== '\r',
 );
 
+const FORBIDDEN_CLASS = /[\x00-\x08\x0B\x0C\x0E-\x1F]/;
+/** Below this length one regex scan beats 29 `indexOf`s (measured: 250 chars ~250 vs ~550 ns; at 700 they tie). */
+const SHORT_CHUNK = 512;
+
 /**
- * Refuses a chunk holding a character XML forbids, and returns its `HAS_*` flags. One `indexOf`
- * per forbidden character (a native memchr each) measured ~2× faster than one regex class scan.
+ * Refuses a chunk holding a character XML forbids, and returns its `HAS_*` flags. For long
+ * chunks one `indexOf` per forbidden character (a native memchr each) measured ~2× faster than
+ * one regex class scan; for the short chunks of request/response traffic the regex wins.
  */
 export function scanChunk(s: string, ascii: boolean): number {
-  for (let i = 0; i < FORBIDDEN.length; i++)
-    if (s.indexOf(FORBIDDEN[i]!) >= 0) throw notWellFormed('a character XML forbids');
+  if (s.length < SHORT_CHUNK) {
+    if (FORBIDDEN_CLASS.test(s)) throw notWellFormed('a character XML forbids');
+  } else {
+    for (let i = 0; i < FORBIDDEN.length; i++)
+      if (s.indexOf(FORBIDDEN[i]!) >= 0) throw notWellFormed('a character XML forbids');
+  }
   if (!ascii && (s.indexOf('\uFFFE') >= 0 || s.indexOf('\uFFFF') >= 0))
     throw notWellFormed('U+FFFE or U+FFFF (not XML characters)');
   let flags = 0;
