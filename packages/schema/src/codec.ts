@@ -231,7 +231,8 @@ function decodeObject(plan: ObjectPlan, el: Element, ns: string): Record<string,
   for (let i = 0; i < ap.length; i++) {
     const a = ap[i]!;
     // Own attributes only: an attribute named `constructor` must not read Object.prototype's.
-    let v = Object.hasOwn(attrs, a.name) ? attrs[a.name] : undefined;
+    // Own properties only where it matters (a name like `constructor`); a plain read otherwise.
+    let v = a.inherited ? (Object.hasOwn(attrs, a.name) ? attrs[a.name] : undefined) : attrs[a.name];
     if (v === undefined && a.ns !== undefined) v = findNsAttr(el, a.localName, a.ns);
     if (v === undefined) continue;
     pathStack[sp++] = a.seg;
@@ -273,14 +274,15 @@ function decodeObject(plan: ObjectPlan, el: Element, ns: string): Record<string,
     }
     pathStack[sp++] = prop.seg;
     if (prop.unwrapped) {
-      let arr = Object.hasOwn(out, prop.key) ? (out[prop.key] as unknown[]) : undefined;
+      let arr = (!prop.inherited || Object.hasOwn(out, prop.key) ? out[prop.key] : undefined) as unknown[] | undefined;
       if (arr === undefined) out[prop.key] = arr = [];
       pathStack[sp++] = arr.length;
       arr.push(decodeValue((prop.plan as ArrayPlan).item, c, cns));
       sp--;
     } else {
       // Own properties only: a field named `constructor` or `toString` must not see Object.prototype.
-      if (Object.hasOwn(out, prop.key)) fail(`element <${name}> appears more than once`);
+      if (prop.inherited ? Object.hasOwn(out, prop.key) : out[prop.key] !== undefined)
+        fail(`element <${name}> appears more than once`);
       out[prop.key] = decodeValue(prop.plan, c, cns);
     }
     sp--;
@@ -288,7 +290,7 @@ function decodeObject(plan: ObjectPlan, el: Element, ns: string): Record<string,
   const ea = plan.emptyArrays;
   for (let i = 0; i < ea.length; i++) {
     const e = ea[i]!;
-    if (!Object.hasOwn(out, e.key)) out[e.key] = [];
+    if (e.inherited ? !Object.hasOwn(out, e.key) : out[e.key] === undefined) out[e.key] = [];
   }
   return out;
 }
@@ -350,7 +352,7 @@ function encodeObject(plan: ObjectPlan, v: unknown, el: Element, ns: string): vo
   const ap = plan.attrs;
   for (let i = 0; i < ap.length; i++) {
     const a = ap[i]!;
-    const x = Object.hasOwn(obj, a.key) ? obj[a.key] : undefined;
+    const x = !a.inherited || Object.hasOwn(obj, a.key) ? obj[a.key] : undefined;
     if (x === undefined) continue;
     pathStack[sp++] = a.seg;
     if (a.prefix !== undefined) attrs['xmlns:' + a.prefix] = a.ns!;
@@ -360,7 +362,7 @@ function encodeObject(plan: ObjectPlan, v: unknown, el: Element, ns: string): vo
   const tp = plan.text;
   if (tp !== undefined) {
     pathStack[sp++] = tp.seg;
-    const t = scalarText(tp.plan.kind, Object.hasOwn(obj, tp.key) ? obj[tp.key] : undefined);
+    const t = scalarText(tp.plan.kind, !tp.inherited || Object.hasOwn(obj, tp.key) ? obj[tp.key] : undefined);
     if (t !== '') el.children.push(t);
     sp--;
     return;
@@ -368,7 +370,7 @@ function encodeObject(plan: ObjectPlan, v: unknown, el: Element, ns: string): vo
   const ep = plan.elems;
   for (let i = 0; i < ep.length; i++) {
     const e = ep[i]!;
-    const x = Object.hasOwn(obj, e.key) ? obj[e.key] : undefined;
+    const x = !e.inherited || Object.hasOwn(obj, e.key) ? obj[e.key] : undefined;
     if (x === undefined) continue;
     pathStack[sp++] = e.seg;
     const cns = e.ns === undefined ? ns : e.ns;

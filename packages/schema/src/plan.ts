@@ -54,6 +54,8 @@ export type RootPlan = ValuePlan | RawPlan;
 
 export interface ElemProp {
   readonly key: string;
+  /** `key` names a member of Object.prototype: read it as an own property only. */
+  readonly inherited: boolean;
   /** JSON-pointer segment of the key (for error paths). */
   readonly seg: string;
   readonly name: string;
@@ -67,6 +69,8 @@ export interface ElemProp {
 
 export interface AttrProp {
   readonly key: string;
+  /** `key` or `name` names a member of Object.prototype: read them as own properties only. */
+  readonly inherited: boolean;
   readonly seg: string;
   /** Attribute name as stored in ltx attrs (`p:name` when namespaced). */
   readonly name: string;
@@ -80,6 +84,7 @@ export interface AttrProp {
 
 export interface TextProp {
   readonly key: string;
+  readonly inherited: boolean;
   readonly seg: string;
   readonly plan: ScalarPlan;
 }
@@ -341,7 +346,8 @@ function compileObject(schema: Json, path: string, depth: number, nullable: bool
       if (seen.has(id)) throw new SchemaError(ppath, `two properties map to the attribute '${local}'`);
       seen.add(id);
       attrNames.add(name);
-      attrs.push({ key, seg, name, localName: local, ns: x.namespace, prefix, required, plan });
+      const inherited = key in Object.prototype || name in Object.prototype;
+      attrs.push({ key, inherited, seg, name, localName: local, ns: x.namespace, prefix, required, plan });
       continue;
     }
     if (nodeType === 'text') {
@@ -350,7 +356,7 @@ function compileObject(schema: Json, path: string, depth: number, nullable: bool
       if (plan.nullable) throw new SchemaError(ppath, 'the element text cannot be null');
       if (!required) throw new SchemaError(ppath, 'the element text property must be required');
       if (text !== undefined) throw new SchemaError(ppath, 'only one property can be the element text');
-      text = { key, seg, plan };
+      text = { key, inherited: key in Object.prototype, seg, plan };
       continue;
     }
 
@@ -382,7 +388,7 @@ function compileObject(schema: Json, path: string, depth: number, nullable: bool
     const id = `${ns ?? ''} ${name}`;
     if (seen.has(id)) throw new SchemaError(ppath, `two properties map to the element <${name}>`);
     seen.add(id);
-    elems.push({ key, seg, name, ns, required, plan: elemPlan, unwrapped });
+    elems.push({ key, inherited: key in Object.prototype, seg, name, ns, required, plan: elemPlan, unwrapped });
   }
   if (text !== undefined && elems.length > 0)
     throw new SchemaError(
