@@ -54,8 +54,10 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
   let received = 0;
   let latencyStart = 0;
   const latencies: number[] = [];
+  let lastReceipt = 0;
   receiver.handle(Tick, () => {
     received++;
+    lastReceipt = performance.now();
     if (latencyStart > 0) latencies.push(performance.now() - latencyStart);
   });
   await Promise.all([sender.start(), receiver.start()]);
@@ -99,7 +101,9 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
         await sender.flush();
         await waitUntil(() => received >= COUNT, 120_000);
       }
-      const wall = performance.now() - t0;
+      // QoS 0 may lose messages: the run ends at the last receipt, not after the quiet period
+      // that proves nothing more will come (its CPU is idle and would only dilute the rate).
+      const wall = (qos === 0 ? lastReceipt : performance.now()) - t0;
       const cpu = process.cpuUsage(cpu0);
       const srvCpu = (processCpuUs(srv.pid) ?? 0) - srv0;
       const delivered = received;

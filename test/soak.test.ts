@@ -28,7 +28,7 @@ const PERIOD_MS = 50;
 const MiB = 1 << 20;
 // The documented defaults (docs/security.md): RpcServer.limits and Messenger receive.*.
 const RPC = { perSenderBytes: MiB, perSenderCount: 64, totalBytes: 16 * MiB, totalCount: 1024 };
-const QUEUE = { totalBytes: 4 * MiB, totalCount: 4096 };
+const QUEUE = { totalBytes: 8 * MiB, totalCount: 16_384 };
 const PENDING = { perSenderBytes: MiB, totalBytes: 16 * MiB, totalCount: 10_000 };
 
 setFlagsFromString('--expose-gc');

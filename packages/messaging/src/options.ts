@@ -178,10 +178,12 @@ export function resolveOptions(options: MessengerOptions): Settings {
     validate: options.validate ?? true,
     delayThreshold: options.delayThreshold ?? 1000,
     queue: {
-      perSenderBytes: receive.queue?.perSenderBytes ?? 512 * 1024,
-      perSenderCount: receive.queue?.perSenderCount ?? 256,
-      totalBytes: receive.queue?.totalBytes ?? 4 * 1024 * 1024,
-      totalCount: receive.queue?.totalCount ?? 4096,
+      // Counts leave room for a legitimate QoS 0 burst (a sender's 500 messages can arrive in one
+      // read before the first handler runs); the byte budgets bound the memory.
+      perSenderBytes: receive.queue?.perSenderBytes ?? 1024 * 1024,
+      perSenderCount: receive.queue?.perSenderCount ?? 2048,
+      totalBytes: receive.queue?.totalBytes ?? 8 * 1024 * 1024,
+      totalCount: receive.queue?.totalCount ?? 16_384,
     },
     concurrency: receive.concurrency ?? 64,
     pending: {
