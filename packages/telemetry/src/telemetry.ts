@@ -22,6 +22,7 @@ import {
   type Meter,
   type MeterProvider,
   type Span,
+  type SpanOptions,
   type TextMapPropagator,
   type Tracer,
   type TracerProvider,
@@ -153,60 +154,34 @@ export class Telemetry implements Instrumentation, Disposable {
 
   rpcClientCall(ns: string, name: string, to: string): OperationScope {
     const op = this.#op(this.#rpcOps, ns, name, this.#i.clientDuration, undefined, (n) => rpcMetricAttrs(ns, n));
-    const parent = contextApi.active();
-    const span = this.#rpcTracer.startSpan(op.spanName, CLIENT, parent);
-    if (span.isRecording())
-      span.setAttributes({ ...op.spanAttrs, [C.ATTR_SERVER_ADDRESS]: to, [C.ATTR_XMPPBUS_ADDRESS]: this.#address });
-    return new Scope(this, span, parent, op);
+    return this.#begin(this.#rpcTracer, op, CLIENT, contextApi.active(), { [C.ATTR_SERVER_ADDRESS]: to });
   }
 
   rpcServerCall(ns: string, name: string, from: string, headers: Headers): OperationScope {
     const op = this.#op(this.#rpcOps, ns, `\0${name}`, this.#i.serverDuration, undefined, (n) =>
       rpcMetricAttrs(ns, n.slice(1)),
     );
-    const parent = this.#extract(headers);
-    const span = this.#rpcTracer.startSpan(op.spanName, SERVER, parent);
-    if (span.isRecording())
-      span.setAttributes({ ...op.spanAttrs, [C.ATTR_CLIENT_ADDRESS]: from, [C.ATTR_XMPPBUS_ADDRESS]: this.#address });
-    return new Scope(this, span, parent, op);
+    return this.#begin(this.#rpcTracer, op, SERVER, this.#extract(headers), { [C.ATTR_CLIENT_ADDRESS]: from });
   }
 
   publish(service: string, node: string, name: string): OperationScope {
-    const op = this.#op(this.#pubsubOps, 'publish', node, this.#i.sendDuration, undefined, () => ({
-      [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
-      [C.ATTR_MESSAGING_OPERATION_TYPE]: 'send',
-      [C.ATTR_MESSAGING_OPERATION_NAME]: 'publish',
-      [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
-    }));
-    const parent = contextApi.active();
-    const span = this.#pubsubTracer.startSpan(op.spanName, PRODUCER, parent);
-    if (span.isRecording())
-      span.setAttributes({
-        ...op.spanAttrs,
-        [C.ATTR_SERVER_ADDRESS]: service,
-        [C.ATTR_XMPPBUS_PAYLOAD]: name,
-        [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-      });
-    return new Scope(this, span, parent, op);
+    const op = this.#op(this.#pubsubOps, 'publish', node, this.#i.sendDuration, undefined, () =>
+      messagingAttrs('send', 'publish', { [C.ATTR_MESSAGING_DESTINATION_NAME]: node }),
+    );
+    return this.#begin(this.#pubsubTracer, op, PRODUCER, contextApi.active(), {
+      [C.ATTR_SERVER_ADDRESS]: service,
+      [C.ATTR_XMPPBUS_PAYLOAD]: name,
+    });
   }
 
   processEvent(service: string, node: string, name: string, headers: Headers): OperationScope {
-    const op = this.#op(this.#pubsubOps, 'process', node, this.#i.processDuration, this.#i.events, () => ({
-      [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
-      [C.ATTR_MESSAGING_OPERATION_TYPE]: 'process',
-      [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
-      [C.ATTR_MESSAGING_DESTINATION_NAME]: node,
-    }));
-    const parent = this.#extract(headers);
-    const span = this.#pubsubTracer.startSpan(op.spanName, CONSUMER, parent);
-    if (span.isRecording())
-      span.setAttributes({
-        ...op.spanAttrs,
-        [C.ATTR_SERVER_ADDRESS]: service,
-        [C.ATTR_XMPPBUS_PAYLOAD]: name,
-        [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-      });
-    return new Scope(this, span, parent, op);
+    const op = this.#op(this.#pubsubOps, 'process', node, this.#i.processDuration, this.#i.events, () =>
+      messagingAttrs('process', 'process', { [C.ATTR_MESSAGING_DESTINATION_NAME]: node }),
+    );
+    return this.#begin(this.#pubsubTracer, op, CONSUMER, this.#extract(headers), {
+      [C.ATTR_SERVER_ADDRESS]: service,
+      [C.ATTR_XMPPBUS_PAYLOAD]: name,
+    });
   }
 
   invalidEvent(_service: string, node: string, error: unknown): void {
@@ -220,41 +195,28 @@ export class Telemetry implements Instrumentation, Disposable {
   }
 
   sendMessage(to: string, name: string, qos: number): OperationScope {
-    const op = this.#op(this.#messagingOps, `send ${qos}`, name, this.#i.sendDuration, undefined, () => ({
-      [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
-      [C.ATTR_MESSAGING_OPERATION_TYPE]: 'send',
-      [C.ATTR_MESSAGING_OPERATION_NAME]: 'send',
-      [C.ATTR_XMPPBUS_PAYLOAD]: name,
-      [C.ATTR_XMPPBUS_QOS]: qos,
-    }));
-    const parent = contextApi.active();
-    const span = this.#messagingTracer.startSpan(op.spanName, PRODUCER, parent);
-    if (span.isRecording())
-      span.setAttributes({
-        ...op.spanAttrs,
-        [C.ATTR_MESSAGING_DESTINATION_NAME]: to,
-        [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-      });
-    return new Scope(this, span, parent, op);
+    const op = this.#op(this.#messagingOps, `send ${qos}`, name, this.#i.sendDuration, undefined, () =>
+      messagingAttrs('send', 'send', { [C.ATTR_XMPPBUS_PAYLOAD]: name, [C.ATTR_XMPPBUS_QOS]: qos }),
+    );
+    return this.#begin(this.#messagingTracer, op, PRODUCER, contextApi.active(), {
+      [C.ATTR_MESSAGING_DESTINATION_NAME]: to,
+    });
   }
 
   processMessage(from: string, name: string, qos: number, headers: Headers): OperationScope {
-    const op = this.#op(this.#messagingOps, `process ${qos}`, name, this.#i.processDuration, undefined, () => ({
-      [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
-      [C.ATTR_MESSAGING_OPERATION_TYPE]: 'process',
-      [C.ATTR_MESSAGING_OPERATION_NAME]: 'process',
-      [C.ATTR_XMPPBUS_PAYLOAD]: name,
-      [C.ATTR_XMPPBUS_QOS]: qos,
-    }));
-    const parent = this.#extract(headers);
-    const span = this.#messagingTracer.startSpan(op.spanName, CONSUMER, parent);
-    if (span.isRecording())
-      span.setAttributes({
-        ...op.spanAttrs,
-        [C.ATTR_MESSAGING_DESTINATION_NAME]: this.#address,
-        [C.ATTR_XMPPBUS_PEER]: from,
-        [C.ATTR_XMPPBUS_ADDRESS]: this.#address,
-      });
+    const op = this.#op(this.#messagingOps, `process ${qos}`, name, this.#i.processDuration, undefined, () =>
+      messagingAttrs('process', 'process', { [C.ATTR_XMPPBUS_PAYLOAD]: name, [C.ATTR_XMPPBUS_QOS]: qos }),
+    );
+    return this.#begin(this.#messagingTracer, op, CONSUMER, this.#extract(headers), {
+      [C.ATTR_MESSAGING_DESTINATION_NAME]: this.#address,
+      [C.ATTR_XMPPBUS_PEER]: from,
+    });
+  }
+
+  /** Starts the span of one operation; attributes are set only when it records. */
+  #begin(tracer: Tracer, op: Op, kind: SpanOptions, parent: Context, attrs: Attributes): OperationScope {
+    const span = tracer.startSpan(op.spanName, kind, parent);
+    if (span.isRecording()) span.setAttributes({ ...op.spanAttrs, ...attrs, [C.ATTR_XMPPBUS_ADDRESS]: this.#address });
     return new Scope(this, span, parent, op);
   }
 
@@ -488,6 +450,16 @@ class Scope implements OperationScope {
 const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate();
 /** The class of the API's no-op meter (what `metrics.getMeter` returns without an SDK). */
 const NOOP_METER_CLASS: unknown = createNoopMeter().constructor;
+/** Messaging semantic-convention attributes of one kind of operation. */
+function messagingAttrs(type: string, name: string, more: Attributes): Attributes {
+  return {
+    [C.ATTR_MESSAGING_SYSTEM]: C.MESSAGING_SYSTEM_XMPP,
+    [C.ATTR_MESSAGING_OPERATION_TYPE]: type,
+    [C.ATTR_MESSAGING_OPERATION_NAME]: name,
+    ...more,
+  };
+}
+
 const CLIENT = Object.freeze({ kind: SpanKind.CLIENT });
 const SERVER = Object.freeze({ kind: SpanKind.SERVER });
 const PRODUCER = Object.freeze({ kind: SpanKind.PRODUCER });
