@@ -1,6 +1,6 @@
 // Messenger
 export { Messenger } from './messenger.js';
-export type { MessengerStatus, DeadLetterEvent, InboundUsage } from './messenger.js';
+export type { MessengerStatus, DeadLetterEvent, InboundUsage } from './types.js';
 export { DeadLetters } from './dead-letters.js';
 export type {
   MessageSendOptions,

@@ -18,32 +18,17 @@ import { Outbox } from './outbox.js';
 import { PeerDispatcher } from './peer-dispatcher.js';
 import { QosReceiver } from './qos-receiver.js';
 import { SenderOrder } from './sender-order.js';
-import type { DeadLetterReason, MessageStore } from './store.js';
+import type { MessageStore } from './store.js';
 import {
   newCounters,
+  type DeadLetterEvent,
+  type InboundUsage,
+  type MessengerStatus,
   type HandlerOptions,
   type MessageHandler,
   type MessageSendOptions,
   type MessengerCounters,
 } from './types.js';
-
-export type MessengerStatus = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
-
-/** A message the outbox gave up on, as `onDeadLetter` listeners see it. */
-export interface DeadLetterEvent {
-  readonly id: string;
-  readonly to: string;
-  readonly reason: DeadLetterReason;
-  readonly error: Error;
-}
-
-/** `messenger.inboundUsage`: the receiving side's budgets in use. */
-export interface InboundUsage {
-  readonly queue: { readonly bytes: number; readonly count: number };
-  readonly pending: { readonly bytes: number; readonly count: number };
-  readonly evicted: number;
-  readonly expired: number;
-}
 
 export class Messenger implements SessionUnit, AsyncDisposable {
   readonly name = 'messenger';
@@ -66,7 +51,6 @@ export class Messenger implements SessionUnit, AsyncDisposable {
   #setup: Promise<void> | undefined;
   #removeUnit: (() => void) | undefined;
   #listeners: (() => void)[] = [];
-  readonly #defaultQos: number;
 
   /** Checks the options and builds the units; nothing is opened, registered or sent. */
   constructor(options: MessengerOptions) {
@@ -74,7 +58,6 @@ export class Messenger implements SessionUnit, AsyncDisposable {
     const session = (this.#session = options.session);
     const store = (this.#store = options.store ?? memoryStore());
     this.#closeStore = settings.closeStore;
-    this.#defaultQos = settings.defaultQos;
     const counters = this.counters;
     this.#settled = new WaitQueue({ clock: session.clock, what: 'messenger drain' });
     this.#outbox = new Outbox({
@@ -211,7 +194,7 @@ export class Messenger implements SessionUnit, AsyncDisposable {
   ): Promise<void> {
     this.#checkStarted();
     await this.#started(options);
-    const { done } = await this.#accept(contract, to, value, options, true);
+    const { done } = await this.#outbox.acceptTraced(contract, to, value, options, true);
     if (done) await withAbort(done, options, `send to ${to}`);
   }
 
@@ -228,36 +211,8 @@ export class Messenger implements SessionUnit, AsyncDisposable {
   ): Promise<string> {
     this.#checkStarted();
     await this.#started(options);
-    const { id } = await this.#accept(contract, to, value, options, false);
+    const { id } = await this.#outbox.acceptTraced(contract, to, value, options, false);
     return id;
-  }
-
-  /** The outbox's `accept`, inside a send span when instrumented (the trace context is stored with the message). */
-  async #accept<C extends PayloadContract>(
-    contract: C,
-    to: string,
-    value: PayloadOf<C>,
-    options: MessageSendOptions,
-    wait: boolean,
-  ): Promise<{ id: string; done: Promise<void> | undefined }> {
-    const instr = this.#session.instrumentation;
-    if (!instr.enabled) return this.#outbox.accept(contract, to, value, options, wait);
-    const scope = instr.sendMessage(to, contract.name, options.qos ?? this.#defaultQos);
-    try {
-      const headers = scope.headers(options.headers);
-      const accepted = await this.#outbox.accept(
-        contract,
-        to,
-        value,
-        headers === undefined ? options : { ...options, headers },
-        wait,
-      );
-      scope.end();
-      return accepted;
-    } catch (err) {
-      scope.end(err);
-      throw err;
-    }
   }
 
   /** Registers the handler of `contract`'s messages (any QoS); a second one throws ConflictError. Returns the remover. */

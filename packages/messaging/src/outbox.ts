@@ -113,6 +113,34 @@ export class Outbox {
    * Admits a message: QoS 0 due now goes straight to the link; anything else is written to the
    * store first and then handed to the dispatcher. `wait` asks for the `done` promise.
    */
+  /** `accept`, inside a send span when instrumented (the trace context is stored with the message). */
+  async acceptTraced<C extends PayloadContract>(
+    contract: C,
+    to: string,
+    value: PayloadOf<C>,
+    options: MessageSendOptions,
+    wait: boolean,
+  ): Promise<Accepted> {
+    const instr = this.#session.instrumentation;
+    if (!instr.enabled) return this.accept(contract, to, value, options, wait);
+    const scope = instr.sendMessage(to, contract.name, options.qos ?? this.#settings.defaultQos);
+    try {
+      const headers = scope.headers(options.headers);
+      const accepted = await this.accept(
+        contract,
+        to,
+        value,
+        headers === undefined ? options : { ...options, headers },
+        wait,
+      );
+      scope.end();
+      return accepted;
+    } catch (err) {
+      scope.end(err);
+      throw err;
+    }
+  }
+
   async accept<C extends PayloadContract>(
     contract: C,
     to: string,

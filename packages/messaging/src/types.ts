@@ -1,6 +1,7 @@
 /** Public types of the Messenger shared by its units: send options, handler context, counters. */
 import type { Element, Headers, HeadersInit, WaitOptions } from '@xmppbus/core';
 import type { Duration } from './options.js';
+import type { DeadLetterReason } from './store.js';
 import type { QosLevel } from './wire.js';
 
 /** Options of `messenger.send` (distinct from core's transport-level `SendOptions`). */
@@ -107,4 +108,22 @@ export function newCounters(): MessengerCounters {
     refused: 0,
     handlerErrors: 0,
   };
+}
+
+export type MessengerStatus = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
+
+/** A message the outbox gave up on, as `onDeadLetter` listeners see it. */
+export interface DeadLetterEvent {
+  readonly id: string;
+  readonly to: string;
+  readonly reason: DeadLetterReason;
+  readonly error: Error;
+}
+
+/** `messenger.inboundUsage`: the receiving side's budgets in use. */
+export interface InboundUsage {
+  readonly queue: { readonly bytes: number; readonly count: number };
+  readonly pending: { readonly bytes: number; readonly count: number };
+  readonly evicted: number;
+  readonly expired: number;
 }
