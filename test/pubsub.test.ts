@@ -212,6 +212,7 @@ describeServers('pubsub', (server, kind) => {
 
   it(`a durable consumer catches up after a crash, in order, without duplicates [${kind}]`, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'xmppbus-durable-'));
+    let second: { b: PubSub; sub: Consumer } | undefined;
     try {
       const a = await connect(server(), 'svc-a.localhost');
       const node = uniq('durable');
@@ -233,12 +234,15 @@ describeServers('pubsub', (server, kind) => {
       // "Crash": the link goes away without closing the consumer.
       await first.b.session.transport.close();
       for (let i = 5; i < 12; i++) await a.publish(OrderCreated, node, { orderId: `e${i}`, qty: 1 }, { id: `e${i}` });
-      await start();
+      second = await start();
       await a.publish(OrderCreated, node, { orderId: 'e12', qty: 1 }, { id: 'e12' });
       // In order, one at a time: once e12 is in, a duplicate could only have come before it.
       await until(() => got.includes('e12'), 'catch-up and live');
       expect(got).toEqual(Array.from({ length: 13 }, (_, i) => `e${i}`));
     } finally {
+      // The consumer saves checkpoints into `dir` until it is drained and closed.
+      await second?.sub.drain({ timeout: 5_000 }).catch(() => undefined);
+      await second?.sub.close();
       await rm(dir, { recursive: true, force: true });
     }
   });
