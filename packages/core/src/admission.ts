@@ -166,8 +166,9 @@ export class SenderBudget {
 
 const IDLE_SLACK = 1024;
 
+/** Every limit is a whole number of bytes or stanzas, at least 1 (the one check for every unit's budgets). */
 function positive(v: number, name: string): number {
-  if (!(v > 0)) throw new ConfigError(`${name} must be > 0, got ${v}`);
+  if (!Number.isInteger(v) || v < 1) throw new ConfigError(`${name} must be an integer >= 1, got ${String(v)}`);
   return v;
 }
 

@@ -146,8 +146,6 @@ export function resolveOptions(options: MessengerOptions): Settings {
   checkPositive(receive.maxPendingBytesPerSender, 'receive.maxPendingBytesPerSender');
   checkPositive(receive.maxPendingBytesTotal, 'receive.maxPendingBytesTotal');
   checkPositive(receive.concurrency, 'receive.concurrency');
-  for (const k of ['perSenderBytes', 'perSenderCount', 'totalBytes', 'totalCount'] as const)
-    checkPositive(receive.queue?.[k], `receive.queue.${k}`);
   checkPositive(options.receive?.recentAcks, 'receive.recentAcks');
   checkPositive(options.batch?.maxMessages, 'batch.maxMessages');
   checkPositive(options.batch?.maxBytes, 'batch.maxBytes');

@@ -5,6 +5,7 @@
 import { Type } from '@sinclair/typebox';
 import {
   AccessPolicy,
+  ConfigError,
   ManualClock,
   PayloadTooLargeError,
   Session,
@@ -345,5 +346,16 @@ describe('poison messages (finding 6)', () => {
 
   it('the sender rejects (never retries) a payload it cannot write: PayloadTooLargeError is final', async () => {
     expect(classify(new PayloadTooLargeError(300_000, 262_144))).toBe('reject');
+  });
+});
+
+describe('budget options', () => {
+  it('refuses a receive-queue limit that is not a whole number >= 1, naming it', () => {
+    const session = new Session({ transport: memoryHub().connect('svc-x.test') });
+    for (const queue of [{ perSenderCount: 1.5 }, { totalBytes: 0 }, { perSenderBytes: -1 }])
+      expect(() => new Messenger({ session, receive: { queue } })).toThrow(
+        new RegExp(`receive\\.queue\\.${Object.keys(queue)[0]!}`),
+      );
+    expect(() => new Messenger({ session, receive: { queue: { perSenderCount: 1.5 } } })).toThrow(ConfigError);
   });
 });

@@ -4,11 +4,11 @@
  * stanza of empty elements holds ~9 MiB of heap: ~150 bytes per element or text node, measured
  * with `process.memoryUsage()`), so large calls are charged for their nodes as well as their bytes.
  */
-import { ConfigError, stanzaCost, type BudgetLimits, type Element } from '@xmppbus/core';
+import type { BudgetLimits } from '@xmppbus/core';
 
 /** Budgets of the calls one RpcServer keeps in hand (running and queued), per sender and in total. */
 export interface RpcLimits {
-  /** Cost (bytes, see `callCost`) one sender's calls may hold (default 1 MiB). */
+  /** Cost (bytes, see core `stanzaCost`) one sender's calls may hold (default 1 MiB). */
   perSenderBytes?: number;
   /** Calls one sender may have running or queued (default 64). */
   perSenderCount?: number;
@@ -29,19 +29,7 @@ export const RPC_LIMIT_DEFAULTS: Readonly<Required<RpcLimits>> = Object.freeze({
   totalCount: 1024,
 });
 
-/** Fills in and checks the budget options. */
+/** The budget options with defaults filled in (core's `SenderBudget` checks them). */
 export function budgetLimits(limits: RpcLimits | undefined): Required<BudgetLimits> {
-  const out = { ...RPC_LIMIT_DEFAULTS, ...limits };
-  for (const [k, v] of Object.entries(out))
-    if (!Number.isInteger(v) || v < 1)
-      throw new ConfigError(`RpcServer: limits.${k} must be an integer >= 1 (got ${String(v)})`);
-  return out;
-}
-
-/**
- * The charge of an inbound call: core's `stanzaCost` (wire bytes, and for a call of 1 KiB or
- * more at least `NODE_COST` per node of its tree).
- */
-export function callCost(iq: Element): number {
-  return stanzaCost(iq);
+  return { ...RPC_LIMIT_DEFAULTS, ...limits };
 }

@@ -29,7 +29,7 @@ export class CallContext implements HandlerContext {
   readonly to: string;
   readonly deadline: number | undefined;
   readonly headers: Headers;
-  /** What the call is charged in the server's budget until it is answered (see `callCost`). */
+  /** What the call is charged in the server's budget until it is answered (see core `stanzaCost`). */
   readonly cost: number;
   readonly #grace: number;
   readonly #clock: Clock;

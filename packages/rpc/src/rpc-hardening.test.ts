@@ -18,8 +18,8 @@ import {
 import { method } from '@xmppbus/schema';
 import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RPC_LIMIT_DEFAULTS, callCost } from './call-admission.js';
-import { NODE_COST } from '@xmppbus/core';
+import { RPC_LIMIT_DEFAULTS } from './call-admission.js';
+import { NODE_COST, stanzaCost } from '@xmppbus/core';
 import { formatDeadline } from './deadline.js';
 import { RpcClient, RpcServer, type RpcServerOptions } from './index.js';
 
@@ -111,14 +111,14 @@ const nextMacrotask = (): Promise<void> => new Promise((resolve) => setImmediate
 describe('RpcServer byte budgets', () => {
   it('charges small calls their bytes and large ones at least NODE_COST per node', () => {
     const small = parseXml(`<iq type='set'><work xmlns='${NS}'><n>1</n></work></iq>`);
-    expect(callCost(small)).toBeLessThan(200);
+    expect(stanzaCost(small)).toBeLessThan(200);
     const text = parseXml(`<iq type='set'><work xmlns='${NS}'><n>1</n><blob>${'x'.repeat(100_000)}</blob></work></iq>`);
-    const textCost = callCost(text);
+    const textCost = stanzaCost(text);
     expect(textCost).toBeGreaterThanOrEqual(100_000);
     expect(textCost).toBeLessThan(101_000);
     // 242 KiB of empty elements: ~62k nodes, ~9 MiB of heap once parsed; charged by its nodes.
     const heavy = emptyElements('x', 62_000);
-    expect(callCost(heavy)).toBeGreaterThanOrEqual(62_000 * NODE_COST);
+    expect(stanzaCost(heavy)).toBeGreaterThanOrEqual(62_000 * NODE_COST);
   });
 
   it('refuses calls over the per-sender byte budget with wait/resource-constraint, and gives it back when answered', async () => {

@@ -16,6 +16,7 @@ import {
   HEADER,
   NS_DISCO_ITEMS,
   SenderBudget,
+  stanzaCost,
   StanzaError,
   WaitQueue,
   calleeError,
@@ -37,7 +38,7 @@ import {
   type WaitOptions,
 } from '@xmppbus/core';
 import { ValidationError, decode, encode, type MethodContract, type RequestOf, type ResponseOf } from '@xmppbus/schema';
-import { budgetLimits, callCost, type RpcLimits } from './call-admission.js';
+import { budgetLimits, type RpcLimits } from './call-admission.js';
 import { CallContext, type HandlerContext } from './call-context.js';
 import { parseDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
@@ -277,7 +278,7 @@ export class RpcServer implements AsyncDisposable {
     const from = iq.attrs['from'] ?? '';
     if (from !== '' && this.#watchers.size < 1024) this.#watchers.add(from);
     // Every call in hand is charged until answered: one flood cannot hold unbounded memory.
-    const cost = callCost(iq);
+    const cost = stanzaCost(iq);
     if (!this.#budget.tryTake(from, cost)) {
       this.#overBudget(iq, cost);
       return;
