@@ -229,11 +229,7 @@ export class FairQueue<T> {
   /** Removes and returns every waiting item (e.g. to refuse them on close). */
   clear(): T[] {
     const out: T[] = [];
-    for (;;) {
-      const item = this.shift();
-      if (item === undefined && this.#size === 0) break;
-      out.push(item as T);
-    }
+    while (this.#size > 0) out.push(this.shift() as T);
     this.#ring = [];
     this.#next = 0;
     return out;

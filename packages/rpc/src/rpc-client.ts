@@ -80,71 +80,12 @@ export class RpcClient implements AsyncDisposable {
     request: RequestOf<M>,
     options: CallOptions = NO_OPTIONS,
   ): Promise<ResponseOf<M>> {
-    const engine = this.#engine;
-    if (this.#status !== 'ready') return Promise.reject(engine.refusal(this.#status));
-    const instr = engine.session.instrumentation;
-    if (instr.enabled)
-      return this.#traced(instr.rpcClientCall(method.ns, method.name, to), method, to, request, options);
-    let deadline: number;
-    let payload: Element;
-    let retry: CallRetry | false;
-    try {
-      const timeout = engine.timeoutOf(options);
-      checkSignal(options.signal);
-      deadline = engine.clock.now() + timeout;
-      payload = engine.encode(method, request, options, deadline);
-      retry = engine.retriesOf(method, options);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    engine.started();
-    if (retry === false) {
-      // Hot path: one attempt, no retry loop, no extra promise.
-      return engine.attempt(method, to, payload, deadline - engine.clock.now(), options.signal, true);
-    }
-    const signal = options.signal;
-    return engine
-      .withRetries<ResponseOf<M>>(retry, deadline, signal, this.#isClosed, (budget) =>
-        engine.attempt(method, to, payload, budget, signal, false),
-      )
-      .finally(() => engine.settled());
-  }
-
-  /** `call` inside a client span: the trace context travels in the headers; retries are its events. */
-  #traced<M extends MethodContract>(
-    scope: OperationScope,
-    method: M,
-    to: string,
-    request: RequestOf<M>,
-    options: CallOptions,
-  ): Promise<ResponseOf<M>> {
-    const engine = this.#engine;
-    let deadline: number;
-    let payload: Element;
-    let retry: CallRetry | false;
-    try {
-      const timeout = engine.timeoutOf(options);
-      checkSignal(options.signal);
-      deadline = engine.clock.now() + timeout;
-      const headers = scope.headers(options.headers);
-      payload = engine.encode(method, request, headers === undefined ? options : { ...options, headers }, deadline);
-      retry = engine.retriesOf(method, options);
-    } catch (err) {
-      scope.end(err);
-      return Promise.reject(err);
-    }
-    engine.started();
-    const signal = options.signal;
-    const p: Promise<ResponseOf<M>> =
-      retry === false
-        ? engine.attempt(method, to, payload, deadline - engine.clock.now(), signal, true)
-        : engine
-            .withRetries<ResponseOf<M>>(retry, deadline, signal, this.#isClosed, (budget, n) => {
-              if (n > 1) scope.retry(n, undefined);
-              return engine.attempt(method, to, payload, budget, signal, false);
-            })
-            .finally(() => engine.settled());
-    return p.then(
+    if (this.#status !== 'ready') return Promise.reject(this.#engine.refusal(this.#status));
+    const instr = this.#engine.session.instrumentation;
+    if (!instr.enabled) return this.#call(method, to, request, options, undefined);
+    // Inside a client span: the trace context travels in the headers; retries are its events.
+    const scope = instr.rpcClientCall(method.ns, method.name, to);
+    return this.#call(method, to, request, options, scope).then(
       (value) => {
         scope.end();
         return value;
@@ -154,6 +95,41 @@ export class RpcClient implements AsyncDisposable {
         throw err;
       },
     );
+  }
+
+  #call<M extends MethodContract>(
+    method: M,
+    to: string,
+    request: RequestOf<M>,
+    options: CallOptions,
+    scope: OperationScope | undefined,
+  ): Promise<ResponseOf<M>> {
+    const engine = this.#engine;
+    let deadline: number;
+    let payload: Element;
+    let retry: CallRetry | false;
+    try {
+      const timeout = engine.timeoutOf(options);
+      checkSignal(options.signal);
+      deadline = engine.clock.now() + timeout;
+      const headers = scope?.headers(options.headers);
+      payload = engine.encode(method, request, headers === undefined ? options : { ...options, headers }, deadline);
+      retry = engine.retriesOf(method, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    engine.started();
+    const signal = options.signal;
+    if (retry === false) {
+      // Hot path: one attempt, no retry loop, no extra promise.
+      return engine.attempt(method, to, payload, deadline - engine.clock.now(), signal, true);
+    }
+    return engine
+      .withRetries<ResponseOf<M>>(retry, deadline, signal, this.#isClosed, (budget, n) => {
+        if (n > 1) scope?.retry(n, undefined);
+        return engine.attempt(method, to, payload, budget, signal, false);
+      })
+      .finally(() => engine.settled());
   }
 
   /**
