@@ -13,6 +13,8 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # Prometheus scraping the telemetry exporter (test/telemetry-prometheus.test.ts starts its own binary).
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
+# Headless browser for the IoT dashboard test (driven by puppeteer-core with the system executable).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then

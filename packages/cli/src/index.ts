@@ -1,0 +1,2 @@
+// @xmppbus/cli — work in progress.
+export {};

@@ -1,0 +1,2 @@
+// @xmppbus/iot — work in progress.
+export {};

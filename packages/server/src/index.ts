@@ -1,0 +1,2 @@
+// @xmppbus/server — work in progress.
+export {};
