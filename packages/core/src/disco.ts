@@ -23,6 +23,8 @@ export interface DiscoItem {
   name?: string;
   /** Listed only to requesters the session's access policy lets reach this namespace (and element). */
   guard?: { ns: string; name?: string };
+  /** Listed only to requesters for which this returns true (an entry whose answer depends on the requester). */
+  shownTo?: (from: string | undefined) => boolean;
 }
 
 /** Decides whether a requester may see a guarded entry. */
@@ -109,10 +111,12 @@ export class DiscoRegistry {
     );
   }
 
-  /** The disco#items `<query/>` answering `query`; `me` is the address queried. */
-  itemsQuery(query: Element, me: string, visible: DiscoVisibility = () => true): Element {
+  /** The disco#items `<query/>` answering `query`; `me` is the address queried, `from` the requester. */
+  itemsQuery(query: Element, me: string, visible: DiscoVisibility = () => true, from?: string): Element {
     const node = query.attrs['node'];
-    const items = node === undefined ? this.#items.filter((i) => i.guard === undefined || visible(i.guard)) : [];
+    const shown = (i: DiscoItem): boolean =>
+      (i.guard === undefined || visible(i.guard)) && (i.shownTo === undefined || i.shownTo(from));
+    const items = node === undefined ? this.#items.filter(shown) : [];
     return xml(
       'query',
       { xmlns: NS_DISCO_ITEMS, node },

@@ -21,6 +21,7 @@ export type { ErrorCode, XmppBusErrorOptions } from './errors.js';
 export {
   StanzaError,
   ServiceUnavailableError,
+  defaultErrorType,
   NS_STANZAS,
   STANZA_ERROR_CONDITIONS,
   UNAVAILABLE_CONDITIONS,
@@ -74,6 +75,18 @@ export { IqRouter, IqCaller, resultReply, errorReply, errorFromStanza, noHandler
 export type { IqHandler, IqRequestOptions } from './iq.js';
 export { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './disco.js';
 export type { DiscoIdentity, DiscoItem, DiscoNodeInfo, DiscoVisibility } from './disco.js';
+export { SchemaRegistry, NS_SCHEMA, NS_RSM } from './reflection.js';
+export type {
+  ContractDescriptor,
+  MethodDescriptor,
+  EventDescriptor,
+  MessageDescriptor,
+  ErrorDescriptor,
+  JsonSchema,
+  SchemaRegistryDeps,
+} from './reflection.js';
+export { fetchSchemas, parseSchemas } from './reflection-client.js';
+export type { FetchSchemasOptions, SchemaRequester } from './reflection-client.js';
 export { calleeError } from './callee-error.js';
 export { AccessPolicy, orgDomain } from './access.js';
 export { SenderBudget, FairQueue, stanzaBytes, stanzaCost, NODE_COST, STANZA_BYTES } from './admission.js';

@@ -88,7 +88,7 @@ export class IqRouter {
         return this.#reply(stanza, this.#disco.infoQuery(payload, this.#visibleTo(from)));
       if (ns === NS_DISCO_ITEMS && name === 'query' && type === 'get') {
         const me = stanza.attrs['to'] ?? this.#transport.address;
-        return this.#reply(stanza, this.#disco.itemsQuery(payload, me, this.#visibleTo(from)));
+        return this.#reply(stanza, this.#disco.itemsQuery(payload, me, this.#visibleTo(from), from));
       }
     }
     // The one access check of inbound requests, before any unit sees the payload.

@@ -21,6 +21,7 @@ import { noInstrumentation, type Instrumentation } from './instrumentation.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { StanzaListener, Transport, TransportStatus } from './transport.js';
 import { waitForStatus } from './base-transport.js';
+import { SchemaRegistry } from './reflection.js';
 import type { Element } from './xml.js';
 
 export type SessionStatus = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
@@ -74,6 +75,8 @@ export class Session implements AsyncDisposable {
   readonly access: AccessPolicy;
   readonly router: IqRouter;
   readonly caller: IqCaller;
+  /** The contracts this endpoint reflects (`urn:xmppbus:schema:1`); rpc, pubsub and messaging add theirs. */
+  readonly schemas: SchemaRegistry;
   /**
    * Hooks the units call at their key points (calls, events, messages, gauges). Default: the
    * shared no-op. Set it before the units start (`@xmppbus/telemetry`'s `instrument(session)`).
@@ -97,6 +100,12 @@ export class Session implements AsyncDisposable {
     this.instrumentation = options.instrumentation ?? noInstrumentation;
     this.router = new IqRouter(this.transport, this.disco, this.access);
     this.caller = new IqCaller(this.transport, this.clock);
+    this.schemas = new SchemaRegistry({
+      router: this.router,
+      disco: this.disco,
+      access: this.access,
+      transport: this.transport,
+    });
     if (options.iqTimeout !== undefined) this.caller.defaultTimeout = options.iqTimeout;
   }
 

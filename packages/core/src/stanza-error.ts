@@ -55,6 +55,11 @@ const DEFAULT_TYPE: Partial<Record<StanzaErrorCondition, StanzaErrorType>> = {
   redirect: 'modify',
 };
 
+/** The type a condition takes when none is given (RFC 6120 §8.3.3's examples; else `cancel`). */
+export function defaultErrorType(condition: StanzaErrorCondition): StanzaErrorType {
+  return DEFAULT_TYPE[condition] ?? 'cancel';
+}
+
 /**
  * Conditions that mean "the addressee is not there right now": a disconnected component gets
  * `remote-server-timeout` from Prosody, `remote-server-not-found` (s2s on) or `forbidden`

@@ -19,7 +19,7 @@ import {
   type Element,
   type Session,
 } from '@xmppbus/core';
-import { decode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
+import { decode, describeMessage, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
 import type { Settings } from './options.js';
 import type { MessageStore } from './store.js';
 import type { HandlerOptions, MessageContext, MessageHandler, MessengerCounters } from './types.js';
@@ -85,9 +85,12 @@ export class HandlerRegistry {
     };
     if (!byName) this.#handlers.set(ns, (byName = new Map()));
     byName.set(contract.name, reg);
+    // Reflected to peers without our contracts (docs/protocol.md §6).
+    const unreflect = this.#session.schemas.add(describeMessage(contract));
     return () => {
       const m = this.#handlers.get(ns);
       if (m?.get(contract.name) !== reg) return;
+      unreflect();
       m.delete(contract.name);
       if (m.size === 0) this.#handlers.delete(ns);
     };

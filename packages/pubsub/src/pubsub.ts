@@ -9,7 +9,7 @@
  */
 import { ClosedError, ConfigError, localName, randomId, xml } from '@xmppbus/core';
 import type { Element, Session, SessionUnit, WaitOptions } from '@xmppbus/core';
-import { encode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
+import { describeEvent, encode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
 import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
 import { Consumer } from './consumer.js';
 import type { DataForm, FieldValue } from './forms.js';
@@ -77,6 +77,9 @@ export class PubSub implements SessionUnit, AsyncDisposable {
   readonly #owner: NodeOwner;
   readonly #sub: Subscriber;
   readonly #events: NotificationRouter;
+  /** (contract, node) pairs this client published, reflected as `publish` events (bounded). */
+  readonly #published = new WeakMap<PayloadContract, Set<string>>();
+  #publishedCount = 0;
   readonly #consumers = new Set<{ drain(options: WaitOptions): Promise<void>; close(): Promise<void> }>();
   readonly #host: ConsumerHost;
   #status: PubSubStatus = 'idle';
@@ -314,7 +317,18 @@ export class PubSub implements SessionUnit, AsyncDisposable {
     } catch (err) {
       return Promise.reject(err as Error);
     }
+    if (this.#published.get(contract)?.has(node) !== true) this.#reflectPublished(contract, node);
     return this.publishElement(node, el, options);
+  }
+
+  /** Reflects a published (contract, node) once (docs/protocol.md §6); at most 64 per client. */
+  #reflectPublished(contract: PayloadContract, node: string): void {
+    if (this.#publishedCount >= 64 || this.#status === 'closed') return;
+    let nodes = this.#published.get(contract);
+    if (nodes === undefined) this.#published.set(contract, (nodes = new Set()));
+    nodes.add(node);
+    this.#publishedCount++;
+    this.#offs.push(this.session.schemas.add(describeEvent(contract, 'publish', { node, service: this.service })));
   }
 
   /** Publishes a ready-made payload element (the raw escape hatch); `headers` are appended to it. */
@@ -414,11 +428,22 @@ export class PubSub implements SessionUnit, AsyncDisposable {
     options: ConsumeOptions = {},
   ): Consumer<C> {
     if (this.#status === 'closed') throw new ClosedError('PubSub is closed');
+    let unreflect = (): void => undefined;
     const c: Consumer<C> = new Consumer<C>(
       this.#host,
-      { contract, node, handler, onClose: () => this.#consumers.delete(c) },
+      {
+        contract,
+        node,
+        handler,
+        onClose: () => {
+          unreflect();
+          this.#consumers.delete(c);
+        },
+      },
       options,
     );
+    // Reflected once the options are valid (docs/protocol.md §6); removed when the consumer closes.
+    unreflect = this.session.schemas.add(describeEvent(contract, 'consume', { node, service: this.service }));
     this.#consumers.add(c);
     return c;
   }

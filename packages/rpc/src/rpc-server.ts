@@ -37,7 +37,15 @@ import {
   type Transport,
   type WaitOptions,
 } from '@xmppbus/core';
-import { ValidationError, decode, encode, type MethodContract, type RequestOf, type ResponseOf } from '@xmppbus/schema';
+import {
+  ValidationError,
+  decode,
+  describeMethod,
+  encode,
+  type MethodContract,
+  type RequestOf,
+  type ResponseOf,
+} from '@xmppbus/schema';
 import { budgetLimits, type RpcLimits } from './call-admission.js';
 import { CallContext, type HandlerContext } from './call-context.js';
 import { parseDeadline } from './deadline.js';
@@ -259,6 +267,8 @@ export class RpcServer implements AsyncDisposable {
         features: [ns, NS_RPC],
         guard: { ns, name },
       }),
+      // Reflected to peers without our contracts (docs/protocol.md §6); described once, here.
+      this.#session.schemas.add(describeMethod(entry.contract)),
     ];
     entry.off = () => {
       for (const f of offs) f();

@@ -683,7 +683,7 @@ describe('RpcClient + RpcServer (memory hub)', () => {
       .getChild('query')!
       .getChildren('item')
       .map((i) => i.attrs['node']);
-    expect(nodes.sort()).toEqual([`${NS_ORDERS}#create`, `${NS_ORDERS}#get`]);
+    expect(nodes.sort()).toEqual([`${NS_ORDERS}#create`, `${NS_ORDERS}#get`, 'urn:xmppbus:schema:1']);
     const nodeInfo = await caller.request(
       get('orders.test', xml('query', { xmlns: NS_DISCO_INFO, node: `${NS_ORDERS}#get` })),
     );
@@ -694,7 +694,7 @@ describe('RpcClient + RpcServer (memory hub)', () => {
     await expect(caller.request(get('orders.test', xml('ping', { xmlns: NS_PING })))).resolves.toBeDefined();
     offGet();
     const items2 = await caller.request(get('orders.test', xml('query', { xmlns: NS_DISCO_ITEMS })));
-    expect(items2.getChild('query')!.getChildren('item')).toHaveLength(1);
+    expect(items2.getChild('query')!.getChildren('item')).toHaveLength(2); // create + the schema node
     await server.close();
     const info2 = await caller.request(get('orders.test', xml('query', { xmlns: NS_DISCO_INFO })));
     const features2 = info2

@@ -15,6 +15,15 @@ export type {
 export { encode, decode, validate, matches, toXml, fromXml, rawPayload, compiledValidator } from './codec.js';
 export type { EncodeOptions, DecodeOptions, FromXmlOptions } from './codec.js';
 
+// Reflection (docs/protocol.md §6)
+export {
+  describeMethod,
+  describeEvent,
+  describeMessage,
+  methodFromDescriptor,
+  payloadFromDescriptor,
+} from './reflect.js';
+
 // Errors
 export { ValidationError, SchemaError } from './errors.js';
 export type { ValidationIssue, ValidationErrorOptions } from './errors.js';
