@@ -108,6 +108,7 @@ const config = ts.parseJsonConfigFileContent(
       declaration: false,
       declarationMap: false,
       sourceMap: false,
+      inlineSources: false,
       noUnusedLocals: false,
       noUnusedParameters: false,
       noPropertyAccessFromIndexSignature: false, // `process.env.SECRET` is what readers write
