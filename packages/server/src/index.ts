@@ -1,2 +1,32 @@
-// @xmppbus/server — work in progress.
-export {};
+/**
+ * @xmppbus/server — a supported local XMPP server (Prosody or ejabberd) for development and CI:
+ * install it, generate a config for your components, secrets, pub/sub admins and accounts, start
+ * it as the right system user, wait until ready, stop it; detached for the `xmppbus server` CLI;
+ * config snippets for your own production server.
+ */
+export type {
+  AccountSpec,
+  ComponentSpec,
+  ServerEndpoints,
+  ServerKind,
+  ServerLimits,
+  ServerPorts,
+  ServerState,
+  StartServerOptions,
+  XmppServer,
+} from './types.js';
+export { SERVER_KINDS, startServer } from './start.js';
+export { serverStatus, stopServer } from './detached.js';
+export type { ServerStatus, StatusOptions, StopOptions, StopResult } from './detached.js';
+export { readState } from './state.js';
+export { DEFAULT_STATE_DIR, STATE_FILE, randomSecret } from './options.js';
+export { installServer, installCommand, missingBinaries, ServerNotInstalledError } from './install.js';
+export type { InstallResult } from './install.js';
+export { PROBE_COMPONENT } from './managed-server.js';
+// Low-level helpers the test harness (@xmppbus/testing) builds on.
+export { freePort } from './ports.js';
+export { componentHandshake, openComponentStream } from './handshake.js';
+export type { HandshakeOptions, RawComponentStream } from './handshake.js';
+export { createTestCa } from './test-ca.js';
+export type { TestCa } from './test-ca.js';
+export { DIR_PREFIX, signal as signalProcess, trackServer, untrackServer, waitGone } from './proc.js';

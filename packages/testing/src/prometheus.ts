@@ -9,8 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConnectionError, ProtocolError, TimeoutError } from '@xmppbus/core';
-import { freePort } from './ports.js';
-import { DIR_PREFIX, signal, sleep, trackServer, untrackServer, waitGone } from './proc.js';
+import { DIR_PREFIX, freePort, signalProcess as signal, trackServer, untrackServer, waitGone } from '@xmppbus/server';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface PrometheusOptions {
   /** `host:port` of the endpoints to scrape (path `/metrics`). */

@@ -1,4 +1,4 @@
-import { openComponentStream, type RawComponentStream } from './handshake.js';
+import { openComponentStream, type RawComponentStream } from '@xmppbus/server';
 import type { XmppServer } from './types.js';
 
 let probes = 0;

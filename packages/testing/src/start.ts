@@ -1,19 +1,34 @@
-import { EjabberdServer } from './ejabberd.js';
-import { ProsodyServer } from './prosody.js';
+import { SERVER_KINDS, startServer as startLocalServer } from '@xmppbus/server';
+
 import type { ServerKind, ServerOptions, XmppServer } from './types.js';
 
-export const SERVER_KINDS: readonly ServerKind[] = ['prosody', 'ejabberd'];
+export { SERVER_KINDS };
+
+/** The harness's default components: svc-a … svc-p.localhost. */
+export const DEFAULT_COMPONENTS: readonly string[] = Array.from(
+  { length: 16 },
+  (_, i) => `svc-${String.fromCharCode(97 + i)}.localhost`,
+);
+
+/** Starts a server on free loopback ports with a fresh temp dir; resolves when a component handshake works. */
+export function startServer(kind: ServerKind, options: ServerOptions = {}): Promise<XmppServer> {
+  return startLocalServer({
+    kind,
+    components: [...(options.components ?? DEFAULT_COMPONENTS)],
+    ...(options.admins ? { pubsubAdmins: options.admins } : {}),
+    accounts: (options.users ?? []).map(([user, password]) => ({ user, password })),
+    ...(options.pubsubStorage ? { pubsubStorage: options.pubsubStorage } : {}),
+    ...(options.startTimeout !== undefined ? { startTimeout: options.startTimeout } : {}),
+    ...(options.tls ? { tls: true } : {}),
+  });
+}
 
 /** Starts Prosody on free loopback ports with a fresh temp dir; resolves when a component handshake works. */
 export function startProsody(options: ServerOptions = {}): Promise<XmppServer> {
-  return new ProsodyServer(options).start();
+  return startServer('prosody', options);
 }
 
 /** Starts ejabberd on free loopback ports with a fresh temp dir; resolves when a component handshake works. */
 export function startEjabberd(options: ServerOptions = {}): Promise<XmppServer> {
-  return new EjabberdServer(options).start();
-}
-
-export function startServer(kind: ServerKind, options: ServerOptions = {}): Promise<XmppServer> {
-  return kind === 'prosody' ? startProsody(options) : startEjabberd(options);
+  return startServer('ejabberd', options);
 }

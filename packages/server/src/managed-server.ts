@@ -1,23 +1,24 @@
+import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { ConnectionError, TimeoutError } from '@xmppbus/core';
+import { ConfigError, ConnectionError, TimeoutError } from '@xmppbus/core';
 
 import { componentHandshake } from './handshake.js';
-import { freePort, waitPortsFree } from './ports.js';
+import { assertInstalled, ServerNotInstalledError } from './install.js';
+import type { ResolvedOptions } from './options.js';
+import { canBind, freePort, waitPortsFree } from './ports.js';
 import { DIR_PREFIX, processState, reapOrphans, signal, sleep, trackServer, untrackServer, waitGone } from './proc.js';
+import { removeState, writeState } from './state.js';
+import { isRoot, reachableBy, systemUser } from './system-users.js';
+import type { SystemUser } from './system-users.js';
 import { issueServerCertificate } from './test-ca.js';
 import type { ServerCertificate } from './test-ca.js';
-import type { ServerKind, ServerOptions, XmppServer } from './types.js';
+import type { AccountSpec, ServerEndpoints, ServerKind, ServerState, XmppServer } from './types.js';
 
-export const DEFAULT_COMPONENTS: readonly string[] = Array.from(
-  { length: 16 },
-  (_, i) => `svc-${String.fromCharCode(97 + i)}.localhost`,
-);
-/** The name the harness itself uses for readiness probes, so it never collides with a test's component. */
+/** The name the harness itself uses for readiness probes on `localhost`, so it never collides with a test's component. */
 export const PROBE_COMPONENT = 'harness-probe.localhost';
 
 const LOG_TAIL = 8000;
@@ -34,32 +35,84 @@ export function readText(path: string): string {
   }
 }
 
+/** What a subclass runs; the base class drops privileges and spawns it. */
+export interface LaunchSpec {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** The server's directory: given, `<stateDir>/<kind>` for a detached server, or a fresh temp dir. */
+function chooseDir(
+  kind: ServerKind,
+  o: ResolvedOptions,
+  user: SystemUser | undefined,
+): { dir: string; ephemeral: boolean } {
+  if (o.dataDir !== undefined) {
+    if (user && !reachableBy(o.dataDir, user))
+      throw new ConfigError(
+        `startServer: dataDir ${o.dataDir} is not reachable by the system user ${kind} (a parent directory is not searchable); choose a directory outside it, e.g. under /var/tmp`,
+      );
+    mkdirSync(o.dataDir, { recursive: true });
+    return { dir: o.dataDir, ephemeral: false };
+  }
+  if (o.detach) {
+    const dir = join(o.stateDir, kind);
+    // As root in e.g. /root/app, the server's user cannot read its config there: use a temp dir.
+    if (!user || reachableBy(dir, user)) {
+      mkdirSync(dir, { recursive: true });
+      return { dir, ephemeral: false };
+    }
+    return { dir: mkdtempSync(join(tmpdir(), `xmppbus-detached-${kind}-`)), ephemeral: true };
+  }
+  return { dir: mkdtempSync(join(tmpdir(), `${DIR_PREFIX}${kind}-`)), ephemeral: true };
+}
+
 /** The per-kind part: config files, how to launch, where the logs are. */
 export abstract class ManagedServer implements XmppServer {
   abstract readonly kind: ServerKind;
   readonly host = '127.0.0.1';
-  readonly domain = 'localhost';
-  readonly pubsubService = 'pubsub.localhost';
-  readonly componentSecret = randomBytes(18).toString('base64url');
+  readonly domain: string;
+  readonly pubsubService: string;
+  readonly componentSecret: string;
   readonly components: readonly string[];
   readonly dir: string;
-  readonly options: ServerOptions;
+  readonly options: ResolvedOptions;
+  /** The system user the server runs as when we are root. */
+  protected readonly user: SystemUser | undefined;
+  /** The component name of readiness probes. */
+  protected readonly probeName: string;
+  readonly #ephemeral: boolean;
+  readonly #secrets: ReadonlyMap<string, string>;
+  readonly #accounts: AccountSpec[] = [];
   c2sPort = 0;
   componentPort = 0;
   #componentTlsPort = 0;
   #certificate: ServerCertificate | undefined;
   #pid = 0;
+  #startedAt = '';
   #child: ChildProcess | undefined;
   #childExit: Promise<void> = Promise.resolve();
   #stopping: Promise<void> | undefined;
   /** Log file sizes when the current process was launched: failure checks look only past them. */
   #logMark = new Map<string, number>();
 
-  constructor(kind: ServerKind, options: ServerOptions) {
+  constructor(kind: ServerKind, options: ResolvedOptions) {
+    assertInstalled(kind);
+    this.user = isRoot() ? systemUser(kind) : undefined;
+    if (isRoot() && !this.user) throw new ServerNotInstalledError(kind, `system user "${kind}"`);
     reapOrphans();
     this.options = options;
-    this.components = [...(options.components ?? DEFAULT_COMPONENTS)];
-    this.dir = mkdtempSync(join(tmpdir(), `${DIR_PREFIX}${kind}-`));
+    this.domain = options.domain;
+    this.pubsubService = options.pubsubService;
+    this.componentSecret = options.componentSecret;
+    this.components = options.components.map((c) => c.name);
+    this.#secrets = new Map(options.components.map((c) => [c.name, c.secret]));
+    this.probeName = `harness-probe.${options.domain}`;
+    const { dir, ephemeral } = chooseDir(kind, options, this.user);
+    this.dir = dir;
+    this.#ephemeral = ephemeral;
   }
 
   get pid(): number {
@@ -74,6 +127,23 @@ export abstract class ManagedServer implements XmppServer {
     return this.#componentTlsPort || undefined;
   }
 
+  get endpoints(): ServerEndpoints {
+    return {
+      host: this.host,
+      domain: this.domain,
+      pubsubService: this.pubsubService,
+      c2sPort: this.c2sPort,
+      componentPort: this.componentPort,
+      componentTlsPort: this.componentTlsPort,
+      c2sService: this.c2sService(),
+      componentService: this.componentService(),
+    };
+  }
+
+  secretOf(component: string): string {
+    return this.#secrets.get(component.toLowerCase()) ?? this.componentSecret;
+  }
+
   /** The server's certificate and key files (issued at the first start), when `tls: true`. */
   protected get certificate(): ServerCertificate | undefined {
     return this.#certificate;
@@ -85,15 +155,18 @@ export abstract class ManagedServer implements XmppServer {
   }
   /** Picks all ports (called again with fresh ports when a first start clashed). */
   protected async pickPorts(): Promise<void> {
-    this.c2sPort = await freePort();
-    this.componentPort = await freePort();
-    if (this.options.tls) this.#componentTlsPort = await freePort();
+    const p = this.options.ports;
+    this.c2sPort = p.c2s ?? (await freePort());
+    this.componentPort = p.component ?? (await freePort());
+    if (this.options.tls) this.#componentTlsPort = p.componentTls ?? (await freePort());
   }
   /** Writes config files and data dirs (fresh state on the first call). */
   protected abstract writeConfig(): Promise<void>;
-  /** Spawns the server with stdout/stderr going to `outFd`. */
-  protected abstract launch(outFd: number): ChildProcess;
-  /** Log files, concatenated by logs(). */
+  /** The config file (what a person would edit or read). */
+  abstract readonly configFile: string;
+  /** What to run. */
+  protected abstract launchSpec(): LaunchSpec;
+  /** Log files, concatenated by logs(); the main one first. */
   protected abstract logFiles(): string[];
   /** A log message meaning the server will never get ready (fail fast). */
   protected abstract fatalInLog(log: string): string | undefined;
@@ -101,9 +174,17 @@ export abstract class ManagedServer implements XmppServer {
   protected stoppedInLog(_log: string): boolean {
     return false;
   }
-  /** Registers the initial users (after the server is ready). */
-  protected abstract registerInitialUsers(users: [string, string][]): Promise<void>;
-  abstract registerUser(username: string, password: string): Promise<void>;
+  /** Registers accounts (before launch for the initial ones on Prosody; after ready on ejabberd). */
+  protected abstract addAccounts(accounts: readonly AccountSpec[], initial: boolean): Promise<void>;
+
+  async registerUsers(accounts: readonly AccountSpec[]): Promise<void> {
+    await this.addAccounts(accounts, false);
+    this.#accounts.push(...accounts.map((a) => ({ user: a.user, password: a.password })));
+  }
+
+  registerUser(username: string, password: string): Promise<void> {
+    return this.registerUsers([{ user: username, password }]);
+  }
 
   componentService(): string {
     return `xmpp://${this.host}:${this.componentPort}`;
@@ -119,6 +200,24 @@ export abstract class ManagedServer implements XmppServer {
       .join('\n');
   }
 
+  state(): ServerState {
+    return {
+      version: 1,
+      kind: this.kind,
+      pid: this.#pid,
+      endpoints: this.endpoints,
+      componentSecret: this.componentSecret,
+      components: [...this.#secrets].map(([name, secret]) => ({ name, secret })),
+      accounts: this.#accounts.map((a) => ({ ...a })),
+      dir: this.dir,
+      ephemeral: this.#ephemeral,
+      configFile: this.configFile,
+      logFile: this.logFiles()[1] ?? this.logFiles()[0] ?? '',
+      caFile: this.#certificate ? join(this.dir, 'ca.crt') : undefined,
+      startedAt: this.#startedAt,
+    };
+  }
+
   /** Log text written since the current launch. */
   #freshLogs(): string {
     return this.logFiles()
@@ -130,9 +229,14 @@ export abstract class ManagedServer implements XmppServer {
   /** First start: fresh ports; on a port clash (parallel harness instances) retry with new ones. */
   async start(): Promise<this> {
     try {
+      const p = this.options.ports;
+      for (const port of [p.c2s, p.component, p.componentTls]) {
+        if (port !== undefined && !(await canBind(port)))
+          throw new ConfigError(`startServer: port ${port} on 127.0.0.1 is in use (another server running?)`);
+      }
       if (this.options.tls) {
-        // Before writeConfig(), which hands the temp dir over to the server's system user.
-        const names = [this.domain, this.pubsubService, ...this.components, PROBE_COMPONENT];
+        // Before writeConfig(), which hands the dir over to the server's system user.
+        const names = [this.domain, this.pubsubService, ...this.components, this.probeName];
         this.#certificate = await issueServerCertificate(this.dir, [...new Set(names)]);
       }
       for (let attempt = 1; ; attempt++) {
@@ -146,7 +250,13 @@ export abstract class ManagedServer implements XmppServer {
           await this.#terminate('SIGKILL');
         }
       }
-      if (this.options.users?.length) await this.registerInitialUsers(this.options.users);
+      const initial = this.options.accounts;
+      if (initial.length) {
+        await this.addAccounts(initial, true);
+        this.#accounts.push(...initial);
+      }
+      this.#startedAt = new Date().toISOString();
+      if (this.options.detach) writeState(this.options.stateDir, this.state());
       return this;
     } catch (err) {
       await this.stop();
@@ -154,12 +264,25 @@ export abstract class ManagedServer implements XmppServer {
     }
   }
 
+  /** Spawns `spec` as the server's system user (when root), detached or tied to this process. */
+  #spawn(spec: LaunchSpec, outFd: number): ChildProcess {
+    const detached = this.options.detach;
+    const stdio: ['ignore', number, number] = ['ignore', outFd, outFd];
+    const opts = { cwd: spec.cwd, env: spec.env, stdio, detached };
+    if (!this.user) return spawn(spec.command, [...spec.args], opts);
+    // Prosody refuses to run as root (and then hangs with its ports open): drop to its user.
+    // --pdeathsig takes the server down with us, unless it is meant to outlive us.
+    const drop = [`--reuid=${this.kind}`, `--regid=${this.kind}`, '--init-groups'];
+    if (!detached) drop.push('--pdeathsig', 'KILL');
+    return spawn('setpriv', [...drop, '--', spec.command, ...spec.args], opts);
+  }
+
   async #launchAndWait(): Promise<void> {
     this.#logMark = new Map(this.logFiles().map((f) => [f, readText(f).length]));
     const outFd = openSync(join(this.dir, 'server.out'), 'a');
     let child: ChildProcess;
     try {
-      child = this.launch(outFd);
+      child = this.#spawn(this.launchSpec(), outFd);
     } finally {
       closeSync(outFd);
     }
@@ -170,12 +293,12 @@ export abstract class ManagedServer implements XmppServer {
     });
     // A spawn failure (ENOENT) is reported as 'error'; the exit promise covers it as well.
     child.once('error', () => undefined);
-    // Never keep the test process alive for a forgotten server: the 'exit' hook kills it.
+    // Never keep this process alive for a forgotten server: the 'exit' hook kills it (unless detached).
     child.unref();
     if (child.pid === undefined) throw new ConnectionError(`${this.kind} failed to spawn\n${this.#logTail()}`);
     this.#pid = child.pid;
-    trackServer(this.dir, child.pid);
-    await this.#waitReady(this.options.startTimeout ?? 60_000);
+    if (!this.options.detach) trackServer(this.dir, child.pid);
+    await this.#waitReady(this.options.startTimeout);
   }
 
   /** Ready = a real XEP-0114 handshake succeeds (an open port proves nothing, servers.md §6.2). */
@@ -195,7 +318,7 @@ export abstract class ManagedServer implements XmppServer {
       try {
         await componentHandshake({
           port: this.componentPort,
-          name: PROBE_COMPONENT,
+          name: this.probeName,
           secret: this.componentSecret,
           timeout: 3000,
         });
@@ -218,18 +341,19 @@ export abstract class ManagedServer implements XmppServer {
     return text.length > LOG_TAIL ? `…${text.slice(-LOG_TAIL)}` : text;
   }
 
-  /** Signals the server process and waits until it is gone and our child is reaped. */
+  /** Signals the server (its process group when detached) and waits until it is gone and reaped. */
   async #terminate(sig: NodeJS.Signals): Promise<void> {
     const pid = this.#pid;
+    const target = this.options.detach ? -pid : pid;
     // The child is unref'd; while we wait for its exit it must keep the event loop alive.
     this.#child?.ref();
     try {
       if (pid && processState(pid) !== 'gone') {
-        signal(pid, sig);
+        signal(target, sig);
         try {
           await waitGone(pid, STOP_TIMEOUT);
         } catch {
-          signal(pid, 'SIGKILL');
+          signal(target, 'SIGKILL');
           await waitGone(pid, STOP_TIMEOUT);
         }
       }
@@ -253,6 +377,7 @@ export abstract class ManagedServer implements XmppServer {
       await waitPortsFree(ports, 30_000);
       try {
         await this.#launchAndWait();
+        if (this.options.detach) writeState(this.options.stateDir, this.state());
         return;
       } catch (err) {
         if (attempt >= 5 || !PORT_CLASH.test(this.#freshLogs())) throw err;
@@ -267,18 +392,19 @@ export abstract class ManagedServer implements XmppServer {
       try {
         const pid = this.#pid;
         if (pid && processState(pid) !== 'gone') {
-          signal(pid, 'SIGTERM');
+          signal(this.options.detach ? -pid : pid, 'SIGTERM');
           // The data is deleted next: once the server reports a finished shutdown, don't wait for the VM.
           const deadline = Date.now() + STOP_TIMEOUT;
           while (processState(pid) !== 'gone' && Date.now() < deadline) {
-            if (this.stoppedInLog(this.#freshLogs())) break;
+            if (this.#ephemeral && this.stoppedInLog(this.#freshLogs())) break;
             await sleep(5);
           }
         }
         await this.#terminate('SIGKILL');
       } finally {
         untrackServer(this.dir);
-        rmSync(this.dir, { recursive: true, force: true });
+        if (this.options.detach) removeState(this.options.stateDir, this.#pid);
+        if (this.#ephemeral) rmSync(this.dir, { recursive: true, force: true });
       }
     })();
     return this.#stopping;
