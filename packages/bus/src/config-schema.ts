@@ -126,6 +126,25 @@ export interface BusConfig {
    * enabled: without an SDK registered they cost next to nothing).
    */
   telemetry?: { enabled?: boolean };
+  /**
+   * Read only by the local development server (`xmppbus server start`, `@xmppbus/server`): the
+   * components and accounts it declares besides this service's own. Never holds secrets: the
+   * server generates them. The bus itself ignores this section.
+   */
+  server?: ServerSection;
+}
+
+/** See `BusConfig.server`. */
+export interface ServerSection {
+  kind?: 'prosody' | 'ejabberd';
+  /** The XMPP domain (default: the parent of `transport.domain`, else `localhost`). */
+  domain?: string;
+  /** Component names to declare, e.g. `[orders.localhost, billing.localhost]`. */
+  components?: string[];
+  /** c2s account names (local parts) to create with random passwords. */
+  accounts?: string[];
+  /** JIDs that may create pub/sub nodes and publish anywhere (default: every component). */
+  pubsubAdmins?: string[];
 }
 
 // ---- the JSON Schema --------------------------------------------------------------------------
@@ -220,6 +239,13 @@ export const BUS_CONFIG_SCHEMA: Schema = {
       maxOutbox: posInt,
       overflow: enumOf('reject', 'drop-oldest', 'block'),
       validate: bool,
+    }),
+    server: obj({
+      kind: enumOf('prosody', 'ejabberd'),
+      domain: str,
+      components: { type: 'array', items: str, uniqueItems: true },
+      accounts: { type: 'array', items: str, uniqueItems: true },
+      pubsubAdmins: { type: 'array', items: str },
     }),
   }),
 };

@@ -126,6 +126,21 @@ describe('loadConfig errors', () => {
     expect(issues).toEqual([{ path: 'transport.passwrod', message: 'is not a known option' }]);
   });
 
+  it('accepts the local server section (read by @xmppbus/server) and checks its shape', async () => {
+    const yaml =
+      'server:\n  kind: ejabberd\n  components: [orders.localhost, billing.localhost]\n  accounts: [alice]\n';
+    const { config } = await loadConfig({ file: file('server.yaml', yaml) }, { env: {} });
+    expect(config.server).toEqual({
+      kind: 'ejabberd',
+      components: ['orders.localhost', 'billing.localhost'],
+      accounts: ['alice'],
+    });
+    const issues = await issuesOf(
+      loadConfig({ file: file('bad.yaml', 'server:\n  kind: openfire\n  secret: x\n') }, { env: {} }),
+    );
+    expect(issues.map((i) => i.path).sort()).toEqual(['server.kind', 'server.secret']);
+  });
+
   it('names the environment variable a bad value came from', async () => {
     const issues = await issuesOf(
       loadConfig({ transport }, { env: { XMPPBUS_TRANSPORT_TIMEOUT: 'soon', XMPPBUS_LOG_FORMAT: 'xml' } }),

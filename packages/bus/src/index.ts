@@ -17,6 +17,7 @@ export type {
   PubSubConfig,
   MessagingConfig,
   SqliteStoreConfig,
+  ServerSection,
   SecretInput,
   LogLevel,
   LogFormat,
