@@ -15,7 +15,15 @@ export { serializeElement } from './serialize.js';
 export type { SerializeOptions } from './serialize.js';
 
 // RFC 6120 §4.9 stream errors → typed xmppbus errors
-export { streamErrorToError, streamErrorCondition, isStreamError, NS_STREAMS } from './stream-errors.js';
+export {
+  streamErrorToError,
+  streamErrorCondition,
+  isStreamError,
+  NS_STREAMS,
+  ServerStreamError,
+  streamErrorOf,
+  withConnectionContext,
+} from './stream-errors.js';
 
 // What the parser refuses input with; StreamLink answers each with its <stream:error>
 export { StreamXmlError, StreamLimitError, streamConditionOf, certificateError } from './stream-errors.js';

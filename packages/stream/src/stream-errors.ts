@@ -9,7 +9,9 @@ import {
   ConnectionError,
   PayloadTooLargeError,
   ProtocolError,
+  TimeoutError,
   XmlError,
+  XmppBusError as XmppBusErrorClass,
   findChild,
   localName,
   textOf,
@@ -82,6 +84,31 @@ export function streamErrorCondition(el: Element): string {
 }
 
 /**
+ * What the server said in a `<stream:error>` (RFC 6120 §4.9.3): its defined condition and its
+ * `<text/>`. It is the `cause` of the typed error the transport rejects with (`streamErrorOf`
+ * finds it), so a caller can branch on the server's own words.
+ */
+export class ServerStreamError extends Error {
+  /** The defined condition, e.g. `host-unknown`, `not-authorized`, `conflict`. */
+  readonly condition: string;
+  /** The server's human-readable text, when it sent one. */
+  readonly text: string | undefined;
+  constructor(condition: string, text: string | undefined) {
+    super(`<${condition}/>${text ? `: ${text}` : ''}`);
+    this.name = 'ServerStreamError';
+    this.condition = condition;
+    this.text = text;
+  }
+}
+
+/** The server's stream error behind `err` (its cause chain), if a stream error ended the link. */
+export function streamErrorOf(err: unknown): ServerStreamError | undefined {
+  for (let e: unknown = err, i = 0; e instanceof Error && i < 8; e = e.cause, i++)
+    if (e instanceof ServerStreamError) return e;
+  return undefined;
+}
+
+/**
  * - `not-authorized` → AuthError (bad component secret / credentials)
  * - `conflict` → ConflictError (Prosody: component name already connected; c2s: kicked by a
  *   newer session with the same full JID)
@@ -90,19 +117,20 @@ export function streamErrorCondition(el: Element): string {
  * - XML/protocol conditions → ProtocolError
  * - anything else (`system-shutdown`, `reset`, `connection-timeout`, …) → ConnectionError (retryable)
  */
-export function streamErrorToError(el: Element): XmppBusError {
+export function streamErrorToError(el: Element, note?: string): XmppBusError {
   const condition = streamErrorCondition(el);
   const textEl = findChild(el, 'text');
   const text = textEl ? textOf(textEl) : '';
-  const message = `stream error <${condition}/>${text ? `: ${text}` : ''}`;
+  const message = `stream error <${condition}/>${text ? `: ${text}` : ''}${note ? ` (${note})` : ''}`;
+  const options = { cause: new ServerStreamError(condition, text || undefined) };
   switch (condition) {
     case 'not-authorized':
-      return new AuthError(message);
+      return new AuthError(message, options);
     case 'conflict':
-      return new ConflictError(message);
+      return new ConflictError(message, options);
     case 'host-unknown':
     case 'improper-addressing':
-      return new ConfigError(message);
+      return new ConfigError(message, options);
     case 'bad-format':
     case 'bad-namespace-prefix':
     case 'invalid-namespace':
@@ -113,10 +141,28 @@ export function streamErrorToError(el: Element): XmppBusError {
     case 'unsupported-stanza-type':
     case 'unsupported-version':
     case 'unsupported-feature':
-      return new ProtocolError(message);
+      return new ProtocolError(message, options);
     default:
-      return new ConnectionError(message);
+      return new ConnectionError(message, options);
   }
+}
+
+/**
+ * The same error with `where` (e.g. `component orders.example.com at 127.0.0.1:5347`) in front
+ * of its message, so a log line says which connection failed. Same class, same `retryable`;
+ * the original is the `cause`. Errors of other classes (an abort's reason, …) pass unchanged.
+ */
+export function withConnectionContext(err: unknown, where: string): unknown {
+  if (!(err instanceof XmppBusErrorClass) || err.message.startsWith(where)) return err;
+  const options = { cause: err, retryable: err.retryable };
+  const message = `${where}: ${err.message}`;
+  if (err instanceof AuthError) return new AuthError(message, options);
+  if (err instanceof ConflictError) return new ConflictError(message, options);
+  if (err instanceof ConfigError) return new ConfigError(message, options);
+  if (err instanceof ConnectionError) return new ConnectionError(message, options);
+  if (err instanceof TimeoutError) return new TimeoutError(message, options);
+  if (err instanceof ProtocolError) return new ProtocolError(message, options);
+  return err;
 }
 
 /**

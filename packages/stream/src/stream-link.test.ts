@@ -13,7 +13,7 @@ import {
   type Element,
 } from '@xmppbus/core';
 import { StreamLink, parseService } from './stream-link.js';
-import { streamConditionOf } from './stream-errors.js';
+import { streamConditionOf, streamErrorOf } from './stream-errors.js';
 import { duplexPair } from './testing/duplex-pair.js';
 import { waitFor } from '@xmppbus/testing';
 
@@ -147,6 +147,28 @@ describe('StreamLink', () => {
     peer.say(SERVER_HEADER.replace('jabber:client', 'jabber:component:accept'));
     await expect(header).rejects.toThrow('invalid-namespace');
     await until(() => peer.text.includes('<invalid-namespace'), 'the stream error is sent');
+  });
+
+  it("keeps the server's own stream error after a header in another namespace (a component at a c2s port)", async () => {
+    const { link, peer } = setup();
+    const header = link.openStream(
+      CLIENT_HEADER.replace('jabber:client', 'jabber:component:accept'),
+      new AbortController().signal,
+    );
+    // Prosody's c2s port, measured: a jabber:client header, then <host-unknown/> with its text.
+    peer.say(
+      SERVER_HEADER +
+        "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" +
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>This server does not serve svc-a.localhost</text></stream:error>",
+    );
+    const err = await header.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(streamErrorOf(err)).toMatchObject({
+      condition: 'host-unknown',
+      text: 'This server does not serve svc-a.localhost',
+    });
+    expect((err as Error).message).toContain("answered in content namespace 'jabber:client'");
+    expect(() => link.write('<x/>')).toThrow(/not connected: stream error <host-unknown\/>/);
   });
 
   it('the transport limits apply to the next stream: a stanza over maxStanzaBytes ends it with policy-violation', async () => {

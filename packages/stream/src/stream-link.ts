@@ -15,8 +15,14 @@ import {
   type Deferred,
   type Element,
 } from '@xmppbus/core';
-import { StreamParser, type StreamParserOptions } from './stream-parser.js';
-import { isStreamError, streamConditionOf, streamErrorToError, streamErrorXml } from './stream-errors.js';
+import { CONTENT_NAMESPACES, StreamParser, type StreamParserOptions } from './stream-parser.js';
+import {
+  StreamXmlError,
+  isStreamError,
+  streamConditionOf,
+  streamErrorToError,
+  streamErrorXml,
+} from './stream-errors.js';
 
 /** How long a refused peer has to read our `<stream:error>` before the socket is destroyed. */
 const REFUSE_GRACE_MS = 1_000;
@@ -55,6 +61,15 @@ export class StreamLink {
   /** Our stream header is on the wire, so a `<stream:error>` may follow it. */
   #headerSent = false;
   #limits: StreamParserOptions = {};
+  /** Content namespace our header opened with; the peer must answer in it. */
+  #expectedNs: string | undefined;
+  /**
+   * The peer answered in another content namespace (a component pointed at a c2s port). We said
+   * so and keep reading: servers follow such a header with their own `<stream:error>` (Prosody:
+   * `<host-unknown/>`), which explains more than our refusal; the link fails with theirs if it
+   * comes, else with this.
+   */
+  #mismatch: StreamXmlError | undefined;
   // Raw bytes: the parser validates UTF-8 itself (setEncoding would replace bad bytes silently).
   readonly #onData = (chunk: Buffer | string): void => this.#parser.write(chunk);
 
@@ -126,26 +141,44 @@ export class StreamLink {
     );
     socket.on('close', () => {
       this.#peerEnded.resolve();
-      this.#fail(new ConnectionError('connection closed by the server'));
+      this.#fail(this.#mismatch ?? new ConnectionError('connection closed by the server'));
     });
     socket.on('end', () => this.#peerEnded.resolve());
   }
 
   #newParser(contentNamespace?: string): void {
     const options: StreamParserOptions = { ...this.#limits };
-    if (contentNamespace !== undefined) options.contentNamespaces = [contentNamespace];
+    // The parser accepts any XMPP content namespace; the header handler checks ours (#mismatch).
+    this.#expectedNs = contentNamespace;
+    this.#mismatch = undefined;
+    if (contentNamespace !== undefined && !CONTENT_NAMESPACES.includes(contentNamespace))
+      options.contentNamespaces = [contentNamespace];
     this.#parser = new StreamParser(
       {
         header: (el) => {
+          const ns = el.attrs['xmlns'];
+          if (this.#expectedNs !== undefined && ns !== this.#expectedNs) {
+            this.#mismatch = new StreamXmlError(
+              'invalid-namespace',
+              `the server answered in content namespace '${String(ns)}', not '${this.#expectedNs}'`,
+            );
+            this.#refuse(streamErrorXml('invalid-namespace'), false);
+            return;
+          }
           const h = this.#header;
           this.#header = undefined;
           h?.resolve(el);
         },
         element: (el) => {
           if (isStreamError(el)) {
-            this.#fail(streamErrorToError(el));
+            const m = this.#mismatch;
+            // Said after a header in the wrong namespace: that is the likelier mistake to point at.
+            this.#fail(
+              streamErrorToError(el, m ? `${m.message.slice(m.condition.length + 2)}: a wrong port?` : undefined),
+            );
             return;
           }
+          if (this.#mismatch) return this.#fail(this.#mismatch);
           if (this.#dispatch) this.#dispatch(el);
           else if (this.#waiter) {
             const w = this.#waiter;
@@ -155,7 +188,7 @@ export class StreamLink {
         },
         end: () => {
           this.#peerEnded.resolve();
-          this.#fail(new ConnectionError('stream closed by the server'));
+          this.#fail(this.#mismatch ?? new ConnectionError('stream closed by the server'));
         },
         error: (err) => this.#fail(err),
       },
@@ -185,7 +218,7 @@ export class StreamLink {
    * the error is flushed, or after a grace period if the peer does not read; what it still
    * sends is dropped unparsed (the parser has stopped), so nothing grows meanwhile.
    */
-  #refuse(text: string): void {
+  #refuse(text: string, destroyWhenFlushed = true): void {
     const socket = this.#socket;
     const timer = setTimeout(() => socket.destroy(), REFUSE_GRACE_MS);
     timer.unref();
@@ -195,7 +228,8 @@ export class StreamLink {
         this.#corked = false;
         socket.uncork();
       }
-      socket.end(text, () => socket.destroy());
+      // Unless reading on for the peer's own error: then its close (or the grace timer) ends it.
+      socket.end(text, () => destroyWhenFlushed && socket.destroy());
     } catch {
       socket.destroy();
     }
@@ -207,7 +241,7 @@ export class StreamLink {
    * latency is added): under pipelining this saves CPU on both ends and on the server.
    */
   write(data: string): boolean {
-    if (this.#failure) throw new ConnectionError('not connected', { cause: this.#failure });
+    if (this.#failure) throw new ConnectionError(`not connected: ${this.#failure.message}`, { cause: this.#failure });
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();

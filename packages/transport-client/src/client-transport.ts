@@ -21,6 +21,7 @@ import {
   certificateError,
   parseService,
   resolveSecret,
+  withConnectionContext,
   type Secret,
   type StreamConnectOptions,
   type StreamLink,
@@ -108,7 +109,13 @@ export class ClientTransport extends StreamTransport {
     validate(options);
     const t = new ClientTransport(options);
     const wait: WaitOptions = { signal: options.signal, timeout: options.timeout };
-    await t._start(wait);
+    const { host, port } = parseService(options.service, 5222);
+    try {
+      await t._start(wait);
+    } catch (err) {
+      // Name the account and the server: a process may hold several connections.
+      throw withConnectionContext(err, `client ${options.username}@${options.domain} at ${host}:${port}`);
+    }
     return t;
   }
 
@@ -205,7 +212,11 @@ export class ClientTransport extends StreamTransport {
     if (!mechs) throw new ProtocolError('the server offers no SASL authentication');
     const offered = mechs.children.filter((c): c is Element => typeof c !== 'string').map((c) => textOf(c).trim());
     const mechanism = this.#chooseMechanism(offered, link.secure);
-    const password = await resolveSecret(this.#options.password);
+    const password: unknown = await resolveSecret(this.#options.password);
+    if (typeof password !== 'string' || password === '')
+      throw new ConfigError(
+        `the \`password\` option gave ${password === '' ? 'an empty string' : String(password)} (an unset environment variable reads as undefined)`,
+      );
     const username = this.#options.username;
     const session: SaslSession =
       mechanism === 'PLAIN' ? plain(username, password) : scram(mechanism, username, password);
@@ -241,8 +252,11 @@ function validate(options: ClientTransportOptions): void {
   for (const key of ['service', 'domain', 'username'] as const) {
     if (typeof options[key] !== 'string' || options[key] === '') throw new ConfigError(`${key} is required`);
   }
-  if (typeof options.password !== 'string' && typeof options.password !== 'function')
-    throw new ConfigError('password is required (a string or a function returning it)');
+  if ((typeof options.password !== 'string' || options.password === '') && typeof options.password !== 'function')
+    throw new ConfigError(
+      `client ${options.username}@${options.domain}: the \`password\` option is ${options.password === '' ? 'empty' : 'missing'} ` +
+        '(a string or a function returning it; an unset environment variable reads as undefined)',
+    );
   if (options.mechanism !== undefined && !MECHANISM_PREFERENCE.includes(options.mechanism))
     throw new ConfigError(`unknown SASL mechanism '${String(options.mechanism)}'`);
   parseService(options.service, 5222); // throws ConfigError

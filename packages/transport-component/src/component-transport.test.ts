@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   AuthError,
   ClosedError,
+  ConfigError,
   ConflictError,
   ConnectionError,
   ManualClock,
@@ -14,7 +15,7 @@ import {
   type TransportStatus,
 } from '@xmppbus/core';
 import { componentTransport, type ComponentTransport, type ComponentTransportOptions } from './component-transport.js';
-import { StreamLink } from '@xmppbus/stream';
+import { StreamLink, streamErrorOf } from '@xmppbus/stream';
 import { duplexPair } from '@xmppbus/stream/testing';
 import { waitFor } from '@xmppbus/testing';
 
@@ -226,5 +227,28 @@ describe('ComponentTransport reconnect loop (scripted server, manual clock)', ()
     srv.up = false;
     await expect(connect(srv, clock)).rejects.toBeInstanceOf(ConnectionError);
     expect(clock.pending).toBe(0);
+  });
+
+  it('a missing or empty secret fails locally with ConfigError naming the option, before connecting', async () => {
+    const srv = new ScriptedServer();
+    const clock = new ManualClock();
+    const unset = process.env['XMPPBUS_TEST_UNSET_SECRET'];
+    for (const password of [unset, '', () => '', () => Promise.resolve(undefined as unknown as string)]) {
+      const err = await connect(srv, clock, { password: password as string }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toMatch(/component svc\.test.*`password` option/);
+    }
+    expect(srv.attempts).toBe(0);
+  });
+
+  it('a refused secret is an AuthError naming the component and the server address', async () => {
+    const srv = new ScriptedServer();
+    srv.answer = 'not-authorized';
+    const err = await connect(srv, new ManualClock()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AuthError);
+    expect((err as Error).message).toMatch(
+      /^component svc\.test at scripted:5347: the server refused the handshake secret/,
+    );
+    expect(streamErrorOf(err)?.condition).toBe('not-authorized');
   });
 });

@@ -4,12 +4,21 @@
  */
 import { createHash } from 'node:crypto';
 import { escapeXML } from 'ltx';
-import { ConfigError, ProtocolError, localName, type Element, type SendOptions, type WaitOptions } from '@xmppbus/core';
+import {
+  AuthError,
+  ConfigError,
+  ProtocolError,
+  localName,
+  type Element,
+  type SendOptions,
+  type WaitOptions,
+} from '@xmppbus/core';
 import {
   StreamTransport,
   certificateError,
   parseService,
   resolveSecret,
+  withConnectionContext,
   type Secret,
   type StreamConnectOptions,
   type StreamLink,
@@ -50,6 +59,10 @@ export class ComponentTransport extends StreamTransport {
   readonly address: string;
   readonly #password: Secret;
   readonly #tls: ComponentTlsOptions | undefined;
+  /** `component <domain> at <host:port>`: named in every connect error. */
+  readonly #where: string;
+  /** The secret the first attempt uses, fetched (and checked) before connecting. */
+  #firstSecret: string | undefined;
 
   private constructor(options: ComponentTransportOptions & InternalOptions) {
     super(parseService(options.service, 5347), {
@@ -59,15 +72,34 @@ export class ComponentTransport extends StreamTransport {
     this.address = options.domain;
     this.#password = options.password;
     this.#tls = options.tls;
+    const { host, port } = parseService(options.service, 5347);
+    this.#where = `component ${options.domain} at ${host.includes(':') ? `[${host}]` : host}:${port}`;
   }
 
   /** Creates the transport and connects; see `componentTransport()`. */
   static async connect(options: ComponentTransportOptions): Promise<ComponentTransport> {
     validate(options);
     const t = new ComponentTransport(options);
+    // A missing secret fails here, before any connection: `password: process.env.X` unset.
+    t.#firstSecret = await t.#secret();
     const wait: WaitOptions = { signal: options.signal, timeout: options.timeout };
-    await t._start(wait);
+    try {
+      await t._start(wait);
+    } catch (err) {
+      throw withConnectionContext(err, t.#where);
+    }
     return t;
+  }
+
+  async #secret(): Promise<string> {
+    const secret: unknown = await resolveSecret(this.#password);
+    if (typeof secret !== 'string' || secret === '')
+      throw new ConfigError(
+        `${this.#where}: the \`password\` option ${typeof this.#password === 'function' ? 'callback returned' : 'is'} ${
+          secret === '' ? 'an empty string' : String(secret)
+        }: give the component's shared secret (an unset environment variable reads as undefined)`,
+      );
+    return secret;
   }
 
   /**
@@ -92,12 +124,21 @@ export class ComponentTransport extends StreamTransport {
       const el = await link.next(signal);
       throw new ProtocolError(`the server sent no stream id (then <${el.name}>)`);
     }
-    const secret = await resolveSecret(this.#password);
+    const secret = this.#firstSecret ?? (await this.#secret());
+    this.#firstSecret = undefined;
     const digest = createHash('sha1')
       .update(id + secret, 'utf8')
       .digest('hex');
     link.write(`<handshake>${digest}</handshake>`);
-    const reply = await link.next(signal);
+    let reply: Element;
+    try {
+      reply = await link.next(signal);
+    } catch (err) {
+      // Name the component: a process often runs several, each with its own secret.
+      if (err instanceof AuthError)
+        throw new AuthError(`${this.#where}: the server refused the handshake secret (${err.message})`, { cause: err });
+      throw err;
+    }
     if (localName(reply) !== 'handshake') throw new ProtocolError(`expected <handshake/>, got <${reply.name}>`);
   }
 
@@ -119,7 +160,10 @@ function validate(options: ComponentTransportOptions): void {
   if (typeof options.domain !== 'string' || !/^[^\s@/<>'"&]+$/.test(options.domain))
     throw new ConfigError(`domain must be a bare domain name, got '${String(options.domain)}'`);
   if (typeof options.password !== 'string' && typeof options.password !== 'function')
-    throw new ConfigError('password is required (a string or a function returning it)');
+    throw new ConfigError(
+      `component ${options.domain}: the \`password\` option is ${options.password === undefined ? 'missing' : 'not a string'} ` +
+        '(the shared secret, or a function returning it; an unset environment variable reads as undefined)',
+    );
   parseService(options.service, 5347); // throws ConfigError
   if (options.maxQueue !== undefined && !(Number.isInteger(options.maxQueue) && options.maxQueue > 0))
     throw new ConfigError('maxQueue must be a positive integer');
