@@ -33,7 +33,8 @@ function chmodBins(dir) {
 }
 
 function build(dir) {
-  const result = spawnSync(process.execPath, [tsc, '-b', dir], { stdio: 'inherit' });
+  // tsc's diagnostics go to stderr: `npm pack --json` runs this as prepack and prints its JSON on stdout.
+  const result = spawnSync(process.execPath, [tsc, '-b', dir], { stdio: [0, 2, 2] });
   if (result.status !== 0) process.exit(result.status ?? 1);
 }
 
