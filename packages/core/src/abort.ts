@@ -11,7 +11,9 @@ export interface WaitOptions {
 export function abortReason(signal: AbortSignal): Error {
   const r: unknown = signal.reason;
   if (r instanceof XmppBusError) return r;
-  if (r instanceof Error && r.name === 'TimeoutError') return new TimeoutError(r.message, { cause: r });
+  // AbortSignal.timeout(ms): a DOMException named TimeoutError. Its text names no duration.
+  if (r instanceof Error && r.name === 'TimeoutError')
+    return new TimeoutError(`aborted by the signal's timeout (${r.message})`, { cause: r });
   if (r instanceof Error && r.name !== 'AbortError') return r;
   return new AbortError('operation aborted', { cause: r });
 }

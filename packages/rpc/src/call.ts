@@ -237,7 +237,7 @@ export class CallEngine {
       },
       (err: unknown) => {
         if (counted) this.settled();
-        throw this.#mapError(method, to, err, budget);
+        throw this.#mapError(method, to, err, budget, signal);
       },
     );
   }
@@ -278,7 +278,7 @@ export class CallEngine {
     return decode(method.response, el, this.#codecOptions);
   }
 
-  #mapError(method: MethodContract, to: string, err: unknown, budget: number): unknown {
+  #mapError(method: MethodContract, to: string, err: unknown, budget: number, signal?: AbortSignal): unknown {
     if (err instanceof StanzaError) {
       const app = err.application;
       if (!app) return err;
@@ -294,6 +294,9 @@ export class CallEngine {
       return err;
     }
     if (err instanceof TimeoutError) {
+      // The caller's own signal (e.g. AbortSignal.timeout(300)) fired: say so, not our budget.
+      if (signal?.aborted && err === abortReasonOf(signal, err))
+        return new TimeoutError(`${describe(method)} to ${to}: ${err.message}`, { cause: err });
       return new TimeoutError(`${describe(method)} to ${to}: no reply within ${budget} ms`, { cause: err });
     }
     return err;
@@ -321,6 +324,12 @@ export class CallEngine {
       options,
     );
   }
+}
+
+/** Whether `err` came from `signal` (its reason, or the TimeoutError core made of a DOMException reason). */
+function abortReasonOf(signal: AbortSignal, err: Error): Error | undefined {
+  const r: unknown = signal.reason;
+  return r === err || (err.cause !== undefined && err.cause === r) ? err : undefined;
 }
 
 /** Retryable: the error says so (timeouts, lost links, `wait` errors, unavailable services). */
