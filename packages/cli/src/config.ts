@@ -5,8 +5,9 @@
  * `passwordFile`, `XMPPBUS_PASSWORD(_FILE)` or `--secret`; the CLI has no default secret.
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { loadConfig, type BusConfig, type BusConfigInput, type LoadedConfig, type TransportConfig } from '@xmppbus/bus';
+import { DEFAULT_STATE_DIR, readState, type ServerState } from '@xmppbus/server';
 import { UsageError } from './errors.js';
 import type { Io } from './output.js';
 
@@ -25,6 +26,20 @@ export interface GlobalOptions {
   json?: boolean;
   verbose?: boolean;
   color?: boolean;
+  /** Where a detached local server keeps its state (default `.xmppbus/server`). */
+  stateDir?: string;
+}
+
+/**
+ * The CLI's own components on a local server (`cli.<domain>`, `cli-2.<domain>`, …): `xmppbus
+ * server start` declares them, and commands connect as the first one not in use, so that a
+ * `tail` in one terminal and a `publish` in another each get a name (a component connects once).
+ */
+export const CLI_COMPONENTS = ['cli', 'cli-2', 'cli-3', 'cli-4'] as const;
+
+/** The local server's state dir, absolute. */
+export function stateDirOf(globals: GlobalOptions, io: Io): string {
+  return resolve(io.cwd, globals.stateDir ?? DEFAULT_STATE_DIR);
 }
 
 /** Config files looked for in the working directory, in this order, when no file is named. */
@@ -91,15 +106,42 @@ function safeUrl(text: string): URL | undefined {
   }
 }
 
+/** The effective config, and the other names the CLI may connect as when its name is taken. */
+export interface ResolvedConfig {
+  readonly loaded: LoadedConfig;
+  /** Other identities (the local server's other CLI components), tried in turn when the name is taken. */
+  readonly alternatives: readonly { readonly domain: string; readonly password: string }[];
+  /** `local-server`: the identity is a CLI component of the detached local server. */
+  readonly identity: 'config' | 'local-server';
+}
+
 /**
  * Loads the effective config: file < env < flags. A transport kind switch by `--jid` drops the
  * other kind's fields, so a client `--jid` works over a component config file.
+ *
+ * Unless the identity is explicit (`--jid`, `XMPPBUS_TRANSPORT_DOMAIN`/`_USERNAME`) or `asService`
+ * is set, and a local server started by `xmppbus server start --detach` is running (with the
+ * configured server address, if any), the CLI connects as one of that server's CLI components:
+ * the config's own identity is the service's, which is connected already.
  */
-export async function resolveConfig(globals: GlobalOptions, io: Io): Promise<LoadedConfig> {
+export async function resolveConfig(
+  globals: GlobalOptions,
+  io: Io,
+  options: { asService?: boolean } = {},
+): Promise<ResolvedConfig> {
   const file = configFile(globals, io);
   const base = await loadConfig(file === undefined ? {} : { file }, { env: io.env, cwd: io.cwd });
   const flags = transportFlags(globals, base.config.transport);
-  if (Object.keys(flags).length === 0) return base;
+  const explicit =
+    globals.jid !== undefined ||
+    io.env['XMPPBUS_TRANSPORT_DOMAIN'] !== undefined ||
+    io.env['XMPPBUS_TRANSPORT_USERNAME'] !== undefined;
+  const local =
+    explicit || options.asService
+      ? undefined
+      : localServer(globals, io, flags.service ?? base.config.transport?.service);
+  if (local !== undefined) return fromLocalServer(base.config, local, flags, io);
+  if (Object.keys(flags).length === 0) return { loaded: base, alternatives: [], identity: 'config' };
   const transport: Record<string, unknown> = { ...base.config.transport, ...flags };
   if (flags.kind !== undefined && flags.kind !== base.config.transport?.kind) {
     for (const key of ['username', 'resource', 'mechanism', 'allowPlainWithoutTls'])
@@ -112,7 +154,61 @@ export async function resolveConfig(globals: GlobalOptions, io: Io): Promise<Loa
     );
   const input: BusConfigInput = { ...base.config, transport: transport as unknown as TransportConfig };
   // Validated again as a whole; the env is not read twice.
-  return loadConfig(input, { env: {}, cwd: io.cwd });
+  return { loaded: await loadConfig(input, { env: {}, cwd: io.cwd }), alternatives: [], identity: 'config' };
+}
+
+/** The running local server's state, when it declares CLI components and is the configured server (if any). */
+function localServer(globals: GlobalOptions, io: Io, service: string | undefined): ServerState | undefined {
+  let state: ServerState | undefined;
+  try {
+    state = readState(stateDirOf(globals, io));
+  } catch {
+    return undefined; // unreadable: not ours to judge here; `server status` reports it
+  }
+  if (state === undefined || !alive(state.pid) || cliComponents(state).length === 0) return undefined;
+  if (service === undefined) return state;
+  const url = safeUrl(service);
+  const port = Number(url?.port);
+  const local = url !== undefined && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+  return local && (port === state.endpoints.componentPort || port === state.endpoints.c2sPort) ? state : undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function cliComponents(state: ServerState): { name: string; secret: string }[] {
+  const names = CLI_COMPONENTS.map((n) => `${n}.${state.endpoints.domain}`);
+  return names.flatMap((n) => state.components.filter((c) => c.name === n));
+}
+
+async function fromLocalServer(
+  config: BusConfig,
+  state: ServerState,
+  flags: Partial<TransportConfig>,
+  io: Io,
+): Promise<ResolvedConfig> {
+  const [first, ...rest] = cliComponents(state);
+  const transport: TransportConfig = {
+    kind: 'component',
+    service: state.endpoints.componentService,
+    domain: first!.name,
+    password: flags.password ?? first!.secret,
+    ...(config.transport?.timeout !== undefined && { timeout: config.transport.timeout }),
+    ...(state.caFile !== undefined && config.transport?.tls && { tls: config.transport.tls }),
+  };
+  const input: BusConfigInput = {
+    ...config,
+    transport,
+    pubsub: { ...config.pubsub, service: config.pubsub?.service ?? state.endpoints.pubsubService },
+  };
+  const loaded = await loadConfig(input, { env: {}, cwd: io.cwd });
+  return { loaded, alternatives: rest.map((c) => ({ domain: c.name, password: c.secret })), identity: 'local-server' };
 }
 
 /** The config without its messaging store: commands that are not the service must not use its outbox. */

@@ -73,10 +73,11 @@ export function errorCodeOf(err: unknown): string {
 
 /** Hints appended to a few errors whose fix is not in the server's words. */
 function hintOf(err: unknown): string | undefined {
-  if (err instanceof StanzaError && (err.condition === 'forbidden' || err.condition === 'not-allowed'))
-    return "the service's access policy refuses this identity: connect as a component of the service's parent domain, or add an access rule for it (see the @xmppbus/cli README)";
+  // `forbidden` is what an xmppbus service's access policy answers (a server says not-allowed).
+  if (err instanceof StanzaError && err.condition === 'forbidden' && err.code === 'ERR_STANZA')
+    return "the service's access policy refuses this identity: connect as a component of the service's parent domain, or give it an access rule (see the @xmppbus/cli README)";
   if (err instanceof XmppBusError && err.code === 'ERR_AUTH')
-    return 'check the secret (XMPPBUS_PASSWORD, transport.passwordFile or --secret) and the component/account name';
+    return 'check the secret (XMPPBUS_PASSWORD, transport.passwordFile or --secret) and the component or account name';
   return undefined;
 }
 
@@ -93,7 +94,7 @@ function messageOf(err: unknown): string {
 export function formatError(err: unknown): string {
   const hint = hintOf(err);
   const message = messageOf(err);
-  return `error[${errorCodeOf(err)}]: ${message}${hint && !message.includes(hint) ? ` (${hint})` : ''}`;
+  return `error[${errorCodeOf(err)}]: ${message}${hint === undefined ? '' : ` — hint: ${hint}`}`;
 }
 
 /** The machine-readable form of an error (`--json`). */

@@ -31,6 +31,8 @@ export function live(bus: Bus, signal: AbortSignal): Live {
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
   });
+  // Closing the bus after the command ended rejects too: nobody waits then.
+  done.catch(() => undefined);
   return { stop, done };
 }
 

@@ -32,6 +32,8 @@ Connection and config:
   Read from --config <file>, else XMPPBUS_CONFIG, else ./xmppbus.yaml (the @xmppbus/bus format);
   XMPPBUS_* variables override the file, and --service/--host/--port/--jid/--secret override both.
   The secret comes from XMPPBUS_PASSWORD, XMPPBUS_PASSWORD_FILE, transport.passwordFile or --secret.
+  With a local server running (xmppbus server start --detach), commands connect as its CLI
+  component (cli.<domain>) unless --jid or XMPPBUS_TRANSPORT_DOMAIN names an identity.
 
 Output:
   --json prints one JSON value per result line on stdout; errors are one line on stderr
@@ -58,6 +60,7 @@ export function createProgram(io: Io, wrap: Wrap): Command {
     .option('--port <port>', 'server port')
     .option('--jid <jid>', 'identity: component domain, or user@domain[/resource] for a client account')
     .option('--secret <secret>', 'component secret or account password (prefer XMPPBUS_PASSWORD)')
+    .option('--state-dir <dir>', 'state dir of the local server (default .xmppbus/server)')
     .option('-t, --timeout <ms>', 'wait for each network operation, ms (default 10000)')
     .option('--json', 'machine-readable output, one JSON value per line')
     .option('-v, --verbose', 'library logs and full stacks on stderr')

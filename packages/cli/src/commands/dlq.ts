@@ -69,7 +69,7 @@ export function registerDlq(program: Command, wrap: Wrap): void {
 async function storePath(ctx: Context, flags: StoreFlags): Promise<string> {
   let path = flags.store;
   if (path === undefined) {
-    path = (await ctx.config()).config.messaging?.store?.path;
+    path = (await ctx.config({ asService: true })).config.messaging?.store?.path;
     if (path === undefined)
       throw new UsageError('no store: give --store <file> or set messaging.store.path (XMPPBUS_MESSAGING_STORE_PATH)');
   }
@@ -205,6 +205,7 @@ async function replayOnline(ctx: Context, path: string, ids: string[], flags: Bu
   // The service's identity and its store: the replayed messages go out as the service's own.
   const bus = await ctx
     .connect({
+      asService: true,
       keepStore: true,
       adjust: (c) => ({ ...c, messaging: { ...c.messaging, store: { ...c.messaging?.store, path } } }),
     })

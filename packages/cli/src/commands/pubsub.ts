@@ -5,14 +5,22 @@
  * the value; `tail` prints items as they arrive, decoded the same way.
  */
 import type { Command } from 'commander';
-import { randomId, serialize, type Element, type Session, type WaitOptions } from '@xmppbus/core';
+import {
+  StanzaError,
+  localName,
+  randomId,
+  serialize,
+  type Element,
+  type Session,
+  type WaitOptions,
+} from '@xmppbus/core';
 import type { BusConfig } from '@xmppbus/bus';
 import type { PubSubEvent } from '@xmppbus/pubsub';
 import { encode, payloadFromDescriptor, type PayloadContract } from '@xmppbus/schema';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { contractLabel, parseContractRef, parseJson, parseXmlInput, readInput, type ContractRef } from '../input.js';
-import { countOption, live } from '../live.js';
+import { countOption, live, type Live } from '../live.js';
 import { inferContract, payloadJson } from '../payload.js';
 import type { Wrap } from '../program.js';
 import { reflected } from '../reflect.js';
@@ -27,6 +35,7 @@ interface PublishFlags {
 
 interface TailFlags {
   xml?: boolean;
+  create?: boolean;
   pubsub?: string;
   schemaFrom?: string;
   count?: string;
@@ -53,6 +62,7 @@ export function registerPubSub(program: Command, wrap: Wrap): void {
     .option('--pubsub <jid>', 'the pub/sub service (default: the config’s pubsub.service)')
     .option('--schema-from <jid>', 'decode with the event schemas this publisher reflects')
     .option('-n, --count <n>', 'exit after this many items')
+    .option('--create', 'create the node first when it does not exist')
     .action(wrap(tail));
 }
 
@@ -81,8 +91,8 @@ async function publish(
   let payload: Element;
   if (flags.xml) {
     payload = parseXmlInput(text, 'event');
-    if (payload.name !== ref.name && !payload.name.endsWith(`:${ref.name}`))
-      throw new UsageError(`the XML event is <${payload.name}>, not ${contractLabel(ref)}`);
+    if (localName(payload) !== ref.name || (ref.ns !== undefined && payload.getNS() !== ref.ns))
+      throw new UsageError(`the XML event is <${localName(payload)}>, not ${contractLabel(ref)}`);
   } else {
     const value = parseJson(text, 'event');
     const contract = flags.schemaFrom
@@ -93,9 +103,27 @@ async function publish(
   const pubsub = bus.pubsub;
   await pubsub.start(wait);
   if (flags.create) await pubsub.ensureNode(node, undefined, { ...wait, reconfigure: false });
-  const id = await pubsub.publishElement(node, payload, { ...wait, ...(flags.id !== undefined && { id: flags.id }) });
+  const id = await pubsub
+    .publishElement(node, payload, { ...wait, ...(flags.id !== undefined && { id: flags.id }) })
+    .catch((err: unknown) => {
+      throw nodeError(err, pubsub.service, node);
+    });
   const result = { service: pubsub.service, node, id };
   ctx.out.result(result, () => `published ${id} to ${pubsub.service}/${node}`);
+}
+
+/** A missing node, said in words (the service's answer is a bare `item-not-found`). */
+function nodeError(err: unknown, service: string, node: string): unknown {
+  if (err instanceof StanzaError && err.condition === 'item-not-found')
+    return new StanzaError(
+      {
+        condition: err.condition,
+        type: err.type,
+        text: `node '${node}' does not exist on ${service} (--create makes it)`,
+      },
+      { cause: err },
+    );
+  return err;
 }
 
 /** The event contract `ref` as `publisher` reflects it. */
@@ -125,19 +153,24 @@ async function tail(ctx: Context, node: string, flags: TailFlags): Promise<void>
   // identity never share, or end, each other's subscription.
   const transport = bus.config.transport;
   const jid = transport?.kind === 'component' ? `tail-${randomId()}@${bus.session.address}` : undefined;
-  const running = live(bus, ctx.signal);
+  if (flags.create) await pubsub.ensureNode(node, undefined, { ...wait, reconfigure: false });
   let seen = 0;
+  let running: Live | undefined;
   const off = pubsub.onNode(
     node,
     (event) => {
       for (const line of eventLines(ctx, event, contracts, flags.xml === true)) {
         ctx.out.result(line.json, () => line.text);
-        if (line.item && max !== undefined && ++seen >= max) running.stop();
+        if (line.item && max !== undefined && ++seen >= max) running?.stop();
       }
     },
     jid === undefined ? {} : { jid },
   );
-  const sub = await pubsub.subscribe(node, { ...wait, ...(jid !== undefined && { jid }) });
+  const sub = await pubsub.subscribe(node, { ...wait, ...(jid !== undefined && { jid }) }).catch((err: unknown) => {
+    off();
+    throw nodeError(err, pubsub.service, node);
+  });
+  running = live(bus, ctx.signal);
   ctx.out.note(`tailing ${pubsub.service}/${node} as ${sub.jid} (Ctrl-C to stop)`);
   try {
     await running.done;
@@ -169,13 +202,13 @@ function eventLines(
     case 'items':
       return e.items.map((item) => {
         const el = item.payload;
-        const event = el === undefined ? undefined : `${el.getNS() ?? ''}#${el.name.replace(/^.*:/, '')}`;
+        const event = el === undefined ? undefined : `${el.getNS() ?? ''}#${localName(el)}`;
         const payload =
           el === undefined
             ? undefined
             : asXml
               ? serialize(el)
-              : payloadJson(el, contracts.get(`{${el.getNS() ?? ''}}${el.name}`));
+              : payloadJson(el, contracts.get(`{${el.getNS() ?? ''}}${localName(el)}`));
         const json = {
           type: 'item',
           ...base,
