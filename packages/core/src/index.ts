@@ -22,6 +22,7 @@ export {
   StanzaError,
   ServiceUnavailableError,
   defaultErrorType,
+  isRetryableCondition,
   NS_STANZAS,
   STANZA_ERROR_CONDITIONS,
   UNAVAILABLE_CONDITIONS,

@@ -166,7 +166,9 @@ export function errorFromStanza(stanza: Element): StanzaError {
   ) {
     const init: ConstructorParameters<typeof ServiceUnavailableError>[0] = { condition: e.condition, type: e.type };
     if (e.text !== undefined) init.text = e.text;
-    return new ServiceUnavailableError(init);
+    // ejabberd's answer is for a component that is not connected now (it may come back);
+    // Prosody's is for a domain it does not serve at all (retrying will not help).
+    return new ServiceUnavailableError(init, { retryable: e.condition === 'forbidden' });
   }
   return e;
 }

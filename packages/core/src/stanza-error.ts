@@ -61,6 +61,30 @@ export function defaultErrorType(condition: StanzaErrorCondition): StanzaErrorTy
 }
 
 /**
+ * Conditions worth retrying (docs/errors.md, "Stanza error conditions"): the addressee is away
+ * for now (`recipient-unavailable`, `remote-server-*`: a component that is reconnecting) or busy
+ * (`resource-constraint`). Everything else is the request's or the policy's fault, or final.
+ */
+const RETRYABLE_CONDITIONS: ReadonlySet<StanzaErrorCondition> = new Set<StanzaErrorCondition>([
+  'recipient-unavailable',
+  'remote-server-not-found',
+  'remote-server-timeout',
+  'resource-constraint',
+]);
+
+/** Conditions that say nothing about retrying themselves: the sender's `type='wait'` decides. */
+const RETRYABLE_WHEN_WAIT: ReadonlySet<StanzaErrorCondition> = new Set<StanzaErrorCondition>([
+  'internal-server-error',
+  'undefined-condition',
+  'unexpected-request',
+]);
+
+/** Whether an error of `condition` (sent with `type`) is worth retrying; see docs/errors.md. */
+export function isRetryableCondition(condition: StanzaErrorCondition, type: StanzaErrorType): boolean {
+  return RETRYABLE_CONDITIONS.has(condition) || (type === 'wait' && RETRYABLE_WHEN_WAIT.has(condition));
+}
+
+/**
  * Conditions that mean "the addressee is not there right now": a disconnected component gets
  * `remote-server-timeout` from Prosody, `remote-server-not-found` (s2s on) or `forbidden`
  * "Access denied by service policy" (s2s off) from ejabberd, `service-unavailable` elsewhere.
@@ -96,7 +120,7 @@ export class StanzaError extends XmppBusError {
         ? 'ERR_SERVICE_UNAVAILABLE'
         : 'ERR_STANZA',
       init.text ? `${init.condition}: ${init.text}` : init.condition,
-      { retryable: (init.type ?? DEFAULT_TYPE[init.condition]) === 'wait', ...options },
+      { retryable: isRetryableCondition(init.condition, init.type ?? defaultErrorType(init.condition)), ...options },
     );
     this.condition = init.condition;
     this.type = init.type ?? DEFAULT_TYPE[init.condition] ?? 'cancel';
@@ -152,12 +176,14 @@ export class StanzaError extends XmppBusError {
 /**
  * The addressed service is not reachable: no handler, or the server says the component is not
  * connected. Thrown at once (never after a timeout); `condition` keeps what the server said.
+ * `retryable` follows the condition: a component that is away (`remote-server-*`) may come back;
+ * `service-unavailable` (nothing serves that namespace there) does not change by retrying.
  */
 export class ServiceUnavailableError extends StanzaError {
   constructor(
     init: Omit<StanzaErrorInit, 'condition'> & { condition?: StanzaErrorCondition },
     options?: XmppBusErrorOptions,
   ) {
-    super({ ...init, condition: init.condition ?? 'service-unavailable' }, { retryable: true, ...options });
+    super({ ...init, condition: init.condition ?? 'service-unavailable' }, options);
   }
 }

@@ -13,6 +13,7 @@ import {
   NS_SHIM,
   ProtocolError,
   RetryPolicy,
+  ServiceUnavailableError,
   StanzaError,
   TimeoutError,
   WaitQueue,
@@ -27,6 +28,7 @@ import {
   type HeadersInit,
   type IqCaller,
   type RetryOptions,
+  type StanzaErrorInit,
   type Session,
   type WaitOptions,
 } from '@xmppbus/core';
@@ -255,13 +257,14 @@ export class CallEngine {
     attempt: (budget: number, n: number) => Promise<R>,
     maxAttempts = retry.policy.attempts,
     wait: (err: unknown) => boolean = () => true,
+    retryable: (err: unknown) => boolean = isRetryable,
   ): Promise<R> {
     const backoff = retry.policy.backoff();
     for (let n = 1; ; n++) {
       try {
         return await attempt(this.budget(retry, deadline), n);
       } catch (err) {
-        if (n >= maxAttempts || !isRetryable(err) || signal?.aborted || isClosed()) throw err;
+        if (n >= maxAttempts || !retryable(err) || signal?.aborted || isClosed()) throw err;
         if (wait(err)) {
           const delay = backoff.next();
           if (this.clock.now() + delay >= deadline) throw err;
@@ -291,6 +294,8 @@ export class CallEngine {
         return new ValidationError(issues, { context, cause: err });
       }
       if (ns === method.ns && Object.hasOwn(method.errors, name)) return this.#declared(method, name, app, err);
+      // A draining instance: the same call succeeds later or elsewhere (retryable whatever the condition).
+      if (ns === NS_RPC && name === 'draining' && !err.retryable) return draining(err);
       return err;
     }
     if (err instanceof TimeoutError) {
@@ -324,6 +329,14 @@ export class CallEngine {
       options,
     );
   }
+}
+
+function draining(err: StanzaError): StanzaError {
+  const init: StanzaErrorInit = { condition: err.condition, type: err.type };
+  if (err.text !== undefined) init.text = err.text;
+  if (err.application !== undefined) init.application = err.application;
+  if (err.by !== undefined) init.by = err.by;
+  return new ServiceUnavailableError(init, { retryable: true, cause: err });
 }
 
 /** Whether `err` came from `signal` (its reason, or the TimeoutError core made of a DOMException reason). */

@@ -40,7 +40,14 @@ import {
   type WaitOptions,
 } from '@xmppbus/core';
 import type { MethodContract, RequestOf, ResponseOf } from '@xmppbus/schema';
-import { CallEngine, checkSignal, type CallOptions, type CallerOptions, type CallerStatus } from './call.js';
+import {
+  CallEngine,
+  checkSignal,
+  isRetryable,
+  type CallOptions,
+  type CallerOptions,
+  type CallerStatus,
+} from './call.js';
 import { NS_RPC, rpcDetail } from './wire.js';
 
 export type Strategy = 'round-robin' | 'least-in-flight';
@@ -320,6 +327,8 @@ export class ServiceClient implements AsyncDisposable {
         Math.max(retry.policy.attempts, this.#instances.length + 1),
         // Another live instance is tried at once; with none, back off before the next attempt.
         () => last === undefined || !this.#hasOther(last),
+        // An instance that is gone (even for good) leaves the others: try them.
+        (err) => isRetryable(err) || (err instanceof StanzaError && err.unavailable),
       );
     } finally {
       engine.settled();

@@ -58,7 +58,7 @@ describe('MemoryHub routing', () => {
     expect((await got3).attrs['from']).toBe('x@svc-b.test');
   });
 
-  it('bounces service-unavailable for an unknown JID, keeping the id', async () => {
+  it('bounces wait/remote-server-timeout (as Prosody) for an unknown JID, keeping the id', async () => {
     const hub = memoryHub();
     const a = hub.connect('svc-a.test');
     const got = nextStanza(a);
@@ -302,7 +302,7 @@ describe('MemoryHub fault injection', () => {
     expect(caller.pending).toBe(0);
   });
 
-  it('stanzas to a disconnected endpoint bounce service-unavailable; after reconnect they arrive', async () => {
+  it('stanzas to a disconnected endpoint bounce remote-server-timeout; after reconnect they arrive', async () => {
     const hub = memoryHub();
     const a = hub.connect('svc-a.test');
     const b = hub.connect('svc-b.test');
@@ -315,7 +315,7 @@ describe('MemoryHub fault injection', () => {
     expect(err.attrs['type']).toBe('error');
     expect(err.attrs['from']).toBe('svc-b.test');
     expect(err.attrs['id']).toBe('lost');
-    expect(StanzaError.fromElement(err).condition).toBe('service-unavailable');
+    expect(StanzaError.fromElement(err).condition).toBe('remote-server-timeout');
 
     hub.reconnect('svc-b.test');
     const got = nextStanza(b);
@@ -413,7 +413,7 @@ describe('MemoryHub component ↔ client-like exchange', () => {
     await b.close();
     const bounce = nextStanza(a);
     await a.send(xml('message', { to: 'svc-b.test' }));
-    expect(StanzaError.fromElement(await bounce).condition).toBe('service-unavailable');
+    expect(StanzaError.fromElement(await bounce).condition).toBe('remote-server-timeout');
     const b2 = hub.connect('svc-b.test'); // no ConflictError
     const got = nextStanza(b2);
     await a.send(xml('message', { to: 'svc-b.test', id: 'again' }));

@@ -139,7 +139,8 @@ export class MemoryHub {
       bounce = new StanzaError({ condition: 'bad-request', text: 'stanza without to' });
     } else {
       target = this.#resolve(to);
-      if (!target) bounce = new StanzaError({ condition: 'service-unavailable', text: `${to} is not connected` });
+      // As Prosody answers for a declared component that is not connected (measured): wait/remote-server-timeout.
+      if (!target) bounce = new StanzaError({ condition: 'remote-server-timeout', text: `${to} is not connected` });
     }
     if (target) {
       this.#deliver(target, copy);
