@@ -150,9 +150,10 @@ async function tail(ctx: Context, node: string, flags: TailFlags): Promise<void>
   const pubsub = bus.pubsub;
   await pubsub.start(wait);
   // A JID of its own per run (components own their whole domain), so that two tails of one
-  // identity never share, or end, each other's subscription.
+  // identity never share, or end, each other's subscription. Lower case: servers nodeprep the
+  // local part, and the notifications are matched to the listener by the exact `to`.
   const transport = bus.config.transport;
-  const jid = transport?.kind === 'component' ? `tail-${randomId()}@${bus.session.address}` : undefined;
+  const jid = transport?.kind === 'component' ? `tail-${randomId().toLowerCase()}@${bus.session.address}` : undefined;
   if (flags.create) await pubsub.ensureNode(node, undefined, { ...wait, reconfigure: false });
   let seen = 0;
   let running: Live | undefined;
