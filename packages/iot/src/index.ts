@@ -10,6 +10,38 @@ export { IotClient, NS_LAST } from './client/iot-client.js';
 export type { IotClientOptions, IotClientLimits, CommandOptions } from './client/iot-client.js';
 export { Observation } from './client/observation.js';
 
+// Monitor side: fleet monitor (discovery, observe, history, alert rules, alert events) and the live dashboard.
+export { Monitor } from './monitor/monitor.js';
+export type {
+  MonitorOptions,
+  MonitorStatus,
+  MonitorStats,
+  MonitoredAgent,
+  MonitorValue,
+  MonitorPresence,
+  AlertPublisher,
+} from './monitor/monitor.js';
+export type { AlertRule, ThresholdRule, StaleRule, OfflineRule, AlertTransition } from './monitor/alerts.js';
+export { AlertEvent, NS_IOT_ALERTS } from './monitor/alert-event.js';
+export type { AlertEventPayload } from './monitor/alert-event.js';
+export type {
+  AgentPresence,
+  FleetValue,
+  HistoryPoint,
+  FieldView,
+  ControlKind,
+  ControlView,
+  AgentView,
+  AlertKind,
+  AlertSeverity,
+  AlertView,
+  FleetSnapshot,
+  FleetEvent,
+  FleetSource,
+} from './monitor/fleet.js';
+export { Dashboard } from './dashboard/dashboard.js';
+export type { DashboardOptions, DashboardStatus } from './dashboard/dashboard.js';
+
 // Roster (RFC 6121): trust through presence subscriptions.
 export { Roster, NS_ROSTER } from './roster/roster.js';
 export type { RosterOptions, SubscriptionPolicy } from './roster/roster.js';

@@ -1,0 +1,524 @@
+import {
+  ConfigError,
+  XmppBusError,
+  bareJid,
+  silentLogger,
+  type Clock,
+  type Logger,
+  type Session,
+  type SessionUnit,
+  type WaitOptions,
+} from '@xmppbus/core';
+import { IotClient } from '../client/iot-client.js';
+import type { Observation } from '../client/observation.js';
+import type { FieldSample, ObserveEvent, ObserveOptions, PresenceChange } from '../types.js';
+import { AlertEvent, type AlertEventPayload } from './alert-event.js';
+import { AlertEngine, type AlertRule, type AlertTransition } from './alerts.js';
+import type {
+  AgentPresence,
+  AlertView,
+  ControlView,
+  FleetEvent,
+  FleetSnapshot,
+  FleetSource,
+  FleetValue,
+} from './fleet.js';
+import { FleetState } from './fleet-state.js';
+
+/** What the monitor needs of a `PubSub` (`@xmppbus/pubsub`) to publish alert events. */
+export interface AlertPublisher {
+  publish(
+    contract: typeof AlertEvent,
+    node: string,
+    payload: AlertEventPayload,
+    options: { id: string; timeout: number },
+  ): Promise<unknown>;
+}
+
+/** An agent the monitor watches whether or not it is on the roster. */
+export interface MonitoredAgent {
+  /** Bare JID. */
+  jid: string;
+  /** Display name (default: the JID's local part). */
+  name?: string;
+  /** Observe options for this agent (default: the monitor's `observe`). */
+  observe?: ObserveOptions;
+  /** Parameters to offer as controls, besides the fields the agent marks writable. */
+  controls?: readonly ControlView[];
+}
+
+export interface MonitorOptions {
+  /** The monitor's c2s session (agents answer only roster contacts: the monitor is an account). */
+  session: Session;
+  /**
+   * The IoT client to read, observe and control with (default: one made on `session`). Pass your
+   * own to share it, e.g. one with a `messenger` for QoS commands to offline agents.
+   */
+  client?: IotClient;
+  /** Agents to watch from the start. */
+  agents?: readonly (string | MonitoredAgent)[];
+  /**
+   * Also watch roster contacts and whoever sends presence (default true). A function decides per
+   * bare JID (e.g. by domain).
+   */
+  discover?: boolean | ((jid: string) => boolean);
+  /** Subscribe to configured agents' presence at start (default true; owners are auto-approved). */
+  subscribe?: boolean;
+  /** Observe options of every agent (default: all fields, any change, current values at once). */
+  observe?: ObserveOptions;
+  /** Alert rules (default none). */
+  alerts?: readonly AlertRule[];
+  /**
+   * Publish alert raised/cleared events (`AlertEvent`) to this pub/sub node. `pubsub` is a
+   * `PubSub` of `@xmppbus/pubsub` (on this session or another one).
+   */
+  publishAlerts?: { pubsub: AlertPublisher; node: string };
+  /** Points of history per field (default 240). */
+  historySize?: number;
+  /** Agents tracked at most (default 10 000). */
+  maxAgents?: number;
+  /** Fields per agent (default 64). */
+  maxFieldsPerAgent?: number;
+  /** Bound of each observe/control request, ms (default 10 000). */
+  timeout?: number;
+  /** Default: the session's clock. */
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export type MonitorStatus = 'idle' | 'starting' | 'running' | 'draining' | 'closed';
+
+/** A value the monitor received (from an observe event or a readout). */
+export interface MonitorValue {
+  readonly agent: string;
+  readonly field: string;
+  readonly value: FleetValue;
+  readonly unit?: string | undefined;
+  readonly timestamp: number;
+  /** The sample as the agent sent it. */
+  readonly sample: FieldSample;
+}
+
+export interface MonitorPresence {
+  readonly agent: string;
+  readonly presence: AgentPresence;
+  readonly at: number;
+}
+
+/** Counters for summaries and health checks. */
+export interface MonitorStats {
+  agents: number;
+  online: number;
+  /** Observe events received. */
+  notifications: number;
+  /** Field values received. */
+  values: number;
+  alertsRaised: number;
+  alertsCleared: number;
+  commandsSent: number;
+  commandsFailed: number;
+  alertPublishFailures: number;
+}
+
+type Listener<T> = (value: T) => void;
+
+function positive(name: string, v: number | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (!Number.isInteger(v) || v < 1) throw new ConfigError(`monitor: ${name} must be an integer >= 1`);
+  return v;
+}
+
+/**
+ * Watches a fleet of agents: finds them (configured list, roster, presence), observes their
+ * fields, keeps a bounded history per field, evaluates alert rules (thresholds with hysteresis,
+ * stale data, offline) and publishes alert events. A typed in-process API (`onValue`,
+ * `onAlert`, `onPresence`, `snapshot`) feeds dashboards; `control()` sends commands.
+ *
+ * A unit of its session: `session.add(monitor)` starts and closes it with the session.
+ */
+export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
+  readonly name = 'iot-monitor';
+  readonly #session: Session;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #options: MonitorOptions;
+  readonly #timeout: number;
+  readonly #state: FleetState;
+  readonly #alerts: AlertEngine;
+  readonly #client: IotClient;
+  readonly #ownClient: boolean;
+  /** Agent (bare JID) → its observation, or the attempt in flight. */
+  readonly #observations = new Map<string, Promise<Observation | undefined>>();
+  readonly #configured = new Map<string, MonitoredAgent>();
+  readonly #valueListeners = new Set<Listener<MonitorValue>>();
+  readonly #alertListeners = new Set<Listener<AlertTransition>>();
+  readonly #presenceListeners = new Set<Listener<MonitorPresence>>();
+  readonly #fleetListeners = new Set<Listener<FleetEvent>>();
+  readonly #detach: (() => void)[] = [];
+  #status: MonitorStatus = 'idle';
+  #publishing: Promise<unknown> = Promise.resolve();
+  readonly stats: MonitorStats = {
+    agents: 0,
+    online: 0,
+    notifications: 0,
+    values: 0,
+    alertsRaised: 0,
+    alertsCleared: 0,
+    commandsSent: 0,
+    commandsFailed: 0,
+    alertPublishFailures: 0,
+  };
+
+  constructor(options: MonitorOptions) {
+    if (!options?.session) throw new ConfigError('monitor: session is required');
+    this.#options = options;
+    this.#session = options.session;
+    this.#clock = options.clock ?? options.session.clock;
+    this.#logger = options.logger ?? options.session.logger ?? silentLogger;
+    this.#timeout = positive('timeout', options.timeout, 10_000);
+    this.#state = new FleetState({
+      historySize: positive('historySize', options.historySize, 240),
+      maxAgents: positive('maxAgents', options.maxAgents, 10_000),
+      maxFieldsPerAgent: positive('maxFieldsPerAgent', options.maxFieldsPerAgent, 64),
+    });
+    const names = new Set<string>();
+    for (const rule of options.alerts ?? []) {
+      if (!rule.name || rule.name.includes('/') || names.has(rule.name))
+        throw new ConfigError(`monitor: alert rule names must be unique and free of '/' (${rule.name})`);
+      names.add(rule.name);
+      if (rule.kind === 'stale') positive(`alert ${rule.name} maxInterval`, rule.maxInterval, 1);
+    }
+    this.#alerts = new AlertEngine({ rules: options.alerts ?? [], clock: this.#clock, emit: (t) => this.#onAlert(t) });
+    this.#ownClient = options.client === undefined;
+    this.#client =
+      options.client ??
+      new IotClient({
+        session: this.#session,
+        timeout: this.#timeout,
+        // Agents reciprocate our subscription request; approve theirs so trust is mutual.
+        approve: (jid) => this.#discoverable(bareJid(jid)),
+      });
+    for (const a of options.agents ?? []) {
+      const agent: MonitoredAgent = typeof a === 'string' ? { jid: a } : a;
+      this.#configured.set(bareJid(agent.jid), { ...agent, jid: bareJid(agent.jid) });
+    }
+  }
+
+  get status(): MonitorStatus {
+    return this.#status;
+  }
+
+  // ── lifecycle ──────────────────────────────────────────────────────────────────────────
+
+  /** The IoT client the monitor uses (read, observe, control, sendCommand, lastSeen). */
+  get client(): IotClient {
+    return this.#client;
+  }
+
+  async start(options: WaitOptions = {}): Promise<void> {
+    if (this.#status !== 'idle') return;
+    this.#status = 'starting';
+    this.#detach.push(
+      this.#client.onPresence((p) => this.#onPresenceChange(p)),
+      this.#client.roster.onChange((item) => {
+        if ((item.subscription === 'to' || item.subscription === 'both') && this.#discoverable(item.jid))
+          this.#track(bareJid(item.jid));
+      }),
+    );
+    await this.#client.start(options);
+    for (const agent of this.#configured.values()) this.#track(agent.jid, agent.name);
+    if (this.#options.discover ?? true) {
+      for (const item of this.#client.roster.items)
+        if ((item.subscription === 'to' || item.subscription === 'both') && this.#discoverable(item.jid))
+          this.#track(bareJid(item.jid));
+    }
+    if (this.#options.subscribe ?? true) {
+      for (const jid of this.#configured.keys()) {
+        const sub = this.#client.roster.item(jid)?.subscription;
+        if (sub !== 'both') await this.#client.befriend(jid);
+      }
+    }
+    this.#status = 'running';
+    // Agents already online get observed now; later ones when their presence arrives.
+    for (const jid of this.#state.jids()) {
+      this.#refreshPresence(jid);
+      if (this.#state.presence(jid) !== 'offline') this.#observe(jid);
+      else void this.#lastSeen(jid);
+    }
+  }
+
+  /** Stops observing (ends subscriptions at the agents) and waits for alert events in flight. */
+  async drain(options: WaitOptions = {}): Promise<void> {
+    if (this.#status === 'closed' || this.#status === 'draining') return;
+    this.#status = 'draining';
+    void options;
+    await Promise.all(
+      [...this.#observations.values()].map(async (o) => {
+        await (await o.catch(() => undefined))?.cancel().catch(() => undefined);
+      }),
+    );
+    this.#observations.clear();
+    await this.#publishing;
+  }
+
+  async close(): Promise<void> {
+    if (this.#status === 'closed') return;
+    this.#status = 'closed';
+    for (const d of this.#detach.splice(0)) d();
+    this.#alerts.close();
+    for (const o of this.#observations.values()) void o.then((x) => x?.cancel()).catch(() => undefined);
+    this.#observations.clear();
+    if (this.#ownClient) await this.#client.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.drain({ timeout: this.#timeout });
+    await this.close();
+  }
+
+  // ── typed in-process API ───────────────────────────────────────────────────────────────
+
+  onValue(listener: Listener<MonitorValue>): () => void {
+    this.#valueListeners.add(listener);
+    return () => void this.#valueListeners.delete(listener);
+  }
+
+  onAlert(listener: Listener<AlertTransition>): () => void {
+    this.#alertListeners.add(listener);
+    return () => void this.#alertListeners.delete(listener);
+  }
+
+  onPresence(listener: Listener<MonitorPresence>): () => void {
+    this.#presenceListeners.add(listener);
+    return () => void this.#presenceListeners.delete(listener);
+  }
+
+  /** Every change as a `FleetEvent` (what the dashboard streams). */
+  subscribe(listener: Listener<FleetEvent>): () => void {
+    this.#fleetListeners.add(listener);
+    return () => void this.#fleetListeners.delete(listener);
+  }
+
+  snapshot(): FleetSnapshot {
+    return { at: this.#clock.now(), agents: this.#state.views(), alerts: this.#alerts.active() };
+  }
+
+  activeAlerts(): AlertView[] {
+    return this.#alerts.active();
+  }
+
+  /** The latest value of a field, if any. */
+  value(agent: string, field: string): FleetValue | undefined {
+    return this.#state.value(bareJid(agent), field);
+  }
+
+  /** Starts watching an agent (and asks for its presence). */
+  async watch(agent: string | MonitoredAgent): Promise<void> {
+    const a: MonitoredAgent = typeof agent === 'string' ? { jid: agent } : agent;
+    const jid = bareJid(a.jid);
+    this.#configured.set(jid, { ...a, jid });
+    if (!this.#track(jid, a.name)) throw new XmppBusError('ERR_QUEUE_FULL', `monitor: maxAgents reached`);
+    if (this.#client.roster.item(jid)?.subscription !== 'both') await this.#client.befriend(jid);
+    this.#refreshPresence(jid);
+    if (this.#state.presence(jid) !== 'offline') this.#observe(jid);
+  }
+
+  /**
+   * Sets a parameter on an agent (control, as an IQ: resolves when the agent accepted it,
+   * rejects with its typed error). For agents that are offline, send a QoS command instead.
+   */
+  async control(
+    agent: string,
+    parameter: string,
+    value: FleetValue,
+    options: { signal?: AbortSignal; timeout?: number } = {},
+  ): Promise<void> {
+    const jid = bareJid(agent);
+    try {
+      await this.#client.control(jid, { [parameter]: value }, { timeout: this.#timeout, ...options });
+      this.stats.commandsSent++;
+      this.#emitFleet({ type: 'control', agent: jid, parameter, value, ok: true });
+    } catch (err) {
+      this.stats.commandsFailed++;
+      this.#emitFleet({ type: 'control', agent: jid, parameter, value, ok: false, error: (err as Error).message });
+      throw err;
+    }
+  }
+
+  // ── internals ──────────────────────────────────────────────────────────────────────────
+
+  #discoverable(jid: string): boolean {
+    if (jid === bareJid(this.#session.address) || !jid.includes('@')) return false;
+    if (this.#configured.has(jid)) return true;
+    const d = this.#options.discover ?? true;
+    return typeof d === 'function' ? d(jid) : d;
+  }
+
+  /** Adds an agent to the fleet (once); returns whether it is tracked. */
+  #track(jid: string, name?: string): boolean {
+    if (this.#state.has(jid)) return true;
+    if (!this.#state.add(jid, name ?? this.#configured.get(jid)?.name)) return false;
+    const controls = this.#configured.get(jid)?.controls;
+    if (controls) this.#state.setControls(jid, controls);
+    this.stats.agents = this.#state.size;
+    const view = this.#state.view(jid);
+    if (view) this.#emitFleet({ type: 'agent', agent: view });
+    return true;
+  }
+
+  #observe(jid: string): void {
+    if (this.#status !== 'running' || this.#observations.has(jid)) return;
+    const options = this.#configured.get(jid)?.observe ?? this.#options.observe ?? {};
+    // The client keeps an observation alive (renewals, re-subscribing when the agent is back):
+    // one per agent for the monitor's lifetime. Listeners only: a 1-event iterator buffer.
+    const attempt = this.#client.observe(jid, { ...options, bufferSize: 1 }).then(
+      (o) => {
+        o.on((e) => this.#onObserve(e));
+        return o;
+      },
+      (err: unknown) => {
+        this.#observations.delete(jid); // tried again when the agent is next seen online
+        this.#logger.warn(`monitor: observing ${jid} failed: ${(err as Error).message}`);
+        return undefined;
+      },
+    );
+    this.#observations.set(jid, attempt);
+  }
+
+  /** Server-side last activity (XEP-0012) of an offline agent, where the server offers it. */
+  async #lastSeen(jid: string): Promise<void> {
+    try {
+      const last = await this.#client.lastSeen(jid, { timeout: this.#timeout });
+      if (!last || this.#state.presence(jid) !== 'offline') return;
+      const at = this.#clock.now() - last.seconds * 1000;
+      this.#state.setPresence(jid, 'offline', at);
+      this.#emitFleet({ type: 'presence', agent: jid, presence: 'offline', lastSeen: at });
+    } catch {
+      // Not offered by this server, or not allowed: last seen stays what we observed.
+    }
+  }
+
+  #onPresenceChange(p: PresenceChange): void {
+    const jid = bareJid(p.jid);
+    if (jid === bareJid(this.#session.address)) return;
+    if (!this.#state.has(jid)) {
+      if (p.availability === 'unavailable' || !this.#discoverable(jid) || !this.#track(jid)) return;
+    }
+    this.#refreshPresence(jid, p.at);
+  }
+
+  /** Presence of an agent over all its resources: any available → online, only away ones → away. */
+  #refreshPresence(jid: string, at = this.#clock.now()): void {
+    const resources = this.#client.presenceOf(jid);
+    const presence: AgentPresence =
+      resources.length === 0
+        ? 'offline'
+        : resources.some((r) => r.availability === 'available' || r.availability === 'chat')
+          ? 'online'
+          : 'away';
+    const was = this.#state.presence(jid);
+    if (!this.#state.setPresence(jid, presence, at)) return;
+    this.stats.online += (presence !== 'offline' ? 1 : 0) - (was !== 'offline' ? 1 : 0);
+    const event: MonitorPresence = { agent: jid, presence, at };
+    for (const l of this.#presenceListeners) l(event);
+    this.#emitFleet({ type: 'presence', agent: jid, presence, lastSeen: at });
+    this.#alerts.onPresence(jid, presence);
+    if (presence !== 'offline') this.#observe(jid);
+  }
+
+  #onObserve(e: ObserveEvent): void {
+    const jid = bareJid(e.agent);
+    if (!this.#state.has(jid)) return;
+    this.stats.notifications++;
+    const at = this.#clock.now();
+    let controlsChanged = false;
+    for (const f of e.fields) {
+      if (f.node !== undefined && f.node !== '') continue; // concentrator nodes: not shown here
+      if (!this.#state.setValue(jid, f.name, f.value, f.unit, f.timestamp, at)) continue;
+      this.stats.values++;
+      if (f.writable && this.#learnControl(jid, f)) controlsChanged = true;
+      const value: MonitorValue = {
+        agent: jid,
+        field: f.name,
+        value: f.value,
+        unit: f.unit,
+        timestamp: f.timestamp,
+        sample: f,
+      };
+      for (const l of this.#valueListeners) l(value);
+      this.#emitFleet({
+        type: 'value',
+        agent: jid,
+        field: f.name,
+        value: f.value,
+        unit: f.unit,
+        timestamp: f.timestamp,
+      });
+      this.#alerts.onValue(jid, f.name, f.value, f.unit);
+    }
+    if (controlsChanged) {
+      const view = this.#state.view(jid);
+      if (view) this.#emitFleet({ type: 'agent', agent: view });
+    }
+  }
+
+  /** A writable field becomes a control the first time it is seen. */
+  #learnControl(jid: string, f: FieldSample): boolean {
+    const view = this.#state.view(jid);
+    if (!view || view.controls.some((c) => c.name === f.name)) return false;
+    const kind =
+      typeof f.value === 'boolean'
+        ? 'boolean'
+        : typeof f.value === 'number'
+          ? 'numeric'
+          : f.kind === 'enum'
+            ? 'enum'
+            : 'string';
+    this.#state.setControls(jid, [...view.controls, { name: f.name, kind, unit: f.unit }]);
+    return true;
+  }
+
+  #onAlert(t: AlertTransition): void {
+    if (t.state === 'raised') this.stats.alertsRaised++;
+    else this.stats.alertsCleared++;
+    for (const l of this.#alertListeners) l(t);
+    this.#emitFleet({ type: 'alert', state: t.state, alert: t.alert, at: t.at });
+    const target = this.#options.publishAlerts;
+    if (!target) return;
+    const a = t.alert;
+    // Published one after another, so the node sees raise and clear in order.
+    this.#publishing = this.#publishing.then(() =>
+      target.pubsub
+        .publish(
+          AlertEvent,
+          target.node,
+          {
+            state: t.state,
+            kind: a.kind,
+            severity: a.severity,
+            rule: a.rule,
+            agent: a.agent,
+            field: a.field,
+            at: new Date(t.at).toISOString(),
+            message: a.message,
+            value: a.value === undefined ? undefined : String(a.value),
+          },
+          { id: a.id, timeout: this.#timeout },
+        )
+        .catch((err: unknown) => {
+          this.stats.alertPublishFailures++;
+          this.#logger.warn(`monitor: publishing alert ${a.id} failed: ${(err as Error).message}`);
+        }),
+    );
+  }
+
+  #emitFleet(e: FleetEvent): void {
+    for (const l of this.#fleetListeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.#logger.error('monitor: a fleet listener threw', err);
+      }
+    }
+  }
+}
