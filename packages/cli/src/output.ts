@@ -78,7 +78,7 @@ export class Output {
         .map((v, i) => (typeof raw?.[i] === 'number' ? v.padStart(widths[i]!) : v.padEnd(widths[i]!)))
         .join('  ')
         .trimEnd();
-    const head = this.c.bold(fmt(header, undefined));
+    const head = this.c.bold(fmt(header, rows[0]));
     return [head, ...cells.map((r, i) => fmt(r, rows[i]))].join('\n');
   }
 }

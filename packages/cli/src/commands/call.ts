@@ -49,10 +49,13 @@ async function call(
   if (flags.get && !flags.xml)
     throw new UsageError('--get applies to --xml calls (a reflected method knows its IQ type)');
   const text = await readInput(inputArg, ctx.io);
+  // Input is checked before connecting: a typo costs no round trip.
+  const xmlRequest = flags.xml && text !== undefined ? parseXmlInput(text, 'request') : undefined;
+  const request = flags.xml || text === undefined ? {} : parseJson(text, 'request');
   const bus = await ctx.connect();
   const wait = { timeout: ctx.timeout, signal: ctx.signal };
   if (flags.xml) {
-    const payload = text === undefined ? defaultElement(ref) : parseXmlInput(text, 'request');
+    const payload = xmlRequest ?? defaultElement(ref);
     checkRoot(payload, ref);
     const reply = await bus.session.caller.request(
       xml('iq', { type: flags.get ? 'get' : 'set', to: jid }, payload),
@@ -65,7 +68,6 @@ async function call(
   }
   const descriptor = await findMethod(bus.session, jid, ref, wait);
   const method: MethodContract = methodFromDescriptor(descriptor);
-  const request = text === undefined ? {} : parseJson(text, 'request');
   // The client validates against the reflected schema before anything is sent.
   const response = await bus.client.call(method, jid, request as RequestOf<MethodContract>, wait);
   ctx.out.result(response, () => ctx.out.prettyJson(response));

@@ -70,17 +70,11 @@ async function send(
     throw new UsageError(`--ttl must be ms or a duration like 30s, 5m, 1h, got '${flags.ttl}'`);
   const text = await readInput(inputArg, ctx.io);
   if (text === undefined) throw new UsageError('no message given: pass it as an argument or on stdin');
+  // Input is checked before connecting: a typo costs no round trip.
+  const value: unknown = flags.xml ? parseXmlInput(text, 'message') : parseJson(text, 'message');
   const bus = await ctx.connect();
   const wait = { timeout: ctx.timeout, signal: ctx.signal };
-  let contract: PayloadContract;
-  let value: unknown;
-  if (flags.xml) {
-    contract = rawPayload(ref);
-    value = parseXmlInput(text, 'message');
-  } else {
-    value = parseJson(text, 'message');
-    contract = await messageContract(ctx, bus.session, jid, ref, value);
-  }
+  const contract = flags.xml ? rawPayload(ref) : await messageContract(ctx, bus.session, jid, ref, value);
   const messenger = bus.messenger;
   await messenger.start(wait);
   const ttl = flags.ttl === undefined ? undefined : /^\d+$/.test(flags.ttl) ? Number(flags.ttl) : flags.ttl;

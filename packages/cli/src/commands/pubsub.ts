@@ -86,18 +86,18 @@ async function publish(
   const text = await readInput(inputArg, ctx.io);
   if (text === undefined) throw new UsageError('no event given: pass it as an argument or on stdin');
   if (ref.ns === undefined && !flags.xml) throw new UsageError(`event '${eventArg}' needs its namespace: ns#name`);
+  // Input is checked before connecting: a typo costs no round trip.
+  const xmlPayload = flags.xml ? parseXmlInput(text, 'event') : undefined;
+  if (xmlPayload && (localName(xmlPayload) !== ref.name || (ref.ns !== undefined && xmlPayload.getNS() !== ref.ns)))
+    throw new UsageError(`the XML event is <${localName(xmlPayload)}>, not ${contractLabel(ref)}`);
+  const value = xmlPayload ? undefined : parseJson(text, 'event');
+  const inferred = xmlPayload || flags.schemaFrom ? undefined : inferContract(ref.ns!, ref.name, value);
   const bus = await ctx.connect({ adjust: withPubSub(flags.pubsub) });
   const wait = { timeout: ctx.timeout, signal: ctx.signal };
   let payload: Element;
-  if (flags.xml) {
-    payload = parseXmlInput(text, 'event');
-    if (localName(payload) !== ref.name || (ref.ns !== undefined && payload.getNS() !== ref.ns))
-      throw new UsageError(`the XML event is <${localName(payload)}>, not ${contractLabel(ref)}`);
-  } else {
-    const value = parseJson(text, 'event');
-    const contract = flags.schemaFrom
-      ? await eventContract(bus.session, flags.schemaFrom, ref, wait)
-      : inferContract(ref.ns!, ref.name, value);
+  if (xmlPayload) payload = xmlPayload;
+  else {
+    const contract = inferred ?? (await eventContract(bus.session, flags.schemaFrom!, ref, wait));
     payload = encode(contract, value as never);
   }
   const pubsub = bus.pubsub;
