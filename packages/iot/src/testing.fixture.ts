@@ -4,8 +4,11 @@
  * gets, pushing roster items, and recording the presence subscriptions clients send.
  */
 import { AccessPolicy, ManualClock, Session, bareJid, findChild, resultReply, xml, type Element } from '@xmppbus/core';
-import type { MemoryHub } from '@xmppbus/transport-memory';
-import type { RosterSubscription } from './types.js';
+import { waitFor } from '@xmppbus/testing';
+import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
+import { IotAgent } from './agent/iot-agent.js';
+import { IotClient } from './client/iot-client.js';
+import type { FieldSpec, ParameterSpec, Provisioning, RosterSubscription } from './types.js';
 
 export class FakeServer {
   readonly session: Session;
@@ -101,6 +104,75 @@ export class FakeServer {
   close(): Promise<void> {
     return this.session.close();
   }
+}
+
+export const AGENT = 'agent@iot.test/device';
+export const MONITOR = 'monitor@iot.test/m';
+export const T0 = Date.parse('2026-12-05T00:00:00Z');
+
+const FIELDS: FieldSpec[] = [
+  { name: 'Temperature', kind: 'quantity', unit: '°C', decimals: 1, initial: 21.5 },
+  { name: 'Door', kind: 'boolean', initial: false },
+  { name: 'Mode', kind: 'enum', enumType: 'Mode', values: ['auto', 'manual'], initial: 'auto' },
+  { name: 'SetPoint', kind: 'quantity', unit: '°C', decimals: 1, initial: 20 },
+];
+const PARAMS: ParameterSpec[] = [
+  { name: 'SetPoint', kind: 'double', min: 5, max: 30, initial: 20 },
+  { name: 'Mode', kind: 'enum', values: ['auto', 'manual'], initial: 'auto' },
+  { name: 'Output', kind: 'boolean', initial: false },
+];
+
+export interface World {
+  hub: MemoryHub;
+  clock: ManualClock;
+  server: FakeServer;
+  agent: IotAgent;
+  client: IotClient;
+  monitorSession: Session;
+  closers: (() => Promise<void>)[];
+}
+
+export async function world(
+  options: {
+    owners?: string[];
+    provisioning?: Provisioning;
+    subscriptionsPerPeer?: number;
+    subscriptionTtl?: number;
+  } = {},
+): Promise<World> {
+  const hub = memoryHub();
+  const clock = new ManualClock(T0);
+  const server = new FakeServer(hub, 'iot.test');
+  await server.start();
+  const agentSession = new Session({ transport: hub.connect(AGENT), clock });
+  server.connected(AGENT);
+  const agent = new IotAgent({
+    session: agentSession,
+    fields: FIELDS,
+    parameters: PARAMS,
+    owners: options.owners ?? [],
+    provisioning: options.provisioning,
+    subscriptionTtl: options.subscriptionTtl,
+    limits: { subscriptionsPerPeer: options.subscriptionsPerPeer ?? 8, pendingRequests: 3, fieldsPerMessage: 10 },
+  });
+  await agent.start();
+  const monitorSession = new Session({ transport: hub.connect(MONITOR), clock });
+  server.connected(MONITOR);
+  const client = new IotClient({ session: monitorSession });
+  await client.start();
+  const closers = [
+    () => client.close(),
+    () => monitorSession.close(),
+    () => agent.close(),
+    () => agentSession.close(),
+    () => server.close(),
+  ];
+  return { hub, clock, server, agent, client, monitorSession, closers };
+}
+
+export async function befriend(w: World): Promise<void> {
+  await w.client.befriend(AGENT);
+  await waitFor(() => w.agent.isTrusted(MONITOR), { turns: 200, what: 'mutual subscription' });
 }
 
 /** One event-loop turn, enough for memory-hub deliveries queued as microtasks to run. */

@@ -1,74 +1,7 @@
-import { ManualClock, Session, StanzaError, findChild, xml, type Element } from '@xmppbus/core';
+import { Session, StanzaError, findChild, xml, type Element } from '@xmppbus/core';
 import { waitFor } from '@xmppbus/testing';
-import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { IotClient } from '../client/iot-client.js';
-import { FakeServer } from '../testing.fixture.js';
-import type { FieldSpec, ParameterSpec, Provisioning } from '../types.js';
-import { IotAgent } from './iot-agent.js';
-
-const AGENT = 'agent@iot.test/device';
-const MONITOR = 'monitor@iot.test/m';
-const T0 = Date.parse('2026-12-05T00:00:00Z');
-
-const FIELDS: FieldSpec[] = [
-  { name: 'Temperature', kind: 'quantity', unit: '°C', decimals: 1, initial: 21.5 },
-  { name: 'Door', kind: 'boolean', initial: false },
-  { name: 'Mode', kind: 'enum', enumType: 'Mode', values: ['auto', 'manual'], initial: 'auto' },
-  { name: 'SetPoint', kind: 'quantity', unit: '°C', decimals: 1, initial: 20 },
-];
-const PARAMS: ParameterSpec[] = [
-  { name: 'SetPoint', kind: 'double', min: 5, max: 30, initial: 20 },
-  { name: 'Mode', kind: 'enum', values: ['auto', 'manual'], initial: 'auto' },
-  { name: 'Output', kind: 'boolean', initial: false },
-];
-
-interface World {
-  hub: MemoryHub;
-  clock: ManualClock;
-  server: FakeServer;
-  agent: IotAgent;
-  client: IotClient;
-  monitorSession: Session;
-  closers: (() => Promise<void>)[];
-}
-
-async function world(
-  options: { owners?: string[]; provisioning?: Provisioning; subscriptionsPerPeer?: number } = {},
-): Promise<World> {
-  const hub = memoryHub();
-  const clock = new ManualClock(T0);
-  const server = new FakeServer(hub, 'iot.test');
-  await server.start();
-  const agentSession = new Session({ transport: hub.connect(AGENT), clock });
-  server.connected(AGENT);
-  const agent = new IotAgent({
-    session: agentSession,
-    fields: FIELDS,
-    parameters: PARAMS,
-    owners: options.owners ?? [],
-    provisioning: options.provisioning,
-    limits: { subscriptionsPerPeer: options.subscriptionsPerPeer ?? 8, pendingRequests: 3, fieldsPerMessage: 10 },
-  });
-  await agent.start();
-  const monitorSession = new Session({ transport: hub.connect(MONITOR), clock });
-  server.connected(MONITOR);
-  const client = new IotClient({ session: monitorSession });
-  await client.start();
-  const closers = [
-    () => client.close(),
-    () => monitorSession.close(),
-    () => agent.close(),
-    () => agentSession.close(),
-    () => server.close(),
-  ];
-  return { hub, clock, server, agent, client, monitorSession, closers };
-}
-
-async function befriend(w: World): Promise<void> {
-  await w.client.befriend(AGENT);
-  await waitFor(() => w.agent.isTrusted(MONITOR), { turns: 200, what: 'mutual subscription' });
-}
+import { AGENT, MONITOR, T0, befriend, world, type World } from '../testing.fixture.js';
 
 /** A raw request from the monitor's session, answered as the agent answers it. */
 async function raw(w: World, payload: Element, type: 'get' | 'set' = 'get'): Promise<Element> {

@@ -33,6 +33,8 @@ export interface Subscription {
   /** Field key → value last reported (the change reference). */
   readonly reported: Map<string, FieldValue>;
   lastSent: number;
+  /** Whether any event went out yet (the first change is never held back by minInterval). */
+  sentAny: boolean;
   pending: boolean;
   flushTask: ScheduledTask | undefined;
   heartbeatTask: ScheduledTask | undefined;
@@ -90,6 +92,7 @@ export class ObserveEngine {
       rules: request.rules ? new Map(request.rules.map((r) => [r.field, r])) : undefined,
       reported: old?.reported ?? new Map(),
       lastSent: old?.lastSent ?? this.#scheduler.clock.now(),
+      sentAny: old?.sentAny ?? false,
       pending: false,
       flushTask: undefined,
       heartbeatTask: undefined,
@@ -140,7 +143,7 @@ export class ObserveEngine {
       if (!this.#fires(sub, state.key, sample)) continue;
       const now = this.#scheduler.clock.now();
       const min = sub.request.minInterval;
-      if (min !== undefined && now < sub.lastSent + min) {
+      if (min !== undefined && sub.sentAny && now < sub.lastSent + min) {
         sub.pending = true;
         sub.flushTask ??= this.#scheduler.at(sub.lastSent + min, () => {
           sub.flushTask = undefined;
@@ -166,6 +169,7 @@ export class ObserveEngine {
       sub.reported.set(state.key, s.value);
     }
     sub.lastSent = now;
+    sub.sentAny = true;
     sub.pending = false;
     sub.flushTask?.cancel();
     sub.flushTask = undefined;

@@ -244,6 +244,7 @@ export class IotClient implements SessionUnit, AsyncDisposable {
       immediate: options.immediate ?? true,
     };
     const observation = new Observation(id, agent, this.#observationControl, options.bufferSize ?? 1000);
+    if (options.onEvent) observation.on(options.onEvent);
     const held: Held = {
       observation,
       family: FAMILY[dialect],
