@@ -143,10 +143,18 @@ for (const kind of SERVER_KINDS) {
       ).rejects.toBeInstanceOf(AuthError);
     });
 
-    it('runs as its system user when started as root', async () => {
+    it('runs as its system user when started as root; wait() until aborted or exited', async () => {
       const root = process.getuid?.() === 0;
       await using server = await startServer({ kind });
       expect(uidOf(server.pid)).toBe(root ? userId(kind) : process.getuid?.());
+      // wait(): what a foreground `xmppbus server start` blocks on, until Ctrl-C or the server dies.
+      const ctl = new AbortController();
+      const waiting = server.wait({ signal: ctl.signal });
+      ctl.abort();
+      expect(await waiting).toBe('aborted');
+      const exited = server.wait();
+      await server.kill();
+      expect(await exited).toBe('exited');
     });
 
     it('creates many accounts at once (registerUsers), each can log in', async () => {

@@ -363,6 +363,27 @@ export abstract class ManagedServer implements XmppServer {
     }
   }
 
+  async wait(options: { signal?: AbortSignal } = {}): Promise<'exited' | 'aborted'> {
+    const { signal: abort } = options;
+    if (abort?.aborted) return 'aborted';
+    if (processState(this.#pid) === 'gone') return 'exited';
+    const child = this.#child;
+    child?.ref();
+    let onAbort: (() => void) | undefined;
+    try {
+      return await Promise.race([
+        this.#childExit.then(() => 'exited' as const),
+        new Promise<'aborted'>((resolve) => {
+          onAbort = () => resolve('aborted');
+          abort?.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      if (onAbort) abort?.removeEventListener('abort', onAbort);
+      child?.unref();
+    }
+  }
+
   async kill(): Promise<void> {
     await this.#terminate('SIGKILL');
   }

@@ -154,6 +154,12 @@ export interface XmppServer extends AsyncDisposable {
   registerUsers(accounts: readonly AccountSpec[]): Promise<void>;
   /** What a state file holds for this server. */
   state(): ServerState;
+  /**
+   * Resolves when the server process exits (`'exited'`) or `signal` aborts (`'aborted'`), and keeps
+   * this process alive meanwhile: what a foreground `xmppbus server start` waits on (the handle
+   * otherwise never holds the event loop open).
+   */
+  wait(options?: { signal?: AbortSignal }): Promise<'exited' | 'aborted'>;
   /** SIGKILLs the server process and waits until it is gone (reaped, not a zombie). */
   kill(): Promise<void>;
   /** Starts again (after kill() or not): same ports, config and data; resolves when a component handshake works. */
