@@ -148,7 +148,7 @@ export async function world(
   server.connected(AGENT);
   const agent = new IotAgent({
     session: agentSession,
-    fields: FIELDS,
+    fields: options.fields ?? FIELDS,
     parameters: PARAMS,
     owners: options.owners ?? [],
     provisioning: options.provisioning,
