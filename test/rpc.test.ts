@@ -193,7 +193,7 @@ describeServers('rpc', (server, kind) => {
         .getChild('query')!
         .getChildren('item')
         .map((i) => i.attrs['node']),
-    ).toEqual([`${NS_ORDERS}#create`]);
+    ).toEqual([`${NS_ORDERS}#create`, 'urn:xmppbus:schema:1']); // the method, and schema reflection (protocol.md §6)
     await caller.request(
       xml('iq', { type: 'get', to: 'svc-b.localhost', from: a.address }, xml('ping', { xmlns: 'urn:xmpp:ping' })),
     );

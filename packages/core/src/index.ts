@@ -72,7 +72,7 @@ export { Session } from './session.js';
 export type { SessionOptions, SessionStatus, SessionUnit, TransportStatusListener } from './session.js';
 export { noInstrumentation } from './instrumentation.js';
 export type { Instrumentation, OperationScope, GaugeReadings } from './instrumentation.js';
-export { IqRouter, IqCaller, resultReply, errorReply, errorFromStanza, noHandlerError } from './iq.js';
+export { IqRouter, IqCaller, resultReply, errorReply, errorFromStanza, noHandlerError, peerIsGone } from './iq.js';
 export type { IqHandler, IqRequestOptions } from './iq.js';
 export { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from './disco.js';
 export type { DiscoIdentity, DiscoItem, DiscoNodeInfo, DiscoVisibility } from './disco.js';

@@ -11,7 +11,7 @@ import { DiscoRegistry, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, type DiscoVisibi
 import { ClosedError, ConflictError, ConnectionError, TimeoutError } from './errors.js';
 import { randomId } from './id.js';
 import { bareJid, domainOf, jidEquals } from './jid.js';
-import { ServiceUnavailableError, StanzaError } from './stanza-error.js';
+import { ServiceUnavailableError, StanzaError, type StanzaErrorInit } from './stanza-error.js';
 import type { Transport } from './transport.js';
 import { Element, firstChildElement, localName, xml } from './xml.js';
 
@@ -175,8 +175,31 @@ export function errorFromStanza(stanza: Element): StanzaError {
 
 export interface IqRequestOptions extends WaitOptions {}
 
+/**
+ * An error that means the peer itself is gone (not merely "no handler"): the server's bounces for
+ * a disconnected component or an absent recipient, and ejabberd's "Access denied by service
+ * policy" for a component that is not connected (a retryable ServiceUnavailableError).
+ */
+export function peerIsGone(err: StanzaError): boolean {
+  const c = err.condition;
+  return (
+    c === 'remote-server-timeout' ||
+    c === 'remote-server-not-found' ||
+    c === 'recipient-unavailable' ||
+    (err instanceof ServiceUnavailableError && c === 'forbidden')
+  );
+}
+
+/** Whether a request to `to` waits on `peer`: the same JID, or any JID of `peer` when it is a bare domain. */
+function affects(to: string, peer: string): boolean {
+  if (jidEquals(to, peer)) return true;
+  return peer.indexOf('@') < 0 && peer.indexOf('/') < 0 && domainOf(to).toLowerCase() === peer.toLowerCase();
+}
+
 interface Pending {
   to: string | undefined;
+  /** A liveness ping of ours (never probed itself). */
+  probe: boolean;
   resolve: (iq: Element) => void;
   reject: (err: Error) => void;
   timer: TimerHandle | undefined;
@@ -190,6 +213,13 @@ export class IqCaller {
   readonly #pending = new Map<string, Pending>();
   /** Default timeout in ms when a request gives none. */
   defaultTimeout = 30_000;
+  /**
+   * A peer that leaves a request unanswered this long (ms) is pinged (XEP-0199); when the ping
+   * bounces as unavailable, its pending requests fail at once with ServiceUnavailableError
+   * instead of waiting out their timeouts. 0 turns probing off (set it before the first request).
+   */
+  probeInterval = 5_000;
+  readonly #probing = new Set<string>();
 
   constructor(transport: Transport, clock: Clock = systemClock) {
     this.#transport = transport;
@@ -216,6 +246,10 @@ export class IqCaller {
    * the abort reason, ConnectionError when the link drops, or the send failure.
    */
   request(iq: Element, options: IqRequestOptions = {}): Promise<Element> {
+    return this.#request(iq, options, false);
+  }
+
+  #request(iq: Element, options: IqRequestOptions, probe: boolean): Promise<Element> {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     const id = (iq.attrs['id'] ??= randomId());
@@ -224,14 +258,17 @@ export class IqCaller {
     if (this.#pending.has(id)) return Promise.reject(new ConflictError(`IQ id ${id} is already pending`));
     const timeout = options.timeout ?? this.defaultTimeout;
     return new Promise<Element>((resolve, reject) => {
-      const p: Pending = { to: iq.attrs['to'], resolve, reject, timer: undefined, signal, onAbort: undefined };
+      const p: Pending = {
+        to: iq.attrs['to'],
+        probe,
+        resolve,
+        reject,
+        timer: undefined,
+        signal,
+        onAbort: undefined,
+      };
       this.#pending.set(id, p);
-      if (timeout > 0 && Number.isFinite(timeout)) {
-        p.timer = this.#clock.setTimeout(
-          () => this.#settle(id, new TimeoutError(`no reply to IQ ${id} within ${timeout} ms`)),
-          timeout,
-        );
-      }
+      if (timeout > 0 && Number.isFinite(timeout)) p.timer = this.#arm(id, p, timeout, timeout);
       if (signal) {
         p.onAbort = () => this.#settle(id, abortReason(signal));
         signal.addEventListener('abort', p.onAbort, { once: true });
@@ -262,7 +299,62 @@ export class IqCaller {
     if (id === undefined) return;
     const p = this.#pending.get(id);
     if (!p || !this.#fromMatches(p.to, stanza.attrs['from'])) return; // spoofed or stray reply: ignore
-    this.#settle(id, type === 'result' ? stanza : errorFromStanza(stanza));
+    if (type === 'result') return this.#settle(id, stanza);
+    const err = errorFromStanza(stanza);
+    this.#settle(id, err);
+    // The server said the peer is gone: its other requests will not be answered either.
+    const peer = stanza.attrs['from'] ?? p.to;
+    if (peer !== undefined && peerIsGone(err)) this.peerGone(peer, err);
+  }
+
+  /**
+   * Fails at once the requests waiting on `peer` (that full JID; for a bare domain, every JID
+   * of that domain: a component), because the session learned it is unavailable: a bounce, a
+   * failed probe, its unavailable presence. `cause` says how it was learned.
+   */
+  peerGone(peer: string, cause: StanzaError): void {
+    for (const [id, p] of this.#pending) {
+      if (p.probe || p.to === undefined || !affects(p.to, peer)) continue;
+      const init: StanzaErrorInit = {
+        condition: cause.condition,
+        type: cause.type,
+        text: `${peer} became unavailable while this request waited for its reply (${cause.message})`,
+      };
+      this.#settle(id, new ServiceUnavailableError(init, { cause, retryable: cause.retryable }));
+    }
+  }
+
+  /**
+   * The request's one timer. A request that may wait longer than `probeInterval` wakes at each
+   * interval to ping its peer (no extra timer per request, and none for quick ones).
+   */
+  #arm(id: string, p: Pending, left: number, timeout: number): TimerHandle {
+    const interval = this.probeInterval;
+    if (p.probe || interval <= 0 || left <= interval)
+      return this.#clock.setTimeout(
+        () => this.#settle(id, new TimeoutError(`no reply to IQ ${id} within ${timeout} ms`)),
+        left,
+      );
+    return this.#clock.setTimeout(() => {
+      if (this.#pending.get(id) !== p) return;
+      p.timer = this.#arm(id, p, left - interval, timeout);
+      if (p.to !== undefined && !this.#probing.has(p.to)) this.#probe(p.to);
+    }, interval);
+  }
+
+  #probe(peer: string): void {
+    this.#probing.add(peer);
+    const ping = xml('iq', { type: 'get', to: peer }, xml('ping', { xmlns: NS_PING }));
+    this.#request(ping, { timeout: this.probeInterval }, true).then(
+      () => this.#probing.delete(peer),
+      (err: unknown) => {
+        this.#probing.delete(peer);
+        // Every xmppbus session answers ping; a server answers for a peer that is gone:
+        // `service-unavailable` for a c2s resource no longer there (measured, both servers).
+        if (err instanceof StanzaError && (peerIsGone(err) || err.condition === 'service-unavailable'))
+          this.peerGone(peer, err);
+      },
+    );
   }
 
   #fromMatches(to: string | undefined, from: string | undefined): boolean {

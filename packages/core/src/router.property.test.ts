@@ -194,7 +194,9 @@ async function runScenario(ops: Op[]): Promise<void> {
   const clock = new ManualClock(0);
   // A served namespace anyone may use; everything else follows the secure default.
   const access = new AccessPolicy({ rules: [{ from: '*', to: NS_OPEN }] });
-  const session = new Session({ transport: t, clock, access, iqTimeout: 10_000 });
+  // Liveness probes (pings of peers that leave a request waiting) are the session's own IQs:
+  // off here, where every outbound IQ must be one the test asked for.
+  const session = new Session({ transport: t, clock, access, iqTimeout: 10_000, probeInterval: 0 });
   let kept = 0;
   let messages = 0;
   let presences = 0;

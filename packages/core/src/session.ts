@@ -16,12 +16,13 @@ import { AccessPolicy } from './access.js';
 import { systemClock, type Clock } from './clock.js';
 import { DiscoRegistry } from './disco.js';
 import { ClosedError, ConflictError, TimeoutError, toError } from './errors.js';
-import { IqCaller, IqRouter } from './iq.js';
+import { IqCaller, IqRouter, errorFromStanza, peerIsGone } from './iq.js';
 import { noInstrumentation, type Instrumentation } from './instrumentation.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { StanzaListener, Transport, TransportStatus } from './transport.js';
 import { waitForStatus } from './base-transport.js';
 import { SchemaRegistry } from './reflection.js';
+import { ServiceUnavailableError } from './stanza-error.js';
 import type { Element } from './xml.js';
 
 export type SessionStatus = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
@@ -46,6 +47,11 @@ export interface SessionOptions {
   logger?: Logger;
   /** Default IQ request timeout, ms (default 30 000). */
   iqTimeout?: number;
+  /**
+   * A peer that leaves a request unanswered this long is pinged; if the ping bounces as
+   * unavailable, the requests waiting on it fail at once (ms, default 5 000; 0 = never).
+   */
+  probeInterval?: number;
   /** Randomness for jitter (tests make it deterministic). */
   random?: () => number;
   /**
@@ -107,6 +113,7 @@ export class Session implements AsyncDisposable {
       transport: this.transport,
     });
     if (options.iqTimeout !== undefined) this.caller.defaultTimeout = options.iqTimeout;
+    if (options.probeInterval !== undefined) this.caller.probeInterval = options.probeInterval;
   }
 
   /** The address this session speaks as (the transport's). */
@@ -238,6 +245,26 @@ export class Session implements AsyncDisposable {
     );
   }
 
+  /** A message to a peer bounced as "gone": requests waiting on that peer fail now. */
+  #learnFromBounce(message: Element): void {
+    const from = message.attrs['from'];
+    if (from === undefined || this.caller.pending === 0) return;
+    const err = errorFromStanza(message);
+    if (peerIsGone(err)) this.caller.peerGone(from, err);
+  }
+
+  /**
+   * A full JID went offline (c2s peers we exchanged presence with): requests waiting on it fail
+   * now. Servers send this only to those the peer sent presence to (RFC 6121 §4.6).
+   */
+  #learnFromPresence(presence: Element): void {
+    const from = presence.attrs['from'];
+    if (from === undefined || from.indexOf('/') < 0 || this.caller.pending === 0) return;
+    if (isXmppbusAnnouncement(presence)) return;
+    const text = 'went offline (presence unavailable)';
+    this.caller.peerGone(from, new ServiceUnavailableError({ condition: 'recipient-unavailable', text }));
+  }
+
   /** The one entry of inbound stanzas: every feature sees them through here. */
   #dispatch(stanza: Element): void {
     switch (stanza.name) {
@@ -248,13 +275,22 @@ export class Session implements AsyncDisposable {
         return;
       }
       case 'message':
+        if (stanza.attrs['type'] === 'error') this.#learnFromBounce(stanza);
         for (const l of this.#messageListeners) l(stanza);
         return;
       case 'presence':
+        if (stanza.attrs['type'] === 'unavailable') this.#learnFromPresence(stanza);
         for (const l of this.#presenceListeners) l(stanza);
         return;
     }
   }
+}
+
+/** An unavailable presence of an xmppbus instance that drains (it still answers the calls in hand). */
+function isXmppbusAnnouncement(presence: Element): boolean {
+  for (const c of presence.children)
+    if (typeof c !== 'string' && String(c.attrs['xmlns'] ?? '').startsWith('urn:xmppbus:')) return true;
+  return false;
 }
 
 function addListener<T>(list: T[], listener: T): () => void {
