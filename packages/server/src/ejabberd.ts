@@ -199,6 +199,7 @@ ${o.limits.c2sRate ? '  c2s_shaper: c2s_rate\n' : ''}  max_user_sessions: 10000
 modules:
   mod_disco: {}
   mod_roster: {}
+  mod_last: {}
   mod_ping: {}
   mod_register:
     access: register

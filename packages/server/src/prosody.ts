@@ -50,7 +50,8 @@ export class ProsodyServer extends ManagedServer {
     const o = this.options;
     const memory = o.pubsubStorage === 'memory';
     const cert = this.certificate;
-    const modules = ['disco', 'roster', 'saslauth', 'ping', 'posix', 'mam', 'offline'];
+    // lastactivity: XEP-0012 last-seen of offline accounts (IoT monitors ask it).
+    const modules = ['disco', 'roster', 'saslauth', 'ping', 'posix', 'mam', 'offline', 'lastactivity'];
     // Components: Prosody 0.12 has no TLS option for XEP-0114, but mod_net_multiplex's
     // direct-TLS port routes a stream by its namespace, component streams included.
     if (cert) modules.push('net_multiplex');
