@@ -1,0 +1,91 @@
+// `xmppbus server start --detach → status → call against it → stop`, with the real binary, on
+// Prosody and on ejabberd: the first minutes of a new user, outside any config.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Session } from '@xmppbus/core';
+import { RpcServer } from '@xmppbus/rpc';
+import { stopServer, type ServerKind } from '@xmppbus/server';
+import { CreateOrder } from '@xmppbus/testing';
+import { componentTransport } from '@xmppbus/transport-component';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCli, killAll, xmppbus } from './cli-fixtures.js';
+
+interface StartOutput {
+  kind: ServerKind;
+  detached: boolean;
+  endpoints: { componentService: string; pubsubService: string; domain: string };
+  components: { name: string; secret: string }[];
+}
+
+beforeAll(() => buildCli(), 120_000);
+
+for (const kind of ['prosody', 'ejabberd'] as const) {
+  describe(`xmppbus server [${kind}]`, () => {
+    let dir: string;
+    let session: Session | undefined;
+    const stateDir = () => join(dir, '.xmppbus', 'server');
+    // No XMPPBUS_* and no config file: the local server's state is all the CLI has.
+    const cli = (args: string[]) => xmppbus(args, { cwd: dir });
+
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), `xmppbus-cli-server-${kind}-`));
+    });
+
+    afterAll(async () => {
+      killAll();
+      await session?.close();
+      await stopServer(stateDir()); // a no-op unless a test failed before `server stop`
+      rmSync(dir, { recursive: true, force: true });
+    }, 60_000);
+
+    it('starts detached, reports its status, serves a call from the CLI, and stops', async () => {
+      const start = await cli([
+        'server',
+        'start',
+        '--detach',
+        ...(kind === 'ejabberd' ? ['--ejabberd'] : []),
+        '--component',
+        'orders.localhost',
+        '--json',
+      ]);
+      expect(start.code, start.stderr).toBe(0);
+      const started = JSON.parse(start.stdout) as StartOutput;
+      expect(started).toMatchObject({ kind, detached: true, endpoints: { domain: 'localhost' } });
+      expect(started.components.map((c) => c.name)).toEqual(
+        expect.arrayContaining(['orders.localhost', 'cli.localhost', 'cli-2.localhost']),
+      );
+      expect(readFileSync(join(stateDir(), '.gitignore'), 'utf8')).toContain('*');
+
+      const status = await cli(['server', 'status', '--json']);
+      expect(status.code).toBe(0);
+      expect(JSON.parse(status.stdout)).toMatchObject({ running: true, ready: true, kind });
+
+      // The user's service connects with the printed secret…
+      const orders = started.components.find((c) => c.name === 'orders.localhost')!;
+      const transport = await componentTransport({
+        service: started.endpoints.componentService,
+        domain: orders.name,
+        password: orders.secret,
+      });
+      session = new Session({ transport });
+      const rpc = new RpcServer({ session });
+      rpc.handle(CreateOrder, ({ sku, qty }, { from }) => ({ orderId: `${sku}@${from}`, total: qty * 9.5 }));
+      await rpc.start();
+
+      // …and the CLI calls it as the server's CLI component, with nothing configured.
+      const call = await cli(['call', 'orders.localhost', 'create', '{"sku":"B2","qty":2}', '--json']);
+      expect(call.code, call.stderr).toBe(0);
+      expect(JSON.parse(call.stdout)).toEqual({ orderId: 'B2@cli.localhost', total: 19 });
+      await session.close();
+      session = undefined;
+
+      const stop = await cli(['server', 'stop', '--json']);
+      expect(stop.code).toBe(0);
+      expect(JSON.parse(stop.stdout)).toMatchObject({ stopped: true, kind });
+      const after = await cli(['server', 'status']);
+      expect(after.code).toBe(5);
+      expect(after.stdout).toMatch(/^no server/);
+    });
+  });
+}
