@@ -9,10 +9,10 @@
 // Why a clean `dist` before packing: tsc never deletes outputs, so a file renamed or removed in
 // `src` would otherwise ship from a stale `dist`. Only the packed package is cleaned, so its
 // references stay incremental. Why chmod: npm links workspace bins at install time, before this
-// build has written them, and tsc creates files without the executable bit.
-import { chmodSync, existsSync, readFileSync, rmSync } from 'node:fs';
+// build has written them (it skips missing files), and tsc creates files without the executable bit.
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -22,13 +22,42 @@ const tsc = createRequire(join(repo, 'package.json')).resolve('typescript/bin/ts
 
 const readJson = (file) => JSON.parse(readFileSync(file, 'utf8'));
 
+/** The package's bins as [command, file] pairs. */
+function binsOf(dir) {
+  const { name, bin } = readJson(join(dir, 'package.json'));
+  if (typeof bin === 'string') return [[name.split('/').pop(), join(dir, bin)]];
+  return Object.entries(bin ?? {}).map(([command, file]) => [command, join(dir, file)]);
+}
+
 /** Sets the executable bit on each existing file named by the package's `bin`. */
 function chmodBins(dir) {
-  const { bin } = readJson(join(dir, 'package.json'));
-  const targets = typeof bin === 'string' ? [bin] : Object.values(bin ?? {});
-  for (const target of targets) {
-    const file = join(dir, target);
-    if (existsSync(file)) chmodSync(file, 0o755);
+  for (const [, file] of binsOf(dir)) if (existsSync(file)) chmodSync(file, 0o755);
+}
+
+/**
+ * Links each workspace bin into node_modules/.bin as npm would have: npm skips a bin whose file
+ * does not exist yet, and on a fresh clone `npm ci` links before this build writes dist.
+ * Symlinks only (npm makes command shims on Windows, where this leaves the bin unlinked).
+ */
+function linkBins(dir) {
+  if (process.platform === 'win32') return;
+  const binDir = join(repo, 'node_modules', '.bin');
+  for (const [command, file] of binsOf(dir)) {
+    const link = join(binDir, command);
+    if (!existsSync(file) || lstatExists(link)) continue;
+    mkdirSync(binDir, { recursive: true });
+    // Through the package's node_modules link, like npm's own bin links.
+    const { name } = readJson(join(dir, 'package.json'));
+    symlinkSync(relative(binDir, join(repo, 'node_modules', name, relative(dir, file))), link);
+  }
+}
+
+function lstatExists(path) {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -45,5 +74,8 @@ if (process.argv.includes('--package')) {
   chmodBins(dir);
 } else {
   build(repo);
-  for (const ws of readJson(join(repo, 'package.json')).workspaces) chmodBins(join(repo, ws));
+  for (const ws of readJson(join(repo, 'package.json')).workspaces) {
+    chmodBins(join(repo, ws));
+    linkBins(join(repo, ws));
+  }
 }
