@@ -3,7 +3,7 @@
  * program for embedding and tests: `run(argv, io, signal)` resolves with the exit code.
  */
 export { run, createProgram, VERSION } from './program.js';
-export type { Action, Wrap } from './program.js';
+export type { Action, Wrap } from './action.js';
 export { EXIT, EXIT_CODE_HELP, UsageError, exitCodeOf, errorCodeOf, formatError, errorJson } from './errors.js';
 export type { ExitCode } from './errors.js';
 export { Output } from './output.js';

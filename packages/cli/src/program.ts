@@ -4,6 +4,7 @@
  * error line and an exit code.
  */
 import { Command, CommanderError, Option } from 'commander';
+import type { Action, Wrap } from './action.js';
 import { AbortError } from '@xmppbus/core';
 import { registerBench } from './commands/bench.js';
 import { registerCall } from './commands/call.js';
@@ -20,12 +21,6 @@ import { Output, type Io } from './output.js';
 
 /** The version printed by `--version` (the packages share one version). */
 export const VERSION = '0.1.0';
-
-/** A command's body: gets the context and its arguments; may return a non-zero exit code. */
-export type Action<A extends unknown[]> = (ctx: Context, ...args: A) => Promise<ExitCode | void>;
-
-/** Wraps a command body: builds its context, runs it, closes what it opened. */
-export type Wrap = <A extends unknown[]>(body: Action<A>) => (...args: unknown[]) => Promise<void>;
 
 const HELP_AFTER = `
 Connection and config:

@@ -13,7 +13,7 @@ import { benchTable, runBench, type BenchOptions, type BenchResult } from '../be
 import { positive } from '../config.js';
 import type { Context } from '../context.js';
 import { EXIT, UsageError, type ExitCode } from '../errors.js';
-import type { Wrap } from '../program.js';
+import type { Wrap } from '../action.js';
 
 interface BenchFlags {
   count: string;

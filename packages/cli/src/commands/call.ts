@@ -10,7 +10,7 @@ import { methodFromDescriptor, type RequestOf, type MethodContract } from '@xmpp
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { contractLabel, parseContractRef, parseJson, parseXmlInput, readInput } from '../input.js';
-import type { Wrap } from '../program.js';
+import type { Wrap } from '../action.js';
 import { findMethod } from '../reflect.js';
 
 interface CallFlags {

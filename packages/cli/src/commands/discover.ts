@@ -21,7 +21,7 @@ import {
 } from '@xmppbus/core';
 import type { Context } from '../context.js';
 import { contractLabel } from '../input.js';
-import type { Wrap } from '../program.js';
+import type { Wrap } from '../action.js';
 import { schemaSummary } from '../schema-summary.js';
 
 interface DiscoverFlags {

@@ -13,7 +13,7 @@ import type { DeadLetter, MessageStore } from '@xmppbus/messaging';
 import type * as StoreSqlite from '@xmppbus/store-sqlite';
 import type { Context } from '../context.js';
 import { EXIT, UsageError, type ExitCode } from '../errors.js';
-import type { Wrap } from '../program.js';
+import type { Wrap } from '../action.js';
 
 interface StoreFlags {
   store?: string;

@@ -13,7 +13,7 @@ import { UsageError } from '../errors.js';
 import { contractLabel, parseContractRef, parseJson, parseXmlInput, readInput, type ContractRef } from '../input.js';
 import { countOption, live } from '../live.js';
 import { elementToJson, inferContract } from '../payload.js';
-import type { Wrap } from '../program.js';
+import type { Wrap } from '../action.js';
 import { findMessage } from '../reflect.js';
 
 interface SendFlags {

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { NS_PING, xml } from '@xmppbus/core';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
-import type { Wrap } from '../program.js';
+import type { Wrap } from '../action.js';
 
 interface PingFlags {
   count: string;

@@ -22,7 +22,7 @@ import { UsageError } from '../errors.js';
 import { contractLabel, parseContractRef, parseJson, parseXmlInput, readInput, type ContractRef } from '../input.js';
 import { countOption, live, type Live } from '../live.js';
 import { inferContract, payloadJson } from '../payload.js';
-import type { Wrap } from '../program.js';
+import type { Wrap } from '../action.js';
 import { reflected } from '../reflect.js';
 
 interface PublishFlags {

@@ -23,7 +23,7 @@ import { loadConfig } from '@xmppbus/bus';
 import { CLI_COMPONENTS, configFile, stateDirOf } from '../config.js';
 import type { Context } from '../context.js';
 import { EXIT, UsageError, type ExitCode } from '../errors.js';
-import type { Wrap } from '../program.js';
+import type { Wrap } from '../action.js';
 
 interface StartFlags {
   ejabberd?: boolean;
