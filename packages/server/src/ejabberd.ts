@@ -227,7 +227,7 @@ ERL_DIST_PORT=${this.#distPort}
 ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -kernel inet_dist_use_interface {127,0,0,1}"
 EJABBERD_BYPASS_WARNINGS=true
 `;
-    writeFileSync(this.configFile, yml);
+    writeFileSync(this.configFile, this.transformed(yml));
     // Fresh server data at the first start (a kept dataDir too); restarts keep it.
     if (!this.#configWritten) for (const d of [this.#spool, this.#logsDir]) rmSync(d, { recursive: true, force: true });
     this.#configWritten = true;

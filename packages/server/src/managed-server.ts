@@ -174,6 +174,10 @@ export abstract class ManagedServer implements XmppServer {
   protected stoppedInLog(_log: string): boolean {
     return false;
   }
+  /** The generated config text after the `transformConfig` option. */
+  protected transformed(text: string): string {
+    return this.options.transformConfig ? this.options.transformConfig(text, this) : text;
+  }
   /** Registers accounts (before launch for the initial ones on Prosody; after ready on ejabberd). */
   protected abstract addAccounts(accounts: readonly AccountSpec[], initial: boolean): Promise<void>;
 

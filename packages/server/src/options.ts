@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 
 import { ConfigError } from '@xmppbus/core';
 
-import type { AccountSpec, ComponentSpec, ServerKind, ServerLimits, StartServerOptions } from './types.js';
+import type { AccountSpec, ComponentSpec, ServerKind, ServerLimits, StartServerOptions, XmppServer } from './types.js';
 
 /** Where a detached server keeps its state unless told otherwise (relative to the cwd). */
 export const DEFAULT_STATE_DIR = join('.xmppbus', 'server');
@@ -33,6 +33,7 @@ export interface ResolvedOptions {
   readonly startTimeout: number;
   readonly detach: boolean;
   readonly stateDir: string;
+  readonly transformConfig: ((config: string, server: XmppServer) => string) | undefined;
 }
 
 /** A random secret (18 bytes, base64url: 24 characters, safe in Lua, YAML and .env files). */
@@ -116,5 +117,6 @@ export function resolveOptions(options: StartServerOptions = {}, cwd = process.c
     startTimeout: options.startTimeout ?? 60_000,
     detach: options.detach ?? false,
     stateDir: resolve(cwd, options.stateDir ?? DEFAULT_STATE_DIR),
+    transformConfig: options.transformConfig,
   };
 }

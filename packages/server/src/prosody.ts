@@ -102,7 +102,7 @@ export class ProsodyServer extends ManagedServer {
       ]),
       '',
     ];
-    writeFileSync(this.configFile, lines.join('\n'));
+    writeFileSync(this.configFile, this.transformed(lines.join('\n')));
     // Fresh server data at the first start (a kept dataDir too); restarts keep it.
     if (!this.#configWritten) rmSync(this.#data, { recursive: true, force: true });
     this.#configWritten = true;

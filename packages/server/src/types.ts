@@ -74,6 +74,12 @@ export interface StartServerOptions {
   detach?: boolean;
   /** Where a detached server's state lives (default `./.xmppbus/server`, see `DEFAULT_STATE_DIR`). */
   stateDir?: string;
+  /**
+   * Advanced: edits the generated config text (`prosody.cfg.lua` or `ejabberd.yml`) before it is
+   * written, e.g. to load an extra module. `server` has its ports and `dir` already. Keep the
+   * readiness probe component (`harness-probe.<domain>` with `componentSecret`) accepted.
+   */
+  transformConfig?: (config: string, server: XmppServer) => string;
 }
 
 /** How to reach a running server. */
