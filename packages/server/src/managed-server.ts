@@ -302,6 +302,8 @@ export abstract class ManagedServer implements XmppServer {
     if (child.pid === undefined) throw new ConnectionError(`${this.kind} failed to spawn\n${this.#logTail()}`);
     this.#pid = child.pid;
     if (!this.options.detach) trackServer(this.dir, child.pid);
+    // Written before it is ready, so a start interrupted now still leaves a server stopServer() finds.
+    else writeState(this.options.stateDir, this.state());
     await this.#waitReady(this.options.startTimeout);
   }
 
