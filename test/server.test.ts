@@ -16,6 +16,7 @@ import {
   installServer,
   randomSecret,
   readState,
+  registerAccounts,
   SERVER_KINDS,
   ServerNotInstalledError,
   serverStatus,
@@ -174,7 +175,7 @@ for (const kind of SERVER_KINDS) {
       await expect(server.registerUser('agent7', 'again')).rejects.toMatchObject({ code: 'ERR_CONFLICT' });
     });
 
-    it('detached: outlives the process that started it; status, .env for createBus, stop', async () => {
+    it('detached: outlives the process that started it; status, accounts, .env for createBus, stop', async () => {
       const stateDir = join(tempDir('state'), 'server');
       const envFile = join(stateDir, '..', '.env');
       cleanups.push(() => stopServer(stateDir)); // if an assertion fails before the stop below
@@ -185,6 +186,22 @@ for (const kind of SERVER_KINDS) {
       expect(status.state?.pid).toBe(started.pid);
       expect(readState(stateDir)?.accounts).toEqual([{ user: 'agent1', password: 'agent1-pw' }]);
       await expect(startServer({ kind, detach: true, stateDir })).rejects.toThrow(/is running; stop it first/);
+
+      // Accounts added later from another process (e.g. an IoT benchmark): they log in at once.
+      await registerAccounts(stateDir, [{ user: 'agent2', password: 'agent2-pw' }]);
+      expect(readState(stateDir)?.accounts.map((a) => a.user)).toEqual(['agent1', 'agent2']);
+      const agent = await clientTransport({
+        service: started.endpoints.c2sService,
+        domain: 'localhost',
+        username: 'agent2',
+        password: 'agent2-pw',
+        mechanism: 'PLAIN',
+        allowPlainWithoutTls: true,
+      });
+      await agent.close();
+      await expect(registerAccounts(stateDir, [{ user: 'agent1', password: 'x' }])).rejects.toMatchObject({
+        code: 'ERR_CONFLICT',
+      });
 
       // The .env feeds createBus as is.
       const env = parseEnv(readFileSync(envFile, 'utf8'));

@@ -19,6 +19,7 @@ export { SERVER_KINDS, startServer } from './start.js';
 export { serverStatus, stopServer } from './detached.js';
 export type { ServerStatus, StatusOptions, StopOptions, StopResult } from './detached.js';
 export { readState } from './state.js';
+export { registerAccounts } from './accounts.js';
 export { serverOptionsFromConfig } from './from-config.js';
 export type { ServerConfigResult, ServerConfigSource } from './from-config.js';
 export { envFileText, writeEnvFile } from './env-file.js';

@@ -22,6 +22,34 @@ function chownTree(path: string, user: SystemUser): void {
   if (statSync(path).isDirectory()) for (const n of readdirSync(path)) chownTree(join(path, n), user);
 }
 
+/**
+ * Prosody's internal storage reads account files on each login, so writing one registers the
+ * user, also while the server runs. ConflictError (nothing written) if one exists and `failIfExists`.
+ */
+export function writeProsodyAccounts(o: {
+  dataDir: string;
+  domain: string;
+  accounts: readonly AccountSpec[];
+  user: SystemUser | undefined;
+  failIfExists: boolean;
+}): void {
+  if (o.accounts.length === 0) return;
+  const hostDir = join(o.dataDir, encodeName(o.domain));
+  const dir = join(hostDir, 'accounts');
+  mkdirSync(dir, { recursive: true });
+  const files = o.accounts.map((a) => join(dir, `${encodeName(a.user.toLowerCase())}.dat`));
+  if (o.failIfExists) {
+    const i = files.findIndex((f) => existsSync(f));
+    if (i >= 0) throw new ConflictError(`user ${o.accounts[i]?.user}@${o.domain} exists`);
+  }
+  o.accounts.forEach((a, i) => {
+    const file = files[i]!;
+    writeFileSync(file, `return {\n\t["password"] = ${lua(a.password)};\n};\n`);
+    if (o.user) chownSync(file, o.user.uid, o.user.gid);
+  });
+  if (o.user) for (const p of [hostDir, dir]) chownSync(p, o.user.uid, o.user.gid);
+}
+
 export class ProsodyServer extends ManagedServer {
   readonly kind = 'prosody' as const;
   #configWritten = false;
@@ -134,22 +162,7 @@ export class ProsodyServer extends ManagedServer {
     }
   }
 
-  /** Prosody's internal storage reads account files on each login, so writing one registers the user. */
   #writeAccounts(accounts: readonly AccountSpec[], failIfExists: boolean): void {
-    if (accounts.length === 0) return;
-    const hostDir = join(this.#data, encodeName(this.domain));
-    const dir = join(hostDir, 'accounts');
-    mkdirSync(dir, { recursive: true });
-    const files = accounts.map((a) => join(dir, `${encodeName(a.user.toLowerCase())}.dat`));
-    if (failIfExists) {
-      const i = files.findIndex((f) => existsSync(f));
-      if (i >= 0) throw new ConflictError(`user ${accounts[i]?.user}@${this.domain} exists`);
-    }
-    accounts.forEach((a, i) => {
-      const file = files[i]!;
-      writeFileSync(file, `return {\n\t["password"] = ${lua(a.password)};\n};\n`);
-      if (this.user) chownSync(file, this.user.uid, this.user.gid);
-    });
-    if (this.user) for (const p of [hostDir, dir]) chownSync(p, this.user.uid, this.user.gid);
+    writeProsodyAccounts({ dataDir: this.#data, domain: this.domain, accounts, user: this.user, failIfExists });
   }
 }
