@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { startProsody } from '@xmppbus/testing';
@@ -74,6 +74,8 @@ it('packs every publishable workspace, installs the tarballs outside the repo, t
   expect(published.length).toBeGreaterThan(10);
 
   const temp = mkdtempSync(join(tmpdir(), 'xmppbus-pack-'));
+  // Outside the repo, or Node and TypeScript would find the repo's node_modules from the consumer.
+  expect(relative(repo, temp).startsWith('..')).toBe(true);
   try {
     // ---- pack: one npm command; each prepack builds its package from a clean dist ------------
     const tarballs = join(temp, 'tarballs');
