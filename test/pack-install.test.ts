@@ -64,7 +64,7 @@ function run(
 
 /** What a tarball may hold: the build output (js, d.ts, js maps), README, LICENSE, package.json. */
 const ALLOWED = /^(?:package\.json|README\.md|LICENSE|dist\/.+\.(?:js|d\.ts|js\.map))$/;
-const FORBIDDEN = /\.test\.(?:js|d\.ts|js\.map)$|tsbuildinfo|\.d\.ts\.map$/;
+const FORBIDDEN = /\.(?:test|fixture)\.(?:js|d\.ts|js\.map)$|tsbuildinfo|\.d\.ts\.map$/;
 
 it('packs every publishable workspace, installs the tarballs outside the repo, type-checks and runs a consumer', async () => {
   const workspaces = (readJson(join(packFrom, 'package.json')) as { workspaces: string[] }).workspaces.map(
