@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '@xmppbus/testing';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const BIN = join(ROOT, 'packages', 'cli', 'dist', 'bin.js');
 
 /** Builds the CLI and what it references (incremental: quick when dist is current). */
@@ -45,16 +45,16 @@ export function killAll(): void {
   running.clear();
 }
 
-/** A running `xmppbus` process with its output so far. */
-export class LiveCli {
+/** A running Node process (`node <args>`) with its output so far. */
+export class LiveProcess {
   stdout = '';
   stderr = '';
   readonly #child: ChildProcess;
   readonly #exit: Promise<CliRun>;
 
-  constructor(args: readonly string[], options: CliOptions) {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: options.cwd,
+  constructor(args: readonly string[], cwd: string, options: { env?: Record<string, string>; input?: string } = {}) {
+    const child = spawn(process.execPath, args, {
+      cwd,
       env: { ...baseEnv(), ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -92,6 +92,13 @@ export class LiveCli {
 
   exit(): Promise<CliRun> {
     return this.#exit;
+  }
+}
+
+/** A running `xmppbus` process. */
+export class LiveCli extends LiveProcess {
+  constructor(args: readonly string[], options: CliOptions) {
+    super([BIN, ...args], options.cwd, options);
   }
 }
 

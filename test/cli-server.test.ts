@@ -9,7 +9,9 @@ import { stopServer, type ServerKind } from '@xmppbus/server';
 import { CreateOrder } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCli, killAll, xmppbus } from './cli-fixtures.js';
+import { LiveProcess, ROOT, buildCli, killAll, xmppbus } from './cli-fixtures.js';
+
+const QUICKSTART = join(ROOT, 'examples', 'quickstart', 'service.ts');
 
 interface StartOutput {
   kind: ServerKind;
@@ -87,5 +89,24 @@ for (const kind of ['prosody', 'ejabberd'] as const) {
       expect(after.code).toBe(5);
       expect(after.stdout).toMatch(/^no server/);
     });
+
+    if (kind === 'prosody')
+      it('runs the first session of packages/cli/README.md: server start --env, the quickstart service, call', async () => {
+        const start = await cli(['server', 'start', '--detach', '--component', 'orders.localhost', '--env', '.env']);
+        expect(start.code, start.stderr).toBe(0);
+        expect(start.stdout).not.toMatch(/secret \S/); // the secrets went to .env
+        expect(readFileSync(join(dir, '.env'), 'utf8')).toMatch(/^XMPPBUS_TRANSPORT_DOMAIN=orders\.localhost$/m);
+        // node --env-file=.env --import tsx service.ts
+        const service = new LiveProcess(['--env-file', join(dir, '.env'), '--import', 'tsx', QUICKSTART], ROOT);
+        try {
+          await service.waitFor('the service', (o) => o.stdout.includes('orders ready'));
+          const call = await cli(['call', 'orders.localhost', 'create', '{"sku":"A1","qty":2}']);
+          expect(call.code, call.stderr).toBe(0);
+          expect(JSON.parse(call.stdout)).toEqual({ orderId: 'o-A1-for-cli.localhost', total: 19 });
+        } finally {
+          expect((await service.interrupt()).code).toBe(0); // handleSignals: drained and closed
+        }
+        expect((await cli(['server', 'stop'])).code).toBe(0);
+      });
   });
 }
