@@ -97,7 +97,8 @@ export async function installServer(kind: ServerKind): Promise<InstallResult> {
   if (missing.length === 0) return { installed: [] };
   if (!which('apt-get')) throw new ServerNotInstalledError(kind, `${missing.join(', ')}; and no apt-get here`);
   const packages = [...SERVER_PACKAGES[kind]];
-  const sudo = isRoot() ? [] : ['sudo'];
+  // -n: fail at once instead of waiting for a password prompt nobody sees.
+  const sudo = isRoot() ? [] : ['sudo', '-n'];
   const exec = (args: string[]): Promise<void> => {
     const [cmd, ...rest] = [...sudo, ...args];
     return run(cmd!, rest, { ...process.env, DEBIAN_FRONTEND: 'noninteractive' });
@@ -110,7 +111,9 @@ export async function installServer(kind: ServerKind): Promise<InstallResult> {
     else await exec(['sh', '-c', `printf '#!/bin/sh\\nexit 101\\n' > ${policy} && chmod +x ${policy}`]);
   }
   try {
-    await exec(['apt-get', 'update', '-qq']);
+    await exec(['apt-get', 'update', '-qq']).catch((err: unknown) => {
+      throw new ServerNotInstalledError(kind, `${missing.join(', ')}; installing failed (${(err as Error).message})`);
+    });
     await exec(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', ...packages]);
   } finally {
     if (ownPolicy) {

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -54,14 +54,16 @@ function chooseDir(
       throw new ConfigError(
         `startServer: dataDir ${o.dataDir} is not reachable by the system user ${kind} (a parent directory is not searchable); choose a directory outside it, e.g. under /var/tmp`,
       );
-    mkdirSync(o.dataDir, { recursive: true });
+    mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(o.dataDir, 0o700); // it will hold the secrets (configs, account files)
     return { dir: o.dataDir, ephemeral: false };
   }
   if (o.detach) {
     const dir = join(o.stateDir, kind);
     // As root in e.g. /root/app, the server's user cannot read its config there: use a temp dir.
     if (!user || reachableBy(dir, user)) {
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700); // it will hold the secrets (configs, account files)
       return { dir, ephemeral: false };
     }
     return { dir: mkdtempSync(join(tmpdir(), `xmppbus-detached-${kind}-`)), ephemeral: true };
