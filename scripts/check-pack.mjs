@@ -1,7 +1,7 @@
 // Fails when a package would not install and type-check on its own once published:
 // - an import in its built dist/*.js (runtime) or dist/*.d.ts (types) names a package that is
 //   not in its dependencies or peerDependencies (for types: the package itself when it ships
-//   types, else its @types/* package; `node:*` needs @types/node);
+//   types, else its @types/* package; `node:*` needs @types/node; never an optional peer);
 // - a published package depends on a private one (@xmppbus/testing);
 // - the publishing fields are missing: prepack build, `files` without build info and
 //   declaration maps, publishConfig.access, LICENSE, the "source" export condition first.
@@ -92,6 +92,9 @@ for (const { dir, json } of pkgs) {
       const name = spec === 'node' ? '@types/node' : packageOf(spec);
       if (name === undefined) continue;
       need(name, `${local} imports '${spec}'`);
+      // An optional peer may be absent: its types in a public d.ts would break those consumers.
+      if (isTypes && json.peerDependenciesMeta?.[name]?.optional)
+        problems.push(`${json.name}: ${local} imports optional peer '${name}' (absent for some consumers)`);
       if (isTypes && !name.startsWith('@xmppbus/') && !shipsTypes(name))
         need(typesPackage(name), `${local} (types of '${name}')`);
     }
