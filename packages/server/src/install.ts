@@ -30,9 +30,10 @@ export function installCommand(kind: ServerKind): string {
 export class ServerNotInstalledError extends ConfigError {
   readonly kind: ServerKind;
   readonly installHint: string;
-  constructor(kind: ServerKind, missing: string) {
+  constructor(kind: ServerKind, missing: string, detail?: string) {
     const hint = `installServer('${kind}') from @xmppbus/server (or \`${installCommand(kind)}\`)`;
-    super(`${kind} is not installed (${missing} not found): install it with ${hint}`);
+    const why = detail ? `; ${detail}` : '';
+    super(`${kind} is not installed (${missing} not found${why}): install it with ${hint}`);
     this.kind = kind;
     this.installHint = hint;
   }
@@ -95,7 +96,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<void>
 export async function installServer(kind: ServerKind): Promise<InstallResult> {
   const missing = missingBinaries(kind);
   if (missing.length === 0) return { installed: [] };
-  if (!which('apt-get')) throw new ServerNotInstalledError(kind, `${missing.join(', ')}; and no apt-get here`);
+  if (!which('apt-get')) throw new ServerNotInstalledError(kind, missing.join(', '), 'no apt-get here');
   const packages = [...SERVER_PACKAGES[kind]];
   // -n: fail at once instead of waiting for a password prompt nobody sees.
   const sudo = isRoot() ? [] : ['sudo', '-n'];
@@ -112,7 +113,7 @@ export async function installServer(kind: ServerKind): Promise<InstallResult> {
   }
   try {
     await exec(['apt-get', 'update', '-qq']).catch((err: unknown) => {
-      throw new ServerNotInstalledError(kind, `${missing.join(', ')}; installing failed (${(err as Error).message})`);
+      throw new ServerNotInstalledError(kind, missing.join(', '), `installing failed: ${(err as Error).message}`);
     });
     await exec(['apt-get', 'install', '-y', '-qq', '--no-install-recommends', ...packages]);
   } finally {
