@@ -30,6 +30,12 @@ export { DEFAULT_STATE_DIR, STATE_FILE, randomSecret } from './options.js';
 export { installServer, installCommand, missingBinaries, ServerNotInstalledError } from './install.js';
 export type { InstallResult } from './install.js';
 export { PROBE_COMPONENT } from './managed-server.js';
+export { startEjabberdCluster } from './cluster.js';
+export type { ClusterNode, EjabberdCluster, StartClusterOptions } from './cluster.js';
+export type { ComponentBalancing } from './cluster-config.js';
+export { FEDERATION_DOMAINS, startFederation } from './federation.js';
+export type { Federation, FederationOptions, FederationSide } from './federation.js';
+export type { DnsQuestion } from './fake-dns.js';
 // Low-level helpers the test harness (@xmppbus/testing) builds on.
 export { freePort } from './ports.js';
 export { componentHandshake, openComponentStream } from './handshake.js';

@@ -7,6 +7,8 @@ export { SERVER_KINDS, DEFAULT_COMPONENTS, startServer, startProsody, startEjabb
 export { describeServers } from './describe-servers.js';
 export { freePort, componentHandshake, createTestCa, PROBE_COMPONENT } from '@xmppbus/server';
 export type { HandshakeOptions, TestCa } from '@xmppbus/server';
+export { startEjabberdCluster } from '@xmppbus/server';
+export type { ClusterNode, ComponentBalancing, EjabberdCluster, StartClusterOptions } from '@xmppbus/server';
 export { waitForSettledRoutes } from './route-probe.js';
 export { waitFor } from './wait-for.js';
 export { startPrometheus } from './prometheus.js';
