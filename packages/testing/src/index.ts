@@ -9,6 +9,8 @@ export { freePort, componentHandshake, createTestCa, PROBE_COMPONENT } from '@xm
 export type { HandshakeOptions, TestCa } from '@xmppbus/server';
 export { startEjabberdCluster } from '@xmppbus/server';
 export type { ClusterNode, ComponentBalancing, EjabberdCluster, StartClusterOptions } from '@xmppbus/server';
+export { FEDERATION_DOMAINS, startFederation } from '@xmppbus/server';
+export type { DnsQuestion, Federation, FederationOptions, FederationSide } from '@xmppbus/server';
 export { waitForSettledRoutes } from './route-probe.js';
 export { waitFor } from './wait-for.js';
 export { startPrometheus } from './prometheus.js';
