@@ -174,7 +174,7 @@ export class PowerMeter implements SensorModel {
 
   fields(): ModelField[] {
     return [
-      { name: 'power', value: round(this.#power, 1), unit: 'W' },
+      { name: 'power', value: this.relay ? round(this.#power, 1) : 0, unit: 'W' },
       { name: 'energy', value: round(this.energy, 4), unit: 'kWh' },
       { name: 'relay', value: this.relay },
     ];

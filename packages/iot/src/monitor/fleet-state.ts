@@ -86,7 +86,7 @@ export class FleetState {
     return true;
   }
 
-  /** Records a value; returns false if the agent is unknown or has no room for a new field. */
+  /** Records a value; returns false if the agent is unknown, has no room for a new field, or the sample is not new. */
   setValue(
     jid: string,
     field: string,
@@ -105,7 +105,7 @@ export class FleetState {
       }
       f = { value, unit, timestamp, history: new HistoryRing(this.#limits.historySize) };
       a.fields.set(field, f);
-    }
+    } else if (f.timestamp === timestamp && f.value === value) return false; // the same sample again (events carry every field)
     f.value = value;
     if (unit !== undefined) f.unit = unit;
     f.timestamp = timestamp;

@@ -7,6 +7,7 @@ import {
   type Logger,
   type Session,
   type SessionUnit,
+  type TimerHandle,
   type WaitOptions,
 } from '@xmppbus/core';
 import { IotClient } from '../client/iot-client.js';
@@ -149,6 +150,8 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
   readonly #ownClient: boolean;
   /** Agent (bare JID) → its observation, or the attempt in flight. */
   readonly #observations = new Map<string, Promise<Observation | undefined>>();
+  /** Agents whose observe failed (e.g. trust not mutual yet): the next try, and how many so far. */
+  readonly #retries = new Map<string, { timer: TimerHandle | undefined; attempts: number }>();
   readonly #configured = new Map<string, MonitoredAgent>();
   readonly #valueListeners = new Set<Listener<MonitorValue>>();
   readonly #alertListeners = new Set<Listener<AlertTransition>>();
@@ -221,8 +224,10 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     this.#detach.push(
       this.#client.onPresence((p) => this.#onPresenceChange(p)),
       this.#client.roster.onChange((item) => {
-        if ((item.subscription === 'to' || item.subscription === 'both') && this.#discoverable(item.jid))
-          this.#track(bareJid(item.jid));
+        const jid = bareJid(item.jid);
+        if ((item.subscription === 'to' || item.subscription === 'both') && this.#discoverable(jid)) this.#track(jid);
+        // Trust just became mutual: an observe the agent refused a moment ago is worth a new try.
+        if (item.subscription === 'both' && this.#retries.has(jid)) this.#retryNow(jid);
       }),
     );
     await this.#client.start(options);
@@ -266,6 +271,8 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     this.#status = 'closed';
     for (const d of this.#detach.splice(0)) d();
     this.#alerts.close();
+    for (const r of this.#retries.values()) r.timer?.cancel();
+    this.#retries.clear();
     for (const o of this.#observations.values()) void o.then((x) => x?.cancel()).catch(() => undefined);
     this.#observations.clear();
     if (this.#ownClient) await this.#client.close();
@@ -370,19 +377,56 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     if (this.#status !== 'running' || this.#observations.has(jid)) return;
     const options = this.#configured.get(jid)?.observe ?? this.#options.observe ?? {};
     // The client keeps an observation alive (renewals, re-subscribing when the agent is back):
-    // one per agent for the monitor's lifetime. Listeners only: a 1-event iterator buffer.
-    const attempt = this.#client.observe(jid, { ...options, bufferSize: 1 }).then(
+    // one per agent for the monitor's lifetime.
+    const attempt = this.#client.observe(jid, { bufferSize: 256, ...options }).then(
       (o) => {
-        o.on((e) => this.#onObserve(e));
+        this.#retries.get(jid)?.timer?.cancel();
+        this.#retries.delete(jid);
+        if (this.#status === 'closed') void o.cancel().catch(() => undefined);
+        // The iterator, not a listener: the first event (current values) can arrive with the
+        // subscription's answer, before a listener could be attached; the iterator buffers it.
+        else void this.#consume(o);
         return o;
       },
       (err: unknown) => {
-        this.#observations.delete(jid); // tried again when the agent is next seen online
-        this.#logger.warn(`monitor: observing ${jid} failed: ${(err as Error).message}`);
+        this.#observations.delete(jid);
+        this.#logger.debug(`monitor: observing ${jid} failed: ${(err as Error).message}`);
+        this.#scheduleRetry(jid);
         return undefined;
       },
     );
     this.#observations.set(jid, attempt);
+  }
+
+  async #consume(o: Observation): Promise<void> {
+    try {
+      for await (const e of o) this.#onObserve(e);
+    } catch (err) {
+      this.#logger.warn(`monitor: observation of ${o.agent} ended: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Tries again with backoff (0.5 s doubling to 30 s) while the agent is online: right after a
+   * subscription is approved the agent may not have seen the mutual roster state yet, and
+   * answers `forbidden` for a moment.
+   */
+  #scheduleRetry(jid: string): void {
+    if (this.#status !== 'running' || this.#state.presence(jid) === 'offline') return;
+    const r = this.#retries.get(jid) ?? { timer: undefined, attempts: 0 };
+    r.timer?.cancel();
+    const delay = Math.min(30_000, 500 * 2 ** r.attempts++);
+    r.timer = this.#clock.setTimeout(() => this.#retryNow(jid), delay);
+    this.#retries.set(jid, r);
+  }
+
+  #retryNow(jid: string): void {
+    const r = this.#retries.get(jid);
+    if (r) {
+      r.timer?.cancel();
+      r.timer = undefined;
+    }
+    if (this.#state.presence(jid) !== 'offline') this.#observe(jid);
   }
 
   /** Server-side last activity (XEP-0012) of an offline agent, where the server offers it. */
