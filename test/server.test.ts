@@ -5,7 +5,7 @@
  * system user when we are root, and a missing binary.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -176,11 +176,17 @@ for (const kind of SERVER_KINDS) {
     });
 
     it('detached: outlives the process that started it; status, accounts, .env for createBus, stop', async () => {
-      const stateDir = join(tempDir('state'), 'server');
+      // A project dir the server's user can traverse (mkdtemp makes 0700 dirs): the server lives in the state dir.
+      const project = tempDir('state');
+      chmodSync(project, 0o755);
+      const stateDir = join(project, '.xmppbus', 'server');
       const envFile = join(stateDir, '..', '.env');
       cleanups.push(() => stopServer(stateDir)); // if an assertion fails before the stop below
       const started = await startDetachedInChild(kind, stateDir, envFile);
 
+      expect(started.dir).toBe(join(stateDir, kind));
+      expect(started.ephemeral).toBe(false);
+      expect(statSync(started.dir).mode & 0o777).toBe(0o700);
       const status = await serverStatus(stateDir);
       expect(status).toMatchObject({ running: true, ready: true });
       expect(status.state?.pid).toBe(started.pid);

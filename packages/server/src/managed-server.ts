@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { ConfigError, ConnectionError, TimeoutError } from '@xmppbus/core';
 
@@ -43,6 +43,16 @@ export interface LaunchSpec {
   readonly env: NodeJS.ProcessEnv;
 }
 
+/**
+ * Creates `dir` with mode 0700 (it holds secrets: configs, account files), its missing parents
+ * with the default mode, so that the server's system user can still reach it.
+ */
+function privateDir(dir: string): void {
+  mkdirSync(dirname(dir), { recursive: true });
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o700);
+}
+
 /** The server's directory: given, `<stateDir>/<kind>` for a detached server, or a fresh temp dir. */
 function chooseDir(
   kind: ServerKind,
@@ -54,16 +64,14 @@ function chooseDir(
       throw new ConfigError(
         `startServer: dataDir ${o.dataDir} is not reachable by the system user ${kind} (a parent directory is not searchable); choose a directory outside it, e.g. under /var/tmp`,
       );
-    mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
-    chmodSync(o.dataDir, 0o700); // it will hold the secrets (configs, account files)
+    privateDir(o.dataDir);
     return { dir: o.dataDir, ephemeral: false };
   }
   if (o.detach) {
     const dir = join(o.stateDir, kind);
     // As root in e.g. /root/app, the server's user cannot read its config there: use a temp dir.
     if (!user || reachableBy(dir, user)) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      chmodSync(dir, 0o700); // it will hold the secrets (configs, account files)
+      privateDir(dir);
       return { dir, ephemeral: false };
     }
     return { dir: mkdtempSync(join(tmpdir(), `xmppbus-detached-${kind}-`)), ephemeral: true };

@@ -13,7 +13,7 @@ export function stateFile(stateDir: string): string {
 
 /** Writes the state atomically (rename), with a `.gitignore` so secrets are never committed. */
 export function writeState(stateDir: string, state: ServerState): void {
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  mkdirSync(stateDir, { recursive: true }); // default mode: the server's own dir may be inside
   writeFileSync(join(stateDir, '.gitignore'), '# written by @xmppbus/server: secrets and server data\n*\n');
   const tmp = `${stateFile(stateDir)}.${process.pid}.tmp`;
   writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
