@@ -9,7 +9,7 @@ import { stopServer, type ServerKind } from '@xmppbus/server';
 import { CreateOrder } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LiveProcess, ROOT, buildCli, killAll, xmppbus } from './cli-fixtures.js';
+import { LiveCli, LiveProcess, ROOT, buildCli, killAll, xmppbus } from './cli-fixtures.js';
 
 const QUICKSTART = join(ROOT, 'examples', 'quickstart', 'service.ts');
 
@@ -21,6 +21,15 @@ interface StartOutput {
 }
 
 beforeAll(() => buildCli(), 120_000);
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's (the server's system user)
+  }
+}
 
 for (const kind of ['prosody', 'ejabberd'] as const) {
   describe(`xmppbus server [${kind}]`, () => {
@@ -88,6 +97,17 @@ for (const kind of ['prosody', 'ejabberd'] as const) {
       const after = await cli(['server', 'status']);
       expect(after.code).toBe(5);
       expect(after.stdout).toMatch(/^no server/);
+    });
+
+    it('runs in the foreground until Ctrl-C, then stops the server', async () => {
+      const fg = new LiveCli(['server', 'start', '--json', ...(kind === 'ejabberd' ? ['--ejabberd'] : [])], {
+        cwd: dir,
+      });
+      await fg.waitFor('the server', (o) => o.stderr.includes('until Ctrl-C'), 120_000);
+      const { pid } = JSON.parse(fg.stdout) as { pid: number };
+      expect(alive(pid)).toBe(true);
+      expect((await fg.interrupt()).code).toBe(0);
+      expect(alive(pid)).toBe(false);
     });
 
     if (kind === 'prosody')

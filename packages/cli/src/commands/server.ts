@@ -127,8 +127,14 @@ async function start(ctx: Context, flags: StartFlags): Promise<ExitCode> {
 /** Resolves on Ctrl-C (the server runs in the foreground until then). */
 function waitForInterrupt(signal: AbortSignal): Promise<void> {
   return new Promise((done) => {
-    if (signal.aborted) done();
-    else signal.addEventListener('abort', () => done(), { once: true });
+    // The server process is not a handle of ours: without a timer, Node would just exit here.
+    const keepAlive = setInterval(() => undefined, 60_000);
+    const stop = (): void => {
+      clearInterval(keepAlive);
+      done();
+    };
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
   });
 }
 
