@@ -407,8 +407,10 @@ export class IotClient implements SessionUnit, AsyncDisposable {
   /** After a reconnect (ours or the agent's): subscribe again, with the current values at once. */
   async #restore(agent?: string): Promise<void> {
     for (const held of [...this.#observations.values()]) {
-      if (agent !== undefined && bareJid(held.observation.agent) !== agent) continue;
-      await this.#subscribe(held, true, {}).catch(() => undefined);
+      const bare = bareJid(held.observation.agent);
+      if (agent !== undefined && bare !== agent) continue;
+      // An agent not back yet is subscribed again when its available presence arrives.
+      await this.#subscribe(held, true, {}).catch(() => this.#seenOffline.add(bare));
     }
   }
 

@@ -215,7 +215,7 @@ export class Roster {
     };
     if (subscription === 'remove') this.#items.delete(bare);
     else if (this.#items.has(bare) || this.#items.size < this.#maxItems) this.#items.set(bare, item);
-    if (subscription === 'both' || subscription === 'to') this.#asked.delete(bare);
+    if (subscription === 'both' || subscription === 'remove') this.#asked.delete(bare);
     if (notify) for (const l of [...this.#changeListeners]) l(item);
   }
 
@@ -254,7 +254,8 @@ export class Roster {
       void this.#session.send(xml('presence', { type: 'subscribed', to: bare })).catch(() => undefined);
       return;
     }
-    const decision = this.#asked.has(bare) ? 'approve' : this.#policy(bare);
+    // A peer we asked (or already see, `to`) asking back completes a mutual subscription.
+    const decision = this.#asked.has(bare) || sub === 'to' ? 'approve' : this.#policy(bare);
     if (decision === 'approve') {
       void this.approve(bare).catch(() => undefined);
       return;
