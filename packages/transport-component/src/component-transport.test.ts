@@ -252,3 +252,52 @@ describe('ComponentTransport reconnect loop (scripted server, manual clock)', ()
     expect(streamErrorOf(err)?.condition).toBe('not-authorized');
   });
 });
+
+describe('ComponentTransport endpoints (several listeners of one cluster)', () => {
+  it('re-homes to the next endpoint within one reconnect attempt, then stays there', async () => {
+    const a = new ScriptedServer();
+    const b = new ScriptedServer();
+    const byPort: Record<number, ScriptedServer> = { 1001: a, 1002: b };
+    const addresses: number[] = [];
+    const clock = new ManualClock();
+    const t = await connect(a, clock, {
+      service: 'xmpp://node1:1001',
+      endpoints: ['xmpp://node2:1002'],
+      connect: (address: { port: number }) => {
+        addresses.push(address.port);
+        return byPort[address.port]!.connect();
+      },
+    } as Partial<ComponentTransportOptions>);
+    expect(addresses).toEqual([1001]);
+
+    // Node 1 dies: the first reconnect attempt is refused there and lands on node 2 at once.
+    a.up = false;
+    a.drop();
+    await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    clock.advance(200);
+    await waitForStatus(t, 'online', { timeout: 5_000 });
+    expect(addresses).toEqual([1001, 1001, 1002]);
+    await t.send(xml('message', { to: 'x.test' }, xml('body', {}, 'via node 2')));
+    await until(() => b.received.join('').includes('via node 2'), 'the stanza reached node 2');
+
+    // Node 1 is back, node 2 drops: the next attempt starts at node 2 (the last that worked).
+    a.up = true;
+    b.drop();
+    await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    clock.advance(200);
+    await waitForStatus(t, 'online', { timeout: 5_000 });
+    expect(addresses).toEqual([1001, 1001, 1002, 1002]);
+
+    await t.close();
+    expect(clock.pending).toBe(0);
+  });
+
+  it('an invalid endpoint is a ConfigError before connecting', async () => {
+    const srv = new ScriptedServer();
+    const err = await connect(srv, new ManualClock(), {
+      endpoints: ['not a uri'],
+    } as Partial<ComponentTransportOptions>).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(srv.attempts).toBe(0);
+  });
+});

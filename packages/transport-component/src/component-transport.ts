@@ -16,12 +16,14 @@ import {
 import {
   StreamTransport,
   certificateError,
+  StreamLink,
   parseService,
   resolveSecret,
   withConnectionContext,
   type Secret,
   type StreamConnectOptions,
-  type StreamLink,
+  type ServiceAddress,
+  type StreamConnector,
   type StreamTransportOptions,
 } from '@xmppbus/stream';
 
@@ -50,6 +52,12 @@ export interface ComponentTransportOptions extends StreamConnectOptions {
    * e.g. ejabberd's `ejabberd_service` with `tls: true`. Default: plaintext.
    */
   tls?: ComponentTlsOptions;
+  /**
+   * More component listeners of the same server or cluster (`xmpp://host:port`), e.g. the other
+   * ejabberd nodes: each connection attempt tries `service`, then these in turn, until one
+   * accepts the TCP connection, and stays with it until it fails. Default: none.
+   */
+  endpoints?: readonly string[];
 }
 
 /** @internal test seams, not part of the public options. */
@@ -68,12 +76,17 @@ export class ComponentTransport extends StreamTransport {
     super(parseService(options.service, 5347), {
       ...options,
       maxStanzaBytes: options.maxStanzaBytes ?? 512 * 1024,
+      connect: failover(
+        [options.service, ...(options.endpoints ?? [])].map((s) => parseService(s, 5347)),
+        options.connect ?? StreamLink.connect,
+      ),
     });
     this.address = options.domain;
     this.#password = options.password;
     this.#tls = options.tls;
     const { host, port } = parseService(options.service, 5347);
-    this.#where = `component ${options.domain} at ${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const more = options.endpoints?.length ? ` (+${options.endpoints.length} more endpoints)` : '';
+    this.#where = `component ${options.domain} at ${host.includes(':') ? `[${host}]` : host}:${port}${more}`;
   }
 
   /** Creates the transport and connects; see `componentTransport()`. */
@@ -154,6 +167,32 @@ export class ComponentTransport extends StreamTransport {
   }
 }
 
+/**
+ * A connector over several listeners (cluster nodes): starts at the one that worked last and
+ * moves on while the TCP connection is refused or unreachable, all within one attempt, so a
+ * component re-homes to a surviving node without waiting for the reconnect backoff. An abort
+ * (attempt timeout, close) ends the round.
+ */
+function failover(addresses: readonly ServiceAddress[], connect: StreamConnector): StreamConnector {
+  if (addresses.length === 1) return connect;
+  let current = 0;
+  return async (_address, signal) => {
+    let last: unknown;
+    for (let k = 0; k < addresses.length; k++) {
+      const i = (current + k) % addresses.length;
+      try {
+        const link = await connect(addresses[i]!, signal);
+        current = i;
+        return link;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        last = err;
+      }
+    }
+    throw last;
+  };
+}
+
 function validate(options: ComponentTransportOptions): void {
   if (!options || typeof options !== 'object') throw new ConfigError('options are required');
   if (typeof options.service !== 'string' || options.service === '') throw new ConfigError('service is required');
@@ -165,6 +204,13 @@ function validate(options: ComponentTransportOptions): void {
         '(the shared secret, or a function returning it; an unset environment variable reads as undefined)',
     );
   parseService(options.service, 5347); // throws ConfigError
+  if (options.endpoints !== undefined) {
+    if (!Array.isArray(options.endpoints)) throw new ConfigError('endpoints must be an array of xmpp://host:port');
+    for (const e of options.endpoints as unknown[]) {
+      if (typeof e !== 'string') throw new ConfigError('endpoints must be an array of xmpp://host:port');
+      parseService(e, 5347);
+    }
+  }
   if (options.maxQueue !== undefined && !(Number.isInteger(options.maxQueue) && options.maxQueue > 0))
     throw new ConfigError('maxQueue must be a positive integer');
   if (options.maxStanzaBytes !== undefined && !(options.maxStanzaBytes > 0))
