@@ -26,7 +26,7 @@ export { envFileText, writeEnvFile } from './env-file.js';
 export type { EnvFileOptions } from './env-file.js';
 export { serverConfigSnippet } from './snippet.js';
 export type { SnippetOptions } from './snippet.js';
-export { DEFAULT_STATE_DIR, STATE_FILE, randomSecret } from './options.js';
+export { DEFAULT_STATE_DIR, DEV_PORTS, STATE_FILE, randomSecret } from './options.js';
 export { installServer, installCommand, missingBinaries, ServerNotInstalledError } from './install.js';
 export type { InstallResult } from './install.js';
 export { PROBE_COMPONENT } from './managed-server.js';

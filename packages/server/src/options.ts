@@ -7,6 +7,12 @@ import type { AccountSpec, ComponentSpec, ServerKind, ServerLimits, StartServerO
 
 /** Where a detached server keeps its state unless told otherwise (relative to the cwd). */
 export const DEFAULT_STATE_DIR = join('.xmppbus', 'server');
+/**
+ * The standard XMPP ports, for a development server that code written against the defaults
+ * (`xmpp://127.0.0.1:5347`, the README's quickstart) reaches. `startServer` picks free ports unless
+ * given these; a port in use is then a ConfigError.
+ */
+export const DEV_PORTS: Readonly<{ c2s: number; component: number }> = { c2s: 5222, component: 5347 };
 /** The state file inside the state dir. */
 export const STATE_FILE = 'server.json';
 
