@@ -125,40 +125,54 @@ function parameterSpecs(sim: () => SimAgent, model: SensorModel): ParameterSpec[
   }));
 }
 
-/** Logs every agent in (bounded concurrency) and starts its `IotAgent`. */
-export async function startFleet(options: FleetOptions): Promise<SimAgent[]> {
-  const prefix = options.prefix ?? 'agent';
+/** Logs agent `i` in and starts its `IotAgent` (its model continues from `model` when given). */
+export async function startAgent(
+  options: FleetOptions & { scheduler: IotScheduler; model?: SensorModel },
+  i: number,
+): Promise<SimAgent> {
   const clock = options.clock ?? systemClock;
-  // One deadline heap for the whole fleet: a thousand agents hold one timer, not thousands.
-  const scheduler = new IotScheduler(clock);
-  const agents: SimAgent[] = [];
-  const start = async (i: number): Promise<SimAgent> => {
-    const model = modelFor(i, options.seed ?? 1);
-    const transport = await clientTransport({
-      service: options.server.c2sService(),
-      domain: options.server.domain,
-      username: agentName(prefix, i),
-      password: options.password ?? 'password',
-      resource: 'device',
-      timeout: options.timeout ?? 30_000,
-    });
-    const session = new Session({ transport, clock, access: new AccessPolicy({ rules: iotAccessRules() }) });
-    let sim: SimAgent | undefined;
-    const agent = new IotAgent({
-      session,
-      fields: fieldSpecs(model),
-      parameters: parameterSpecs(() => sim!, model),
-      owners: [options.owner],
-      scheduler,
-      notifyOwners: false,
-    });
-    sim = new SimAgent(i, model, agent, session);
+  const model = options.model ?? modelFor(i, options.seed ?? 1);
+  const transport = await clientTransport({
+    service: options.server.c2sService(),
+    domain: options.server.domain,
+    username: agentName(options.prefix ?? 'agent', i),
+    password: options.password ?? 'password',
+    resource: 'device',
+    timeout: options.timeout ?? 30_000,
+  });
+  const session = new Session({ transport, clock, access: new AccessPolicy({ rules: iotAccessRules() }) });
+  let sim: SimAgent | undefined;
+  const agent = new IotAgent({
+    session,
+    fields: fieldSpecs(model),
+    parameters: parameterSpecs(() => sim!, model),
+    owners: [options.owner],
+    scheduler: options.scheduler,
+    notifyOwners: false,
+  });
+  sim = new SimAgent(i, model, agent, session);
+  try {
     await agent.start({ timeout: options.timeout ?? 30_000 });
-    return sim;
-  };
+  } catch (err) {
+    await sim.close().catch(() => undefined);
+    throw err;
+  }
+  return sim;
+}
+
+/** One deadline heap for a whole fleet: a thousand agents hold one timer, not thousands. */
+export function fleetScheduler(clock: Clock = systemClock): IotScheduler {
+  return new IotScheduler(clock);
+}
+
+/** Logs every agent in (8 at a time) and starts its `IotAgent`. */
+export async function startFleet(options: FleetOptions & { scheduler?: IotScheduler }): Promise<SimAgent[]> {
+  const scheduler = options.scheduler ?? fleetScheduler(options.clock);
+  const agents: SimAgent[] = [];
   const queue = Array.from({ length: options.agents }, (_, i) => i);
   const workers = Array.from({ length: Math.min(8, options.agents) }, async () => {
-    for (let i = queue.shift(); i !== undefined; i = queue.shift()) agents.push(await start(i));
+    for (let i = queue.shift(); i !== undefined; i = queue.shift())
+      agents.push(await startAgent({ ...options, scheduler }, i));
   });
   const settled = await Promise.allSettled(workers);
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
