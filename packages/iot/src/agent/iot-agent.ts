@@ -118,6 +118,8 @@ export class IotAgent implements SessionUnit, AsyncDisposable {
     const domains = new Set(options.trustedDomains ?? []);
     this.roster = new Roster({
       session: this.session,
+      // An open agent trusts nobody's roster: it needs none (and works on a memory hub).
+      load: options.trust !== 'open',
       maxPending: limits.pendingRequests ?? 100,
       policy: (jid) => (owners.has(jid) || domains.has(domainOf(jid)) ? 'approve' : 'queue'),
     });
