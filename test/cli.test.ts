@@ -301,6 +301,26 @@ describe('xmppbus CLI [prosody]', () => {
     expect(table.stdout).toMatch(/^BENCH +OPS +ERRORS +SECONDS +OPS\/S +P50 MS +P99 MS +MAX MS\nrpc +10 +0 /);
   });
 
+  it('is refused by the default access policy as a user account, with a hint', async () => {
+    await srv.registerUser('ops', 'ops-secret-1');
+    const r = await xmppbus(
+      [
+        'call',
+        'svc-b.localhost',
+        'create',
+        '{"sku":"A1","qty":1}',
+        '--jid',
+        'ops@localhost/cli',
+        '--service',
+        srv.c2sService(),
+      ],
+      { cwd: dir, env: { XMPPBUS_PASSWORD: 'ops-secret-1' } },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error\[forbidden\]: .*ops@localhost.* — hint: .*access rule/);
+    expect(r.stderr.split('\n')).toHaveLength(2);
+  });
+
   it('exits 3 with one line naming the component on a bad secret', async () => {
     const r = await xmppbus(['ping', 'svc-b.localhost'], {
       cwd: dir,

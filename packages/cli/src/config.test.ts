@@ -79,6 +79,13 @@ describe('resolveConfig', () => {
     expect(r.loaded.config.transport?.service).toBe('xmpp://127.0.0.1:5222');
   });
 
+  it('lets flags complete a transport that file and env leave incomplete', async () => {
+    const io = testIo({ cwd: dir, env: { XMPPBUS_PASSWORD: 'pw' } });
+    const r = await resolveConfig({ jid: 'ops@localhost', service: 'xmpp://127.0.0.1:5222' }, io);
+    expect(r.loaded.config.transport).toMatchObject({ kind: 'client', username: 'ops', password: 'pw' });
+    await expect(resolveConfig({ jid: 'ops@localhost' }, io)).rejects.toThrow(/transport\.service is required/);
+  });
+
   it('reports config errors with their source', async () => {
     const io = testIo({
       cwd: dir,

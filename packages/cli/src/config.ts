@@ -6,7 +6,14 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { loadConfig, type BusConfig, type BusConfigInput, type LoadedConfig, type TransportConfig } from '@xmppbus/bus';
+import {
+  BusConfigError,
+  loadConfig,
+  type BusConfig,
+  type BusConfigInput,
+  type LoadedConfig,
+  type TransportConfig,
+} from '@xmppbus/bus';
 import { DEFAULT_STATE_DIR, readState, type ServerState } from '@xmppbus/server';
 import { UsageError } from './errors.js';
 import type { Io } from './output.js';
@@ -130,7 +137,21 @@ export async function resolveConfig(
   options: { asService?: boolean } = {},
 ): Promise<ResolvedConfig> {
   const file = configFile(globals, io);
-  const base = await loadConfig(file === undefined ? {} : { file }, { env: io.env, cwd: io.cwd });
+  const fileLayer = file === undefined ? {} : { file };
+  let base: LoadedConfig;
+  try {
+    base = await loadConfig(fileLayer, { env: io.env, cwd: io.cwd });
+  } catch (err) {
+    // File and env alone may be incomplete (e.g. only XMPPBUS_PASSWORD) when flags complete them:
+    // then the flags are the top layer of one load (object > env > file), as for createBus.
+    const flags = err instanceof BusConfigError ? transportFlags(globals, undefined) : {};
+    if (Object.keys(flags).length === 0) throw err;
+    const loaded = await loadConfig(
+      { ...fileLayer, transport: flags as TransportConfig },
+      { env: io.env, cwd: io.cwd },
+    );
+    return { loaded, alternatives: [], identity: 'config' };
+  }
   const flags = transportFlags(globals, base.config.transport);
   const explicit =
     globals.jid !== undefined ||
