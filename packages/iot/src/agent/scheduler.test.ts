@@ -1,0 +1,47 @@
+import { ManualClock } from '@xmppbus/core';
+import { describe, expect, it } from 'vitest';
+import { IotScheduler } from './scheduler.js';
+
+describe('IotScheduler', () => {
+  it('runs many deadlines in order on one clock timer, skipping cancelled ones', () => {
+    const clock = new ManualClock(0);
+    const s = new IotScheduler(clock);
+    const fired: number[] = [];
+    const tasks = [];
+    for (let i = 0; i < 1000; i++) tasks.push(s.at(((i * 7919) % 1000) + 1, () => fired.push(i)));
+    expect(clock.pending).toBe(1);
+    expect(s.size).toBe(1000);
+    tasks[0]!.cancel(); // at 1
+    clock.advance(500);
+    expect(fired).toHaveLength(499);
+    const times = fired.map((i) => ((i * 7919) % 1000) + 1);
+    expect([...times].sort((a, b) => a - b)).toEqual(times);
+    clock.advance(500);
+    expect(fired).toHaveLength(999);
+    expect(s.size).toBe(0);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('holds no timer when idle, and a task scheduled while firing runs when due', () => {
+    const clock = new ManualClock(0);
+    const s = new IotScheduler(clock);
+    const fired: string[] = [];
+    const t = s.at(10, () => fired.push('a'));
+    t.cancel();
+    expect(clock.pending).toBe(0);
+    s.at(10, () => {
+      fired.push('b');
+      s.at(10, () => fired.push('c'));
+      s.at(30, () => fired.push('d'));
+    });
+    clock.advance(10);
+    expect(fired).toEqual(['b', 'c']);
+    clock.advance(20);
+    expect(fired).toEqual(['b', 'c', 'd']);
+    s.at(5, () => fired.push('e'));
+    s.clear();
+    clock.advance(100);
+    expect(fired).toEqual(['b', 'c', 'd']);
+    expect(clock.pending).toBe(0);
+  });
+});
