@@ -126,6 +126,8 @@ export async function runIotExample(options: IotExampleOptions = {}): Promise<Io
     const monitor = new Monitor({
       session,
       agents: fleet.map((a) => a.monitored),
+      // A heartbeat from every agent at least every 10 s, so "silent" (30 s) means a stuck agent.
+      observe: { maxInterval: 10_000 },
       alerts: IOT_ALERT_RULES,
       publishAlerts: { pubsub, node: IOT_ALERT_NODE },
       timeout,
@@ -146,7 +148,9 @@ export async function runIotExample(options: IotExampleOptions = {}): Promise<Io
       (t.state === 'raised' ? raised : cleared).push(alertLabel(t));
       log(
         'monitor',
-        `${t.state === 'raised' ? '▲ raised ' : '▼ cleared'} ${t.alert.severity} ${t.alert.message} (${t.alert.agent})`,
+        t.state === 'raised'
+          ? `▲ raised  ${t.alert.severity}: ${t.alert.message} (${t.alert.agent})`
+          : `▼ cleared ${alertLabel(t)}`,
       );
       // The monitor's own reaction: an overheating thermostat gets its heating turned off.
       if (t.state === 'raised' && t.alert.rule === 'too-hot') {

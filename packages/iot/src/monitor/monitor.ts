@@ -478,7 +478,11 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     let controlsChanged = false;
     for (const f of e.fields) {
       if (f.node !== undefined && f.node !== '') continue; // concentrator nodes: not shown here
-      if (!this.#state.setValue(jid, f.name, f.value, f.unit, f.timestamp, at)) continue;
+      if (!this.#state.setValue(jid, f.name, f.value, f.unit, f.timestamp, at)) {
+        // A repeated sample (a heartbeat) is not news, but it proves the field is not stale.
+        if (this.#state.value(jid, f.name) !== undefined) this.#alerts.onValue(jid, f.name, f.value, f.unit);
+        continue;
+      }
       this.stats.values++;
       if (f.writable && this.#learnControl(jid, f)) controlsChanged = true;
       const value: MonitorValue = {
