@@ -38,7 +38,7 @@ export class Context implements AsyncDisposable {
       : silentLogger;
   }
 
-  /** The default wait of one network operation (`--timeout`, else the config's rpc timeout, else 10 s). */
+  /** The wait of each network operation: `--timeout`, else 10 s. */
   get timeout(): number {
     return positive(this.globals.timeout, '--timeout') ?? 10_000;
   }
