@@ -1,4 +1,4 @@
-// Builds the workspace packages with `tsc -b` and makes their bins executable.
+// Builds the workspace packages with `tsc -b`, and makes their bins executable and linked.
 //
 //   node scripts/build.mjs              the root `prepare` (after `npm ci`/`npm install`): every
 //                                       package, so `dist` exists and `npx xmppbus` works at once
