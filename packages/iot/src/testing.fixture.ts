@@ -138,6 +138,7 @@ export async function world(
     provisioning?: Provisioning;
     subscriptionsPerPeer?: number;
     subscriptionTtl?: number;
+    fields?: FieldSpec[];
   } = {},
 ): Promise<World> {
   const hub = memoryHub();
