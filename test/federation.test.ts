@@ -62,6 +62,9 @@ for (const p of PAIRINGS) {
     afterEach(async () => {
       for (const c of cleanups.splice(0).reverse()) await c();
       for (const s of sessions.splice(0).reverse()) await s.close().catch(() => undefined);
+      // A failed test must not leave a server down (or the link cut) for the next one.
+      for (const side of ['a', 'b'] as const) if (!fed.running(side)) await fed.startPeer(side);
+      if (!fed.linkUp) await fed.restoreLink();
     });
     afterAll(async () => {
       const questions = fed?.dnsQuestions.map((q) => q.name) ?? [];
@@ -220,6 +223,148 @@ for (const p of PAIRINGS) {
       expect(down.err).toBeInstanceOf(ServiceUnavailableError);
       expect(down.ms).toBeLessThan(FAST);
       await fed.startPeer('a');
+    });
+
+    /** A SQLite file in a temp dir removed after the test. */
+    function tempDb(file: string): string {
+      const dir = mkdtempSync(join(tmpdir(), 'xmppbus-fed-'));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      return join(dir, file);
+    }
+
+    /** Receiver on svc3.b.test counting each message's side effects; sender on svc3.a.test. */
+    async function qosPair(): Promise<{ sender: Messenger; receiver: Messenger; seen: Map<number, number> }> {
+      const seen = new Map<number, number>();
+      const receiverSession = await session('b', 'svc3', { access: CROSS_ORG });
+      const receiver = new Messenger({ session: receiverSession, store: sqliteMessageStore(tempDb('b.db')) });
+      receiver.handle(Tick, ({ i }) => void seen.set(i, (seen.get(i) ?? 0) + 1));
+      await receiver.start();
+      cleanups.push(() => receiver.close());
+      // Durable outbox, quick retries: an unreachable peer is retried without end.
+      const sender = new Messenger({
+        session: await session('a', 'svc3'),
+        store: sqliteMessageStore(tempDb('a.db')),
+        attemptTimeout: 3_000,
+        retry: { initialDelay: 50, maxDelay: 500 },
+      });
+      await sender.start();
+      cleanups.push(() => sender.close());
+      return { sender, receiver, seen };
+    }
+
+    /** Distinct messages handled, and handler runs beyond the first per message. */
+    function exactlyOnce(seen: Map<number, number>): { distinct: number; duplicates: number } {
+      let duplicates = 0;
+      for (const c of seen.values()) duplicates += c - 1;
+      return { distinct: seen.size, duplicates };
+    }
+
+    async function enqueueAll(sender: Messenger, from: number, n: number): Promise<void> {
+      for (let i = from; i < from + n; i++) await sender.enqueue(Tick, 'svc3.b.test', { i }, { qos: 2 });
+    }
+
+    it('QoS 2 across a cut s2s link: waits in the outbox, then arrives exactly once', async () => {
+      const N = 400;
+      const { sender, receiver, seen } = await qosPair();
+      await enqueueAll(sender, 0, N);
+      // Cut while messages are in flight: some requests or their answers die with the link.
+      await waitFor(() => seen.size >= 50, { what: 'the first deliveries', timeout: DEADLINE });
+      await fed.cutLink();
+      const atCut = seen.size;
+      const retried = sender.counters.retried;
+      await waitFor(() => sender.counters.retried > retried + 5, {
+        what: 'retries while the link is down',
+        timeout: DEADLINE,
+      });
+      const waiting = sender.counters.queued;
+      log(
+        `link cut after ${atCut}/${N} deliveries; ${waiting} message(s) waiting in the outbox, ${seen.size} delivered`,
+      );
+      expect(waiting).toBeGreaterThan(0);
+      const t0 = performance.now();
+      await fed.restoreLink();
+      await waitFor(() => seen.size === N, { what: `all ${N} delivered after the link is back`, timeout: DEADLINE });
+      await sender.flush({ timeout: DEADLINE });
+      const { distinct, duplicates } = exactlyOnce(seen);
+      log(
+        `link restored: all delivered ${ms(t0)} later; distinct ${distinct}/${N}, duplicate side effects ${duplicates}, ` +
+          `receiver dedupes ${receiver.counters.duplicates}, sender retries ${sender.counters.retried}, outbox ${sender.counters.queued}`,
+      );
+      expect(distinct).toBe(N);
+      expect(duplicates).toBe(0);
+      expect(sender.counters.queued).toBe(0);
+      expect(sender.counters.deadLettered).toBe(0);
+    });
+
+    it('QoS 2 while the remote server is down: waits in the outbox, then arrives exactly once', async () => {
+      const N = 200;
+      const { sender, receiver, seen } = await qosPair();
+      await enqueueAll(sender, 0, 20);
+      await waitFor(() => seen.size === 20, { what: 'the first 20 delivered', timeout: DEADLINE });
+      await sender.flush({ timeout: DEADLINE }); // QoS 2's second step (deliver) done too
+      await fed.stopPeer('b');
+      await enqueueAll(sender, 20, N - 20);
+      const retried = sender.counters.retried;
+      await waitFor(() => sender.counters.retried > retried + 5, {
+        what: 'retries while b is down',
+        timeout: DEADLINE,
+      });
+      log(`b down: ${sender.counters.queued} message(s) waiting in the outbox, ${seen.size} delivered`);
+      expect(sender.counters.queued).toBe(N - 20);
+      expect(seen.size).toBe(20);
+      const t0 = performance.now();
+      await fed.startPeer('b');
+      await waitFor(() => seen.size === N, { what: `all ${N} delivered after b is back`, timeout: DEADLINE });
+      await sender.flush({ timeout: DEADLINE });
+      const { distinct, duplicates } = exactlyOnce(seen);
+      log(
+        `b back: all delivered ${ms(t0)} after the restart began; distinct ${distinct}/${N}, duplicate side effects ${duplicates}, ` +
+          `receiver dedupes ${receiver.counters.duplicates}, sender retries ${sender.counters.retried}`,
+      );
+      expect(distinct).toBe(N);
+      expect(duplicates).toBe(0);
+      expect(sender.counters.deadLettered).toBe(0);
+    });
+
+    it('pub/sub events from the other domain; a foreign publisher needs an affiliation', async () => {
+      const owner = new PubSub({ session: await session('b', 'svc4'), service: 'pubsub.b.test', timeout: 20_000 });
+      await owner.start();
+      const node = `fed-${Date.now().toString(36)}`;
+      await owner.createNode(node);
+      const foreign = new PubSub({ session: await session('a', 'svc4'), service: 'pubsub.b.test', timeout: 20_000 });
+      await foreign.start();
+      const got: number[] = [];
+      const consumer = foreign.consume(OrderCreated, node, (v) => void got.push(v.qty));
+      await consumer.start({ timeout: 20_000 });
+      for (let i = 1; i <= 50; i++) await owner.publish(OrderCreated, node, { orderId: `o${i}`, qty: i });
+      await waitFor(() => got.length === 50, { what: '50 events on a.test', timeout: DEADLINE });
+      expect(got).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      const refused = await foreign.publish(OrderCreated, node, { orderId: 'f0', qty: 0 }).catch((e: unknown) => e);
+      log(`events b→a: ${got.length}/50 in order; foreign publish without affiliation: ${describeErr(refused)}`);
+      expect(refused).toBeInstanceOf(PubSubForbiddenError);
+      await owner.setAffiliations(node, { 'svc4.a.test': 'publisher' });
+      await foreign.publish(OrderCreated, node, { orderId: 'f1', qty: 51 });
+      await waitFor(() => got.length === 51, { what: "the foreign publisher's event", timeout: DEADLINE });
+      await consumer.close();
+    });
+
+    it('the access policy refuses a foreign domain (forbidden) unless a rule allows it', async () => {
+      const closed = await session('b', 'svc5'); // the secure default: same-org services only
+      await orders(closed);
+      const one = await session('b', 'svc6', { access: [{ from: 'svc5.a.test', to: NS_ORDERS }] });
+      await orders(one);
+      const allowed = await rpcClient(await session('a', 'svc5'));
+      const other = await rpcClient(await session('a', 'svc6'));
+      const refused = await allowed.call(CreateOrder, 'svc5.b.test', { sku: 'x', qty: 1 }).catch((e: unknown) => e);
+      log(`default policy on b.test, caller svc5.a.test: ${describeErr(refused)}`);
+      expect(refused).toBeInstanceOf(StanzaError);
+      expect(refused).not.toBeInstanceOf(ServiceUnavailableError);
+      expect(refused).toMatchObject({ condition: 'forbidden', type: 'auth', retryable: false });
+      expect(closed.access.denied).toBe(1);
+      expect((await allowed.call(CreateOrder, 'svc6.b.test', { sku: 'y', qty: 1 })).orderId).toBe('y@svc5.a.test');
+      const notListed = await other.call(CreateOrder, 'svc6.b.test', { sku: 'z', qty: 1 }).catch((e: unknown) => e);
+      expect(notListed).toMatchObject({ condition: 'forbidden', type: 'auth' });
+      expect(one.access.denied).toBe(1);
     });
   });
 }

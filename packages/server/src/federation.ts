@@ -67,6 +67,8 @@ export interface Federation extends AsyncDisposable {
   /** The SRV questions ejabberd asked our fake DNS (empty without ejabberd). */
   readonly dnsQuestions: readonly DnsQuestion[];
   server(side: FederationSide): XmppServer;
+  /** False between `stopPeer(side)` and the end of `startPeer(side)`. */
+  running(side: FederationSide): boolean;
   /**
    * Takes one server down (SIGTERM and wait; `crash: true` = SIGKILL) and refuses connections to
    * it, as a host that is down would. Its ports, config and data are kept for `startPeer`.
@@ -222,6 +224,7 @@ export async function startFederation(options: FederationOptions = {}): Promise<
       return dns?.questions ?? [];
     },
     server: (side) => (side === 'a' ? a : b),
+    running: (side) => !down.has(side),
     async stopPeer(side, opts = {}) {
       const srv = side === 'a' ? a : b;
       down.add(side);
