@@ -9,6 +9,7 @@
  * 3. pub/sub events through Prosody's XEP-0060 service
  * 4. exactly-once (QoS 2) messages that wait in a durable outbox while the receiver is offline
  * 5. one OpenTelemetry trace across the services, printed as a waterfall, and a few metrics
+ * 6. an IoT fleet (c2s agents) watched by a monitor with alert rules and a live dashboard
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +24,7 @@ import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import { startProsody } from '@xmppbus/testing';
 import { instrument } from '@xmppbus/telemetry';
 import { componentTransport } from '@xmppbus/transport-component';
+import { IOT_MONITOR, iotExampleUsers, runIotExample } from './iot/main.js';
 import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
@@ -102,8 +104,12 @@ function section(title: string): void {
 
 section('setup');
 log('demo', 'starting Prosody on 127.0.0.1 (free ports, temp dir)…');
+const DEMO_AGENTS = 4;
+const demoComponents = ['sensors.localhost', 'monitor.localhost', 'pager.localhost'];
 await using server = await startProsody({
-  components: ['sensors.localhost', 'monitor.localhost', 'pager.localhost'],
+  components: demoComponents,
+  users: iotExampleUsers(DEMO_AGENTS),
+  admins: [...demoComponents, `${IOT_MONITOR}@localhost`],
 });
 log('demo', `Prosody pid ${server.pid} ready; components on ${server.componentService()}`);
 const connect = (domain: string) =>
@@ -295,6 +301,22 @@ for (const m of metricsOut.getMetrics().flatMap((r) => r.scopeMetrics.flatMap((x
 }
 await tracerProvider.shutdown();
 await meterProvider.shutdown();
+
+// ── 6. IoT: agents over c2s, a monitor, alerts, the dashboard ─────────────────────────────
+section('6. IoT fleet: agents over c2s, observe, alerts, control, live dashboard (examples/iot)');
+const iot = await runIotExample({
+  server,
+  agents: DEMO_AGENTS,
+  duration: 5_000,
+  speed: 4,
+  write: (line) => process.stdout.write(`  ${line}\n`),
+});
+log(
+  'demo',
+  `dashboard was at ${iot.url} — ${iot.agents} agents, ${iot.notifications} notifications, ` +
+    `${iot.alertsRaised.length} alerts raised / ${iot.alertsCleared.length} cleared, ` +
+    `command delivered: ${iot.commandsDelivered.join(', ') || 'none'} (npm run example:iot keeps it running)`,
+);
 
 section('done');
 await rpcServer.drain();
