@@ -119,4 +119,11 @@ describe('commands through the QoS outbox', () => {
     expect(applied).toHaveLength(0);
     expect(agent.parameter('SetPoint')).toBe(20);
   });
+
+  it('a plain <message> control reaches the agent through its messenger (QoS 0, no answer)', async () => {
+    await client.control(AGENT, { SetPoint: 7 }, { asMessage: true });
+    await waitFor(() => applied.length === 1, { turns: 100 });
+    expect(applied[0]?.context.via).toBe('message');
+    expect(agent.parameter('SetPoint')).toBe(7);
+  });
 });
