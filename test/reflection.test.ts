@@ -1,5 +1,6 @@
 // Schema reflection (docs/protocol.md §6) through real Prosody and ejabberd: a caller without the
 // service's TypeScript contract fetches its schemas, builds the contract, calls with JSON input.
+import { readFileSync } from 'node:fs';
 import {
   NS_DISCO_INFO,
   NS_DISCO_ITEMS,
@@ -7,7 +8,10 @@ import {
   Session,
   StanzaError,
   fetchSchemas,
+  parseSchemas,
+  parseXml,
   xml,
+  type Element,
   type MethodDescriptor,
 } from '@xmppbus/core';
 import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
@@ -18,6 +22,28 @@ import { afterEach, expect, it } from 'vitest';
 import { Components, CreateOrder, GetOrder, NS_ORDERS } from './rpc-fixtures.js';
 
 let userSeq = 0;
+
+const DOC = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8');
+
+/** The XML block that follows `<!-- example:NAME -->` in docs/protocol.md. */
+function docExample(name: string): string {
+  const m = new RegExp(`<!-- example:${name} -->\\s*\`\`\`xml\\n([\\s\\S]*?)\`\`\``).exec(DOC);
+  if (!m) throw new Error(`docs/protocol.md has no example '${name}'`);
+  return m[1]!;
+}
+
+/** Attribute order, inter-element whitespace, the stream's namespace and xml:lang are not significant. */
+function canonical(el: Element, top = true): string {
+  const attrs = Object.entries(el.attrs as Record<string, string>)
+    .filter(([k, v]) => k !== 'xml:lang' && !(top && k === 'xmlns' && /^jabber:(component:accept|client)$/.test(v)))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => ` ${k}=${JSON.stringify(String(v))}`)
+    .join('');
+  const kids = el.children
+    .map((c) => (typeof c === 'string' ? (c.trim() === '' ? '' : JSON.stringify(c)) : canonical(c, false)))
+    .join('');
+  return `<${el.name}${attrs}>${kids}</${el.name}>`;
+}
 
 describeServers('schema reflection', (server, kind) => {
   const components = new Components(server);
@@ -121,5 +147,31 @@ describeServers('schema reflection', (server, kind) => {
       { timeout: 10_000 },
     );
     expect(items.getChild('query')?.getChildren('item') ?? []).toEqual([]);
+  });
+
+  it(`[${kind}] the doc's §6 request gets exactly the doc's result; a stranger exactly the doc's forbidden`, async () => {
+    await orders();
+    const a = await components.session('svc-a.localhost');
+    const localise = (text: string, stranger = 'stranger@example.test/cli'): string =>
+      text
+        .replaceAll('billing.example.test', 'svc-a.localhost')
+        .replaceAll('orders.example.test', 'svc-b.localhost')
+        .replaceAll('stranger@example.test/cli', stranger);
+    const request = parseXml(localise(docExample('schema-request')));
+    const result = await a.caller.request(request, { timeout: 10_000 });
+    expect(canonical(result)).toBe(canonical(parseXml(localise(docExample('schema-result')))));
+
+    const s = await stranger(server());
+    const asked = parseXml(localise(docExample('schema-request')).replace("from='svc-a.localhost'", ''));
+    const err = await s.caller.request(asked, { timeout: 10_000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StanzaError);
+    const wire = (err as StanzaError).toElement();
+    const expected = parseXml(localise(docExample('schema-forbidden'), s.address)).getChild('error')!;
+    expect(canonical(wire)).toBe(canonical(expected));
+
+    // The doc's event and message elements read as the client reads them.
+    const snippet = /```xml\n(<event [\s\S]*?)```/.exec(DOC)![1]!;
+    const { descriptors } = parseSchemas(parseXml(`<schemas xmlns='urn:xmppbus:schema:1'>${snippet}</schemas>`));
+    expect(descriptors.map((d) => `${d.kind} ${d.name}`)).toEqual(['event created', 'message tick']);
   });
 });
