@@ -23,7 +23,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Session } from '@xmppbus/core';
+import { AccessPolicy, Session } from '@xmppbus/core';
 import { Messenger } from '@xmppbus/messaging';
 import { RpcClient, RpcServer } from '@xmppbus/rpc';
 import { sqliteMessageStore } from '@xmppbus/store-sqlite';
@@ -134,7 +134,9 @@ async function connectTopology(topology: Topology): Promise<Live> {
     mk(run.callee, run.callee.domain),
     mk(run.caller, run.caller.domain),
   ]);
-  const calleeSession = new Session({ transport: calleeT });
+  // A callee on another domain (federated) is reachable only through an access rule.
+  const access = run.callee.access ? { access: new AccessPolicy({ rules: run.callee.access }) } : {};
+  const calleeSession = new Session({ transport: calleeT, ...access });
   const server = new RpcServer({ session: calleeSession, concurrency: 256 });
   server.handle(CreateOrder, ({ sku, qty }) => ({ orderId: `${sku}-${qty}`, total: qty * 9.5 }));
   await server.start();
@@ -146,7 +148,7 @@ async function connectTopology(topology: Topology): Promise<Live> {
     store: sqliteMessageStore(join(dir, 'sender.db')),
   });
   const receiver = new Messenger({
-    session: new Session({ transport: recvT }),
+    session: new Session({ transport: recvT, ...access }),
     store: sqliteMessageStore(join(dir, 'receiver.db')),
   });
   let received = 0;

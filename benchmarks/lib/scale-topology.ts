@@ -1,6 +1,7 @@
 // The shape benchmarks/scale.ts measures: a topology is "where the caller and the callee connect,
 // and which server processes carry the traffic". Every topology runs the same workloads (RPC
 // round trips, QoS-1 messages); scale.ts reports each one against the `single` baseline.
+import type { AccessRule } from '@xmppbus/core';
 
 /** How one component connects (what componentTransport takes). */
 export interface Endpoint {
@@ -9,6 +10,11 @@ export interface Endpoint {
   /** The component's name, e.g. `svc-a.localhost` (or `svc-a.a.test` across domains). */
   readonly domain: string;
   readonly password: string;
+  /**
+   * Access rules of this side's sessions (core `AccessRule`s); default: the secure default,
+   * same-organisation services only. A callee on another domain (federation) needs a rule.
+   */
+  readonly access?: readonly AccessRule[];
 }
 
 /** A running topology. */
