@@ -21,7 +21,8 @@ for (const { dir, json } of pkgs) {
     if (dep.startsWith('@xmppbus/') && range !== version)
       problems.push(`${json.name} depends on ${dep}@${range}, want ${version}`);
     if (FEATURES.has(json.name) && isIoPackage(dep)) problems.push(`${json.name} must not depend on ${dep}`);
-    if (ON_TOP.has(dep) && !ON_TOP.has(json.name) && !APPS.has(json.name)) problems.push(`${json.name} must not depend on ${dep}`);
+    if (ON_TOP.has(dep) && !ON_TOP.has(json.name) && !APPS.has(json.name))
+      problems.push(`${json.name} must not depend on ${dep}`);
     // Features are instrumented through core's Instrumentation hooks, never by importing OTel.
     if (FEATURES.has(json.name) && (dep === '@xmppbus/telemetry' || dep.startsWith('@opentelemetry/')))
       problems.push(`${json.name} must not depend on ${dep} (instrument through session.instrumentation)`);
