@@ -247,8 +247,9 @@ describe('xmppbus CLI [prosody]', () => {
       join(dlqDir, 'xmppbus.yaml'),
       `transport:\n  kind: component\n  service: ${srv.componentService()}\n  domain: svc-f.localhost\nmessaging:\n  store:\n    path: outbox.db\n`,
     );
-    const dlq = (args: string[]) =>
-      xmppbus(['dlq', ...args], { cwd: dlqDir, env: { XMPPBUS_PASSWORD: srv.componentSecret } });
+    // The service's secret from its .env (as `xmppbus server start --env` writes it).
+    writeFileSync(join(dlqDir, '.env'), `XMPPBUS_PASSWORD=${JSON.stringify(srv.componentSecret)}\n`);
+    const dlq = (args: string[]) => xmppbus(['--env-file', '.env', 'dlq', ...args], { cwd: dlqDir });
 
     const list = await dlq(['list', '--json']);
     expect(list.code).toBe(0);

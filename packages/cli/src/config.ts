@@ -35,6 +35,8 @@ export interface GlobalOptions {
   color?: boolean;
   /** Where a detached local server keeps its state (default `.xmppbus/server`). */
   stateDir?: string;
+  /** A .env file read under the real environment. */
+  envFile?: string;
 }
 
 /**

@@ -75,6 +75,12 @@ describe('xmppbus', () => {
     expect(r.err).toMatch(/^error\[ERR_CONFIG\]: .*transport\.password is required \(XMPPBUS_PASSWORD/);
   });
 
+  it('reads a missing --env-file as a usage error', async () => {
+    const r = await cli(['--env-file', 'nope.env', 'ping', 'localhost']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.err).toMatch(/^error\[usage\]: --env-file .*nope\.env: ENOENT/);
+  });
+
   it('writes errors as JSON with --json', async () => {
     const r = await cli(['ping', 'localhost', '--json']);
     expect(r.code).toBe(EXIT.usage);

@@ -17,6 +17,7 @@ import { registerServer } from './commands/server.js';
 import type { GlobalOptions } from './config.js';
 import { Context } from './context.js';
 import { EXIT, EXIT_CODE_HELP, errorJson, exitCodeOf, formatError, verboseError, type ExitCode } from './errors.js';
+import { withEnvFile } from './env-file.js';
 import { Output, type Io } from './output.js';
 
 /** The version printed by `--version` (the packages share one version). */
@@ -55,6 +56,7 @@ export function createProgram(io: Io, wrap: Wrap): Command {
     .option('--port <port>', 'server port')
     .option('--jid <jid>', 'identity: component domain, or user@domain[/resource] for a client account')
     .option('--secret <secret>', 'component secret or account password (prefer XMPPBUS_PASSWORD)')
+    .option('--env-file <file>', 'read XMPPBUS_* (and other) variables from a .env file; the real environment wins')
     .option('--state-dir <dir>', 'state dir of the local server (default .xmppbus/server)')
     .option('-t, --timeout <ms>', 'wait for each network operation, ms (default 10000)')
     .option('--json', 'machine-readable output, one JSON value per line')
@@ -95,7 +97,8 @@ export async function run(argv: readonly string[], io: Io, signal: AbortSignal):
       const globals = cmd.optsWithGlobals<GlobalOptions>();
       verbose = globals.verbose === true;
       out = new Output(io, { json: globals.json === true, color: globals.color !== false });
-      const ctx = new Context({ io, globals, out, signal });
+      const env = globals.envFile === undefined ? io.env : withEnvFile(io.env, globals.envFile, io.cwd);
+      const ctx = new Context({ io: { ...io, env }, globals, out, signal });
       try {
         exit = (await body(ctx, ...(args.slice(0, -1) as A))) ?? EXIT.ok;
       } finally {
