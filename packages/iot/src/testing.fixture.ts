@@ -17,6 +17,8 @@ export class FakeServer {
   readonly rosters = new Map<string, Map<string, RosterSubscription>>();
   /** Full JIDs connected per account (where pushes go). */
   readonly resources = new Map<string, Set<string>>();
+  /** Messages sent to bare JIDs (no resource to route to on a memory hub). */
+  readonly messages: Element[] = [];
   /** Presence stanzas sent to bare JIDs (subscription traffic), in order. */
   readonly presences: Element[] = [];
 
@@ -35,6 +37,7 @@ export class FakeServer {
       reply.attrs['from'] = account;
       void this.session.send(reply);
     });
+    this.session.onMessage((m) => this.messages.push(m));
     this.session.onPresence((p) => {
       this.presences.push(p);
       void this.#subscription(p);
@@ -139,6 +142,7 @@ export async function world(
     subscriptionsPerPeer?: number;
     subscriptionTtl?: number;
     fields?: FieldSpec[];
+    pendingRequests?: number;
   } = {},
 ): Promise<World> {
   const hub = memoryHub();
@@ -154,7 +158,11 @@ export async function world(
     owners: options.owners ?? [],
     provisioning: options.provisioning,
     subscriptionTtl: options.subscriptionTtl,
-    limits: { subscriptionsPerPeer: options.subscriptionsPerPeer ?? 8, pendingRequests: 3, fieldsPerMessage: 10 },
+    limits: {
+      subscriptionsPerPeer: options.subscriptionsPerPeer ?? 8,
+      pendingRequests: options.pendingRequests ?? 3,
+      fieldsPerMessage: 10,
+    },
   });
   await agent.start();
   const monitorSession = new Session({ transport: hub.connect(MONITOR), clock });

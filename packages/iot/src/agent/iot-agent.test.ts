@@ -2,6 +2,7 @@ import { Session, StanzaError, findChild, xml, type Element } from '@xmppbus/cor
 import { waitFor } from '@xmppbus/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AGENT, MONITOR, T0, befriend, world, type World } from '../testing.fixture.js';
+import { IotAgent } from './iot-agent.js';
 
 /** A raw request from the monitor's session, answered as the agent answers it. */
 async function raw(w: World, payload: Element, type: 'get' | 'set' = 'get'): Promise<Element> {
@@ -243,5 +244,36 @@ describe('IotAgent: hostile input', () => {
     expect(err.condition).toBe('resource-constraint');
     expect(w.agent.subscriptionCount).toBe(2);
     expect(w.client.observations).toBe(2);
+  });
+});
+
+describe('IotAgent: lifecycle', () => {
+  it('is a session unit: the session starts it and closes it', async () => {
+    w = await world({ owners: ['monitor@iot.test'] });
+    const session = new Session({ transport: w.hub.connect('unit@iot.test/d') });
+    w.server.connected('unit@iot.test/d');
+    const agent = new IotAgent({ session, trust: 'open', fields: [{ name: 'T', kind: 'int', initial: 1 }] });
+    session.add(agent);
+    await session.start();
+    expect(agent.status).toBe('ready');
+    expect((await w.client.read('unit@iot.test/d')).fields[0]?.value).toBe(1);
+    await session.drain();
+    expect(agent.status).toBe('draining');
+    expect(((await w.client.read('unit@iot.test/d').catch((e: unknown) => e)) as StanzaError).condition).toBe(
+      'service-unavailable',
+    );
+    await session.close();
+    expect(agent.status).toBe('closed');
+  });
+
+  it('tells owners about the first queued requests only', async () => {
+    w = await world({ owners: ['owner@iot.test', 'boss@iot.test'], pendingRequests: 100 });
+    for (let i = 0; i < 15; i++)
+      await w.server.session.send(xml('presence', { type: 'subscribe', to: AGENT, from: `s${i}@iot.test` }));
+    await waitFor(() => w.agent.pendingRequests().length === 15, { turns: 200 });
+    await waitFor(() => w.server.messages.length === 20, { turns: 100 });
+    const toOwner = w.server.messages.filter((m) => m.attrs['to'] === 'owner@iot.test');
+    expect(toOwner).toHaveLength(10);
+    expect(findChild(toOwner[0]!, 'body')?.getText()).toContain('s0@iot.test asks to read agent@iot.test');
   });
 });

@@ -83,6 +83,8 @@ export interface IotAgentOptions {
 export type IotAgentStatus = 'idle' | 'starting' | 'ready' | 'draining' | 'closed';
 
 const DEFAULT_TTL = 15 * 60_000;
+/** Queued requests owners are told about by message; later ones wait silently in the queue. */
+const OWNER_NOTICES = 10;
 
 export class IotAgent implements SessionUnit, AsyncDisposable {
   readonly name = 'iot-agent';
@@ -100,6 +102,7 @@ export class IotAgent implements SessionUnit, AsyncDisposable {
   #status: IotAgentStatus = 'idle';
   #off: (() => void)[] = [];
   #starting: Promise<void> | undefined;
+  #removeUnit: (() => void) | undefined;
 
   constructor(options: IotAgentOptions) {
     if (!options?.session) throw new ConfigError('IotAgent needs a session');
@@ -164,6 +167,9 @@ export class IotAgent implements SessionUnit, AsyncDisposable {
    */
   start(options: WaitOptions = {}): Promise<void> {
     if (this.#status === 'closed') return Promise.reject(new ConfigError('agent is closed'));
+    this.#removeUnit ??= this.session.add(this);
+    // The session starts its units itself (this method again): never await it from inside that.
+    if (this.session.status === 'idle') return this.session.start(options);
     this.#starting ??= this.#start(options);
     return this.#starting;
   }
@@ -183,7 +189,6 @@ export class IotAgent implements SessionUnit, AsyncDisposable {
         if (status === 'online') void this.#onReconnected();
       }),
     );
-    await this.session.start(options);
     await this.roster.start(options);
     const p = this.#options.presence ?? {};
     await this.setPresence(p.availability ?? 'available', p.status);
@@ -258,6 +263,7 @@ export class IotAgent implements SessionUnit, AsyncDisposable {
     if (this.session.transport.status === 'online') await this.setPresence('unavailable').catch(() => undefined);
     for (const off of this.#off) off();
     this.#off = [];
+    this.#removeUnit?.();
     this.roster.stop();
     this.#observe.clear();
     if (this.#ownScheduler) this.#scheduler.clear();
@@ -285,6 +291,8 @@ export class IotAgent implements SessionUnit, AsyncDisposable {
 
   #notifyOwners(request: SubscriptionRequest): void {
     if (this.#options.notifyOwners === false) return;
+    // A flood of requests must not become a flood of messages: owners hear of the first few.
+    if (this.roster.pending.length > OWNER_NOTICES) return;
     for (const owner of this.#options.owners ?? []) {
       const body = `${request.jid} asks to read ${bareJid(this.session.address)}. Approve or deny it with the agent's API.`;
       void this.session

@@ -116,6 +116,7 @@ export class IotClient implements SessionUnit, AsyncDisposable {
   #off: (() => void)[] = [];
   #closed = false;
   #started: Promise<void> | undefined;
+  #removeUnit: (() => void) | undefined;
   #wasOffline = false;
 
   constructor(options: IotClientOptions) {
@@ -143,6 +144,9 @@ export class IotClient implements SessionUnit, AsyncDisposable {
   /** Listens for reports and presence; loads the roster on a client session. Idempotent. */
   start(options: WaitOptions = {}): Promise<void> {
     if (this.#closed) return Promise.reject(new ConfigError('client is closed'));
+    this.#removeUnit ??= this.session.add(this);
+    // The session starts its units itself (this method again): never await it from inside that.
+    if (this.session.status === 'idle') return this.session.start(options);
     this.#started ??= this.#start(options);
     return this.#started;
   }
@@ -159,7 +163,6 @@ export class IotClient implements SessionUnit, AsyncDisposable {
         }
       }),
     );
-    await this.session.start(options);
     await this.roster.start(options);
     // A client session announces itself so agents (and the server) see it online.
     if (this.session.address.includes('@')) await this.session.send(xml('presence'));
@@ -360,6 +363,7 @@ export class IotClient implements SessionUnit, AsyncDisposable {
     this.#reads.clear();
     for (const off of this.#off) off();
     this.#off = [];
+    this.#removeUnit?.();
     this.roster.stop();
   }
 
