@@ -3,6 +3,7 @@
  * exit-code table in `--help`, and `run()`, which parses, runs and maps every failure to one
  * error line and an exit code.
  */
+import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import type { Action, Wrap } from './action.js';
 import { AbortError } from '@xmppbus/core';
@@ -20,8 +21,8 @@ import { EXIT, EXIT_CODE_HELP, errorJson, exitCodeOf, formatError, verboseError,
 import { withEnvFile } from './env-file.js';
 import { Output, type Io } from './output.js';
 
-/** The version printed by `--version` (the packages share one version). */
-export const VERSION = '0.1.0';
+/** The version printed by `--version`: the package's own (from src/ or dist/, ../package.json). */
+export const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 const HELP_AFTER = `
 Connection and config:
