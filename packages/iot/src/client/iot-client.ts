@@ -423,7 +423,12 @@ export class IotClient implements SessionUnit, AsyncDisposable {
     if (p.availability !== 'unavailable' && !this.#closed) {
       const bare = bareJid(p.jid);
       if (this.#seenOffline.delete(bare)) void this.#restore(bare);
-    } else this.#seenOffline.add(bareJid(p.jid));
+    } else if (this.#observes(bareJid(p.jid))) this.#seenOffline.add(bareJid(p.jid)); // bounded by the observations
+  }
+
+  #observes(bare: string): boolean {
+    for (const held of this.#observations.values()) if (bareJid(held.observation.agent) === bare) return true;
+    return false;
   }
 
   readonly #seenOffline = new Set<string>();
