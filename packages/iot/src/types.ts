@@ -180,6 +180,8 @@ export interface ObserveOptions extends WaitOptions {
   readonly immediate?: boolean;
   /** Renew the subscription every this many ms (default 5 min; the agent expires it after its `subscriptionTtl`). */
   readonly renewEvery?: number;
+  /** Dialect of this subscription (default: the client's). */
+  readonly dialect?: Dialect;
   /** Called for every event, from the first (an immediate one arrives before `observe` resolves). */
   readonly onEvent?: (event: ObserveEvent) => void;
   /** Bound of the event queue of the async iterator (default 1 000; older events are dropped first). */

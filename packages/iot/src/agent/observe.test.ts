@@ -206,3 +206,28 @@ describe('observe: legacy dialect on the wire', () => {
     expect(w.agent.subscriptionCount).toBe(0);
   });
 });
+
+describe('observe: nodes and the legacy dialect through the client', () => {
+  it('a legacy observation delivers typed events from fields behind a node', async () => {
+    for (const c of w.closers) await c();
+    w = await world({
+      owners: ['monitor@iot.test'],
+      fields: [
+        { name: 'Power', kind: 'quantity', unit: 'W', node: 'meter-1', initial: 100 },
+        { name: 'Power', kind: 'quantity', unit: 'W', node: 'meter-2', initial: 200 },
+      ],
+    });
+    await befriend(w);
+    events = [];
+    const r = await w.client.read(AGENT, { nodes: ['meter-2'], dialect: 'legacy' });
+    expect(r.fields.map((f) => [f.node, f.value])).toEqual([['meter-2', 200]]);
+    await observe({ nodes: ['meter-1'], rules: [{ field: 'Power', changedUp: 50 }], dialect: 'legacy' });
+    w.agent.set('Power', 400, { node: 'meter-2' }); // another node
+    w.agent.set('Power', 120, { node: 'meter-1' }); // +20
+    await settle();
+    expect(events).toHaveLength(0);
+    w.agent.set('Power', 151, { node: 'meter-1' }); // +51
+    await expectEvents(1);
+    expect(events[0]?.fields).toMatchObject([{ node: 'meter-1', name: 'Power', value: 151, unit: 'W' }]);
+  });
+});

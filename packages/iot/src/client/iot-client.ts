@@ -233,7 +233,7 @@ export class IotClient implements SessionUnit, AsyncDisposable {
     const agent = this.#fullJid(agentJid);
     if (this.#observations.size >= this.#limits.observations)
       throw new StanzaError({ condition: 'resource-constraint', type: 'wait', text: 'too many observations' });
-    const dialect = this.#dialect;
+    const dialect = options.dialect ?? this.#dialect;
     const id = this.#nextId(dialect);
     const request: SubscribeRequest = {
       id,
