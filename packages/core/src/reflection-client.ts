@@ -14,7 +14,12 @@ import {
   type JsonSchema,
   type MethodDescriptor,
 } from './reflection.js';
-import { STANZA_ERROR_CONDITIONS, type StanzaErrorCondition, type StanzaErrorType } from './stanza-error.js';
+import {
+  STANZA_ERROR_CONDITIONS,
+  defaultErrorType,
+  type StanzaErrorCondition,
+  type StanzaErrorType,
+} from './stanza-error.js';
 import { childElements, findChild, localName, xml, type Element } from './xml.js';
 
 export interface FetchSchemasOptions extends WaitOptions {
@@ -134,7 +139,8 @@ function readMethod(el: Element): MethodDescriptor {
     const condition = c.attrs['condition'];
     if (typeof errName !== 'string' || !isCondition(condition))
       throw new ProtocolError(`declared error of {${ns}}${name} lacks a name or a known condition`);
-    const type = (c.attrs['type'] ?? 'cancel') as StanzaErrorType;
+    const rawType = c.attrs['type'];
+    const type: StanzaErrorType = isType(rawType) ? rawType : defaultErrorType(condition);
     const text = c.getText();
     errors[errName] = text.trim() === '' ? { condition, type } : { condition, type, schema: parseJson(text, errName) };
   }
@@ -149,6 +155,10 @@ function readMethod(el: Element): MethodDescriptor {
     response: schemaOf(el, 'response'),
     errors,
   };
+}
+
+function isType(t: unknown): t is StanzaErrorType {
+  return t === 'auth' || t === 'cancel' || t === 'continue' || t === 'modify' || t === 'wait';
 }
 
 function isCondition(c: unknown): c is StanzaErrorCondition {
