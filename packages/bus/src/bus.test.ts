@@ -325,5 +325,20 @@ describe('createBus', () => {
         { env: {} },
       ),
     ).rejects.toThrow(/transport\.username applies to client transports only/);
+    await expect(
+      createBus(
+        {
+          transport: {
+            kind: 'client',
+            service: 'xmpp://127.0.0.1:1',
+            endpoints: ['xmpp://127.0.0.1:2'],
+            domain: 'd.test',
+            username: 'u',
+            password: 'p',
+          },
+        },
+        { env: {} },
+      ),
+    ).rejects.toThrow(/transport\.endpoints applies to component transports only/);
   });
 });

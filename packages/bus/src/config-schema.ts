@@ -34,6 +34,11 @@ export interface TransportConfig {
   kind: 'component' | 'client';
   /** `xmpp://host:port` of the server's component or c2s listener. */
   service: string;
+  /**
+   * Component only: more listeners of the same server or cluster (e.g. the other ejabberd
+   * nodes), tried in turn after `service` when it cannot be reached (see docs/deployment.md).
+   */
+  endpoints?: string[];
   /** Component: the component's domain. Client: the XMPP domain of the account. */
   domain: string;
   /** Client only: the account's local part. */
@@ -181,6 +186,7 @@ export const BUS_CONFIG_SCHEMA: Schema = {
       {
         kind: enumOf('component', 'client'),
         service: { type: 'string', pattern: '^xmpps?://' },
+        endpoints: { type: 'array', items: { type: 'string', pattern: '^xmpps?://' } },
         domain: str,
         username: str,
         resource: str,

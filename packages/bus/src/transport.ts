@@ -41,8 +41,14 @@ export async function connectTransport(config: TransportConfig, options: Connect
         throw new BusConfigError([{ path: `transport.${key}`, message: 'applies to client transports only' }]);
     if (config.tls?.required !== undefined)
       throw new BusConfigError([{ path: 'transport.tls.required', message: 'applies to client transports only' }]);
-    return componentTransport({ ...common, ...(tls && { tls }) });
+    return componentTransport({
+      ...common,
+      ...(tls && { tls }),
+      ...(config.endpoints !== undefined && { endpoints: config.endpoints }),
+    });
   }
+  if (config.endpoints !== undefined)
+    throw new BusConfigError([{ path: 'transport.endpoints', message: 'applies to component transports only' }]);
   if (config.username === undefined)
     throw new BusConfigError([{ path: 'transport.username', message: 'is required for a client transport' }]);
   return clientTransport({
