@@ -212,6 +212,28 @@ describeServers('iot over c2s', (server, kind) => {
     expect(second.applied).toHaveLength(1);
   });
 
+  it('a command whose ttl passed while the agent was offline is dead-lettered, never executed late', async () => {
+    const [a, m] = [await account('agent'), await account('mon')];
+    const first = await agentOn(a, { owners: [m], messenger: true });
+    const { client, messenger } = await clientOn(m, true);
+    await befriend(client, first.agent, a, m);
+    await first.agent.close();
+    await first.agent.session.close();
+    await waitFor(() => client.presenceOf(jid(a)).length === 0, { what: 'agent offline', timeout: DEADLINE });
+    const dead: string[] = [];
+    messenger!.onDeadLetter((d) => dead.push(d.reason));
+    const sent = client.sendCommand(jid(a, 'device'), { SetPoint: 6 }, { qos: 2, ttl: '1s' });
+    sent.catch(() => undefined);
+    await waitFor(() => dead.length === 1, { what: 'dead letter', timeout: DEADLINE });
+    expect(dead).toEqual(['expired']);
+    await expect(sent).rejects.toThrow();
+    const second = await agentOn(a, { owners: [m], messenger: true });
+    await waitFor(() => client.presenceOf(jid(a)).length > 0, { what: 'agent back', timeout: DEADLINE });
+    await client.read(jid(a, 'device')); // a round trip after the agent is back: nothing else is on its way
+    expect(second.applied).toHaveLength(0);
+    expect(second.agent.parameter('SetPoint')).toBe(20);
+  });
+
   it('subscriptions are restored after a server restart', async () => {
     const [a, m] = [await account('agent'), await account('mon')];
     const { agent } = await agentOn(a, { owners: [m] });
