@@ -79,6 +79,7 @@ describe('federated ejabberd config', () => {
     );
     expect(y['s2s_access']).toBe('xmppbus_federation');
     expect(y['s2s_use_starttls']).toBe(false);
+    expect(y['s2s_max_retry_delay']).toBe(1); // not 300 s of bouncing after a failed connect
     expect(y.acl['xmppbus_peers']).toEqual({ server: ['a.test'], server_glob: ['*.a.test'] });
     expect(y.access_rules['xmppbus_federation']).toEqual({ allow: 'xmppbus_peers' });
     expect(y.modules).toHaveProperty('mod_s2s_dialback');

@@ -112,6 +112,9 @@ export function ejabberdS2sConfig(config: string, s2s: S2sSettings): string {
 s2s_use_starttls: ${s2s.tls ? 'required' : 'false'}
 s2s_dns_timeout: 2
 s2s_dns_retries: 1
+# After a failed outgoing connection ejabberd bounces every stanza for that peer for a random
+# delay up to this bound (default 300 s): a peer back up would stay unreachable for minutes.
+s2s_max_retry_delay: 1
 outgoing_s2s_families:
   - ipv4
 s2s_access: ${EJABBERD_FEDERATION}`;
