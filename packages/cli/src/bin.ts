@@ -14,6 +14,13 @@ process.on('SIGINT', () => {
   controller.abort(new AbortError('interrupted'));
 });
 process.on('SIGTERM', () => controller.abort(new AbortError('terminated')));
+// `xmppbus tail | head`: the reader went away. Stop quietly, as other Unix tools do.
+for (const stream of [process.stdout, process.stderr])
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    controller.abort(new AbortError('output closed'));
+    process.exit(process.exitCode ?? 0);
+  });
 
 const code = await run(
   process.argv.slice(2),

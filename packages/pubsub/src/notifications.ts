@@ -28,14 +28,15 @@ export class NotificationRouter {
 
   onNode(node: string, listener: EventListener, jid: string | undefined): () => void {
     let set: Set<EventListener> | undefined;
+    const key = jid === undefined ? '' : jidKey(jid);
     if (jid === undefined) {
       set = this.#nodeListeners.get(node);
       if (!set) this.#nodeListeners.set(node, (set = new Set()));
     } else {
       let byJid = this.#addressed.get(node);
       if (!byJid) this.#addressed.set(node, (byJid = new Map()));
-      set = byJid.get(jid);
-      if (!set) byJid.set(jid, (set = new Set()));
+      set = byJid.get(key);
+      if (!set) byJid.set(key, (set = new Set()));
     }
     set.add(listener);
     const s = set;
@@ -47,8 +48,8 @@ export class NotificationRouter {
         return;
       }
       const byJid = this.#addressed.get(node);
-      if (byJid?.get(jid) !== s) return;
-      byJid.delete(jid);
+      if (byJid?.get(key) !== s) return;
+      byJid.delete(key);
       if (byJid.size === 0) this.#addressed.delete(node);
     };
   }
@@ -60,7 +61,8 @@ export class NotificationRouter {
     if (from !== this.#service && (from === undefined || from.toLowerCase() !== this.#serviceLower)) return;
     const ev = eventElementOf(stanza);
     if (!ev) return;
-    const to = stanza.attrs['to'];
+    const rawTo = stanza.attrs['to'];
+    const to = rawTo === undefined ? undefined : jidKey(rawTo);
     for (const e of parseEvents(stanza, ev)) {
       const byJid = this.#addressed.get(e.node);
       if (byJid) {
@@ -93,4 +95,13 @@ export class NotificationRouter {
     this.#nodeListeners.clear();
     this.#addressed.clear();
   }
+}
+
+/**
+ * Servers lowercase the local and domain parts of the JIDs they deliver to (RFC 7622 nodeprep):
+ * a listener registered as `Orders@Example.test` must still match. The resource stays as is.
+ */
+function jidKey(jid: string): string {
+  const slash = jid.indexOf('/');
+  return slash < 0 ? jid.toLowerCase() : jid.slice(0, slash).toLowerCase() + jid.slice(slash);
 }
