@@ -19,9 +19,10 @@
 //
 // Env: SCALE_BENCH_ROUNDS (default 7), SCALE_BENCH_SEQ (sequential calls/messages per round, 300),
 // SCALE_BENCH_PIPE_MS (RPC pipelined time per round, 1000), SCALE_BENCH_QOS1 (pipelined QoS-1
-// messages per round, 4000). Defaults take ≈ 4–5 minutes.
+// messages per round, 4000), SCALE_BENCH_CONNECTIONS (idle c2s sessions per server, 1000; 0 = skip).
+// Defaults take ≈ 5–6 minutes.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AccessPolicy, Session } from '@xmppbus/core';
 import { Messenger } from '@xmppbus/messaging';
@@ -32,13 +33,17 @@ import { componentTransport } from '@xmppbus/transport-component';
 import { Tick } from '../test/fixtures/messaging-contracts.js';
 import { CreateOrder } from '../test/rpc-fixtures.js';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
+import { measureConnections, type ConnectionsResult } from './lib/scale-connections.js';
 import type { Endpoint, Topology, TopologyRun } from './lib/scale-topology.js';
 
 const ROUNDS = Number(process.env['SCALE_BENCH_ROUNDS'] ?? 7);
 const SEQ = Number(process.env['SCALE_BENCH_SEQ'] ?? 300);
 const PIPE_MS = Number(process.env['SCALE_BENCH_PIPE_MS'] ?? 1000);
 const QOS1 = Number(process.env['SCALE_BENCH_QOS1'] ?? 4000);
+const CONNECTIONS = Number(process.env['SCALE_BENCH_CONNECTIONS'] ?? 1000);
 const IN_FLIGHT = 100;
+/** Outside load on this shared box, recorded with the results (it explains the throughput spread). */
+const LOAD_AT_START = loadavg().map((x) => Number(x.toFixed(2)));
 /** Topologies in other files, loaded when present: [file under benchmarks/lib, export name]. */
 const OPTIONAL_TOPOLOGIES: readonly (readonly [string, string])[] = [['scale-federated.ts', 'federatedTopology']];
 
@@ -107,8 +112,8 @@ interface Sample {
   rpcCpuUsPerStanza: Record<string, number>;
   qos1P50Ms: number;
   qos1PerSec: number;
-  /** Server CPU per stanza during the pipelined QoS-1 phase (a message = IQ set + result). */
-  qos1CpuUsPerStanza: Record<string, number>;
+  /** Server CPU per message during the pipelined QoS-1 phase (the outbox batches several messages per IQ). */
+  qos1CpuUsPerMessage: Record<string, number>;
 }
 
 interface Live {
@@ -246,7 +251,7 @@ async function measure(live: Live): Promise<Sample> {
   await Promise.all(Array.from({ length: QOS1 }, (_, i) => live.send(i)));
   await until(() => live.received() - base >= QOS1, 120_000);
   const qWall = performance.now() - q0;
-  const qos1CpuUsPerStanza = cpuPerStanza(qcpu0, live.run.servers, 2 * QOS1);
+  const qos1CpuUsPerMessage = cpuPerStanza(qcpu0, live.run.servers, QOS1);
   await live.flush();
   return {
     rpcP50Ms,
@@ -254,7 +259,7 @@ async function measure(live: Live): Promise<Sample> {
     rpcCpuUsPerStanza,
     qos1P50Ms,
     qos1PerSec: (QOS1 / qWall) * 1000,
-    qos1CpuUsPerStanza,
+    qos1CpuUsPerMessage,
   };
 }
 
@@ -275,7 +280,7 @@ interface Summary {
   qos1P50Ms: number;
   qos1PerSec: number;
   rpcCpuUsPerStanza: Record<string, number>;
-  qos1CpuUsPerStanza: Record<string, number>;
+  qos1CpuUsPerMessage: Record<string, number>;
   /** Server CPU summed over every process on the path, per stanza (RPC phase). */
   rpcCpuUsPerStanzaTotal: number;
   rounds: Sample[];
@@ -293,7 +298,7 @@ function summarize(topology: Topology, samples: Sample[]): Summary {
     qos1P50Ms: med((s) => s.qos1P50Ms),
     qos1PerSec: Math.round(med((s) => s.qos1PerSec)),
     rpcCpuUsPerStanza: rpcCpu,
-    qos1CpuUsPerStanza: perProc((s) => s.qos1CpuUsPerStanza),
+    qos1CpuUsPerMessage: perProc((s) => s.qos1CpuUsPerMessage),
     rpcCpuUsPerStanzaTotal: r3(Object.values(rpcCpu).reduce((a, b) => a + b, 0)),
     rounds: samples,
   };
@@ -339,6 +344,14 @@ try {
     process.stdout.write(`round ${round + 1}/${ROUNDS} done\n`);
   }
   const summaries = Object.fromEntries(topologies.map((t) => [t.name, summarize(t, samples.get(t.name)!)]));
+  // Connections per server (sizing): idle c2s sessions, memory and login CPU per connection.
+  const connections: ConnectionsResult[] = [];
+  if (CONNECTIONS > 0)
+    for (const kind of ['ejabberd', 'prosody'] as const) connections.push(await measureConnections(kind, CONNECTIONS));
+  printTable(
+    `connections: ${CONNECTIONS} idle c2s sessions per server`,
+    connections.map((c) => ({ ...c })),
+  );
   printTable(
     `scale: RPC (${SEQ} sequential, ${PIPE_MS} ms × ${IN_FLIGHT} in flight) and QoS 1 (${SEQ} sequential, ${QOS1} pipelined), medians of ${ROUNDS} rounds`,
     topologies.map((t) => {
@@ -382,10 +395,13 @@ try {
       order: 'topology order rotated every round',
       aggregate:
         'per-topology medians over rounds; ratios = median over rounds of (topology / single) in the same round',
-      cpu: 'server CPU from /proc/<pid>/stat (10 ms ticks) over the pipelined phases, per stanza (a call or QoS-1 message = 2 stanzas)',
+      cpu: 'server CPU from /proc/<pid>/stat (10 ms ticks) over the pipelined phases: RPC per stanza (a call = 2 stanzas), QoS 1 per message (batched: several messages per IQ)',
+      loadAverageAtStart: LOAD_AT_START,
+      loadAverageAtEnd: loadavg().map((x) => Number(x.toFixed(2))),
     },
     ...summaries,
     ...(cross ? { clusterCapacityProjection: projection(single, cross) } : {}),
+    connectionsPerServer: connections,
   };
   process.stdout.write(`\nratios ${JSON.stringify(ratios)}\n`);
   const file = writeResult({
