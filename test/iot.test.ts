@@ -49,6 +49,8 @@ describeServers('iot over c2s', (server, kind) => {
       password: PASSWORD,
       resource,
       timeout: DEADLINE,
+      // The agent (or client) announces presence once its handlers are registered.
+      initialPresence: false,
     });
     const s = new Session({
       transport,
@@ -75,11 +77,8 @@ describeServers('iot over c2s', (server, kind) => {
     const applied: ControlContext[] = [];
     agent.onControl((c) => applied.push(c.context));
     cleanups.push(() => agent.close());
-    await agent.start();
-    if (messenger) {
-      cleanups.push(() => messenger.close());
-      await messenger.start();
-    }
+    if (messenger) cleanups.push(() => messenger.close());
+    await agent.start(); // starts the messenger before announcing presence
     return { agent, applied };
   }
 

@@ -44,7 +44,10 @@ import { AgentHandlers, type ControlListener } from './handlers.js';
 export type { SetValueOptions } from './things.js';
 
 export interface IotAgentOptions {
-  /** The agent's session, over a c2s client transport the application created. */
+  /**
+   * The agent's session, over a c2s client transport the application created. Connect it with
+   * `initialPresence: false`: the agent announces itself once its handlers are in place.
+   */
   session: Session;
   fields?: readonly FieldSpec[];
   parameters?: readonly ParameterSpec[];
@@ -189,6 +192,8 @@ export class IotAgent implements SessionUnit, AsyncDisposable {
         if (status === 'online') void this.#onReconnected();
       }),
     );
+    // Commands may arrive as soon as peers see us: take them before announcing presence.
+    await this.#options.messenger?.start(options);
     await this.roster.start(options);
     const p = this.#options.presence ?? {};
     await this.setPresence(p.availability ?? 'available', p.status);

@@ -159,12 +159,18 @@ export class IotClient implements SessionUnit, AsyncDisposable {
         if (status === 'reconnecting') this.#wasOffline = true;
         else if (status === 'online' && this.#wasOffline) {
           this.#wasOffline = false;
-          void this.#restore();
+          void this.#announce()
+            .catch(() => undefined)
+            .then(() => this.#restore());
         }
       }),
     );
     await this.roster.start(options);
-    // A client session announces itself so agents (and the server) see it online.
+    await this.#announce();
+  }
+
+  /** A client session announces itself (again after a reconnect) so it sees its agents' presence. */
+  async #announce(): Promise<void> {
     if (this.session.address.includes('@')) await this.session.send(xml('presence'));
   }
 
