@@ -325,21 +325,21 @@ export class IqCaller {
   }
 
   /**
-   * The request's one timer. A request that may wait longer than `probeInterval` wakes at each
-   * interval to ping its peer (no extra timer per request, and none for quick ones).
+   * The request's one timer. A request that may wait longer than `probeInterval` wakes to ping
+   * its peer after one interval, then after intervals doubling up to 64 (a call of days wakes a
+   * few hundred times, not every 5 s). No extra timer per request, and none for quick ones.
    */
-  #arm(id: string, p: Pending, left: number, timeout: number): TimerHandle {
-    const interval = this.probeInterval;
-    if (p.probe || interval <= 0 || left <= interval)
+  #arm(id: string, p: Pending, left: number, timeout: number, step = this.probeInterval): TimerHandle {
+    if (p.probe || step <= 0 || left <= step)
       return this.#clock.setTimeout(
         () => this.#settle(id, new TimeoutError(`no reply to IQ ${id} within ${timeout} ms`)),
         left,
       );
     return this.#clock.setTimeout(() => {
       if (this.#pending.get(id) !== p) return;
-      p.timer = this.#arm(id, p, left - interval, timeout);
+      p.timer = this.#arm(id, p, left - step, timeout, Math.min(step * 2, this.probeInterval * 64));
       if (p.to !== undefined && !this.#probing.has(p.to)) this.#probe(p.to);
-    }, interval);
+    }, step);
   }
 
   #probe(peer: string): void {

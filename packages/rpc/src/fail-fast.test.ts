@@ -85,6 +85,23 @@ describe('pending calls to a peer that is gone fail fast', () => {
     expect(caller.caller.pending).toBe(0);
   });
 
+  it('probes a long call with doubling intervals (5, 10, 20 … s, capped at 64 intervals), one ping at a time', async () => {
+    const { client } = await setup();
+    const pings: number[] = [];
+    const callee = sessions[0]!;
+    callee.transport.onStanza((s) => {
+      if (s.getChild('ping', 'urn:xmpp:ping')) pings.push(clock.now());
+    });
+    const t0 = clock.now();
+    const call = client.call(Hang, 'callee.test', {}, { timeout: 600_000 }).catch((e: unknown) => e);
+    for (let t = 0; t < 600_000; t += 1_000) {
+      clock.advance(1_000);
+      await settle();
+    }
+    expect(await call).toBeInstanceOf(TimeoutError);
+    expect(pings.map((at) => (at - t0) / 1000)).toEqual([5, 15, 35, 75, 155, 315]);
+  });
+
   it('another stanza to the peer bouncing as gone fails the calls waiting on it at once (no probe needed)', async () => {
     const { client, caller } = await setup('svc.test', 0);
     const call = client.call(Hang, 'w1@svc.test', {}).catch((e: unknown) => e);
