@@ -144,11 +144,15 @@ export async function startFederation(options: FederationOptions = {}): Promise<
   const sides: FederationSide[] = ['a', 'b'];
   const other = (s: FederationSide): FederationSide => (s === 'a' ? 'b' : 'a');
 
+  // Servers first, then the relays and the DNS responder: an ejabberd still running while its
+  // responder is gone would fall back to glibc lookups, i.e. real DNS.
+  const stopServers: (() => Promise<unknown>)[] = [];
   const cleanup: (() => Promise<unknown>)[] = [];
   const servers: Partial<Record<FederationSide, ManagedServer>> = {};
   const relays: Partial<Record<FederationSide, LinkProxy>> = {};
   let dns: FakeDns | undefined;
   const stopAll = async (): Promise<void> => {
+    await Promise.allSettled(stopServers.splice(0).map((c) => c()));
     await Promise.allSettled(cleanup.splice(0).map((c) => c()));
   };
   try {
@@ -193,7 +197,7 @@ export async function startFederation(options: FederationOptions = {}): Promise<
       sides.map(async (s) => {
         const srv = build(s);
         servers[s] = srv;
-        cleanup.push(() => srv.stop());
+        stopServers.push(() => srv.stop());
         await srv.start();
       }),
     );
