@@ -231,3 +231,17 @@ describe('observe: nodes and the legacy dialect through the client', () => {
     expect(events[0]?.fields).toMatchObject([{ node: 'meter-1', name: 'Power', value: 151, unit: 'W' }]);
   });
 });
+
+describe('observe: a large event', () => {
+  it('split over several messages by the agent, arrives as one event', async () => {
+    for (const c of w.closers) await c();
+    const fields = Array.from({ length: 25 }, (_, i) => ({ name: `F${i}`, kind: 'int' as const, initial: i }));
+    w = await world({ owners: ['monitor@iot.test'], fields });
+    await befriend(w);
+    events = [];
+    await observe({ maxInterval: 1000 });
+    w.clock.advance(1000); // heartbeat: 25 fields, 10 per message
+    await expectEvents(1);
+    expect(events[0]?.fields.map((f) => f.value)).toEqual(fields.map((f) => f.initial));
+  });
+});

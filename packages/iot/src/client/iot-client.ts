@@ -97,6 +97,8 @@ interface Held {
   readonly request: SubscribeRequest;
   readonly renewEvery: number;
   renewTimer: { cancel(): void } | undefined;
+  /** An event split over several messages, gathered until its last part (bounded like a readout). */
+  partial: { fields: FieldSample[]; errors: ReadoutError[] } | undefined;
 }
 
 const DEFAULT_RENEW = 5 * 60_000;
@@ -261,6 +263,7 @@ export class IotClient implements SessionUnit, AsyncDisposable {
       request,
       renewEvery: options.renewEvery ?? DEFAULT_RENEW,
       renewTimer: undefined,
+      partial: undefined,
     };
     this.#observations.set(id, held);
     try {
@@ -463,8 +466,17 @@ export class IotClient implements SessionUnit, AsyncDisposable {
       return;
     }
     const held = this.#observations.get(report.id);
-    if (held && sameAgent(held.observation.agent, from))
-      held.observation.push({ agent: from, subscription: report.id, fields: report.fields, errors: report.errors });
+    if (!held || !sameAgent(held.observation.agent, from)) return;
+    let { fields, errors } = report;
+    if (held.partial || !report.done) {
+      const p = (held.partial ??= { fields: [], errors: [] });
+      p.fields.push(...fields.slice(0, Math.max(0, this.#limits.fieldsPerReadout - p.fields.length)));
+      p.errors.push(...errors.slice(0, Math.max(0, 64 - p.errors.length)));
+      if (!report.done) return;
+      ({ fields, errors } = p);
+      held.partial = undefined;
+    }
+    held.observation.push({ agent: from, subscription: report.id, fields, errors });
   }
 
   #controlElement(
