@@ -36,6 +36,7 @@ const PAIRINGS: Required<Pick<FederationOptions, 'a' | 'b' | 'tls'>>[] = [
   { a: 'prosody', b: 'prosody', tls: false },
   { a: 'prosody', b: 'ejabberd', tls: false },
   { a: 'prosody', b: 'ejabberd', tls: true },
+  { a: 'prosody', b: 'prosody', tls: true },
 ];
 /** A generous bound for things that should take milliseconds; the assertions are on outcomes. */
 const DEADLINE = 60_000;
