@@ -236,12 +236,16 @@ class Codec implements DialectCodec {
     let node: string | undefined;
     let tsEl: Element | undefined;
     let ts = Number.NaN;
+    let opened = false;
     const open = (n: string | undefined): void => {
-      if (n === node && (nodeEl !== root || n === undefined)) return;
+      if (opened && n === node) return;
+      opened = true;
       node = n;
       tsEl = undefined;
       ts = Number.NaN;
-      nodeEl = n === undefined ? root : root.cnode(xml(v.node, { [v.nodeId]: n }));
+      // XEP-0323 readers (Smack) look for fields inside <node> only: the legacy form always has
+      // one (nodeId '' for the device itself); the deployed form puts a node-less `ts` at the top.
+      nodeEl = n === undefined && !this.#legacy ? root : root.cnode(xml(v.node, { [v.nodeId]: n ?? '' }));
     };
     const stamp = (t: number): Element => {
       if (tsEl === undefined || t !== ts) {
