@@ -10,7 +10,7 @@
  * 3. the killed node restarts, rejoins the cluster, and traffic spreads over both nodes again.
  * Counts are printed (`[cluster] …` lines).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
@@ -35,9 +35,43 @@ const Beat = event({ ns: 'urn:test:cluster:beats:1', name: 'beat', schema: Type.
 
 let cluster: EjabberdCluster;
 let dir: string;
+/** Whether something already listened on epmd's port before the cluster started (not ours to judge). */
+let epmdBefore = false;
+
+/** True if a socket listens on TCP `port` (any address), from /proc/net/tcp{,6}. */
+function listening(port: number): boolean {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return ['/proc/net/tcp', '/proc/net/tcp6'].some((f) => {
+    try {
+      return readFileSync(f, 'utf8')
+        .split('\n')
+        .some((l) => {
+          const cols = l.trim().split(/\s+/);
+          return cols[1]?.endsWith(hex) === true && cols[3] === '0A';
+        });
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Pids whose command line mentions `text`. */
+function processesMentioning(text: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(text);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 const closers: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
+  epmdBefore = listening(4369);
   cluster = await startEjabberdCluster({ nodes: 2 });
   dir = mkdtempSync(join(tmpdir(), 'xmppbus-cluster-test-'));
 }, 180_000);
@@ -431,5 +465,16 @@ describe('ejabberd cluster (2 nodes)', () => {
       `[cluster] after the restart: ${all.length} nodes listed on both; 300 calls from node 2 over back-1,3 (node 1) and back-2 (node 2): ${counts.join(' / ')}`,
     );
     for (const n of counts) expect(n).toBeGreaterThanOrEqual(25);
+  });
+
+  it('stop() leaves nothing behind: no VM, no ctl VM, no epmd, no temp dir', async () => {
+    const run = cluster.nodes[0]!.nodeName.replace(/-\d+@localhost$/, '-');
+    const dirs = cluster.nodes.map((n) => n.dir);
+    for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
+    await cluster.stop();
+    expect(processesMentioning(run)).toEqual([]);
+    for (const d of dirs) expect(existsSync(d)).toBe(false);
+    if (!epmdBefore) expect(listening(4369)).toBe(false);
+    console.log(`[cluster] stopped: no process mentions ${run}*, node dirs removed, epmd port 4369 not listening`);
   });
 });
