@@ -27,7 +27,8 @@ export interface ThresholdRule extends RuleBase {
 
 /**
  * No new value for `maxInterval` ms while the agent is online (a field, or any field when
- * `field` is left out). Timed by the monitor's clock; cleared by the next value.
+ * `field` is left out; a per-field rule watches an agent once it reported that field). Timed by
+ * the monitor's clock; cleared by the next value.
  */
 export interface StaleRule extends RuleBase {
   kind: 'stale';
@@ -67,6 +68,8 @@ export class AlertEngine {
   readonly #active = new Map<string, AlertView>();
   readonly #timers = new Map<string, TimerHandle>();
   readonly #online = new Set<string>();
+  /** agent/field pairs that reported at least once: a per-field stale rule watches only those. */
+  readonly #seen = new Set<string>();
 
   constructor(options: { rules: readonly AlertRule[]; clock: Clock; emit: (t: AlertTransition) => void }) {
     this.#rules = options.rules;
@@ -84,6 +87,7 @@ export class AlertEngine {
   }
 
   onValue(agent: string, field: string, value: FleetValue, unit?: string): void {
+    this.#seen.add(`${agent}/${field}`);
     for (const rule of this.#rules) {
       if (!applies(rule, agent)) continue;
       if (rule.kind === 'threshold' && rule.field === field && typeof value === 'number')
@@ -114,7 +118,8 @@ export class AlertEngine {
           // Offline is its own alert: a silent offline agent is not also "stale".
           this.#cancel(id);
           this.#clear(id);
-        } else if (!was) this.#armStale(rule, agent, id);
+        } else if (!was && (rule.field === undefined || this.#seen.has(`${agent}/${rule.field}`)))
+          this.#armStale(rule, agent, id);
       }
     }
   }
@@ -122,6 +127,7 @@ export class AlertEngine {
   /** Forgets an agent: its alerts are cleared and its timers cancelled. */
   removeAgent(agent: string): void {
     this.#online.delete(agent);
+    for (const key of [...this.#seen]) if (key.startsWith(`${agent}/`)) this.#seen.delete(key);
     for (const [id, a] of [...this.#active]) if (a.agent === agent) this.#clear(id);
     for (const [id] of [...this.#timers]) if (id.split('/')[1] === agent) this.#cancel(id);
   }

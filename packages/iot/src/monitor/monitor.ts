@@ -82,7 +82,7 @@ export interface MonitorOptions {
   maxFieldsPerAgent?: number;
   /** Bound of each observe/control request, ms (default 10 000). */
   timeout?: number;
-  /** Default: the session's clock. */
+  /** Times alerts (stale, offline grace) and history (default: the session's clock). */
   clock?: Clock;
   logger?: Logger;
 }
@@ -416,7 +416,8 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     const r = this.#retries.get(jid) ?? { timer: undefined, attempts: 0 };
     r.timer?.cancel();
     const delay = Math.min(30_000, 500 * 2 ** r.attempts++);
-    r.timer = this.#clock.setTimeout(() => this.#retryNow(jid), delay);
+    // Network pacing, so the session's clock (the monitor's `clock` times alerts and history).
+    r.timer = this.#session.clock.setTimeout(() => this.#retryNow(jid), delay);
     this.#retries.set(jid, r);
   }
 
