@@ -9,7 +9,7 @@
  * access policy refusing a foreign domain (`forbidden`) unless a rule allows it.
  * No DNS query leaves the machine: Prosody routes the peer statically, ejabberd asks our responder.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AccessPolicy, ServiceUnavailableError, Session, StanzaError, deferred, type AccessRule } from '@xmppbus/core';
@@ -28,6 +28,7 @@ import {
   type FederationOptions,
   type FederationSide,
 } from '@xmppbus/testing';
+import { clientTransport } from '@xmppbus/transport-client';
 import { componentTransport } from '@xmppbus/transport-component';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Tick } from './fixtures/messaging-contracts.js';
@@ -55,7 +56,11 @@ for (const p of PAIRINGS) {
 
     beforeAll(async () => {
       const t0 = performance.now();
-      fed = await startFederation({ ...p, components: ['svc1', 'svc2', 'svc3', 'svc4', 'svc5', 'svc6'] });
+      fed = await startFederation({
+        ...p,
+        components: ['svc1', 'svc2', 'svc3', 'svc4', 'svc5', 'svc6'],
+        accounts: [{ user: 'agent', password: 'pw-agent' }],
+      });
       log(`started in ${ms(t0)}`);
     });
     afterEach(async () => {
@@ -68,7 +73,11 @@ for (const p of PAIRINGS) {
     afterAll(async () => {
       const questions = fed?.dnsQuestions.map((q) => q.name) ?? [];
       log(`DNS questions to our responder: ${questions.length} (${[...new Set(questions)].join(', ') || 'none'})`);
-      await fed?.stop();
+      if (!fed) return;
+      const dirs = [fed.a.dir, fed.b.dir];
+      await fed.stop();
+      // Nothing left behind: both temp dirs are gone (the servers' processes with them).
+      expect(dirs.filter((d) => existsSync(d))).toEqual([]);
     });
 
     /** A started session of component `label.<side's domain>` that reconnects (servers restart below). */
@@ -375,6 +384,32 @@ for (const p of PAIRINGS) {
       const notListed = await other.call(CreateOrder, 'svc6.b.test', { sku: 'z', qty: 1 }).catch((e: unknown) => e);
       expect(notListed).toMatchObject({ condition: 'forbidden', type: 'auth' });
       expect(one.access.denied).toBe(1);
+    });
+
+    it('an account of the other domain: refused by default, served once a rule names its domain', async () => {
+      const srv = fed.b;
+      // With TLS the servers offer STARTTLS on c2s too: trust their throwaway CA.
+      const transport = await clientTransport({
+        service: srv.c2sService(),
+        domain: srv.domain,
+        username: 'agent',
+        password: 'pw-agent',
+        mechanism: 'PLAIN',
+        allowPlainWithoutTls: true,
+        reconnect: false,
+        ...(srv.tlsCa ? { tls: { ca: srv.tlsCa } } : {}),
+      });
+      const agent = new Session({ transport });
+      sessions.push(agent);
+      await agent.start();
+      await orders(await session('a', 'svc5')); // the secure default
+      await orders(await session('a', 'svc6', { access: [{ from: '*@b.test', to: NS_ORDERS }] }));
+      const client = await rpcClient(agent);
+      const refused = await client.call(CreateOrder, 'svc5.a.test', { sku: 'x', qty: 1 }).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ condition: 'forbidden', type: 'auth', retryable: false });
+      const ok = await client.call(CreateOrder, 'svc6.a.test', { sku: 'y', qty: 1 });
+      log(`agent@b.test → a.test: default ${describeErr(refused)}; with rule *@b.test: ${ok.orderId}`);
+      expect(ok.orderId).toBe(`y@${agent.address}`);
     });
   });
 }
