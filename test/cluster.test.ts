@@ -72,7 +72,11 @@ const closers: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
   epmdBefore = listening(4369);
-  cluster = await startEjabberdCluster({ nodes: 2 });
+  // `spread.localhost`: ejabberd's own cluster-wide balancing of one name (for comparison only).
+  cluster = await startEjabberdCluster({
+    nodes: 2,
+    balancing: { 'spread.localhost': { type: 'random', connections: 2 } },
+  });
   dir = mkdtempSync(join(tmpdir(), 'xmppbus-cluster-test-'));
 }, 180_000);
 
@@ -155,6 +159,23 @@ describe('ejabberd cluster (2 nodes)', () => {
       `[cluster] ejabberd's default for one name connected on both nodes, 60 calls from node 1: ${JSON.stringify(Object.fromEntries(shared))}`,
     );
     expect(shared.get('node1')).toBe(60); // local node first: why the bus balances itself
+    // With `domain_balancing` (the fixture's `balancing` option) ejabberd spreads one name itself,
+    // as long as exactly `connections` connections exist (scale.md A.4).
+    const spread = new Map<string, number>();
+    await instance('spread.localhost', 0, spread, { key: 'node1' });
+    await instance('spread.localhost', 1, spread, { key: 'node2' });
+    const viaServer = new ServiceClient({
+      session: await session('spread-caller.localhost', 0),
+      target: 'spread.localhost',
+    });
+    closers.push(() => viaServer.close());
+    await viaServer.start();
+    for (let i = 0; i < 100; i++) await viaServer.call(Wait, { ms: 0 }, { timeout: 10_000 });
+    console.log(
+      `[cluster] domain_balancing random/2 for one name on both nodes, 100 calls from node 1: ${JSON.stringify(Object.fromEntries(spread))}`,
+    );
+    expect(spread.get('node1')).toBeGreaterThanOrEqual(10);
+    expect(spread.get('node2')).toBeGreaterThanOrEqual(10);
 
     // The bus: each instance has its own name; ejabberd routes each name to its node.
     const served = new Map<string, number>();
