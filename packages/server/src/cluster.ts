@@ -27,7 +27,7 @@ import { EjabberdServer, erlLibs } from './ejabberd.js';
 import { componentHandshake } from './handshake.js';
 import { resolveOptions } from './options.js';
 import { freePort } from './ports.js';
-import { DIR_PREFIX, processState, signal, sleep, waitGone } from './proc.js';
+import { DIR_PREFIX, processState, signal, sleep, trackServer, untrackServer, waitGone } from './proc.js';
 import type { AccountSpec, ComponentSpec, XmppServer } from './types.js';
 
 export interface StartClusterOptions {
@@ -257,6 +257,7 @@ class Cluster implements EjabberdCluster {
       } finally {
         for (const pid of this.#ctls) signal(pid, 'SIGKILL');
         await Promise.all([...this.#ctls].map((pid) => waitGone(pid, 10_000).catch(() => undefined)));
+        untrackServer(this.#dir);
         rmSync(this.#dir, { recursive: true, force: true });
       }
     })();
@@ -277,6 +278,8 @@ async function attempt(options: StartClusterOptions, count: number): Promise<Clu
   // Holds the epmd module: the nodes run as user ejabberd, so it must be world-readable.
   const dir = mkdtempSync(join(tmpdir(), `${DIR_PREFIX}cluster-`));
   chmodSync(dir, 0o755);
+  // No process of its own (pid 0): removed at exit, or by the next harness run if this one dies hard.
+  trackServer(dir, 0);
   const servers: EjabberdServer[] = [];
   let cluster: Cluster | undefined;
   try {
@@ -301,6 +304,7 @@ async function attempt(options: StartClusterOptions, count: number): Promise<Clu
     if (cluster) await cluster.stop();
     else {
       await Promise.all(servers.map((s) => s.stop()));
+      untrackServer(dir);
       rmSync(dir, { recursive: true, force: true });
     }
     throw err;
