@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  AccessPolicy,
   BaseTransport,
   ClosedError,
   ConflictError,
@@ -203,5 +204,34 @@ describe('Session', () => {
       await session.start();
     }
     expect(t.closed).toBe(1);
+  });
+  it('holds requests and messages while its units start, and lets answers through (a unit may wait for one)', async () => {
+    const t = new FakeTransport();
+    t.set('online');
+    const session = new Session({ transport: t, access: new AccessPolicy({ rules: [{ from: 'peer.test' }] }) });
+    const seen: string[] = [];
+    session.onMessage((m) => seen.push(`message ${m.attrs['id']}`));
+    session.add({
+      name: 'slow',
+      start: async () => {
+        // The unit asks something of the server before it registers its handler.
+        const answer = session.caller.request(
+          xml('iq', { type: 'get', to: 'server.test', id: 'q1' }, xml('query', { xmlns: 'urn:test' })),
+        );
+        // Meanwhile a request and a message for this unit arrive, then the answer.
+        t.emit(
+          xml('iq', { type: 'set', from: 'peer.test', to: 'me.test', id: 'r1' }, xml('work', { xmlns: 'urn:test' })),
+        );
+        t.emit(xml('message', { from: 'peer.test', to: 'me.test', id: 'm1' }));
+        const id = t.sent.find((s) => s.name === 'iq')?.attrs['id'] ?? '';
+        t.emit(xml('iq', { type: 'result', from: 'server.test', to: 'me.test', id }));
+        await answer;
+        session.router.handle('urn:test', 'work', (iq) => seen.push(`iq ${iq.attrs['id']}`));
+      },
+    });
+    await session.start();
+    expect(seen).toEqual(['iq r1', 'message m1']);
+    // Nothing was refused while starting.
+    expect(t.sent.filter((s) => s.attrs['type'] === 'error')).toEqual([]);
   });
 });

@@ -95,6 +95,8 @@ export class Session implements AsyncDisposable {
   #statusListeners: TransportStatusListener[] = [];
   #detach: (() => void)[] = [];
   #starting: Promise<void> | undefined;
+  /** Requests and messages that arrived while the units were starting (see #receive). */
+  #held: Element[] | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: SessionOptions) {
@@ -146,9 +148,11 @@ export class Session implements AsyncDisposable {
     } catch (err) {
       this.#starting = undefined;
       if (this.#status === 'starting') this.#status = 'idle';
+      this.#release();
       throw err;
     }
     if (this.#status === 'starting') this.#status = 'ready';
+    this.#release();
   }
 
   /**
@@ -237,7 +241,7 @@ export class Session implements AsyncDisposable {
     attached.add(this.transport);
     this.#detach.push(() => attached.delete(this.transport));
     this.#detach.push(
-      this.transport.onStanza((s) => this.#dispatch(s)),
+      this.transport.onStanza((s) => this.#receive(s)),
       this.transport.onStatus((status, err) => {
         if (status === 'reconnecting' || status === 'closed') this.caller.linkLost(status, err);
         for (const l of this.#statusListeners) l(status, err);
@@ -265,6 +269,29 @@ export class Session implements AsyncDisposable {
     this.caller.peerGone(from, new ServiceUnavailableError({ condition: 'recipient-unavailable', text }));
   }
 
+  /**
+   * While the units start (a messenger opening its store, a handler being registered), a request
+   * or message for them would be refused as unhandled, and a refusal is final for its sender. So
+   * requests (iq get/set) and messages wait, bounded, until every unit has started; answers,
+   * bounces and presence pass at once, since a unit's start may be waiting for them.
+   */
+  #receive(stanza: Element): void {
+    if (this.#status === 'starting' && isRequest(stanza)) {
+      const held = (this.#held ??= []);
+      if (held.length < MAX_HELD_WHILE_STARTING) {
+        held.push(stanza);
+        return;
+      }
+    }
+    this.#dispatch(stanza);
+  }
+
+  #release(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    if (held && this.#status !== 'closed') for (const s of held) this.#dispatch(s);
+  }
+
   /** The one entry of inbound stanzas: every feature sees them through here. */
   #dispatch(stanza: Element): void {
     switch (stanza.name) {
@@ -284,6 +311,15 @@ export class Session implements AsyncDisposable {
         return;
     }
   }
+}
+
+/** Past this many, stanzas arriving during start are dispatched (and refused) as before. */
+const MAX_HELD_WHILE_STARTING = 1024;
+
+function isRequest(stanza: Element): boolean {
+  const type = stanza.attrs['type'];
+  if (stanza.name === 'iq') return type === 'get' || type === 'set';
+  return stanza.name === 'message' && type !== 'error';
 }
 
 /** An unavailable presence of an xmppbus instance that drains (it still answers the calls in hand). */
