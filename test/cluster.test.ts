@@ -23,7 +23,7 @@ import { openComponentStream } from '@xmppbus/server';
 import { sqliteMessageStore, type SqliteMessageStore } from '@xmppbus/store-sqlite';
 import { CreateOrder, NS_ORDERS, Wait, startEjabberdCluster, waitFor, type EjabberdCluster } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Tick } from './fixtures/messaging-contracts.js';
 
 /** QoS-1 and QoS-2 messages per direction (two directions: ≥ 5 000 per level cross-node in all). */
@@ -79,6 +79,16 @@ beforeAll(async () => {
   });
   dir = mkdtempSync(join(tmpdir(), 'xmppbus-cluster-test-'));
 }, 180_000);
+
+beforeEach((ctx) => {
+  // On failure, each node's log tail (the nodes are still up: they stop in afterAll).
+  ctx.onTestFailed(() => {
+    for (const n of cluster?.nodes ?? []) {
+      const log = n.logs();
+      process.stderr.write(`\n----- ${n.nodeName} log (${n.dir}) -----\n${log.slice(-6000)}\n-----\n`);
+    }
+  });
+});
 
 afterAll(async () => {
   for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
