@@ -1,11 +1,12 @@
 /** Managing a detached server from another process, through its state file. */
-import { readFileSync, rmSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { readFileSync, readlinkSync, realpathSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
 
 import { componentHandshake } from './handshake.js';
 import { DEFAULT_STATE_DIR } from './options.js';
 import { waitPortsFree } from './ports.js';
-import { processState, signal, waitGone } from './proc.js';
+import { DIR_PREFIX, processState, signal, waitGone } from './proc.js';
 import { readState, removeState } from './state.js';
 import type { ServerState } from './types.js';
 
@@ -27,14 +28,42 @@ export interface StatusOptions {
   timeout?: number;
 }
 
-/** True if `pid` is alive AND is the server of `state` (its command line names the server's dir): never a reused pid. */
+/**
+ * True if `pid` is alive AND is the server of `state`, never a reused pid nor a process a
+ * hand-edited state file names: the process runs in the server's dir (prosody there, ejabberd
+ * in its spool inside it); where its cwd cannot be read, its command line names a file in it.
+ */
 export function isServerProcess(state: ServerState): boolean {
-  if (processState(state.pid) === 'gone') return false;
+  const dir = state.dir;
+  if (!isAbsolute(dir) || dirname(dir) === dir || processState(state.pid) === 'gone') return false;
+  let cwd: string;
   try {
-    return readFileSync(`/proc/${state.pid}/cmdline`, 'utf8').includes(state.dir);
+    cwd = readlinkSync(`/proc/${state.pid}/cwd`);
+  } catch {
+    cwd = '';
+  }
+  if (cwd !== '') {
+    let real = dir;
+    try {
+      real = realpathSync(dir); // /proc shows the cwd with symlinks resolved
+    } catch {
+      // gone: the check below fails
+    }
+    return cwd === real || cwd.startsWith(`${real}/`);
+  }
+  try {
+    return readFileSync(`/proc/${state.pid}/cmdline`, 'utf8').includes(`${dir}/`);
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether `stopServer` may delete `dir`: only a temp dir the server made for itself
+ * (`<tmpdir>/xmppbus-…`), whatever a state file says (it may come from a cloned repo).
+ */
+function isOwnTempDir(dir: string): boolean {
+  return isAbsolute(dir) && dirname(dir) === tmpdir() && basename(dir).startsWith(DIR_PREFIX);
 }
 
 /** Is the detached server of `stateDir` (default `./.xmppbus/server`) running, and where? */
@@ -99,6 +128,6 @@ export async function stopServer(stateDir: string = DEFAULT_STATE_DIR, options: 
     await waitPortsFree(ports, timeout);
   }
   removeState(dir, state.pid);
-  if (state.ephemeral) rmSync(state.dir, { recursive: true, force: true });
+  if (state.ephemeral && isOwnTempDir(state.dir)) rmSync(state.dir, { recursive: true, force: true });
   return { stopped: running, state };
 }
