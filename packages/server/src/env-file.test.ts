@@ -1,7 +1,10 @@
 import { ENV_BINDINGS } from '@xmppbus/bus';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { envFileText } from './env-file.js';
+import { envFileText, writeEnvFile } from './env-file.js';
 import type { ServerState } from './types.js';
 
 const state: ServerState = {
@@ -53,7 +56,7 @@ describe('envFileText', () => {
       XMPPBUS_PUBSUB_SERVICE: 'pubsub.localhost',
     });
     for (const name of Object.keys(parse(text))) expect(ENV_BINDINGS).toHaveProperty(name);
-    expect(text).toContain('#   component billing.localhost  secret b secret"x');
+    expect(text).toContain(`#   component billing.localhost  secret 'b secret"x'`);
     expect(text).toContain('#   account alice@localhost  password a-pw');
   });
 
@@ -67,5 +70,25 @@ describe('envFileText', () => {
     });
     expect(envFileText(state, { entity: 'billing.localhost' })).toContain(`XMPPBUS_PASSWORD='b secret"x'`);
     expect(() => envFileText(state, { entity: 'nobody' })).toThrow(/no component or account nobody/);
+  });
+
+  it('a secret with a line break in a comment cannot start a line of its own', () => {
+    const text = envFileText({ ...state, accounts: [{ user: 'bob', password: 'x\nXMPPBUS_TRANSPORT_KIND=client' }] });
+    expect(parse(text)['XMPPBUS_TRANSPORT_KIND']).toBe('component');
+  });
+});
+
+describe('writeEnvFile', () => {
+  it('leaves the file mode 0600, also when it existed with a wider mode', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xmppbus-unit-env-'));
+    try {
+      const file = join(dir, '.env');
+      writeFileSync(file, 'OLD=1\n', { mode: 0o644 });
+      writeEnvFile(file, state);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(readFileSync(file, 'utf8')).toContain('XMPPBUS_PASSWORD=o-secret');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

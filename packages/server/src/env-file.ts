@@ -54,10 +54,12 @@ export function envFileText(state: ServerState, options: EnvFileOptions = {}): s
   vars.push(['XMPPBUS_PUBSUB_SERVICE', e.pubsubService]);
   if (state.caFile) vars.push(['XMPPBUS_TRANSPORT_TLS_CA_FILE', state.caFile]);
   const others = [
-    ...state.components.filter((c) => c !== component).map((c) => `#   component ${c.name}  secret ${c.secret}`),
+    ...state.components
+      .filter((c) => c !== component)
+      .map((c) => `#   component ${c.name}  secret ${envValue(c.secret)}`),
     ...state.accounts
       .filter((a) => a !== account)
-      .map((a) => `#   account ${a.user}@${e.domain}  password ${a.password}`),
+      .map((a) => `#   account ${a.user}@${e.domain}  password ${envValue(a.password)}`),
   ];
   const lines = [
     `# xmppbus local ${state.kind} server (pid ${state.pid}), written by @xmppbus/server. Holds secrets: do not commit.`,
@@ -71,6 +73,12 @@ export function envFileText(state: ServerState, options: EnvFileOptions = {}): s
 
 /** Writes `envFileText` to `path` with mode 0600. */
 export function writeEnvFile(path: string, state: ServerState, options: EnvFileOptions = {}): void {
-  writeFileSync(path, envFileText(state, options), { mode: 0o600 });
-  chmodSync(path, 0o600); // `mode` applies only when the file is created
+  const text = envFileText(state, options);
+  // `mode` applies only when the file is created: an existing one is made private before it holds secrets.
+  try {
+    chmodSync(path, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  writeFileSync(path, text, { mode: 0o600 });
 }
