@@ -1,4 +1,4 @@
-import { StanzaError, xml } from '@xmppbus/core';
+import { Session, StanzaError, resultReply, xml } from '@xmppbus/core';
 import { waitFor } from '@xmppbus/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AGENT, MONITOR, befriend, turn, world, type World } from '../testing.fixture.js';
@@ -28,6 +28,42 @@ describe('IotClient: what a peer sends is checked', () => {
     w.agent.set('Temperature', 30);
     await waitFor(() => events.length === 1, { turns: 100 });
     await spoof.close();
+  });
+
+  it('keeps at most 64 readout errors however many parts a readout or an event is split over', async () => {
+    const errs = Array.from({ length: 50 }, (_, i) => xml('err', null, `e${i}`));
+    const part = (id: string, more: boolean) =>
+      xml(
+        'message',
+        { to: MONITOR },
+        xml(
+          'resp',
+          { xmlns: 'urn:nf:iot:sd:1.0', id, ...(more ? { more: 'true' } : {}) },
+          xml('ts', { v: '2026-12-05T00:00:00Z' }, ...errs),
+        ),
+      );
+    // A readout: a peer that accepts, then sends many parts full of errors.
+    const fake = new Session({ transport: w.hub.connect('fake@iot.test/d'), clock: w.clock });
+    w.closers.unshift(() => fake.close());
+    fake.router.delegateAccess('urn:nf:iot:sd:1.0');
+    fake.router.handle('urn:nf:iot:sd:1.0', 'req', (iq, req) => {
+      const id = req.attrs['id']!;
+      void (async () => {
+        await fake.send(resultReply(iq, xml('accepted', { xmlns: 'urn:nf:iot:sd:1.0', id })));
+        for (let i = 0; i < 5; i++) await fake.send(part(id, true));
+        await fake.send(part(id, false));
+      })();
+    });
+    await fake.start();
+    const read = await w.client.read('fake@iot.test/d');
+    expect(read.errors).toHaveLength(64);
+    // An observe event split the same way.
+    const events: { errors: readonly unknown[] }[] = [];
+    const o = await w.client.observe(AGENT, { immediate: false, onEvent: (e) => events.push(e) });
+    for (let i = 0; i < 5; i++) await w.agent.session.send(part(o.id, true));
+    await w.agent.session.send(part(o.id, false));
+    await waitFor(() => events.length === 1, { turns: 100 });
+    expect(events[0]!.errors).toHaveLength(64);
   });
 
   it('cleans readouts in progress on every outcome', async () => {

@@ -102,6 +102,8 @@ interface Held {
 }
 
 const DEFAULT_RENEW = 5 * 60_000;
+/** Readout errors kept per readout or split event (a peer's report parts each add some). */
+const MAX_ERRORS = 64;
 
 export class IotClient implements SessionUnit, AsyncDisposable {
   readonly name = 'iot-client';
@@ -461,7 +463,7 @@ export class IotClient implements SessionUnit, AsyncDisposable {
     if (read && sameAgent(read.agent, from)) {
       const room = this.#limits.fieldsPerReadout - read.fields.length;
       read.fields.push(...report.fields.slice(0, Math.max(0, room)));
-      read.errors.push(...report.errors.slice(0, 64));
+      read.errors.push(...report.errors.slice(0, Math.max(0, MAX_ERRORS - read.errors.length)));
       if (report.done) read.resolve({ agent: from, fields: read.fields, errors: read.errors });
       return;
     }
@@ -471,7 +473,7 @@ export class IotClient implements SessionUnit, AsyncDisposable {
     if (held.partial || !report.done) {
       const p = (held.partial ??= { fields: [], errors: [] });
       p.fields.push(...fields.slice(0, Math.max(0, this.#limits.fieldsPerReadout - p.fields.length)));
-      p.errors.push(...errors.slice(0, Math.max(0, 64 - p.errors.length)));
+      p.errors.push(...errors.slice(0, Math.max(0, MAX_ERRORS - p.errors.length)));
       if (!report.done) return;
       ({ fields, errors } = p);
       held.partial = undefined;
