@@ -52,6 +52,11 @@ const DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-
 // RFC 7622 localpart minus the characters that need escaping anywhere (XEP-0106 territory).
 const LOCALPART = /^[^\s"&'/:<>@]{1,1023}$/;
 
+/** Whether `name` is a host name Prosody and ejabberd accept (no IDNA, no port). */
+export function isDomainName(name: string): boolean {
+  return DOMAIN.test(name);
+}
+
 function checkPort(name: string, port: number | undefined): void {
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65_535))
     throw new ConfigError(`startServer: ports.${name} must be an integer 1..65535, got ${String(port)}`);

@@ -77,4 +77,15 @@ describe('serverConfigSnippet', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('refuses a name that is not a host name (it would end a comment line of the snippet)', () => {
+    for (const kind of ['prosody', 'ejabberd'] as const) {
+      expect(() => serverConfigSnippet(kind, { domain: 'example.org\nadmins = { "x" }' })).toThrow(
+        /domain .* is not a domain name/,
+      );
+      expect(() => serverConfigSnippet(kind, { domain: 'example.org', components: ['a b.example.org'] })).toThrow(
+        /component .* is not a domain name/,
+      );
+    }
+  });
 });

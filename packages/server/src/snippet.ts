@@ -6,7 +6,7 @@
  */
 import { ConfigError } from '@xmppbus/core';
 
-import { randomSecret } from './options.js';
+import { isDomainName, randomSecret } from './options.js';
 import { lua, yamlString } from './quote.js';
 import type { ComponentSpec, ServerKind } from './types.js';
 
@@ -48,14 +48,20 @@ interface Resolved {
 
 function resolve(o: SnippetOptions): Resolved {
   if (!o.domain) throw new ConfigError('serverConfigSnippet: domain is required');
+  // Names also appear in comments and file paths of the snippet: only host names go in.
+  const host = (what: string, name: string): string => {
+    if (!isDomainName(name))
+      throw new ConfigError(`serverConfigSnippet: ${what} ${JSON.stringify(name)} is not a domain name`);
+    return name;
+  };
   const components = (o.components ?? []).map((c) => {
     const spec = typeof c === 'string' ? { name: c } : c;
-    return { name: spec.name, secret: spec.secret ?? randomSecret() };
+    return { name: host('component', spec.name), secret: spec.secret ?? randomSecret() };
   });
   return {
-    domain: o.domain,
+    domain: host('domain', o.domain),
     components,
-    pubsub: o.pubsubService ?? `pubsub.${o.domain}`,
+    pubsub: host('pubsubService', o.pubsubService ?? `pubsub.${o.domain}`),
     admins: o.pubsubAdmins ?? components.map((c) => c.name),
     componentPort: o.componentPort ?? 5347,
     c2sPort: o.c2sPort ?? 5222,
