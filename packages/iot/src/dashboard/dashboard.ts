@@ -54,6 +54,15 @@ interface Client {
   readonly res: ServerResponse;
 }
 
+/** The host of an Origin header; undefined for `null` (sandboxed pages, file:) or anything unparsable. */
+function hostOf(origin: string): string | undefined {
+  try {
+    return new URL(origin).host || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < 1) throw new ConfigError(`dashboard: ${name} must be an integer >= 1`);
@@ -257,7 +266,7 @@ export class Dashboard implements AsyncDisposable {
     const type = req.headers['content-type'] ?? '';
     if (!type.startsWith('application/json')) return this.#json(res, 415, { error: 'expected application/json' });
     const origin = req.headers.origin;
-    if (origin !== undefined && `${origin}/` !== this.#url && !this.#hostAllowed(new URL(origin).host))
+    if (origin !== undefined && `${origin}/` !== this.#url && !this.#hostAllowed(hostOf(origin)))
       return this.#json(res, 403, { error: 'cross-origin command refused' });
     let size = 0;
     const chunks: Buffer[] = [];
