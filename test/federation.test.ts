@@ -411,5 +411,14 @@ for (const p of PAIRINGS) {
       log(`agent@b.test → a.test: default ${describeErr(refused)}; with rule *@b.test: ${ok.orderId}`);
       expect(ok.orderId).toBe(`y@${agent.address}`);
     });
+
+    it('no name was looked up but the peers (an unrouted domain is refused before any lookup); s2s went through the relay', () => {
+      // Runs after the tests above, which address svc1.c.test (no route) from both sides.
+      const peers = /^_xmpp-server\._tcp\.(?:[^.]+\.)*[ab]\.test$/;
+      const strays = fed.dnsQuestions.filter((q) => q.type !== 33 || !peers.test(q.name) || !q.answered);
+      expect(strays).toEqual([]);
+      if (p.b === 'ejabberd') expect(fed.dnsQuestions.length).toBeGreaterThan(0);
+      expect(fed.linkConnections).toBeGreaterThan(0);
+    });
   });
 }
