@@ -16,7 +16,8 @@
 // notifications/s ÷ plain messages/s (1.0 = the observe path keeps up with the bare stanzas).
 //
 // Env: IOT_BENCH_AGENTS (default 1000), IOT_BENCH_SECONDS (measured seconds per phase, default 20),
-// IOT_BENCH_LOGIN_CONCURRENCY (default 32), IOT_BENCH_SERVERS (default prosody,ejabberd).
+// IOT_BENCH_LOGIN_CONCURRENCY (default 32), IOT_BENCH_SERVERS (default prosody,ejabberd),
+// IOT_BENCH_WARMUP_MS (paced load before each measured phase, default 10 000).
 import { readFileSync } from 'node:fs';
 import { AccessPolicy, Session, xml, type Element } from '@xmppbus/core';
 import { SERVER_KINDS, startServer, type ServerKind, type XmppServer } from '@xmppbus/testing';
@@ -33,7 +34,7 @@ import {
 const N = Number(process.env['IOT_BENCH_AGENTS'] ?? 1000);
 const SECONDS = Number(process.env['IOT_BENCH_SECONDS'] ?? 20);
 const LOGIN_CONCURRENCY = Number(process.env['IOT_BENCH_LOGIN_CONCURRENCY'] ?? 32);
-const WARMUP_MS = 3_000;
+const WARMUP_MS = Number(process.env['IOT_BENCH_WARMUP_MS'] ?? 10_000);
 const NS_BENCH = 'urn:xmppbus:bench:iot:0';
 const only = process.env['IOT_BENCH_SERVERS']?.split(',').filter((s) => s !== '');
 const kinds = SERVER_KINDS.filter((k) => !only || only.includes(k));
