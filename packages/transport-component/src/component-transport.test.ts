@@ -238,6 +238,11 @@ describe('ComponentTransport reconnect loop (scripted server, manual clock)', ()
       expect(err).toBeInstanceOf(ConfigError);
       expect((err as Error).message).toMatch(/component svc\.test.*`password` option/);
     }
+    // A value of the wrong type is named by its type, never printed (it may be the secret itself).
+    const err = await connect(srv, clock, { password: () => 1234567 as unknown as string }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain('a number, not a string');
+    expect((err as Error).message).not.toContain('1234567');
     expect(srv.attempts).toBe(0);
   });
 

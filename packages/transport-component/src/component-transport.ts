@@ -109,7 +109,7 @@ export class ComponentTransport extends StreamTransport {
     if (typeof secret !== 'string' || secret === '')
       throw new ConfigError(
         `${this.#where}: the \`password\` option ${typeof this.#password === 'function' ? 'callback returned' : 'is'} ${
-          secret === '' ? 'an empty string' : String(secret)
+          secret === '' ? 'an empty string' : secret == null ? String(secret) : `a ${typeof secret}, not a string`
         }: give the component's shared secret (an unset environment variable reads as undefined)`,
       );
     return secret;
