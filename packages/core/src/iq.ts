@@ -351,7 +351,12 @@ export class IqCaller {
         this.#probing.delete(peer);
         // Every xmppbus session answers ping; a server answers for a peer that is gone:
         // `service-unavailable` for a c2s resource no longer there (measured, both servers).
-        if (err instanceof StanzaError && (peerIsGone(err) || err.condition === 'service-unavailable'))
+        // From a bare JID or a domain the same condition is the live entity's own "no ping
+        // here" (the servers' pub/sub services answer so, measured): not a sign it is gone.
+        if (
+          err instanceof StanzaError &&
+          (peerIsGone(err) || (err.condition === 'service-unavailable' && peer.includes('/')))
+        )
           this.peerGone(peer, err);
       },
     );

@@ -1,6 +1,14 @@
 // Calls to a peer the session learns is gone fail at once (issue 12), on a ManualClock.
 import { Type } from '@sinclair/typebox';
-import { ManualClock, ServiceUnavailableError, Session, TimeoutError, xml } from '@xmppbus/core';
+import {
+  ManualClock,
+  ServiceUnavailableError,
+  Session,
+  StanzaError,
+  TimeoutError,
+  errorReply,
+  xml,
+} from '@xmppbus/core';
 import { method } from '@xmppbus/schema';
 import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -139,6 +147,33 @@ describe('pending calls to a peer that is gone fail fast', () => {
     expect(err).toBeInstanceOf(ServiceUnavailableError);
     expect(err).toMatchObject({ condition: 'recipient-unavailable', retryable: true });
     expect(caller.caller.pending).toBe(0);
+  });
+
+  it('a live entity without ping (a pub/sub service) answers the probe service-unavailable: the calls keep waiting', async () => {
+    const caller = await session('caller.test');
+    const pubsub = hub.connect('pubsub.test'); // answers ping as Prosody's and ejabberd's pub/sub do (measured)
+    const pings: string[] = [];
+    pubsub.onStanza((iq) => {
+      if (iq.getChild('ping', 'urn:xmpp:ping') === undefined) return; // the request itself: slow, unanswered
+      pings.push(iq.attrs['id'] ?? '');
+      void pubsub.send(errorReply(iq, new StanzaError({ condition: 'service-unavailable' })));
+    });
+    const waiting = caller.caller
+      .request(
+        xml('iq', { type: 'set', to: 'pubsub.test' }, xml('pubsub', { xmlns: 'http://jabber.org/protocol/pubsub' })),
+        {
+          timeout: 12_000,
+        },
+      )
+      .catch((e: unknown) => e);
+    await settle();
+    clock.advance(5_000);
+    await settle();
+    expect(pings).toHaveLength(1);
+    expect(caller.caller.pending).toBe(1);
+    clock.advance(7_000);
+    expect(await waiting).toBeInstanceOf(TimeoutError);
+    await pubsub.close();
   });
 
   it('probing off (probeInterval: 0): the call waits for its own timeout', async () => {
