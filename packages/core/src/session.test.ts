@@ -234,4 +234,26 @@ describe('Session', () => {
     // Nothing was refused while starting.
     expect(t.sent.filter((s) => s.attrs['type'] === 'error')).toEqual([]);
   });
+  it('holds at most 16 MiB while starting: a larger request is dispatched (and refused) at once', async () => {
+    const t = new FakeTransport();
+    t.set('online');
+    const session = new Session({ transport: t, access: new AccessPolicy({ rules: [{ from: 'peer.test' }] }) });
+    const seen: string[] = [];
+    let refusedDuringStart: string[] = [];
+    const work = (id: string, text: string) =>
+      xml('iq', { type: 'set', from: 'peer.test', to: 'me.test', id }, xml('work', { xmlns: 'urn:test' }, text));
+    session.add({
+      name: 'slow',
+      start: () => {
+        t.emit(work('big', 'x'.repeat(16 * 1024 * 1024 + 1)));
+        t.emit(work('small', 'y'));
+        refusedDuringStart = t.sent.filter((s) => s.attrs['type'] === 'error').map((s) => s.attrs['id'] ?? '');
+        session.router.handle('urn:test', 'work', (iq) => seen.push(iq.attrs['id'] ?? ''));
+        return Promise.resolve();
+      },
+    });
+    await session.start();
+    expect(refusedDuringStart).toEqual(['big']);
+    expect(seen).toEqual(['small']);
+  });
 });

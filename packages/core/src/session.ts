@@ -13,6 +13,7 @@
  */
 import { abortReason, type WaitOptions } from './abort.js';
 import { AccessPolicy } from './access.js';
+import { stanzaCost } from './admission.js';
 import { systemClock, type Clock } from './clock.js';
 import { DiscoRegistry } from './disco.js';
 import { ClosedError, ConflictError, TimeoutError, toError } from './errors.js';
@@ -97,6 +98,8 @@ export class Session implements AsyncDisposable {
   #starting: Promise<void> | undefined;
   /** Requests and messages that arrived while the units were starting (see #receive). */
   #held: Element[] | undefined;
+  /** What `#held` costs (`stanzaCost`), bounded like the admission's total budget. */
+  #heldBytes = 0;
   #closing: Promise<void> | undefined;
 
   constructor(options: SessionOptions) {
@@ -278,8 +281,10 @@ export class Session implements AsyncDisposable {
   #receive(stanza: Element): void {
     if (this.#status === 'starting' && isRequest(stanza)) {
       const held = (this.#held ??= []);
-      if (held.length < MAX_HELD_WHILE_STARTING) {
+      const cost = stanzaCost(stanza);
+      if (held.length < MAX_HELD_WHILE_STARTING && this.#heldBytes + cost <= MAX_HELD_BYTES_WHILE_STARTING) {
         held.push(stanza);
+        this.#heldBytes += cost;
         return;
       }
     }
@@ -289,6 +294,7 @@ export class Session implements AsyncDisposable {
   #release(): void {
     const held = this.#held;
     this.#held = undefined;
+    this.#heldBytes = 0;
     if (held && this.#status !== 'closed') for (const s of held) this.#dispatch(s);
   }
 
@@ -313,8 +319,9 @@ export class Session implements AsyncDisposable {
   }
 }
 
-/** Past this many, stanzas arriving during start are dispatched (and refused) as before. */
+/** Past this many, or this many bytes, stanzas arriving during start are dispatched (and refused) as before. */
 const MAX_HELD_WHILE_STARTING = 1024;
+const MAX_HELD_BYTES_WHILE_STARTING = 16 * 1024 * 1024;
 
 function isRequest(stanza: Element): boolean {
   const type = stanza.attrs['type'];
