@@ -1,4 +1,4 @@
-import { ManualClock } from '@xmppbus/core';
+import { ManualClock, type Clock } from '@xmppbus/core';
 import { describe, expect, it } from 'vitest';
 import { IotScheduler } from './scheduler.js';
 
@@ -43,5 +43,29 @@ describe('IotScheduler', () => {
     clock.advance(100);
     expect(fired).toEqual(['b', 'c', 'd']);
     expect(clock.pending).toBe(0);
+  });
+
+  it('a task that re-arms itself at the current time waits for the next timer (never spins in one run)', () => {
+    // A clock whose timers run only when the test says so: one call = one timer turn.
+    const due: (() => void)[] = [];
+    const clock: Clock = {
+      now: () => 0,
+      setTimeout: (fn) => {
+        due.push(fn);
+        return { cancel: () => void due.splice(due.indexOf(fn) >>> 0, 1) };
+      },
+    };
+    const s = new IotScheduler(clock);
+    let runs = 0;
+    const again = (): void => {
+      runs++;
+      s.at(0, again);
+    };
+    s.at(0, again);
+    due.shift()!();
+    expect(runs).toBe(1);
+    due.shift()!();
+    expect(runs).toBe(2);
+    expect(due).toHaveLength(1);
   });
 });

@@ -82,6 +82,9 @@ export class IotScheduler {
     this.#timer = undefined;
     this.#timerAt = Number.POSITIVE_INFINITY;
     const now = this.clock.now();
+    // Only what was due when the timer fired: a task scheduled meanwhile (e.g. a zero-interval
+    // re-arm) waits for the next timer, so a run can never spin synchronously forever.
+    const scheduledBefore = this.#seq;
     for (;;) {
       const top = this.#heap[0];
       if (!top) break;
@@ -89,7 +92,7 @@ export class IotScheduler {
         this.#pop();
         continue;
       }
-      if (top.at > now) {
+      if (top.at > now || top.seq >= scheduledBefore) {
         this.#arm(top.at);
         return;
       }
