@@ -52,6 +52,8 @@ export interface HandlerDeps {
 }
 
 const NO_STORE = 'urn:xmpp:hints';
+/** The shortest heartbeat (maxInterval) a subscriber may ask for: a zero one would be a flood. */
+const MIN_HEARTBEAT = 1000;
 
 function codecOf(family: NamespaceFamily): DialectCodec {
   return family.dialect === 'nf' ? NF_CODEC : LEGACY_CODEC;
@@ -246,6 +248,8 @@ export class AgentHandlers {
     const observe = this.observe!;
     const codec = codecOf(family);
     const parsed = codec.parseSubscribe(payload, this.#bounds);
+    if (parsed.maxInterval !== undefined && parsed.maxInterval < MIN_HEARTBEAT)
+      throw new StanzaError({ condition: 'bad-request', type: 'modify', text: 'maximum interval below 1 s' });
     const fields = await this.#narrowFields(from!, parsed.fields);
     this.#checkNodes(parsed.nodes);
     const bare = bareJid(from!);

@@ -205,6 +205,16 @@ describe('observe: legacy dialect on the wire', () => {
     expect(un.attrs['type']).toBe('result');
     expect(w.agent.subscriptionCount).toBe(0);
   });
+  it('a heartbeat below 1 s is refused (bad-request), never a flood', async () => {
+    for (const maxInt of ['PT0S', 'PT0.5S']) {
+      const sub = xml('subscribe', { xmlns: 'urn:nf:iot:events:1.0', id: `h${maxInt}`, maxInt });
+      const err = await w.monitorSession.caller
+        .request(xml('iq', { type: 'get', to: AGENT }, sub))
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ condition: 'bad-request' });
+    }
+    expect(w.agent.subscriptionCount).toBe(0);
+  });
 });
 
 describe('observe: nodes and the legacy dialect through the client', () => {
