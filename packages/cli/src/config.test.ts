@@ -106,7 +106,7 @@ describe('resolveConfig', () => {
     const state = {
       version: 1,
       kind: 'prosody',
-      pid: process.pid, // alive
+      pid: process.pid, // alive, and "in" the server's dir below
       endpoints: {
         host: '127.0.0.1',
         domain: 'localhost',
@@ -120,7 +120,7 @@ describe('resolveConfig', () => {
       componentSecret: 'shared',
       components: [component('orders.localhost'), component('cli.localhost'), component('cli-2.localhost')],
       accounts: [],
-      dir,
+      dir: process.cwd(), // a server runs in its dir
       ephemeral: false,
       configFile: join(dir, 'prosody.cfg.lua'),
       logFile: join(dir, 'prosody.log'),
@@ -140,6 +140,10 @@ describe('resolveConfig', () => {
     // An explicit identity wins:
     const explicit = await resolveConfig({ jid: 'svc.localhost', secret: 'x' }, testIo({ cwd: dir }));
     expect(explicit.identity).toBe('config');
+    // A live pid that is not the server (not in its dir: a stale or committed state file): the config's identity.
+    writeFileSync(join(dir, '.xmppbus', 'server', 'server.json'), JSON.stringify({ ...state, dir }));
+    expect((await resolveConfig({}, testIo({ cwd: dir, env: { XMPPBUS_PASSWORD: 'x' } }))).identity).toBe('config');
+    writeFileSync(join(dir, '.xmppbus', 'server', 'server.json'), JSON.stringify(state));
     // Another server than the local one: the config's identity.
     writeFileSync(join(dir, 'xmppbus.yaml'), yaml.replace('5347', '5999'));
     expect((await resolveConfig({}, testIo({ cwd: dir }))).identity).toBe('config');

@@ -14,7 +14,7 @@ import {
   type LoadedConfig,
   type TransportConfig,
 } from '@xmppbus/bus';
-import { DEFAULT_STATE_DIR, readState, type ServerState } from '@xmppbus/server';
+import { DEFAULT_STATE_DIR, serverStatus, type ServerState } from '@xmppbus/server';
 import { UsageError } from './errors.js';
 import type { Io } from './output.js';
 
@@ -162,7 +162,7 @@ export async function resolveConfig(
   const local =
     explicit || options.asService
       ? undefined
-      : localServer(globals, io, flags.service ?? base.config.transport?.service);
+      : await localServer(globals, io, flags.service ?? base.config.transport?.service);
   if (local !== undefined) return fromLocalServer(base.config, local, flags, io);
   if (Object.keys(flags).length === 0) return { loaded: base, alternatives: [], identity: 'config' };
   const transport: Record<string, unknown> = { ...base.config.transport, ...flags };
@@ -180,29 +180,29 @@ export async function resolveConfig(
   return { loaded: await loadConfig(input, { env: {}, cwd: io.cwd }), alternatives: [], identity: 'config' };
 }
 
-/** The running local server's state, when it declares CLI components and is the configured server (if any). */
-function localServer(globals: GlobalOptions, io: Io, service: string | undefined): ServerState | undefined {
+/**
+ * The running local server's state, when it declares CLI components and is the configured server
+ * (if any). "Running" is the server's own process (`serverStatus`), not any live pid: a stale or
+ * committed state file never makes the CLI connect where it says.
+ */
+async function localServer(
+  globals: GlobalOptions,
+  io: Io,
+  service: string | undefined,
+): Promise<ServerState | undefined> {
   let state: ServerState | undefined;
   try {
-    state = readState(stateDirOf(globals, io));
+    const status = await serverStatus(stateDirOf(globals, io), { probe: false });
+    state = status.running ? status.state : undefined;
   } catch {
     return undefined; // unreadable: not ours to judge here; `server status` reports it
   }
-  if (state === undefined || !alive(state.pid) || cliComponents(state).length === 0) return undefined;
+  if (state === undefined || cliComponents(state).length === 0) return undefined;
   if (service === undefined) return state;
   const url = safeUrl(service);
   const port = Number(url?.port);
   const local = url !== undefined && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
   return local && (port === state.endpoints.componentPort || port === state.endpoints.c2sPort) ? state : undefined;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function cliComponents(state: ServerState): { name: string; secret: string }[] {
