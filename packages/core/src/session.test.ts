@@ -3,6 +3,7 @@ import {
   AccessPolicy,
   BaseTransport,
   ClosedError,
+  ConfigError,
   ConflictError,
   ManualClock,
   Session,
@@ -255,5 +256,10 @@ describe('Session', () => {
     await session.start();
     expect(refusedDuringStart).toEqual(['big']);
     expect(seen).toEqual(['small']);
+  });
+  it('refuses a probeInterval that is not a number >= 0', () => {
+    for (const probeInterval of [Number.NaN, -1])
+      expect(() => new Session({ transport: new FakeTransport(), probeInterval })).toThrow(ConfigError);
+    expect(new Session({ transport: new FakeTransport(), probeInterval: 0 }).caller.probeInterval).toBe(0);
   });
 });

@@ -16,7 +16,7 @@ import { AccessPolicy } from './access.js';
 import { stanzaCost } from './admission.js';
 import { systemClock, type Clock } from './clock.js';
 import { DiscoRegistry } from './disco.js';
-import { ClosedError, ConflictError, TimeoutError, toError } from './errors.js';
+import { ClosedError, ConfigError, ConflictError, TimeoutError, toError } from './errors.js';
 import { IqCaller, IqRouter, errorFromStanza, peerIsGone } from './iq.js';
 import { noInstrumentation, type Instrumentation } from './instrumentation.js';
 import { silentLogger, type Logger } from './logger.js';
@@ -118,7 +118,12 @@ export class Session implements AsyncDisposable {
       transport: this.transport,
     });
     if (options.iqTimeout !== undefined) this.caller.defaultTimeout = options.iqTimeout;
-    if (options.probeInterval !== undefined) this.caller.probeInterval = options.probeInterval;
+    if (options.probeInterval !== undefined) {
+      // NaN would wake a waiting call every millisecond; a negative value means nothing.
+      if (!(options.probeInterval >= 0))
+        throw new ConfigError(`Session: probeInterval must be >= 0 ms (0 = no probes), got ${options.probeInterval}`);
+      this.caller.probeInterval = options.probeInterval;
+    }
   }
 
   /** The address this session speaks as (the transport's). */
