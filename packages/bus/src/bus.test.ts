@@ -53,6 +53,11 @@ describe('units', () => {
     expect(b.session.disco.features ?? []).toBeDefined();
   });
 
+  it('passes session.iqTimeout and session.probeInterval to the session', async () => {
+    const b = await bus('orders.example.test', { session: { iqTimeout: 700, probeInterval: 0 } });
+    expect([b.session.caller.defaultTimeout, b.session.caller.probeInterval]).toEqual([700, 0]);
+  });
+
   it('starts a unit first used after start(); start() again waits for it', async () => {
     const b = await bus('orders.example.test');
     await b.start();

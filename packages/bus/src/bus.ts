@@ -208,6 +208,7 @@ export class Bus implements AsyncDisposable {
       ...(parts.clock && { clock: parts.clock }),
       ...(parts.access && { access: parts.access }),
       ...(parts.config.session?.iqTimeout !== undefined && { iqTimeout: parts.config.session.iqTimeout }),
+      ...(parts.config.session?.probeInterval !== undefined && { probeInterval: parts.config.session.probeInterval }),
     });
     if (parts.telemetry !== false) instrument(this.session, parts.telemetry);
     this.#offTransport = parts.transport.onStatus((s, err) => this.#onTransport(s, err));

@@ -122,7 +122,8 @@ export interface BusConfig {
   transport?: TransportConfig;
   log?: { level?: LogLevel; format?: LogFormat };
   access?: AccessConfig;
-  session?: { iqTimeout?: number };
+  /** `iqTimeout`: default IQ timeout, ms; `probeInterval`: ping a peer a call waits on after this long, ms (0 = never). */
+  session?: { iqTimeout?: number; probeInterval?: number };
   rpc?: RpcConfig;
   pubsub?: PubSubConfig;
   messaging?: MessagingConfig;
@@ -211,7 +212,7 @@ export const BUS_CONFIG_SCHEMA: Schema = {
         items: obj({ from: stringOrList, to: stringOrList, effect: enumOf('allow', 'deny') }, ['from']),
       },
     }),
-    session: obj({ iqTimeout: { type: 'number', exclusiveMinimum: 0 } }),
+    session: obj({ iqTimeout: { type: 'number', exclusiveMinimum: 0 }, probeInterval: { type: 'number', minimum: 0 } }),
     rpc: obj({
       server: obj({
         concurrency: posInt,

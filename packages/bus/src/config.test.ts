@@ -207,12 +207,13 @@ describe('readEnv', () => {
     const { config, sources } = readEnv({
       XMPPBUS_ACCESS_ALLOW_ALL: 'yes',
       XMPPBUS_SESSION_IQ_TIMEOUT: '500',
+      XMPPBUS_SESSION_PROBE_INTERVAL: '0',
       XMPPBUS_MESSAGING_DEFAULT_QOS: 'two',
       PATH: '/bin',
     });
     expect(config).toEqual({
       access: { allowAll: true },
-      session: { iqTimeout: 500 },
+      session: { iqTimeout: 500, probeInterval: 0 },
       messaging: { defaultQos: 'two' },
     });
     expect(sources.get('session.iqTimeout')).toBe('XMPPBUS_SESSION_IQ_TIMEOUT');

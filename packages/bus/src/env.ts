@@ -30,6 +30,7 @@ export const ENV_BINDINGS: Readonly<Record<string, EnvBinding>> = Object.freeze(
   XMPPBUS_ACCESS_ALLOW_ALL: b('access.allowAll', 'boolean'),
   XMPPBUS_ACCESS_FALLBACK: b('access.fallback'),
   XMPPBUS_SESSION_IQ_TIMEOUT: b('session.iqTimeout', 'number'),
+  XMPPBUS_SESSION_PROBE_INTERVAL: b('session.probeInterval', 'number'),
   XMPPBUS_RPC_CLIENT_TIMEOUT: b('rpc.client.timeout', 'number'),
   XMPPBUS_RPC_SERVER_CONCURRENCY: b('rpc.server.concurrency', 'number'),
   XMPPBUS_PUBSUB_SERVICE: b('pubsub.service'),
