@@ -139,8 +139,22 @@ export class Roster {
   /** Asks `jid` for a presence subscription (and approves theirs in return). */
   async subscribe(jid: string): Promise<void> {
     const bare = bareJid(jid);
-    this.#asked.add(bare);
+    this.#ask(bare);
     await this.#session.send(xml('presence', { type: 'subscribe', to: bare }));
+  }
+
+  /**
+   * Remembers that we asked `bare` (bounded like the roster copy: a peer that never answers,
+   * e.g. one of many accounts of a trusted domain, is forgotten oldest first; its own `subscribe`
+   * then goes through the policy again).
+   */
+  #ask(bare: string): void {
+    this.#asked.delete(bare);
+    if (this.#asked.size >= this.#maxItems) {
+      const oldest = this.#asked.values().next().value;
+      if (oldest !== undefined) this.#asked.delete(oldest);
+    }
+    this.#asked.add(bare);
   }
 
   /** Ends both directions of the subscription with `jid`. */
@@ -158,7 +172,7 @@ export class Roster {
     await this.#session.send(xml('presence', { type: 'subscribed', to: bare }));
     const sub = this.#items.get(bare)?.subscription;
     if (this.#reciprocate && sub !== 'to' && sub !== 'both') {
-      this.#asked.add(bare);
+      this.#ask(bare);
       await this.#session.send(xml('presence', { type: 'subscribe', to: bare }));
     }
   }
