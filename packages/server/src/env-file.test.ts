@@ -1,5 +1,5 @@
 import { ENV_BINDINGS } from '@xmppbus/bus';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -87,6 +87,21 @@ describe('writeEnvFile', () => {
       writeEnvFile(file, state);
       expect(statSync(file).mode & 0o777).toBe(0o600);
       expect(readFileSync(file, 'utf8')).toContain('XMPPBUS_PASSWORD=o-secret');
+      expect(readFileSync(file, 'utf8')).not.toContain('OLD=1');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to write through a symbolic link, and leaves its target alone', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xmppbus-unit-env-'));
+    try {
+      const target = join(dir, 'authorized_keys');
+      writeFileSync(target, 'keep\n', { mode: 0o644 });
+      symlinkSync(target, join(dir, '.env'));
+      expect(() => writeEnvFile(join(dir, '.env'), state)).toThrow(/symbolic link/);
+      expect(readFileSync(target, 'utf8')).toBe('keep\n');
+      expect(statSync(target).mode & 0o777).toBe(0o644);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

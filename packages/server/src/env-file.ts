@@ -2,7 +2,7 @@
  * `.env` output for a running server: the `XMPPBUS_*` variables @xmppbus/bus reads (its
  * ENV_BINDINGS), so `node --env-file=.env app.js` with `createBus()` connects as that entity.
  */
-import { chmodSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, openSync, writeSync } from 'node:fs';
 
 import { ConfigError } from '@xmppbus/core';
 
@@ -71,14 +71,26 @@ export function envFileText(state: ServerState, options: EnvFileOptions = {}): s
   return lines.join('\n');
 }
 
-/** Writes `envFileText` to `path` with mode 0600. */
+/**
+ * Writes `envFileText` to `path` with mode 0600: an existing file is made private before the
+ * secrets go in, and a symbolic link is refused (a `.env` link in a cloned repo must not make
+ * us overwrite what it points to).
+ */
 export function writeEnvFile(path: string, state: ServerState, options: EnvFileOptions = {}): void {
   const text = envFileText(state, options);
-  // `mode` applies only when the file is created: an existing one is made private before it holds secrets.
+  const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW } = constants;
+  let fd: number;
   try {
-    chmodSync(path, 0o600);
+    fd = openSync(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP')
+      throw new ConfigError(`${path} is a symbolic link: not writing secrets through it`, { cause: err });
+    throw err;
   }
-  writeFileSync(path, text, { mode: 0o600 });
+  try {
+    fchmodSync(fd, 0o600); // `mode` applies only when the file is created
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
 }
