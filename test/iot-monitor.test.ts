@@ -8,7 +8,7 @@ import { decode } from '@xmppbus/schema';
 import { describeServers, waitFor } from '@xmppbus/testing';
 import { clientTransport } from '@xmppbus/transport-client';
 import { afterEach, expect, it } from 'vitest';
-import { agentName, startFleet, type SimAgent } from '../examples/iot/fleet.js';
+import { agentName, fleetScheduler, startAgent, startFleet, type SimAgent } from '../examples/iot/fleet.js';
 
 const PASSWORD = 'password';
 const MONITOR = 'watcher@localhost';
@@ -138,6 +138,35 @@ describeServers(
       // The typed client API is there too: a readout through the monitor's client.
       const readout = await second.client.read(a!.jid, { fields: ['temperature'] });
       expect(readout.fields.find((f) => f.name === 'temperature')).toMatchObject({ value: 19.25, unit: '°C' });
+    });
+
+    it(`shows the server's last-seen of an agent that logged out before it started [${kind}]`, async () => {
+      // unit02: used by no other test here, so its only session is this one.
+      const options = { server: server(), agents: 3, owner: MONITOR, password: PASSWORD, prefix: 'unit' };
+      const agent = await startAgent({ ...options, scheduler: fleetScheduler() }, 2);
+      cleanups.push(() => agent.close());
+      // A first monitor makes the agent a mutual contact (the server answers last activity to contacts only)…
+      const first = new Monitor({ session: await watcherSession(), agents: [agent.jid], timeout: DEADLINE });
+      cleanups.push(() => first.close());
+      await first.start();
+      await waitFor(() => first.stats.notifications >= 1, { timeout: DEADLINE });
+      await first.close();
+      // …then the agent logs out, before the monitor below exists.
+      const loggedOutAt = Date.now();
+      await agent.close();
+      const second = new Monitor({ session: await watcherSession(), timeout: DEADLINE });
+      cleanups.push(() => second.close());
+      await second.start();
+      const view = () => second.snapshot().agents.find((a) => a.jid === agent.jid);
+      // It never saw the agent: its last-seen can only be the server's (XEP-0012) answer.
+      await waitFor(() => view()?.lastSeenSource === 'server', { what: 'server last-seen', timeout: DEADLINE });
+      expect(view()?.presence).toBe('offline');
+      // The server counts whole seconds.
+      expect(view()!.lastSeen).toBeGreaterThanOrEqual(loggedOutAt - 2000);
+      expect(view()!.lastSeen).toBeLessThanOrEqual(Date.now());
+      // One question per offline contact, not one per start or presence.
+      const asked = second.stats.lastSeenQueries;
+      expect(asked).toBeLessThanOrEqual(second.snapshot().agents.length);
     });
   },
   { users, admins: [MONITOR] },

@@ -32,6 +32,7 @@ export type {
   ControlKind,
   ControlView,
   AgentView,
+  LastSeenSource,
   AlertKind,
   AlertSeverity,
   AlertView,

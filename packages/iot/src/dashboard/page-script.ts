@@ -4,7 +4,7 @@
 //
 // DOM hooks for tests: [data-agent=<jid>] cards with data-presence; [data-field=<name>] rows with
 // data-value; [data-alert=<id>] alert rows with data-kind/data-severity; [data-control=<name>]
-// controls; #connection[data-connection=open|closed].
+// controls; .seen with data-last-seen/data-source (monitor|server); #connection[data-connection=open|closed].
 export const DASHBOARD_JS = String.raw`(function () {
   'use strict';
   var HISTORY = 120;
@@ -155,8 +155,11 @@ export const DASHBOARD_JS = String.raw`(function () {
     container.appendChild(card);
   }
   function refreshSeen(a) {
+    // A server-provided last-seen (XEP-0012) is said so: the monitor never saw the agent itself.
     a.seen.textContent = a.view.presence === 'online' ? 'online · last update ' + ago(a.view.lastSeen)
-      : 'last seen ' + ago(a.view.lastSeen);
+      : 'last seen ' + ago(a.view.lastSeen) + (a.view.lastSeenSource === 'server' ? ' (server)' : '');
+    a.seen.setAttribute('data-last-seen', a.view.lastSeen || '');
+    a.seen.setAttribute('data-source', a.view.lastSeenSource || '');
   }
   function onValue(e) {
     var a = agents.get(e.agent);
@@ -171,13 +174,14 @@ export const DASHBOARD_JS = String.raw`(function () {
     var ctl = a.controls.get(e.field);
     if (ctl && ctl.setValue) ctl.setValue(e.value);
     a.view.lastSeen = Math.max(a.view.lastSeen || 0, Date.now());
+    a.view.lastSeenSource = 'monitor';
     updates++;
   }
   function onPresence(e) {
     var a = agents.get(e.agent);
     if (!a) return;
     a.view.presence = e.presence;
-    if (e.lastSeen) a.view.lastSeen = e.lastSeen;
+    if (e.lastSeen) { a.view.lastSeen = e.lastSeen; a.view.lastSeenSource = 'monitor'; }
     a.card.setAttribute('data-presence', e.presence);
     a.badge.setAttribute('data-presence', e.presence);
     a.badge.textContent = e.presence;

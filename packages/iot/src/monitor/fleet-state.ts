@@ -1,4 +1,4 @@
-import type { AgentPresence, AgentView, ControlView, FieldView, FleetValue } from './fleet.js';
+import type { AgentPresence, AgentView, ControlView, FieldView, FleetValue, LastSeenSource } from './fleet.js';
 import { HistoryRing } from './history.js';
 
 interface FieldState {
@@ -13,6 +13,7 @@ interface AgentState {
   name: string;
   presence: AgentPresence;
   lastSeen: number | undefined;
+  lastSeenSource: LastSeenSource | undefined;
   readonly fields: Map<string, FieldState>;
   controls: ControlView[];
 }
@@ -62,6 +63,7 @@ export class FleetState {
       name: name ?? jid.split('@')[0] ?? jid,
       presence: 'offline',
       lastSeen: undefined,
+      lastSeenSource: undefined,
       fields: new Map(),
       controls: [],
     });
@@ -80,7 +82,10 @@ export class FleetState {
   setPresence(jid: string, presence: AgentPresence, at: number): boolean {
     const a = this.#agents.get(jid);
     if (!a) return false;
-    if (presence !== 'offline' || a.presence !== 'offline') a.lastSeen = at;
+    if (presence !== 'offline' || a.presence !== 'offline') {
+      a.lastSeen = at;
+      a.lastSeenSource = 'monitor';
+    }
     if (a.presence === presence) return false;
     a.presence = presence;
     return true;
@@ -112,6 +117,19 @@ export class FleetState {
     if (typeof value === 'number' && Number.isFinite(value)) f.history.push(timestamp, value);
     else if (typeof value === 'boolean') f.history.push(timestamp, value ? 1 : 0);
     a.lastSeen = Math.max(a.lastSeen ?? 0, at);
+    a.lastSeenSource = 'monitor';
+    return true;
+  }
+
+  /**
+   * Records the server's last activity of an offline agent, unless the monitor saw the agent
+   * itself since (its own observation is newer). Returns whether it was recorded.
+   */
+  setServerLastSeen(jid: string, at: number): boolean {
+    const a = this.#agents.get(jid);
+    if (!a || a.presence !== 'offline' || a.lastSeenSource === 'monitor') return false;
+    a.lastSeen = at;
+    a.lastSeenSource = 'server';
     return true;
   }
 
@@ -136,7 +154,15 @@ export class FleetState {
       const v = a.fields.get(c.name)?.value;
       return v === undefined ? c : { ...c, value: v };
     });
-    return { jid: a.jid, name: a.name, presence: a.presence, lastSeen: a.lastSeen, fields, controls };
+    return {
+      jid: a.jid,
+      name: a.name,
+      presence: a.presence,
+      lastSeen: a.lastSeen,
+      lastSeenSource: a.lastSeenSource,
+      fields,
+      controls,
+    };
   }
 
   views(): AgentView[] {

@@ -8,6 +8,13 @@
 /** Liveness from presence: available → online, away/xa/dnd → away, unavailable → offline. */
 export type AgentPresence = 'online' | 'away' | 'offline';
 
+/**
+ * Where an agent's `lastSeen` comes from: `monitor`, what the monitor saw itself (presence,
+ * values); `server`, the server's last activity of an agent offline since before the monitor
+ * knew it (XEP-0012 `jabber:iq:last`).
+ */
+export type LastSeenSource = 'monitor' | 'server';
+
 /** A field's value as the monitor keeps it (enum values are their string). */
 export type FleetValue = number | boolean | string;
 
@@ -48,6 +55,8 @@ export interface AgentView {
   readonly presence: AgentPresence;
   /** Last time the agent was seen available or sent a value (ms since the epoch). */
   readonly lastSeen?: number | undefined;
+  /** Who saw it then (absent while `lastSeen` is unknown). */
+  readonly lastSeenSource?: LastSeenSource | undefined;
   readonly fields: readonly FieldView[];
   readonly controls: readonly ControlView[];
 }

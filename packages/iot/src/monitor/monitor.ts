@@ -25,6 +25,7 @@ import type {
   FleetValue,
 } from './fleet.js';
 import { FleetState } from './fleet-state.js';
+import { LastSeenQueue } from './last-seen.js';
 
 /** What the monitor needs of a `PubSub` (`@xmppbus/pubsub`) to publish alert events. */
 export interface AlertPublisher {
@@ -82,6 +83,11 @@ export interface MonitorOptions {
   maxFieldsPerAgent?: number;
   /** Bound of each observe/control request, ms (default 10 000). */
   timeout?: number;
+  /**
+   * Last-activity (XEP-0012) questions to the server in flight at most (default 4). The monitor
+   * asks once about each agent it finds offline when it starts or discovers it.
+   */
+  lastSeenConcurrency?: number;
   /** Times alerts (stale, offline grace) and history (default: the session's clock). */
   clock?: Clock;
   logger?: Logger;
@@ -119,6 +125,8 @@ export interface MonitorStats {
   commandsSent: number;
   commandsFailed: number;
   alertPublishFailures: number;
+  /** Last-activity questions sent to the server. */
+  lastSeenQueries: number;
 }
 
 type Listener<T> = (value: T) => void;
@@ -158,6 +166,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
   readonly #presenceListeners = new Set<Listener<MonitorPresence>>();
   readonly #fleetListeners = new Set<Listener<FleetEvent>>();
   readonly #detach: (() => void)[] = [];
+  readonly #lastSeen: LastSeenQueue;
   #status: MonitorStatus = 'idle';
   #publishing: Promise<unknown> = Promise.resolve();
   readonly stats: MonitorStats = {
@@ -170,6 +179,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     commandsSent: 0,
     commandsFailed: 0,
     alertPublishFailures: 0,
+    lastSeenQueries: 0,
   };
 
   constructor(options: MonitorOptions) {
@@ -192,6 +202,11 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
       if (rule.kind === 'stale') positive(`alert ${rule.name} maxInterval`, rule.maxInterval, 1);
     }
     this.#alerts = new AlertEngine({ rules: options.alerts ?? [], clock: this.#clock, emit: (t) => this.#onAlert(t) });
+    this.#lastSeen = new LastSeenQueue({
+      concurrency: positive('lastSeenConcurrency', options.lastSeenConcurrency, 4),
+      wanted: (jid) => this.#status === 'running' && this.#state.presence(jid) === 'offline',
+      ask: (jid) => this.#askLastSeen(jid),
+    });
     this.#ownClient = options.client === undefined;
     this.#client =
       options.client ??
@@ -248,7 +263,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     for (const jid of this.#state.jids()) {
       this.#refreshPresence(jid);
       if (this.#state.presence(jid) !== 'offline') this.#observe(jid);
-      else void this.#lastSeen(jid);
+      else this.#lastSeen.request(jid);
     }
   }
 
@@ -271,6 +286,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     this.#status = 'closed';
     for (const d of this.#detach.splice(0)) d();
     this.#alerts.close();
+    this.#lastSeen.close();
     for (const r of this.#retries.values()) r.timer?.cancel();
     this.#retries.clear();
     for (const o of this.#observations.values()) void o.then((x) => x?.cancel()).catch(() => undefined);
@@ -370,6 +386,8 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     this.stats.agents = this.#state.size;
     const view = this.#state.view(jid);
     if (view) this.#emitFleet({ type: 'agent', agent: view });
+    // Found while running and not (yet) online: the server may know when it was last seen.
+    if (this.#status === 'running') this.#lastSeen.request(jid);
     return true;
   }
 
@@ -431,15 +449,18 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
   }
 
   /** Server-side last activity (XEP-0012) of an offline agent, where the server offers it. */
-  async #lastSeen(jid: string): Promise<void> {
+  async #askLastSeen(jid: string): Promise<void> {
+    this.stats.lastSeenQueries++;
     try {
       const last = await this.#client.lastSeen(jid, { timeout: this.#timeout });
-      if (!last || this.#state.presence(jid) !== 'offline') return;
-      const at = this.#clock.now() - last.seconds * 1000;
-      this.#state.setPresence(jid, 'offline', at);
-      this.#emitFleet({ type: 'presence', agent: jid, presence: 'offline', lastSeen: at });
-    } catch {
-      // Not offered by this server, or not allowed: last seen stays what we observed.
+      if (!last || this.#status !== 'running') return;
+      // Ignored if the agent came online meanwhile (the monitor's own sighting is newer).
+      if (!this.#state.setServerLastSeen(jid, this.#clock.now() - last.seconds * 1000)) return;
+      const view = this.#state.view(jid);
+      if (view) this.#emitFleet({ type: 'agent', agent: view });
+    } catch (err) {
+      // Not offered by this server, or not allowed: last seen stays unknown.
+      this.#logger.debug(`monitor: last activity of ${jid}: ${(err as Error).message}`);
     }
   }
 
