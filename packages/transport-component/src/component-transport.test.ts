@@ -297,6 +297,36 @@ describe('ComponentTransport endpoints (several listeners of one cluster)', () =
     expect(clock.pending).toBe(0);
   });
 
+  it('a listener that never answers the TCP connect (a silent host) is left for the next one after the attempt timeout', async () => {
+    const a = new ScriptedServer();
+    const b = new ScriptedServer();
+    const addresses: number[] = [];
+    let blackHole = false;
+    const clock = new ManualClock();
+    const t = await connect(a, clock, {
+      service: 'xmpp://node1:1001',
+      endpoints: ['xmpp://node2:1002'],
+      timeout: 1_000,
+      connect: (address: { port: number }, signal: AbortSignal) => {
+        addresses.push(address.port);
+        if (address.port === 1002) return b.connect();
+        if (!blackHole) return a.connect();
+        return new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+      },
+    } as Partial<ComponentTransportOptions>);
+    blackHole = true;
+    a.drop();
+    await waitForStatus(t, 'reconnecting', { timeout: 5_000 });
+    clock.advance(200); // the retry: node 1 swallows the connect
+    await until(() => addresses.length === 2, 'the retry reached node 1');
+    clock.advance(1_000); // the attempt times out
+    await until(() => clock.pending === 1, 'the next retry was scheduled');
+    clock.advance(400);
+    await waitForStatus(t, 'online', { timeout: 5_000 });
+    expect(addresses).toEqual([1001, 1001, 1002]);
+    await t.close();
+  });
+
   it('an invalid endpoint is a ConfigError before connecting', async () => {
     const srv = new ScriptedServer();
     const err = await connect(srv, new ManualClock(), {

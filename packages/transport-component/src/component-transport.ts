@@ -169,9 +169,10 @@ export class ComponentTransport extends StreamTransport {
 
 /**
  * A connector over several listeners (cluster nodes): starts at the one that worked last and
- * moves on while the TCP connection is refused or unreachable, all within one attempt, so a
- * component re-homes to a surviving node without waiting for the reconnect backoff. An abort
- * (attempt timeout, close) ends the round.
+ * moves on while connecting fails (refused, unreachable), all within one attempt, so a component
+ * re-homes to a surviving node without waiting for the reconnect backoff. An abort (attempt
+ * timeout, close) ends the round; the next attempt then starts at the listener after the one
+ * that hung. (A listener that accepts TCP but never answers the stream is not detected here.)
  */
 function failover(addresses: readonly ServiceAddress[], connect: StreamConnector): StreamConnector {
   if (addresses.length === 1) return connect;
@@ -185,7 +186,12 @@ function failover(addresses: readonly ServiceAddress[], connect: StreamConnector
         current = i;
         return link;
       } catch (err) {
-        if (signal.aborted) throw err;
+        if (signal.aborted) {
+          // The attempt timed out on this listener (a host that drops packets never refuses):
+          // the next attempt starts at the next one instead of waiting here again.
+          current = (i + 1) % addresses.length;
+          throw err;
+        }
         last = err;
       }
     }
