@@ -1,4 +1,4 @@
-import { chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ConflictError } from '@xmppbus/core';
@@ -17,9 +17,14 @@ function encodeName(s: string): string {
   );
 }
 
-function chownTree(path: string, user: SystemUser): void {
-  chownSync(path, user.uid, user.gid);
-  if (statSync(path).isDirectory()) for (const n of readdirSync(path)) chownTree(join(path, n), user);
+/**
+ * Gives `path` and what is under it to the server's user. Symbolic links are changed themselves,
+ * never followed: the server's user may have planted one in its data (a link to /etc/shadow
+ * would otherwise be handed to it by root at the next start).
+ */
+export function chownTree(path: string, user: SystemUser): void {
+  lchownSync(path, user.uid, user.gid);
+  if (lstatSync(path).isDirectory()) for (const n of readdirSync(path)) chownTree(join(path, n), user);
 }
 
 /**
