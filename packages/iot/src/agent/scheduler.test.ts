@@ -68,4 +68,23 @@ describe('IotScheduler', () => {
     expect(runs).toBe(2);
     expect(due).toHaveLength(1);
   });
+
+  it('cancelled entries do not pile up: a deadline re-armed on every event holds O(live) memory', () => {
+    const clock = new ManualClock(0);
+    const s = new IotScheduler(clock);
+    const fired: string[] = [];
+    s.at(86_400_000, () => fired.push('expiry'));
+    let heartbeat = s.at(3_600_000, () => fired.push('stale'));
+    for (let t = 1; t <= 10_000; t++) {
+      heartbeat.cancel();
+      heartbeat = s.at(3_600_000 + t, () => fired.push(`heartbeat ${t}`));
+    }
+    expect(s.size).toBe(2);
+    expect(s._held).toBeLessThanOrEqual(130);
+    clock.advance(3_600_000 + 10_000);
+    expect(fired).toEqual(['heartbeat 10000']);
+    clock.advance(86_400_000);
+    expect(fired).toEqual(['heartbeat 10000', 'expiry']);
+    expect(clock.pending).toBe(0);
+  });
 });

@@ -52,10 +52,19 @@ export class IotScheduler {
     return e;
   }
 
+  /** @internal Entries held, cancelled ones included (tests: memory stays bounded). */
+  get _held(): number {
+    return this.#heap.length;
+  }
+
   /** @internal */
   _cancelled(): void {
     this.#live--;
     if (this.#live === 0) this.#reset();
+    // A cancelled entry stays until it surfaces: a heartbeat re-armed on every event would pile
+    // up one per event for a whole maxInterval. Rebuild once most of the heap is dead.
+    else if (this.#heap.length > 64 && this.#live * 2 < this.#heap.length)
+      this.#heap = this.#heap.filter((e) => !e.cancelled).sort((a, b) => (less(a, b) ? -1 : 1));
   }
 
   /** Cancels everything (the owner closes). */
