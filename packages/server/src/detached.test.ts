@@ -1,9 +1,20 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { isServerProcess, stopServer } from './detached.js';
+import { missingBinaries } from './install.js';
+import { startServer } from './start.js';
 import { writeState } from './state.js';
 import type { ServerState } from './types.js';
 
@@ -70,4 +81,28 @@ describe('a state file that was not written by a server of ours (e.g. committed 
     await stopServer(stateDir);
     expect(existsSync(own)).toBe(false);
   });
+
+  it('writeState replaces links in the state dir instead of writing through them', () => {
+    const stateDir = tempDir('xmppbus-unit-state-');
+    const victim = join(tempDir('not-a-server-'), 'file');
+    writeFileSync(victim, 'keep\n');
+    symlinkSync(victim, join(stateDir, '.gitignore'));
+    symlinkSync(victim, join(stateDir, 'server.json'));
+    writeState(stateDir, stateFor(tempDir('xmppbus-unit-dir-'), 1, false));
+    expect(readFileSync(victim, 'utf8')).toBe('keep\n');
+    expect(lstatSync(join(stateDir, '.gitignore')).isSymbolicLink()).toBe(false);
+    expect(lstatSync(join(stateDir, 'server.json')).mode & 0o777).toBe(0o600);
+  });
+
+  it.runIf(missingBinaries('prosody').length === 0)(
+    'a detached start refuses a server dir that is a link',
+    async () => {
+      const stateDir = tempDir('xmppbus-unit-state-');
+      const elsewhere = tempDir('not-a-server-');
+      mkdirSync(stateDir, { recursive: true });
+      symlinkSync(elsewhere, join(stateDir, 'prosody'));
+      await expect(startServer({ detach: true, stateDir })).rejects.toThrow(/is a symbolic link/);
+      expect(existsSync(join(elsewhere, 'prosody.cfg.lua'))).toBe(false);
+    },
+  );
 });

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -53,6 +53,14 @@ function privateDir(dir: string): void {
   chmodSync(dir, 0o700);
 }
 
+function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
 /** The server's directory: given, `<stateDir>/<kind>` for a detached server, or a fresh temp dir. */
 function chooseDir(
   kind: ServerKind,
@@ -69,6 +77,9 @@ function chooseDir(
   }
   if (o.detach) {
     const dir = join(o.stateDir, kind);
+    // Written, chmodded and handed to the server's user: never through a link (e.g. one committed to a repo).
+    if (isSymlink(dir))
+      throw new ConfigError(`startServer: ${dir} is a symbolic link; remove it or choose another stateDir`);
     // As root in e.g. /root/app, the server's user cannot read its config there: use a temp dir.
     if (!user || reachableBy(dir, user)) {
       privateDir(dir);

@@ -14,10 +14,15 @@ export function stateFile(stateDir: string): string {
 /** Writes the state atomically (rename), with a `.gitignore` so secrets are never committed. */
 export function writeState(stateDir: string, state: ServerState): void {
   mkdirSync(stateDir, { recursive: true }); // default mode: the server's own dir may be inside
-  writeFileSync(join(stateDir, '.gitignore'), '# written by @xmppbus/server: secrets and server data\n*\n');
-  const tmp = `${stateFile(stateDir)}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  renameSync(tmp, stateFile(stateDir));
+  // Each file goes in by rename: a link left in its place is replaced, never written through.
+  const put = (file: string, text: string): void => {
+    const tmp = `${file}.${process.pid}.tmp`;
+    rmSync(tmp, { force: true });
+    writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+    renameSync(tmp, file);
+  };
+  put(join(stateDir, '.gitignore'), '# written by @xmppbus/server: secrets and server data\n*\n');
+  put(stateFile(stateDir), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /** The state, or undefined when there is no state file; ConfigError when it is unreadable. */
