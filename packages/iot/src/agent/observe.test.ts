@@ -169,6 +169,7 @@ describe('observe: lifetime', () => {
 
   it('drops the subscriptions of a subscriber that goes offline', async () => {
     await observe({ rules: [{ field: 'Temperature' }] });
+    expect(w.agent.subscriptionCount).toBe(1);
     await w.server.session.send(xml('presence', { type: 'unavailable', to: AGENT, from: 'monitor@iot.test/m' }));
     await waitFor(() => w.agent.subscriptionCount === 0, { turns: 100 });
   });
