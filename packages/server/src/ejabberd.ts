@@ -5,6 +5,7 @@ import { join } from 'node:path';
 
 import { ConflictError, ProtocolError } from '@xmppbus/core';
 
+import { writeFresh } from './fresh-file.js';
 import { registerInBand } from './ibr.js';
 import { EJABBERDCTL } from './install.js';
 import { ManagedServer } from './managed-server.js';
@@ -144,9 +145,7 @@ export class EjabberdServer extends ManagedServer {
   #tlsConfig(): { certfiles: string; componentTls: string } {
     const cert = this.certificate;
     if (!cert) return { certfiles: '', componentTls: '' };
-    writeFileSync(this.#pem, readFileSync(cert.certFile, 'utf8') + readFileSync(cert.keyFile, 'utf8'), {
-      mode: 0o600,
-    });
+    writeFresh(this.#pem, readFileSync(cert.certFile, 'utf8') + readFileSync(cert.keyFile, 'utf8'), 0o600);
     return {
       // ca_file: the test CA, so that ejabberd_pkix does not warn "signed by unknown CA".
       certfiles: `certfiles:\n  - ${yamlString(this.#pem)}\nca_file: ${yamlString(join(this.dir, 'ca.crt'))}\n`,
@@ -255,12 +254,12 @@ ERL_DIST_PORT=${this.#distPort}
 ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 -kernel inet_dist_use_interface {127,0,0,1}${this.clusterArgs.map((a) => ` ${a}`).join('')}"
 EJABBERD_BYPASS_WARNINGS=true
 `;
-    writeFileSync(this.configFile, this.transformed(yml));
+    writeFresh(this.configFile, this.transformed(yml));
     // Fresh server data at the first start (a kept dataDir too); restarts keep it.
     if (!this.#configWritten) for (const d of [this.#spool, this.#logsDir]) rmSync(d, { recursive: true, force: true });
     this.#configWritten = true;
-    writeFileSync(join(this.dir, 'ejabberdctl.cfg'), ctlCfg);
-    writeFileSync(join(this.dir, 'inetrc'), INETRC);
+    writeFresh(join(this.dir, 'ejabberdctl.cfg'), ctlCfg);
+    writeFresh(join(this.dir, 'inetrc'), INETRC);
     mkdirSync(this.#spool, { recursive: true });
     mkdirSync(this.#logsDir, { recursive: true });
     mkdirSync(join(this.dir, 'msgs'), { recursive: true });

@@ -1,4 +1,4 @@
-import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ConflictError } from '@xmppbus/core';
@@ -6,6 +6,7 @@ import { ConflictError } from '@xmppbus/core';
 import { ManagedServer } from './managed-server.js';
 import type { LaunchSpec } from './managed-server.js';
 import type { ResolvedOptions } from './options.js';
+import { writeFresh } from './fresh-file.js';
 import { lua } from './quote.js';
 import type { SystemUser } from './system-users.js';
 import type { AccountSpec } from './types.js';
@@ -49,7 +50,7 @@ export function writeProsodyAccounts(o: {
   }
   o.accounts.forEach((a, i) => {
     const file = files[i]!;
-    writeFileSync(file, `return {\n\t["password"] = ${lua(a.password)};\n};\n`);
+    writeFresh(file, `return {\n\t["password"] = ${lua(a.password)};\n};\n`, 0o600);
     if (o.user) chownSync(file, o.user.uid, o.user.gid);
   });
   if (o.user) for (const p of [hostDir, dir]) chownSync(p, o.user.uid, o.user.gid);
@@ -135,7 +136,7 @@ export class ProsodyServer extends ManagedServer {
       ]),
       '',
     ];
-    writeFileSync(this.configFile, this.transformed(lines.join('\n')));
+    writeFresh(this.configFile, this.transformed(lines.join('\n')));
     // Fresh server data at the first start (a kept dataDir too); restarts keep it.
     if (!this.#configWritten) rmSync(this.#data, { recursive: true, force: true });
     this.#configWritten = true;
