@@ -87,7 +87,12 @@ describeServers(
       expect(temp).toMatchObject({ value: 20.7, unit: '°C' });
       expect(temp.history.map((p) => p.v)).toEqual([20.3, 20.4, 20.5, 20.6, 20.7]);
       expect(view.name).toBe('Thermostat 0');
-      expect(view.controls.map((c) => c.name)).toEqual(['setpoint', 'heating']);
+      // No controls configured (`monitored` is a name): the agent marks its settable fields writable.
+      expect(thermo!.monitored.controls).toBeUndefined();
+      expect(view.controls).toMatchObject([
+        { name: 'setpoint', kind: 'numeric', unit: '°C' },
+        { name: 'heating', kind: 'boolean' },
+      ]);
 
       // Stale: no temperature for maxInterval on the monitor's clock (no real waiting).
       clock.advance(59_999);

@@ -39,7 +39,10 @@ export interface FleetOptions {
   clock?: Clock;
 }
 
-/** Controls each model kind offers, as the dashboard shows them. */
+/**
+ * Control parameters of each model kind. Each is also a field the agent reports, so the agent
+ * marks that field writable and the monitor offers it as a control by itself.
+ */
 const CONTROLS: Record<SensorModel['kind'], ControlView[]> = {
   thermostat: [
     { name: 'setpoint', kind: 'numeric', unit: '°C', min: 5, max: 30 },
@@ -75,9 +78,12 @@ export class SimAgent {
     this.name = `${KIND_NAMES[model.kind]} ${index}`;
   }
 
-  /** What the monitor should know about this agent (name and controls). */
+  /**
+   * What the monitor should know about this agent: its name. Controls need no configuration:
+   * the agent marks the fields it can set as writable (nf `ctr`) and the monitor offers them.
+   */
   get monitored(): MonitoredAgent {
-    return { jid: this.jid, name: this.name, controls: CONTROLS[this.model.kind] };
+    return { jid: this.jid, name: this.name };
   }
 
   /** Advances the model and reports every field. */

@@ -71,7 +71,10 @@ export interface FieldSample {
   readonly enumType?: string | undefined;
   readonly categories: readonly FieldCategory[];
   readonly quality: readonly FieldQuality[];
-  /** The field can be set through control (nf `ctr`, legacy `writable`). */
+  /**
+   * The field can be set through control (nf `ctr`, legacy `writable`). An `IotAgent` marks a
+   * field so when it declares a parameter of the same name and node.
+   */
   readonly writable?: boolean | undefined;
 }
 

@@ -90,6 +90,36 @@ describe('IotAgent: readout', () => {
     expect(byName['Mode']).toMatchObject({ kind: 'enum', value: 'auto', enumType: 'Mode' });
   });
 
+  it('marks a field writable when a parameter of the same name exists: nf ctr, legacy writable', async () => {
+    const res = await raw(
+      w,
+      xml(
+        'req',
+        { xmlns: 'urn:nf:iot:sd:1.0', id: 'w1', m: 'true' },
+        xml('f', { n: 'SetPoint' }),
+        xml('f', { n: 'Door' }),
+      ),
+    );
+    const nf = findChild(res, 'resp')!.toString();
+    expect(nf).toMatch(/<q n="SetPoint" [^>]*ctr="true"/);
+    expect(nf).toMatch(/<b n="Door" [^>]*\/>/);
+    expect(nf).not.toMatch(/<b n="Door" [^>]*ctr/);
+    const messages: Element[] = [];
+    const off = w.monitorSession.onMessage((m) => messages.push(m));
+    await raw(w, xml('req', { xmlns: 'urn:xmpp:iot:sensordata', seqnr: '8', momentary: 'true' }));
+    await waitFor(() => messages.length === 1, { turns: 100 });
+    off();
+    const legacy = findChild(messages[0]!, 'fields')!.toString();
+    expect(legacy).toMatch(/<numeric name="SetPoint" [^>]*writable="true"/);
+    expect(legacy).not.toMatch(/<numeric name="Temperature" [^>]*writable/);
+    // Read back typed, in both dialects: only the parameters' fields (SetPoint, Mode) are writable.
+    for (const dialect of ['nf', 'legacy'] as const) {
+      const r = await w.client.read(AGENT, { dialect });
+      const writable = r.fields.filter((f) => f.writable).map((f) => f.name);
+      expect(writable.sort()).toEqual(['Mode', 'SetPoint']);
+    }
+  });
+
   it('answers the urn:nfi and urn:ieee spellings under the same namespace', async () => {
     for (const ns of ['urn:nfi:iot:sd:1.0', 'urn:ieee:iot:sd:1.0']) {
       const res = await raw(w, xml('req', { xmlns: ns, id: 'x', m: 'true' }));

@@ -37,7 +37,7 @@ import { Roster } from '../roster/roster.js';
 import { CTR_NAMESPACES, EVENTS_NAMESPACES, SD_NAMESPACES } from '../wire/namespaces.js';
 import { ParameterStore } from './control.js';
 import { IotScheduler } from './scheduler.js';
-import { FieldStore, type SetValueOptions } from './things.js';
+import { FieldStore, fieldKey, type SetValueOptions } from './things.js';
 import { ObserveEngine } from './observe.js';
 import { AgentHandlers, type ControlListener } from './handlers.js';
 
@@ -116,8 +116,9 @@ export class IotAgent implements SessionUnit, AsyncDisposable {
     this.#logger = options.logger ?? options.session.logger;
     const limits = options.limits ?? {};
     const now = this.session.clock.now();
-    this.#fields = new FieldStore(options.fields ?? [], limits.historyPerField ?? 32, now);
     this.#params = new ParameterStore(options.parameters ?? []);
+    const writable = new Set([...this.#params.values()].map((p) => fieldKey(p.spec.node, p.spec.name)));
+    this.#fields = new FieldStore(options.fields ?? [], { historyLimit: limits.historyPerField ?? 32, writable }, now);
     this.#ownScheduler = options.scheduler === undefined;
     this.#scheduler = options.scheduler ?? new IotScheduler(this.session.clock);
     const owners = new Set((options.owners ?? []).map(bareJid));

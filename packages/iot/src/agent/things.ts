@@ -18,6 +18,8 @@ export interface FieldState {
   readonly spec: FieldSpec;
   readonly key: string;
   readonly mask: number;
+  /** A control parameter of the same name and node exists: samples carry `writable` (nf `ctr`). */
+  readonly writable: boolean;
   current: FieldSample;
   /** Ring of past samples (historical readout), oldest first once full. */
   readonly ring: FieldSample[];
@@ -40,8 +42,13 @@ export class FieldStore {
   readonly #fields = new Map<string, FieldState>();
   readonly #historyLimit: number;
 
-  constructor(specs: readonly FieldSpec[], historyLimit: number, now: number) {
-    this.#historyLimit = historyLimit;
+  /** `writable`: keys (`fieldKey`) of the agent's control parameters. */
+  constructor(
+    specs: readonly FieldSpec[],
+    options: { historyLimit: number; writable: ReadonlySet<string> },
+    now: number,
+  ) {
+    this.#historyLimit = options.historyLimit;
     for (const spec of specs) {
       if (typeof spec.name !== 'string' || spec.name.length === 0) throw new ConfigError('a field needs a name');
       const key = fieldKey(spec.node, spec.name);
@@ -49,7 +56,9 @@ export class FieldStore {
       if (spec.kind === 'enum' && (!spec.values || spec.values.length === 0))
         throw new ConfigError(`enum field ${spec.name} needs values`);
       const mask = categoryMask(spec.categories, CAT.momentary);
-      const state: FieldState = { spec, key, mask, current: missingSample(spec, mask, now), ring: [], ringStart: 0 };
+      const writable = options.writable.has(key);
+      const current = missingSample(spec, mask, writable, now);
+      const state: FieldState = { spec, key, mask, writable, current, ring: [], ringStart: 0 };
       if (spec.initial !== undefined)
         state.current = this.#sample(state, checkValue(spec, spec.initial), now, AUTOMATIC_READOUT);
       this.#fields.set(key, state);
@@ -120,11 +129,12 @@ export class FieldStore {
       enumType: spec.enumType,
       categories: categoriesOf(state.mask & ~CAT.historical || CAT.momentary),
       quality,
+      ...(state.writable ? { writable: true } : {}),
     };
   }
 }
 
-function missingSample(spec: FieldSpec, mask: number, now: number): FieldSample {
+function missingSample(spec: FieldSpec, mask: number, writable: boolean, now: number): FieldSample {
   const value: FieldValue = spec.kind === 'boolean' ? false : numericKind(spec.kind) ? 0 : '';
   return {
     node: spec.node,
@@ -137,6 +147,7 @@ function missingSample(spec: FieldSpec, mask: number, now: number): FieldSample 
     enumType: spec.enumType,
     categories: categoriesOf(mask & ~CAT.historical || CAT.momentary),
     quality: MISSING,
+    ...(writable ? { writable: true } : {}),
   };
 }
 
