@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lchownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ConflictError, ProtocolError } from '@xmppbus/core';
@@ -37,7 +37,7 @@ function ensureCookie(home: string, user: SystemUser | undefined): void {
   if (existsSync(file)) return;
   try {
     writeFileSync(file, randomBytes(15).toString('hex').toUpperCase(), { flag: 'wx', mode: 0o400 });
-    if (user) chownSync(file, user.uid, user.gid);
+    if (user) lchownSync(file, user.uid, user.gid);
   } catch {
     // created concurrently by someone else: fine
   }
@@ -265,8 +265,10 @@ EJABBERD_BYPASS_WARNINGS=true
     mkdirSync(join(this.dir, 'msgs'), { recursive: true });
     if (this.user) {
       const cert = this.certificate;
-      const owned = [this.dir, this.#spool, this.#logsDir, ...(cert ? [this.#pem] : [])];
-      for (const p of owned) chownSync(p, this.user.uid, this.user.gid);
+      // The dir itself is ours (its parent is not the server user's); what is inside may be its links.
+      chownSync(this.dir, this.user.uid, this.user.gid);
+      for (const p of [this.#spool, this.#logsDir, ...(cert ? [this.#pem] : [])])
+        lchownSync(p, this.user.uid, this.user.gid);
       ensureCookie(this.user.home, this.user);
     }
     return Promise.resolve();

@@ -1,4 +1,4 @@
-import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ConflictError } from '@xmppbus/core';
@@ -24,8 +24,14 @@ function encodeName(s: string): string {
  * would otherwise be handed to it by root at the next start).
  */
 export function chownTree(path: string, user: SystemUser): void {
+  // The top is ours (its parent is not the server user's), and may be a link the caller chose as dataDir.
+  chownSync(path, user.uid, user.gid);
+  if (statSync(path).isDirectory()) for (const n of readdirSync(path)) chownEntry(join(path, n), user);
+}
+
+function chownEntry(path: string, user: SystemUser): void {
   lchownSync(path, user.uid, user.gid);
-  if (lstatSync(path).isDirectory()) for (const n of readdirSync(path)) chownTree(join(path, n), user);
+  if (lstatSync(path).isDirectory()) for (const n of readdirSync(path)) chownEntry(join(path, n), user);
 }
 
 /**
@@ -51,9 +57,9 @@ export function writeProsodyAccounts(o: {
   o.accounts.forEach((a, i) => {
     const file = files[i]!;
     writeFresh(file, `return {\n\t["password"] = ${lua(a.password)};\n};\n`, 0o600);
-    if (o.user) chownSync(file, o.user.uid, o.user.gid);
+    if (o.user) lchownSync(file, o.user.uid, o.user.gid);
   });
-  if (o.user) for (const p of [hostDir, dir]) chownSync(p, o.user.uid, o.user.gid);
+  if (o.user) for (const p of [hostDir, dir]) lchownSync(p, o.user.uid, o.user.gid);
 }
 
 export class ProsodyServer extends ManagedServer {
