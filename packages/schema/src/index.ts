@@ -22,6 +22,7 @@ export {
   describeMessage,
   methodFromDescriptor,
   payloadFromDescriptor,
+  REFLECTED_SCHEMA_LIMITS,
 } from './reflect.js';
 
 // Errors

@@ -13,6 +13,7 @@ import {
   type MessageDescriptor,
   type MethodDescriptor,
 } from '@xmppbus/core';
+import { pointerSegment, SchemaError } from './errors.js';
 import { method, payload, type ErrorContract, type MethodContract, type PayloadContract } from './contract.js';
 import { planOf } from './plan.js';
 
@@ -65,8 +66,34 @@ export function describeMessage(contract: PayloadContract): MessageDescriptor {
   return { kind: 'message', ns: contract.ns, name: contract.name, schema: plain(contract.schema) };
 }
 
+/**
+ * Limits on a schema that came over the wire. ajv compiles schemas as trusted code: a deeply
+ * nested one overflows the stack, a huge one takes long to compile, and a long `pattern` is the
+ * usual vehicle of a catastrophic regular expression. Our own contracts stay far below these.
+ */
+export const REFLECTED_SCHEMA_LIMITS = Object.freeze({ depth: 32, nodes: 10_000, patternLength: 512 });
+
+function checkReflected(root: unknown): void {
+  let nodes = 0;
+  const walk = (value: unknown, path: string, depth: number): void => {
+    if (typeof value !== 'object' || value === null) return;
+    if (++nodes > REFLECTED_SCHEMA_LIMITS.nodes)
+      throw new SchemaError(path, `more than ${REFLECTED_SCHEMA_LIMITS.nodes} schema nodes`);
+    if (depth > REFLECTED_SCHEMA_LIMITS.depth)
+      throw new SchemaError(path, `nested deeper than ${REFLECTED_SCHEMA_LIMITS.depth} levels`);
+    for (const [key, child] of Object.entries(value)) {
+      const at = `${path}/${pointerSegment(key)}`;
+      if (key === 'pattern' && typeof child === 'string' && child.length > REFLECTED_SCHEMA_LIMITS.patternLength)
+        throw new SchemaError(at, `pattern longer than ${REFLECTED_SCHEMA_LIMITS.patternLength} characters`);
+      walk(child, at, depth + 1);
+    }
+  };
+  walk(root, '', 0);
+}
+
 /** A reflected schema as a TypeBox-typed value: unknown statically, exact at run time. */
 function asSchema(schema: JsonSchema): TSchema {
+  checkReflected(schema);
   // Copied so the plan and ajv caches (keyed by object) never see a caller's later edits; the
   // plan is checked now, so a schema the codec cannot map fails here with SchemaError, not mid-call.
   const copy = JSON.parse(JSON.stringify(schema)) as TSchema;
