@@ -4,14 +4,15 @@
 // control button that changes an agent's value. A screenshot goes to test/artifacts/.
 import { mkdirSync } from 'node:fs';
 import { AccessPolicy, ManualClock, Session } from '@xmppbus/core';
-import { AlertEvent, Dashboard, Monitor, iotAccessRules } from '@xmppbus/iot';
+import { AlertEvent, Dashboard, IotClient, Monitor, iotAccessRules } from '@xmppbus/iot';
+import { Messenger } from '@xmppbus/messaging';
 import { PubSub } from '@xmppbus/pubsub';
 import { decode } from '@xmppbus/schema';
 import { describeServers, waitFor } from '@xmppbus/testing';
 import { clientTransport } from '@xmppbus/transport-client';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { afterEach, expect, it } from 'vitest';
-import { agentName, startFleet, type SimAgent } from '../examples/iot/fleet.js';
+import { agentName, fleetScheduler, startAgent, startFleet, type SimAgent } from '../examples/iot/fleet.js';
 
 const AGENTS = 4;
 const PASSWORD = 'password';
@@ -42,6 +43,19 @@ describeServers(
     afterEach(async () => {
       for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
     });
+
+    async function openPage(url: string): Promise<{ page: Page; pageErrors: string[] }> {
+      const browser: Browser = await puppeteer.launch({
+        executablePath: '/usr/bin/chromium',
+        args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+      });
+      cleanups.push(() => browser.close());
+      const page: Page = await browser.newPage();
+      const pageErrors: string[] = [];
+      page.on('pageerror', (e) => pageErrors.push(String(e)));
+      await page.goto(url, { waitUntil: 'domcontentloaded' });
+      return { page, pageErrors };
+    }
 
     async function monitorSession(): Promise<Session> {
       const srv = server();
@@ -230,6 +244,80 @@ describeServers(
       expect(monitor.stats.alertsRaised).toBe(3);
       expect(monitor.stats.alertsCleared).toBe(1);
       expect(monitor.stats.commandsSent).toBe(1);
+    });
+
+    it(`queues a command for an offline agent and shows it delivered once applied [${kind}]`, async () => {
+      // A power meter with a messenger, so a QoS 2 command can wait for it in the monitor's outbox.
+      const options = { server: server(), agents: AGENTS, owner: MONITOR, password: PASSWORD, messenger: true };
+      const scheduler = fleetScheduler();
+      const first = await startAgent({ ...options, scheduler }, 2);
+      cleanups.push(() => first.close());
+      expect(first.model.kind).toBe('meter');
+      const relayOf = (a: SimAgent): unknown => a.model.fields().find((f) => f.name === 'relay')?.value;
+      expect(relayOf(first)).toBe(true);
+
+      const session = await monitorSession();
+      const messenger = new Messenger({ session });
+      cleanups.push(() => messenger.close());
+      const client = new IotClient({ session, messenger, timeout: DEADLINE });
+      // No controls configured: the meter marks its relay field writable.
+      const monitor = new Monitor({ session, client, agents: [first.monitored], timeout: DEADLINE });
+      cleanups.push(() => monitor.close());
+      cleanups.push(() => client.close());
+      await session.start({ timeout: DEADLINE });
+      await monitor.start({ timeout: DEADLINE });
+      await messenger.start({ timeout: DEADLINE });
+      const view = () => monitor.snapshot().agents.find((a) => a.jid === first.jid);
+      await waitFor(() => view()?.controls.some((c) => c.name === 'relay') === true, {
+        timeout: DEADLINE,
+        what: 'the relay control, learned from the writable field',
+      });
+
+      const dashboard = new Dashboard({ source: monitor, title: `xmppbus fleet · queued · ${kind}` });
+      cleanups.push(() => dashboard.close());
+      const { page, pageErrors } = await openPage(await dashboard.start());
+      const opts = { timeout: DEADLINE, polling: 100 } as const;
+      const sel = `article[data-agent="${first.jid}"]`;
+      await page.waitForFunction(
+        (s) => document.querySelector(`${s} [data-control="relay"] button`) !== null,
+        opts,
+        sel,
+      );
+
+      // The meter goes offline; the button now queues the command instead of failing.
+      await first.close();
+      await page.waitForFunction(
+        (s) => document.querySelector(s)?.getAttribute('data-presence') === 'offline',
+        opts,
+        sel,
+      );
+      await page.click(`${sel} [data-control="relay"] button`);
+      const status = `${sel} [data-control="relay"] .cstatus`;
+      await page.waitForFunction(
+        (s) => document.querySelector(s)?.getAttribute('data-state') === 'queued',
+        opts,
+        status,
+      );
+      expect(monitor.snapshot().commands).toMatchObject([
+        { agent: first.jid, parameter: 'relay', value: false, state: 'queued' },
+      ]);
+      expect(monitor.stats).toMatchObject({ commandsQueued: 1, commandsDelivered: 0, commandsSent: 0 });
+
+      // It logs in again (same meter): the command arrives once, is applied, and the page says delivered.
+      const second = await startAgent({ ...options, scheduler, model: first.model }, 2);
+      cleanups.push(() => second.close());
+      await page.waitForFunction(
+        (s, st) =>
+          document.querySelector(`${s} [data-field="relay"]`)?.getAttribute('data-value') === 'false' &&
+          document.querySelector(st)?.getAttribute('data-state') === 'delivered',
+        opts,
+        sel,
+        status,
+      );
+      expect(second.applied).toEqual([{ parameter: 'relay', value: false }]);
+      expect(monitor.snapshot().commands).toEqual([]);
+      expect(monitor.stats).toMatchObject({ commandsQueued: 1, commandsDelivered: 1, commandsFailed: 0 });
+      expect(pageErrors).toEqual([]);
     });
   },
   { users, admins: [MONITOR] },

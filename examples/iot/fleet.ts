@@ -14,6 +14,7 @@ import {
   type MonitoredAgent,
   type ParameterSpec,
 } from '@xmppbus/iot';
+import { Messenger } from '@xmppbus/messaging';
 import { clientTransport } from '@xmppbus/transport-client';
 import { modelFor, type ModelField, type SensorModel } from './models.js';
 
@@ -37,6 +38,11 @@ export interface FleetOptions {
   timeout?: number;
   /** Clock of the agents' sessions and observe deadlines (default: the system clock). */
   clock?: Clock;
+  /**
+   * Give each agent a messenger, so QoS 1/2 commands queued while it was offline reach it when
+   * it logs in (default false).
+   */
+  messenger?: boolean;
 }
 
 /**
@@ -67,6 +73,8 @@ export class SimAgent {
   readonly name: string;
   /** Control commands the agent applied: parameter, value. */
   readonly applied: { parameter: string; value: number | boolean | string }[] = [];
+  /** The agent's messenger (`messenger: true`): queued commands arrive through it. */
+  messenger: Messenger | undefined;
 
   constructor(
     readonly index: number,
@@ -97,6 +105,7 @@ export class SimAgent {
 
   async close(): Promise<void> {
     await this.agent.close();
+    await this.messenger?.close();
     await this.session.close();
   }
 }
@@ -148,6 +157,7 @@ export async function startAgent(
   });
   const session = new Session({ transport, clock, access: new AccessPolicy({ rules: iotAccessRules() }) });
   let sim: SimAgent | undefined;
+  const messenger = options.messenger ? new Messenger({ session }) : undefined;
   const agent = new IotAgent({
     session,
     fields: fieldSpecs(model),
@@ -155,8 +165,10 @@ export async function startAgent(
     owners: [options.owner],
     scheduler: options.scheduler,
     notifyOwners: false,
+    ...(messenger ? { messenger } : {}),
   });
   sim = new SimAgent(i, model, agent, session);
+  sim.messenger = messenger;
   try {
     await agent.start({ timeout: options.timeout ?? 30_000 });
   } catch (err) {

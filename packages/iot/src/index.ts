@@ -19,11 +19,10 @@ export type {
   MonitoredAgent,
   MonitorValue,
   MonitorPresence,
-  AlertPublisher,
 } from './monitor/monitor.js';
 export type { AlertRule, ThresholdRule, StaleRule, OfflineRule, AlertTransition } from './monitor/alerts.js';
 export { AlertEvent, NS_IOT_ALERTS } from './monitor/alert-event.js';
-export type { AlertEventPayload } from './monitor/alert-event.js';
+export type { AlertEventPayload, AlertPublisher } from './monitor/alert-event.js';
 export type {
   AgentPresence,
   FleetValue,
@@ -33,6 +32,8 @@ export type {
   ControlView,
   AgentView,
   LastSeenSource,
+  CommandView,
+  ControlOutcome,
   AlertKind,
   AlertSeverity,
   AlertView,

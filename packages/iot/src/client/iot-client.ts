@@ -289,6 +289,11 @@ export class IotClient implements SessionUnit, AsyncDisposable {
     return this.#reads.size;
   }
 
+  /** Whether `sendCommand` can queue commands (the client has a messenger). */
+  get canQueue(): boolean {
+    return this.#messenger !== undefined;
+  }
+
   /**
    * Sets control parameters. As an IQ (default) it resolves when the agent applied them and
    * rejects with the agent's StanzaError (`bad-request`/`item-not-found` with a `paramError`

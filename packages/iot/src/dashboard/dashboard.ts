@@ -290,7 +290,11 @@ export class Dashboard implements AsyncDisposable {
       const cmd = parseCommand(body);
       if (!cmd) return this.#json(res, 400, { error: 'expected { agent, parameter, value }' });
       this.#source.control(cmd.agent, cmd.parameter, cmd.value, { timeout: this.#controlTimeout }).then(
-        () => this.#json(res, 200, { ok: true }),
+        // 202 for a command queued for an offline agent: the page shows it until it is delivered.
+        (outcome) =>
+          outcome?.state === 'queued'
+            ? this.#json(res, 202, { ok: true, state: 'queued', id: outcome.id })
+            : this.#json(res, 200, { ok: true, state: 'applied' }),
         (err: unknown) => {
           const e = err instanceof Error ? err : new Error(String(err));
           const code = err instanceof XmppBusError ? err.code : undefined;

@@ -4,7 +4,7 @@
 //
 // DOM hooks for tests: [data-agent=<jid>] cards with data-presence; [data-field=<name>] rows with
 // data-value; [data-alert=<id>] alert rows with data-kind/data-severity; [data-control=<name>]
-// controls; .seen with data-last-seen/data-source (monitor|server); #connection[data-connection=open|closed].
+// controls, their .cstatus with data-state=ok|error|queued|delivered|failed; .seen with data-last-seen/data-source (monitor|server); #connection[data-connection=open|closed].
 export const DASHBOARD_JS = String.raw`(function () {
   'use strict';
   var HISTORY = 120;
@@ -83,8 +83,12 @@ export const DASHBOARD_JS = String.raw`(function () {
       button.disabled = true; status.textContent = '…'; status.removeAttribute('data-state');
       fetch('/api/control', { method: 'POST', headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ agent: a.view.jid, parameter: c.name, value: value }) })
-        .then(function (r) { return r.json().then(function (b) { if (!r.ok) throw new Error(b.error || r.status); }); })
-        .then(function () { status.textContent = '✓'; status.setAttribute('data-state', 'ok'); },
+        .then(function (r) { return r.json().then(function (b) { if (!r.ok) throw new Error(b.error || r.status); return b; }); })
+        .then(function (b) {
+          // Queued for an offline agent: the command's own events say when it is delivered.
+          if (b.state === 'queued') { if (!wrap.command || wrap.command.id !== b.id) commandState(wrap, { id: b.id, state: 'queued' }); }
+          else { status.textContent = '✓'; status.title = ''; status.setAttribute('data-state', 'ok'); }
+        },
               function (e) { status.textContent = '✗'; status.title = String(e.message || e); status.setAttribute('data-state', 'error'); })
         .then(function () { button.disabled = false; });
     }
@@ -112,8 +116,22 @@ export const DASHBOARD_JS = String.raw`(function () {
       wrap.setValue = function (v) { if (document.activeElement !== input) input.value = String(v); };
     }
     wrap.appendChild(status);
+    wrap.status = status;
     a.controls.set(c.name, wrap);
     return wrap;
+  }
+  var COMMAND_TEXT = { queued: '⏳ queued', delivered: '✓ delivered', failed: '✗ not delivered' };
+  function commandState(wrap, cmd) {
+    wrap.command = cmd;
+    wrap.status.textContent = COMMAND_TEXT[cmd.state] || cmd.state;
+    wrap.status.title = cmd.error || (cmd.state === 'queued' ? 'waits for the agent to come online' : '');
+    wrap.status.setAttribute('data-state', cmd.state);
+    wrap.status.setAttribute('data-command', cmd.id);
+  }
+  function onCommand(cmd) {
+    var a = agents.get(cmd.agent);
+    var wrap = a && a.controls.get(cmd.parameter);
+    if (wrap) commandState(wrap, cmd);
   }
   function upsertAgent(v) {
     var old = agents.get(v.jid);
@@ -138,6 +156,8 @@ export const DASHBOARD_JS = String.raw`(function () {
       card.appendChild(ctl);
     }
     var container = document.getElementById('agents');
+    // A redrawn card keeps what its controls' commands are doing.
+    if (old) old.controls.forEach(function (w, name) { var n = a.controls.get(name); if (n && w.command) commandState(n, w.command); });
     if (old) container.replaceChild(card, old.card);
     else insertSorted(container, card, v.name);
     agents.set(v.jid, a);
@@ -238,12 +258,14 @@ export const DASHBOARD_JS = String.raw`(function () {
     agents.clear(); alerts.clear();
     s.agents.forEach(upsertAgent);
     s.alerts.forEach(addAlert);
+    (s.commands || []).forEach(onCommand);
     markAlerts(); stats();
   }
   function apply(e) {
     if (e.type === 'value') onValue(e);
     else if (e.type === 'presence') onPresence(e);
     else if (e.type === 'agent') upsertAgent(e.agent);
+    else if (e.type === 'command') onCommand(e.command);
     else if (e.type === 'alert') { if (e.state === 'raised') addAlert(e.alert); else removeAlert(e.alert.id); }
   }
   var conn = document.getElementById('connection');

@@ -100,5 +100,6 @@ h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .05em; color: v
 .control button[data-on="true"] { background: #fff; color: var(--accent); }
 .control button:disabled { opacity: .5; cursor: progress; }
 .control .cstatus { color: var(--muted); min-width: 14px; }
-.control .cstatus[data-state="error"] { color: var(--crit); }
+.control .cstatus[data-state="error"], .control .cstatus[data-state="failed"] { color: var(--crit); }
+.control .cstatus[data-state="queued"] { color: var(--warn); }
 `;

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { event, type PayloadOf } from '@xmppbus/schema';
+import type { AlertTransition } from './alerts.js';
 
 /** Namespace of the monitor's alert events (docs/protocol.md, IoT section). */
 export const NS_IOT_ALERTS = 'urn:xmppbus:iot:alerts:1';
@@ -36,3 +37,29 @@ export const AlertEvent = event({
 });
 
 export type AlertEventPayload = PayloadOf<typeof AlertEvent>;
+
+/** What the monitor needs of a `PubSub` (`@xmppbus/pubsub`) to publish alert events. */
+export interface AlertPublisher {
+  publish(
+    contract: typeof AlertEvent,
+    node: string,
+    payload: AlertEventPayload,
+    options: { id: string; timeout: number },
+  ): Promise<unknown>;
+}
+
+/** The event of an alert transition (the item id is the alert's id). */
+export function alertEventPayload(t: AlertTransition): AlertEventPayload {
+  const a = t.alert;
+  return {
+    state: t.state,
+    kind: a.kind,
+    severity: a.severity,
+    rule: a.rule,
+    agent: a.agent,
+    field: a.field,
+    at: new Date(t.at).toISOString(),
+    message: a.message,
+    value: a.value === undefined ? undefined : String(a.value),
+  };
+}

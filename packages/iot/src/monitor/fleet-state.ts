@@ -1,3 +1,4 @@
+import type { FieldSample } from '../types.js';
 import type { AgentPresence, AgentView, ControlView, FieldView, FleetValue, LastSeenSource } from './fleet.js';
 import { HistoryRing } from './history.js';
 
@@ -14,6 +15,8 @@ interface AgentState {
   presence: AgentPresence;
   lastSeen: number | undefined;
   lastSeenSource: LastSeenSource | undefined;
+  /** Full JID it was last seen online with (commands to it while offline go there). */
+  address: string | undefined;
   readonly fields: Map<string, FieldState>;
   controls: ControlView[];
 }
@@ -64,6 +67,7 @@ export class FleetState {
       presence: 'offline',
       lastSeen: undefined,
       lastSeenSource: undefined,
+      address: undefined,
       fields: new Map(),
       controls: [],
     });
@@ -76,6 +80,16 @@ export class FleetState {
 
   presence(jid: string): AgentPresence | undefined {
     return this.#agents.get(jid)?.presence;
+  }
+
+  /** Full JID the agent was last seen online with, if any. */
+  address(jid: string): string | undefined {
+    return this.#agents.get(jid)?.address;
+  }
+
+  setAddress(jid: string, full: string): void {
+    const a = this.#agents.get(jid);
+    if (a) a.address = full;
   }
 
   /** Returns whether the presence changed. */
@@ -140,6 +154,26 @@ export class FleetState {
   setControls(jid: string, controls: readonly ControlView[]): void {
     const a = this.#agents.get(jid);
     if (a) a.controls = controls.slice(0, this.#limits.maxFieldsPerAgent);
+  }
+
+  /**
+   * A field the agent marks writable becomes a control the first time it is seen (kind from its
+   * value; configured controls of the same name win). Returns whether the controls changed.
+   */
+  learnControl(jid: string, f: FieldSample): boolean {
+    const a = this.#agents.get(jid);
+    if (!a || a.controls.some((c) => c.name === f.name)) return false;
+    if (a.controls.length >= this.#limits.maxFieldsPerAgent) return false;
+    const kind =
+      typeof f.value === 'boolean'
+        ? 'boolean'
+        : typeof f.value === 'number'
+          ? 'numeric'
+          : f.kind === 'enum'
+            ? 'enum'
+            : 'string';
+    a.controls = [...a.controls, { name: f.name, kind, unit: f.unit }];
+    return true;
   }
 
   view(jid: string): AgentView | undefined {

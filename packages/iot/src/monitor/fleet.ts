@@ -78,10 +78,30 @@ export interface AlertView {
   readonly value?: FleetValue | undefined;
 }
 
+/**
+ * A command queued for an offline agent (QoS 2 through the messenger's outbox): `queued` until
+ * the agent logs in and takes it; `delivered` once it did and (when the parameter is also a
+ * field) reported the commanded value; `failed` when it expired (ttl) or was refused.
+ */
+export interface CommandView {
+  readonly id: string;
+  readonly agent: string;
+  readonly parameter: string;
+  readonly value: FleetValue;
+  readonly state: 'queued' | 'delivered' | 'failed';
+  readonly queuedAt: number;
+  readonly error?: string | undefined;
+}
+
+/** What `control` did: applied at once (the agent answered), or queued for an offline agent. */
+export type ControlOutcome = { readonly state: 'applied' } | { readonly state: 'queued'; readonly id: string };
+
 export interface FleetSnapshot {
   readonly at: number;
   readonly agents: readonly AgentView[];
   readonly alerts: readonly AlertView[];
+  /** Commands still queued for offline agents (absent from sources that queue none). */
+  readonly commands?: readonly CommandView[];
 }
 
 /** What changed, in the order the monitor saw it. */
@@ -104,18 +124,22 @@ export type FleetEvent =
       readonly value: FleetValue;
       readonly ok: boolean;
       readonly error?: string;
-    };
+    }
+  | { readonly type: 'command'; readonly command: CommandView };
 
 /** What a dashboard needs from a monitor (the `Monitor` implements it; tests may fake it). */
 export interface FleetSource {
   snapshot(): FleetSnapshot;
   /** Calls `listener` for every change from now on; returns the unsubscribe function. */
   subscribe(listener: (event: FleetEvent) => void): () => void;
-  /** Sets a parameter on an agent (resolves when the agent accepted it). */
+  /**
+   * Sets a parameter on an agent: resolves when the agent accepted it, or when a command for an
+   * offline agent is queued (`{ state: 'queued' }`). A source resolving nothing means applied.
+   */
   control(
     agent: string,
     parameter: string,
     value: FleetValue,
     options?: { signal?: AbortSignal; timeout?: number },
-  ): Promise<void>;
+  ): Promise<ControlOutcome | void>;
 }

@@ -12,12 +12,15 @@ import {
 } from '@xmppbus/core';
 import { IotClient } from '../client/iot-client.js';
 import type { Observation } from '../client/observation.js';
+import type { CommandOptions } from '../client/iot-client.js';
 import type { FieldSample, ObserveEvent, ObserveOptions, PresenceChange } from '../types.js';
-import { AlertEvent, type AlertEventPayload } from './alert-event.js';
+import { AlertEvent, alertEventPayload, type AlertPublisher } from './alert-event.js';
 import { AlertEngine, type AlertRule, type AlertTransition } from './alerts.js';
+import { CommandTracker } from './commands.js';
 import type {
   AgentPresence,
   AlertView,
+  ControlOutcome,
   ControlView,
   FleetEvent,
   FleetSnapshot,
@@ -26,16 +29,6 @@ import type {
 } from './fleet.js';
 import { FleetState } from './fleet-state.js';
 import { LastSeenQueue } from './last-seen.js';
-
-/** What the monitor needs of a `PubSub` (`@xmppbus/pubsub`) to publish alert events. */
-export interface AlertPublisher {
-  publish(
-    contract: typeof AlertEvent,
-    node: string,
-    payload: AlertEventPayload,
-    options: { id: string; timeout: number },
-  ): Promise<unknown>;
-}
 
 /** An agent the monitor watches whether or not it is on the roster. */
 export interface MonitoredAgent {
@@ -88,6 +81,13 @@ export interface MonitorOptions {
    * asks once about each agent it finds offline when it starts or discovers it.
    */
   lastSeenConcurrency?: number;
+  /**
+   * How long a command to an offline agent may wait in the outbox (default '1h'; needs a client
+   * with a `messenger`). Past it the command is dead-lettered, never applied late.
+   */
+  commandTtl?: CommandOptions['ttl'];
+  /** Commands queued for offline agents tracked at once (default 1 000). */
+  maxQueuedCommands?: number;
   /** Times alerts (stale, offline grace) and history (default: the session's clock). */
   clock?: Clock;
   logger?: Logger;
@@ -124,6 +124,9 @@ export interface MonitorStats {
   alertsCleared: number;
   commandsSent: number;
   commandsFailed: number;
+  /** Commands queued for offline agents, and those of them delivered. */
+  commandsQueued: number;
+  commandsDelivered: number;
   alertPublishFailures: number;
   /** Last-activity questions sent to the server. */
   lastSeenQueries: number;
@@ -167,6 +170,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
   readonly #fleetListeners = new Set<Listener<FleetEvent>>();
   readonly #detach: (() => void)[] = [];
   readonly #lastSeen: LastSeenQueue;
+  readonly #commands: CommandTracker;
   #status: MonitorStatus = 'idle';
   #publishing: Promise<unknown> = Promise.resolve();
   readonly stats: MonitorStats = {
@@ -178,6 +182,8 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     alertsCleared: 0,
     commandsSent: 0,
     commandsFailed: 0,
+    commandsQueued: 0,
+    commandsDelivered: 0,
     alertPublishFailures: 0,
     lastSeenQueries: 0,
   };
@@ -206,6 +212,21 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
       concurrency: positive('lastSeenConcurrency', options.lastSeenConcurrency, 4),
       wanted: (jid) => this.#status === 'running' && this.#state.presence(jid) === 'offline',
       ask: (jid) => this.#askLastSeen(jid),
+    });
+    const ttl = options.commandTtl ?? '1h';
+    this.#commands = new CommandTracker({
+      max: positive('maxQueuedCommands', options.maxQueuedCommands, 1000),
+      // QoS 1/2 need a full JID: the resource the agent was last seen online with.
+      send: (jid, parameter, value, id) =>
+        this.#client.sendCommand(this.#state.address(jid) ?? jid, { [parameter]: value }, { qos: 2, ttl, id }),
+      valueOf: (jid, field) => this.#state.value(jid, field),
+      now: () => this.#clock.now(),
+      emit: (command) => {
+        if (command.state === 'queued') this.stats.commandsQueued++;
+        else if (command.state === 'delivered') this.stats.commandsDelivered++;
+        else this.stats.commandsFailed++;
+        this.#emitFleet({ type: 'command', command });
+      },
     });
     this.#ownClient = options.client === undefined;
     this.#client =
@@ -287,6 +308,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     for (const d of this.#detach.splice(0)) d();
     this.#alerts.close();
     this.#lastSeen.close();
+    this.#commands.close();
     for (const r of this.#retries.values()) r.timer?.cancel();
     this.#retries.clear();
     for (const o of this.#observations.values()) void o.then((x) => x?.cancel()).catch(() => undefined);
@@ -323,7 +345,8 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
   }
 
   snapshot(): FleetSnapshot {
-    return { at: this.#clock.now(), agents: this.#state.views(), alerts: this.#alerts.active() };
+    const commands = this.#commands.views();
+    return { at: this.#clock.now(), agents: this.#state.views(), alerts: this.#alerts.active(), commands };
   }
 
   activeAlerts(): AlertView[] {
@@ -347,20 +370,25 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
   }
 
   /**
-   * Sets a parameter on an agent (control, as an IQ: resolves when the agent accepted it,
-   * rejects with its typed error). For agents that are offline, send a QoS command instead.
+   * Sets a parameter on an agent. Online: control as an IQ, resolving `applied` when the agent
+   * accepted it and rejecting with its typed error. Offline, with a client that has a messenger:
+   * a QoS 2 command with `commandTtl`, resolving `queued` at once; its progress comes as
+   * `command` fleet events (delivered when the agent took it and reported the value).
    */
   async control(
     agent: string,
     parameter: string,
     value: FleetValue,
     options: { signal?: AbortSignal; timeout?: number } = {},
-  ): Promise<void> {
+  ): Promise<ControlOutcome> {
     const jid = bareJid(agent);
+    if (this.#state.presence(jid) === 'offline' && this.#client.canQueue)
+      return this.#commands.queue(jid, parameter, value);
     try {
       await this.#client.control(jid, { [parameter]: value }, { timeout: this.#timeout, ...options });
       this.stats.commandsSent++;
       this.#emitFleet({ type: 'control', agent: jid, parameter, value, ok: true });
+      return { state: 'applied' };
     } catch (err) {
       this.stats.commandsFailed++;
       this.#emitFleet({ type: 'control', agent: jid, parameter, value, ok: false, error: (err as Error).message });
@@ -470,6 +498,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     if (!this.#state.has(jid)) {
       if (p.availability === 'unavailable' || !this.#discoverable(jid) || !this.#track(jid)) return;
     }
+    if (p.availability !== 'unavailable' && p.jid !== jid) this.#state.setAddress(jid, p.jid);
     this.#refreshPresence(jid, p.at);
   }
 
@@ -506,7 +535,8 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
         continue;
       }
       this.stats.values++;
-      if (f.writable && this.#learnControl(jid, f)) controlsChanged = true;
+      this.#commands.onValue(jid, f.name, f.value);
+      if (f.writable && this.#state.learnControl(jid, f)) controlsChanged = true;
       const value: MonitorValue = {
         agent: jid,
         field: f.name,
@@ -532,22 +562,6 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     }
   }
 
-  /** A writable field becomes a control the first time it is seen. */
-  #learnControl(jid: string, f: FieldSample): boolean {
-    const view = this.#state.view(jid);
-    if (!view || view.controls.some((c) => c.name === f.name)) return false;
-    const kind =
-      typeof f.value === 'boolean'
-        ? 'boolean'
-        : typeof f.value === 'number'
-          ? 'numeric'
-          : f.kind === 'enum'
-            ? 'enum'
-            : 'string';
-    this.#state.setControls(jid, [...view.controls, { name: f.name, kind, unit: f.unit }]);
-    return true;
-  }
-
   #onAlert(t: AlertTransition): void {
     if (t.state === 'raised') this.stats.alertsRaised++;
     else this.stats.alertsCleared++;
@@ -559,22 +573,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     // Published one after another, so the node sees raise and clear in order.
     this.#publishing = this.#publishing.then(() =>
       target.pubsub
-        .publish(
-          AlertEvent,
-          target.node,
-          {
-            state: t.state,
-            kind: a.kind,
-            severity: a.severity,
-            rule: a.rule,
-            agent: a.agent,
-            field: a.field,
-            at: new Date(t.at).toISOString(),
-            message: a.message,
-            value: a.value === undefined ? undefined : String(a.value),
-          },
-          { id: a.id, timeout: this.#timeout },
-        )
+        .publish(AlertEvent, target.node, alertEventPayload(t), { id: a.id, timeout: this.#timeout })
         .catch((err: unknown) => {
           this.stats.alertPublishFailures++;
           this.#logger.warn(`monitor: publishing alert ${a.id} failed: ${(err as Error).message}`);
