@@ -17,7 +17,8 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { AccessPolicy, Session } from '@xmppbus/core';
-import { Dashboard, Monitor, iotAccessRules, type AlertRule, type AlertTransition } from '@xmppbus/iot';
+import { Dashboard, IotClient, Monitor, iotAccessRules, type AlertRule, type AlertTransition } from '@xmppbus/iot';
+import { Messenger } from '@xmppbus/messaging';
 import { PubSub } from '@xmppbus/pubsub';
 import { startProsody, type XmppServer } from '@xmppbus/testing';
 import { clientTransport } from '@xmppbus/transport-client';
@@ -107,7 +108,8 @@ export async function runIotExample(options: IotExampleOptions = {}): Promise<Io
     if (ownServer) log('example', `Prosody pid ${server.pid} on ${server.c2sService()} (temp dir, free ports)`);
     const owner = `${IOT_MONITOR}@${server.domain}`;
     const scheduler = fleetScheduler();
-    const fleetOptions = { server, agents: n, owner, password: IOT_PASSWORD, timeout, scheduler };
+    // Agents with a messenger: a dashboard button pressed while one is offline queues a command it gets on login.
+    const fleetOptions = { server, agents: n, owner, password: IOT_PASSWORD, timeout, scheduler, messenger: true };
     const fleet: SimAgent[] = await startFleet(fleetOptions);
     closers.push(() => Promise.all(fleet.map((a) => a.close())));
     log('fleet', `${n} agents logged in over c2s: ${fleet.map((a) => a.name).join(', ')}`);
@@ -123,8 +125,12 @@ export async function runIotExample(options: IotExampleOptions = {}): Promise<Io
     const session = new Session({ transport, access: new AccessPolicy({ rules: iotAccessRules() }) });
     closers.unshift(() => session.close());
     const pubsub = new PubSub({ session, service: server.pubsubService });
+    const messenger = new Messenger({ session });
+    closers.unshift(() => messenger.close());
+    const client = new IotClient({ session, messenger, timeout });
     const monitor = new Monitor({
       session,
+      client, // with a messenger: controls on offline agents are queued (QoS 2), not refused
       agents: fleet.map((a) => a.monitored),
       // A heartbeat from every agent at least every 10 s, so "silent" (30 s) means a stuck agent.
       observe: { maxInterval: 10_000 },
@@ -132,10 +138,11 @@ export async function runIotExample(options: IotExampleOptions = {}): Promise<Io
       publishAlerts: { pubsub, node: IOT_ALERT_NODE },
       timeout,
     });
-    closers.unshift(() => monitor.close());
+    closers.unshift(() => monitor.close().then(() => client.close()));
     await session.start({ timeout });
     await pubsub.ensureNode(IOT_ALERT_NODE, { persistItems: true, maxItems: 1000 }, { timeout });
     await monitor.start({ timeout });
+    await messenger.start({ timeout });
     const dashboard = new Dashboard({ source: monitor, title: `xmppbus fleet · ${n} agents`, port: options.port });
     closers.unshift(() => dashboard.close());
     const url = await dashboard.start();
@@ -155,7 +162,7 @@ export async function runIotExample(options: IotExampleOptions = {}): Promise<Io
       // The monitor's own reaction: an overheating thermostat gets its heating turned off.
       if (t.state === 'raised' && t.alert.rule === 'too-hot') {
         monitor.control(t.alert.agent, 'heating', false).then(
-          () => log('monitor', `→ heating=false to ${t.alert.agent}: applied`),
+          (outcome) => log('monitor', `→ heating=false to ${t.alert.agent}: ${outcome.state}`),
           (err: unknown) => log('monitor', `✗ heating=false to ${t.alert.agent}: ${(err as Error).message}`),
         );
       }
