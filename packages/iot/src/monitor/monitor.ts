@@ -210,7 +210,10 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     this.#alerts = new AlertEngine({ rules: options.alerts ?? [], clock: this.#clock, emit: (t) => this.#onAlert(t) });
     this.#lastSeen = new LastSeenQueue({
       concurrency: positive('lastSeenConcurrency', options.lastSeenConcurrency, 4),
-      wanted: (jid) => this.#status === 'running' && this.#state.presence(jid) === 'offline',
+      wanted: (jid) =>
+        this.#status === 'running' &&
+        this.#state.presence(jid) === 'offline' &&
+        this.#client.presenceOf(jid).length === 0,
       ask: (jid) => this.#askLastSeen(jid),
     });
     const ttl = options.commandTtl ?? '1h';
@@ -414,8 +417,8 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     this.stats.agents = this.#state.size;
     const view = this.#state.view(jid);
     if (view) this.#emitFleet({ type: 'agent', agent: view });
-    // Found while running and not (yet) online: the server may know when it was last seen.
-    if (this.#status === 'running') this.#lastSeen.request(jid);
+    // Found while running and not online (not found by its presence): the server may know when it was last seen.
+    if (this.#status === 'running' && this.#client.presenceOf(jid).length === 0) this.#lastSeen.request(jid);
     return true;
   }
 
