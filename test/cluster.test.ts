@@ -19,7 +19,7 @@ import { Messenger } from '@xmppbus/messaging';
 import { PubSub } from '@xmppbus/pubsub';
 import { RpcServer, ServiceClient } from '@xmppbus/rpc';
 import { event } from '@xmppbus/schema';
-import { openComponentStream } from '@xmppbus/server';
+import { openComponentStream } from '@xmppbus/server/testing';
 import { sqliteMessageStore, type SqliteMessageStore } from '@xmppbus/store-sqlite';
 import { CreateOrder, NS_ORDERS, Wait, startEjabberdCluster, waitFor, type EjabberdCluster } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';

@@ -29,17 +29,10 @@ export type { SnippetOptions } from './snippet.js';
 export { DEFAULT_STATE_DIR, DEV_PORTS, STATE_FILE, randomSecret } from './options.js';
 export { installServer, installCommand, missingBinaries, ServerNotInstalledError } from './install.js';
 export type { InstallResult } from './install.js';
-export { PROBE_COMPONENT } from './managed-server.js';
 export { startEjabberdCluster } from './cluster.js';
 export type { ClusterNode, EjabberdCluster, StartClusterOptions } from './cluster.js';
 export type { ComponentBalancing } from './cluster-config.js';
 export { FEDERATION_DOMAINS, startFederation } from './federation.js';
 export type { Federation, FederationOptions, FederationSide } from './federation.js';
 export type { DnsQuestion } from './fake-dns.js';
-// Low-level helpers the test harness (@xmppbus/testing) builds on.
-export { freePort } from './ports.js';
-export { componentHandshake, openComponentStream } from './handshake.js';
-export type { HandshakeOptions, RawComponentStream } from './handshake.js';
-export { createTestCa } from './test-ca.js';
-export type { TestCa } from './test-ca.js';
-export { DIR_PREFIX, signal as signalProcess, trackServer, untrackServer, waitGone } from './proc.js';
+// Low-level helpers of the test harness (@xmppbus/testing) live in '@xmppbus/server/testing'.

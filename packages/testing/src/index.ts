@@ -5,8 +5,8 @@
 export type { ServerKind, ServerOptions, XmppServer } from './types.js';
 export { SERVER_KINDS, DEFAULT_COMPONENTS, startServer, startProsody, startEjabberd } from './start.js';
 export { describeServers } from './describe-servers.js';
-export { freePort, componentHandshake, createTestCa, PROBE_COMPONENT } from '@xmppbus/server';
-export type { HandshakeOptions, TestCa } from '@xmppbus/server';
+export { freePort, componentHandshake, createTestCa, PROBE_COMPONENT } from '@xmppbus/server/testing';
+export type { HandshakeOptions, TestCa } from '@xmppbus/server/testing';
 export { startEjabberdCluster } from '@xmppbus/server';
 export type { ClusterNode, ComponentBalancing, EjabberdCluster, StartClusterOptions } from '@xmppbus/server';
 export { FEDERATION_DOMAINS, startFederation } from '@xmppbus/server';

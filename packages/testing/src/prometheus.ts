@@ -9,7 +9,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConnectionError, ProtocolError, TimeoutError } from '@xmppbus/core';
-import { DIR_PREFIX, freePort, signalProcess as signal, trackServer, untrackServer, waitGone } from '@xmppbus/server';
+import {
+  DIR_PREFIX,
+  freePort,
+  signalProcess as signal,
+  trackServer,
+  untrackServer,
+  waitGone,
+} from '@xmppbus/server/testing';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -1,4 +1,4 @@
-import { openComponentStream, type RawComponentStream } from '@xmppbus/server';
+import { openComponentStream, type RawComponentStream } from '@xmppbus/server/testing';
 import type { XmppServer } from './types.js';
 
 let probes = 0;
