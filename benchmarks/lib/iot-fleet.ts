@@ -44,6 +44,8 @@ export async function startBenchMonitor(account: { session: Session }, maxAgents
     close: async () => {
       await monitor.close();
       await client.close();
+      // The session is the monitor's own connection: left open, it reconnects after the server stops.
+      await session.close();
     },
   };
 }
