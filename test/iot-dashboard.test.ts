@@ -53,6 +53,7 @@ describeServers(
       const page: Page = await browser.newPage();
       const pageErrors: string[] = [];
       page.on('pageerror', (e) => pageErrors.push(String(e)));
+      await page.setViewport({ width: 1280, height: 900 }); // the screenshot's size
       await page.goto(url, { waitUntil: 'domcontentloaded' });
       return { page, pageErrors };
     }
@@ -140,16 +141,7 @@ describeServers(
       const url = await dashboard.start();
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
 
-      const browser: Browser = await puppeteer.launch({
-        executablePath: '/usr/bin/chromium',
-        args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-      });
-      cleanups.push(() => browser.close());
-      const page: Page = await browser.newPage();
-      const pageErrors: string[] = [];
-      page.on('pageerror', (e) => pageErrors.push(String(e)));
-      await page.setViewport({ width: 1280, height: 900 });
-      await page.goto(url, { waitUntil: 'domcontentloaded' });
+      const { page, pageErrors } = await openPage(url);
       const opts = { timeout: DEADLINE, polling: 100 } as const;
 
       // N agents, all online, values with units and sparklines drawn by uPlot.
