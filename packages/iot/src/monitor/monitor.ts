@@ -2,6 +2,7 @@ import {
   ConfigError,
   XmppBusError,
   bareJid,
+  RetryPolicy,
   silentLogger,
   type Clock,
   type Logger,
@@ -163,6 +164,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
   readonly #observations = new Map<string, Promise<Observation | undefined>>();
   /** Agents whose observe failed (e.g. trust not mutual yet): the next try, and how many so far. */
   readonly #retries = new Map<string, { timer: TimerHandle | undefined; attempts: number }>();
+  readonly #retryPolicy = new RetryPolicy({ initialDelay: 500, maxDelay: 30_000, factor: 2, jitter: 0 });
   readonly #configured = new Map<string, MonitoredAgent>();
   readonly #valueListeners = new Set<Listener<MonitorValue>>();
   readonly #alertListeners = new Set<Listener<AlertTransition>>();
@@ -464,7 +466,7 @@ export class Monitor implements FleetSource, SessionUnit, AsyncDisposable {
     if (this.#status !== 'running' || this.#state.presence(jid) === 'offline') return;
     const r = this.#retries.get(jid) ?? { timer: undefined, attempts: 0 };
     r.timer?.cancel();
-    const delay = Math.min(30_000, 500 * 2 ** r.attempts++);
+    const delay = this.#retryPolicy.delay(r.attempts++);
     // Network pacing, so the session's clock (the monitor's `clock` times alerts and history).
     r.timer = this.#session.clock.setTimeout(() => this.#retryNow(jid), delay);
     this.#retries.set(jid, r);
