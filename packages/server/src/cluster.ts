@@ -10,7 +10,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { ConfigError, ConnectionError, TimeoutError } from '@xmppbus/core';
+import { ConfigError, ConnectionError, sleep, TimeoutError } from '@xmppbus/core';
 
 import {
   EPMD_MODULE,
@@ -27,7 +27,7 @@ import { EjabberdServer, erlLibs } from './ejabberd.js';
 import { componentHandshake } from './handshake.js';
 import { resolveOptions } from './options.js';
 import { freePort } from './ports.js';
-import { DIR_PREFIX, processState, signal, sleep, trackServer, untrackServer, waitGone } from './proc.js';
+import { DIR_PREFIX, processState, signal, trackServer, untrackServer, waitGone } from './proc.js';
 import type { AccountSpec, ComponentSpec, XmppServer } from './types.js';
 
 export interface StartClusterOptions {

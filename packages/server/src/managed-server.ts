@@ -4,13 +4,13 @@ import { chmodSync, closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, read
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
-import { ConfigError, ConnectionError, TimeoutError } from '@xmppbus/core';
+import { ConfigError, ConnectionError, sleep, TimeoutError } from '@xmppbus/core';
 
 import { componentHandshake } from './handshake.js';
 import { assertInstalled, ServerNotInstalledError } from './install.js';
 import type { ResolvedOptions } from './options.js';
 import { canBind, freePort, waitPortsFree } from './ports.js';
-import { DIR_PREFIX, processState, reapOrphans, signal, sleep, trackServer, untrackServer, waitGone } from './proc.js';
+import { DIR_PREFIX, processState, reapOrphans, signal, trackServer, untrackServer, waitGone } from './proc.js';
 import { removeState, writeState } from './state.js';
 import { isRoot, reachableBy, systemUser } from './system-users.js';
 import type { SystemUser } from './system-users.js';

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { TimeoutError } from '@xmppbus/core';
+import { sleep, TimeoutError } from '@xmppbus/core';
 
 /** 'gone' covers both "no such process" and a zombie (exited, not yet reaped: see servers.md §6.23). */
 export function processState(pid: number): 'running' | 'gone' {
@@ -14,10 +14,6 @@ export function processState(pid: number): 'running' | 'gone' {
   } catch {
     return 'gone';
   }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** Polls /proc until `pid` is gone; rejects with TimeoutError. */
