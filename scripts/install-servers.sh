@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Prosody and ejabberd (and the few tools the tests use) from Debian's packages when they are missing. Idempotent; a no-op
+# Installs Prosody and ejabberd (and the few tools the tests and benchmarks use) from Debian's packages when they are missing. Idempotent; a no-op
 # (no apt, no network) when both are present.
 # No daemon is started here, and none is left running: the test harness (@xmppbus/testing) starts
 # its own instances on 127.0.0.1 with generated configs in temp dirs.
@@ -15,6 +15,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
 # Headless browser for the IoT dashboard test (driven by puppeteer-core with the system executable).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The brokers the peers benchmark compares with (benchmarks/peers.ts starts its own instances).
+[ -x /usr/sbin/nats-server ] || need+=(nats-server)
+[ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -41,5 +44,5 @@ if [ -f /run/prosody/prosody.pid ]; then
   $SUDO kill -TERM "$(cat /run/prosody/prosody.pid)" 2>/dev/null || true
 fi
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  $SUDO systemctl disable --now prosody ejabberd prometheus >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now prosody ejabberd prometheus mosquitto nats-server >/dev/null 2>&1 || true
 fi
