@@ -2,7 +2,24 @@
 // server (Prosody, ejabberd), durable SQLite stores on both sides, one Node process holding the
 // sender (svc-a) and the receiver (svc-b). Writes benchmarks/results/messaging.json with
 // `ratios` per server: qos1_vs_qos0, qos2_vs_qos0 (targets ≥ 0.5 and ≥ 0.35).
-import { mkdtempSync, rmSync } from 'node:fs';
+//
+// Method (as benchmarks/rpc.ts, whose comment explains why): every server stays started and its
+// messengers connected for the whole run; after a one-off warm-up, each round runs every QoS level
+// once (a throughput phase of COUNT pipelined messages, then LATENCY sequential ones), the order
+// of the levels changing every round (all orders in turn, so none always goes first or always
+// follows the same one). Each round records the outside CPU load (/proc/stat busy time minus this
+// process's and the server's); rounds above OUTSIDE_LIMIT cores are flagged, and the reported
+// numbers are per-level medians over the unflagged rounds when at least 3 remain, else over all.
+// Completion is a promise the receiving handler resolves when the count is reached (no polling),
+// so "node µs/msg" (process.cpuUsage over the phase, sender and receiver together) counts no
+// busy-waiting. QoS 0 may lose messages: its phase ends at the last receipt (after 1 s without
+// one, the loss is counted and the rate taken up to that receipt).
+// Per level it also records the messages per batch IQ (`batched / batches` of the sender's counters).
+// Env: MESSAGING_BENCH_ROUNDS (default 6), MESSAGING_BENCH_COUNT (messages per level and round,
+// default 5000), MESSAGING_BENCH_LATENCY (sequential messages per level and round, default 200),
+// MESSAGING_BENCH_LEVELS=1,2 (a subset of levels; ratios need 0), MESSAGING_BENCH_SERVERS=ejabberd
+// (a subset of servers). A subset writes no result file (profiling runs).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from '@xmppbus/core';
@@ -13,32 +30,75 @@ import { componentTransport } from '@xmppbus/transport-component';
 import { Tick } from '../test/fixtures/messaging-contracts.js';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
 
-const COUNT = Number(process.env['MESSAGING_BENCH_COUNT'] ?? 10_000);
-const LATENCY_SAMPLES = 1_000;
+const ROUNDS = Number(process.env['MESSAGING_BENCH_ROUNDS'] ?? 6);
+const COUNT = Number(process.env['MESSAGING_BENCH_COUNT'] ?? 5_000);
+const LATENCY_SAMPLES = Number(process.env['MESSAGING_BENCH_LATENCY'] ?? 200);
+const WARMUP = 1_000;
 const QOS0_BATCH = 500;
-// MESSAGING_BENCH_LEVELS=1,2 measures a subset of levels (profiling; ratios need level 0).
+/** A phase that gets no receipt for this long has stalled (QoS 1/2) or lost the rest (QoS 0). */
+const QUIET_MS = 1_000;
+const PHASE_TIMEOUT_MS = 120_000;
+const OUTSIDE_LIMIT = 0.15;
+const MIN_CLEAN_ROUNDS = 3;
 const LEVELS = (process.env['MESSAGING_BENCH_LEVELS'] ?? '0,1,2').split(',').map(Number) as QosLevel[];
+const only = process.env['MESSAGING_BENCH_SERVERS']?.split(',').filter((s) => s !== '');
+const KINDS = only ? SERVER_KINDS.filter((k) => only.includes(k)) : SERVER_KINDS;
 
-interface Row extends Record<string, string | number> {
-  server: string;
-  qos: number;
-  'msgs/s': number;
-  'p50 ms': number;
-  'p99 ms': number;
-  'node µs/msg': number;
-  'server µs/msg': number;
-  delivered: number;
-}
+/** Counts receipts; `until(n)` resolves when the count reaches n, or (lossy) when receipts stop. */
+class Sink {
+  received = 0;
+  lastReceipt = 0;
+  #target = Infinity;
+  #done: (() => void) | undefined;
 
-async function waitUntil(fn: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('benchmark stalled');
-    await new Promise((r) => setImmediate(r));
+  receipt(): void {
+    this.received++;
+    this.lastReceipt = performance.now();
+    if (this.received >= this.#target) this.#finish();
+  }
+
+  #finish(): void {
+    const done = this.#done;
+    this.#target = Infinity;
+    this.#done = undefined;
+    done?.();
+  }
+
+  /** Resolves at `target` receipts; if `lossy`, also once no receipt came for QUIET_MS. */
+  until(target: number, lossy: boolean): Promise<void> {
+    if (this.received >= target) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const started = performance.now();
+      // A coarse watchdog (4 wake-ups a second), not a spin: its CPU is negligible.
+      const watchdog = setInterval(() => {
+        const now = performance.now();
+        const quiet = now - Math.max(this.lastReceipt, started) > QUIET_MS;
+        if (lossy && quiet) this.#finish();
+        else if (now - started > PHASE_TIMEOUT_MS) {
+          this.#done = undefined;
+          this.#target = Infinity;
+          clearInterval(watchdog);
+          reject(new Error(`benchmark stalled at ${this.received}/${target}`));
+        }
+      }, 250);
+      this.#target = target;
+      this.#done = () => {
+        clearInterval(watchdog);
+        resolve();
+      };
+    });
   }
 }
 
-async function runServer(srv: XmppServer): Promise<Row[]> {
+interface Rig {
+  srv: XmppServer;
+  sender: Messenger;
+  receiver: Messenger;
+  sink: Sink;
+  close(): Promise<void>;
+}
+
+async function setupRig(srv: XmppServer): Promise<Rig> {
   const dir = mkdtempSync(join(tmpdir(), 'xmppbus-bench-msg-'));
   const connect = (domain: string) =>
     componentTransport({ service: srv.componentService(), domain, password: srv.componentSecret });
@@ -51,120 +111,247 @@ async function runServer(srv: XmppServer): Promise<Row[]> {
     session: new Session({ transport: tb }),
     store: sqliteMessageStore(join(dir, 'b.db')),
   });
-  let received = 0;
-  let latencyStart = 0;
-  const latencies: number[] = [];
-  let lastReceipt = 0;
-  receiver.handle(Tick, () => {
-    received++;
-    lastReceipt = performance.now();
-    if (latencyStart > 0) latencies.push(performance.now() - latencyStart);
-  });
+  const sink = new Sink();
+  receiver.handle(Tick, () => sink.receipt());
   await Promise.all([sender.start(), receiver.start()]);
-  const to = 'svc-b.localhost';
-  const rows: Row[] = [];
-  try {
-    // Warm-up (JIT, SQLite pages, server routes).
-    for (const qos of [0, 1, 2] as const) {
-      await Promise.all(Array.from({ length: 200 }, (_, i) => sender.send(Tick, to, { i }, { qos })));
-    }
-    await sender.flush();
-    await waitUntil(() => received >= 600, 30_000);
-
-    for (const qos of LEVELS) {
-      // Throughput: COUNT messages pipelined (QoS 0 in write batches; QoS 1/2 through the outbox window).
-      received = 0;
-      const cpu0 = process.cpuUsage();
-      const srv0 = processCpuUs(srv.pid) ?? 0;
-      const t0 = performance.now();
-      if (qos === 0) {
-        for (let i = 0; i < COUNT; i += QOS0_BATCH) {
-          const batch: Promise<void>[] = [];
-          for (let j = i; j < Math.min(COUNT, i + QOS0_BATCH); j++)
-            batch.push(sender.send(Tick, to, { i: j }, { qos }));
-          await Promise.all(batch);
-        }
-        // QoS 0 may lose: wait for all or for the stream to go quiet.
-        let last = -1;
-        let quietSince = performance.now();
-        await waitUntil(() => {
-          if (received !== last) {
-            last = received;
-            quietSince = performance.now();
-          }
-          return received >= COUNT || performance.now() - quietSince > 2000;
-        }, 120_000);
-      } else {
-        const all: Promise<void>[] = [];
-        for (let i = 0; i < COUNT; i++) all.push(sender.send(Tick, to, { i }, { qos }));
-        await Promise.all(all);
-        await sender.flush();
-        await waitUntil(() => received >= COUNT, 120_000);
-      }
-      // QoS 0 may lose messages: the run ends at the last receipt, not after the quiet period
-      // that proves nothing more will come (its CPU is idle and would only dilute the rate).
-      const wall = (qos === 0 ? lastReceipt : performance.now()) - t0;
-      const cpu = process.cpuUsage(cpu0);
-      const srvCpu = (processCpuUs(srv.pid) ?? 0) - srv0;
-      const delivered = received;
-
-      // Latency: sequential messages, send → handler, same clock.
-      latencies.length = 0;
-      for (let i = 0; i < LATENCY_SAMPLES; i++) {
-        const before = received;
-        latencyStart = performance.now();
-        await sender.send(Tick, to, { i }, { qos });
-        await waitUntil(() => received > before, 10_000);
-        await sender.flush();
-      }
-      latencyStart = 0;
-      latencies.sort((a, b) => a - b);
-      rows.push({
-        server: srv.kind,
-        qos,
-        'msgs/s': Math.round((delivered / wall) * 1000),
-        'p50 ms': percentile(latencies, 50),
-        'p99 ms': percentile(latencies, 99),
-        'node µs/msg': Math.round((cpu.user + cpu.system) / delivered),
-        'server µs/msg': Math.round(srvCpu / delivered),
-        delivered,
-      });
-    }
-  } finally {
-    await sender.close();
-    await receiver.close();
-    await ta.close();
-    await tb.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return rows;
-}
-
-// MESSAGING_BENCH_SERVERS=ejabberd (comma list) runs a subset and writes no result file (profiling).
-const only = process.env['MESSAGING_BENCH_SERVERS']?.split(',').filter((s) => s !== '');
-const kinds = only ? SERVER_KINDS.filter((k) => only.includes(k)) : SERVER_KINDS;
-const rows: Row[] = [];
-for (const kind of kinds) {
-  const srv = await startServer(kind);
-  try {
-    rows.push(...(await runServer(srv)));
-  } finally {
-    await srv.stop();
-  }
-}
-printTable(`messaging: ${COUNT} messages per level, durable SQLite stores both sides`, rows);
-
-const metrics: Record<string, unknown> = {};
-const ratios: Record<string, unknown> = {};
-for (const kind of kinds) {
-  const of = (q: number): Row => rows.find((r) => r.server === kind && r.qos === q)!;
-  metrics[kind] = Object.fromEntries(LEVELS.map((q) => [`qos${q}`, of(q)]));
-  if (LEVELS.length < 3) continue;
-  ratios[kind] = {
-    qos1_vs_qos0: Number((of(1)['msgs/s'] / of(0)['msgs/s']).toFixed(3)),
-    qos2_vs_qos0: Number((of(2)['msgs/s'] / of(0)['msgs/s']).toFixed(3)),
+  return {
+    srv,
+    sender,
+    receiver,
+    sink,
+    close: async () => {
+      await sender.close();
+      await receiver.close();
+      await ta.close();
+      await tb.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
-metrics['count'] = COUNT;
+
+const TO = 'svc-b.localhost';
+
+async function sendAll(rig: Rig, qos: QosLevel, count: number): Promise<void> {
+  const { sender, sink } = rig;
+  const target = sink.received + count;
+  const arrived = sink.until(target, qos === 0);
+  if (qos === 0) {
+    // Written in slices, so the transport's queue stays bounded.
+    for (let i = 0; i < count; i += QOS0_BATCH) {
+      const slice: Promise<void>[] = [];
+      for (let j = i; j < Math.min(count, i + QOS0_BATCH); j++) slice.push(sender.send(Tick, TO, { i: j }, { qos }));
+      await Promise.all(slice);
+    }
+    await arrived;
+    return;
+  }
+  const sent: Promise<void>[] = [];
+  for (let i = 0; i < count; i++) sent.push(sender.send(Tick, TO, { i }, { qos }));
+  // Both ends done: every handler ran and every sender learnt its guarantee was met.
+  await Promise.all([arrived, Promise.all(sent)]);
+}
+
+interface Phase {
+  msgsPerSec: number;
+  nodeUsPerMsg: number;
+  serverUsPerMsg: number | undefined;
+  delivered: number;
+  msgsPerBatch: number | undefined;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+async function phase(rig: Rig, qos: QosLevel): Promise<Phase> {
+  const { sender, sink, srv } = rig;
+  const c0 = { batched: sender.counters.batched, batches: sender.counters.batches };
+  const before = sink.received;
+  const cpu0 = process.cpuUsage();
+  const srv0 = processCpuUs(srv.pid);
+  const t0 = performance.now();
+  await sendAll(rig, qos, COUNT);
+  const end = qos === 0 ? sink.lastReceipt : performance.now();
+  const cpu = process.cpuUsage(cpu0);
+  const srv1 = processCpuUs(srv.pid);
+  const delivered = sink.received - before;
+  const batches = sender.counters.batches - c0.batches;
+
+  // Latency: one message at a time, send → handler, same clock.
+  const latencies: number[] = [];
+  for (let i = 0; i < LATENCY_SAMPLES; i++) {
+    const start = performance.now();
+    const arrived = sink.until(sink.received + 1, qos === 0);
+    const sent = sender.send(Tick, TO, { i }, { qos });
+    await arrived;
+    latencies.push(performance.now() - start);
+    await sent;
+  }
+  latencies.sort((a, b) => a - b);
+  return {
+    msgsPerSec: Math.round((delivered / (end - t0)) * 1000),
+    nodeUsPerMsg: (cpu.user + cpu.system) / delivered,
+    serverUsPerMsg: srv0 !== undefined && srv1 !== undefined ? (srv1 - srv0) / delivered : undefined,
+    delivered,
+    msgsPerBatch: batches > 0 ? (sender.counters.batched - c0.batched) / batches : undefined,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+  };
+}
+
+/** Machine-wide busy CPU time (µs) from /proc/stat; undefined where unreadable. */
+function machineBusyUs(): number | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const tick = (i: number): number => f[i] ?? 0;
+    return ((tick(0) + tick(1) + tick(2) + tick(5) + tick(6) + tick(7)) * 1e6) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every order of `items`, in turn (for 3 levels: 6 orders, each level first twice, after each other one once per 6). */
+function permutations<T>(items: readonly T[]): T[][] {
+  if (items.length <= 1) return [[...items]];
+  return items.flatMap((x, i) => permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((p) => [x, ...p]));
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+interface RoundRecord extends Phase {
+  round: number;
+  qos: QosLevel;
+  position: number;
+  outsideLoadCores: number | undefined;
+  flagged: boolean;
+}
+
+const rigs = new Map<string, Rig>();
+const servers: XmppServer[] = [];
+const records = new Map<string, RoundRecord[]>();
+try {
+  for (const kind of KINDS) {
+    const srv = await startServer(kind);
+    servers.push(srv);
+    rigs.set(kind, await setupRig(srv));
+    records.set(kind, []);
+  }
+  // Warm-up (JIT, SQLite pages, server routes, the batch disco): every level on every server.
+  for (const rig of rigs.values()) for (const qos of LEVELS) await sendAll(rig, qos, WARMUP);
+
+  const orders = permutations(LEVELS);
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = orders[round % orders.length]!;
+    for (const [kind, rig] of rigs) {
+      for (const [position, qos] of order.entries()) {
+        const busy0 = machineBusyUs();
+        const self0 = process.cpuUsage();
+        const srv0 = processCpuUs(rig.srv.pid);
+        const t0 = performance.now();
+        const p = await phase(rig, qos);
+        const wallUs = (performance.now() - t0) * 1000;
+        const busy1 = machineBusyUs();
+        const self = process.cpuUsage(self0);
+        const srv1 = processCpuUs(rig.srv.pid);
+        const outside =
+          busy0 !== undefined && busy1 !== undefined && srv0 !== undefined && srv1 !== undefined
+            ? Math.max(0, (busy1 - busy0 - (self.user + self.system) - (srv1 - srv0)) / wallUs)
+            : undefined;
+        records.get(kind)!.push({
+          round,
+          qos,
+          position,
+          ...p,
+          outsideLoadCores: outside,
+          flagged: outside !== undefined && outside > OUTSIDE_LIMIT,
+        });
+        process.stdout.write(
+          `${kind} round ${round} qos ${qos}: ${p.msgsPerSec} msg/s, node ${p.nodeUsPerMsg.toFixed(1)} µs/msg, ` +
+            `server ${p.serverUsPerMsg?.toFixed(1) ?? 'n/a'} µs/msg, ${p.msgsPerBatch?.toFixed(1) ?? '-'} msg/batch, ` +
+            `outside ${outside?.toFixed(2) ?? 'n/a'} cores\n`,
+        );
+      }
+    }
+  }
+} finally {
+  for (const rig of rigs.values()) await rig.close();
+  for (const srv of servers) await srv.stop();
+}
+
+interface Row extends Record<string, string | number> {
+  server: string;
+  qos: number;
+  'msgs/s': number;
+  'p50 ms': number;
+  'p99 ms': number;
+  'node µs/msg': number;
+  'server µs/msg': number | string;
+  'msg/batch': number | string;
+  delivered: number;
+  rounds: string;
+}
+
+const rows: Row[] = [];
+const metrics: Record<string, unknown> = {
+  method: {
+    rounds: ROUNDS,
+    countPerRound: COUNT,
+    latencySamplesPerRound: LATENCY_SAMPLES,
+    order: 'all orders of the levels in turn, a new one every round',
+    outsideLoadLimitCores: OUTSIDE_LIMIT,
+    summary: 'per-level medians over the unflagged rounds when ≥ 3 remain, else over all rounds',
+  },
+  count: COUNT,
+};
+const ratios: Record<string, unknown> = {};
+const round3 = (x: number): number => Number(x.toFixed(3));
+for (const [kind, recs] of records) {
+  const clean = recs.filter((r) => !r.flagged);
+  const perLevel = new Set(LEVELS.map((q) => clean.filter((r) => r.qos === q).length));
+  const useClean = Math.min(...perLevel) >= MIN_CLEAN_ROUNDS;
+  const used = useClean ? clean : recs;
+  const server: Record<string, unknown> = {};
+  const rate: Record<number, number> = {};
+  for (const qos of LEVELS) {
+    const rs = used.filter((r) => r.qos === qos);
+    const med = (f: (r: RoundRecord) => number | undefined): number | undefined => {
+      const xs = rs.map(f).filter((x): x is number => x !== undefined && !Number.isNaN(x));
+      return xs.length > 0 ? median(xs) : undefined;
+    };
+    const row: Row = {
+      server: kind,
+      qos,
+      'msgs/s': Math.round(med((r) => r.msgsPerSec)!),
+      'p50 ms': round3(med((r) => r.p50Ms)!),
+      'p99 ms': round3(med((r) => r.p99Ms)!),
+      'node µs/msg': Number(med((r) => r.nodeUsPerMsg)!.toFixed(1)),
+      'server µs/msg': med((r) => r.serverUsPerMsg)?.toFixed(1) ?? 'n/a',
+      'msg/batch': med((r) => r.msgsPerBatch)?.toFixed(1) ?? '-',
+      delivered: Math.round(med((r) => r.delivered)!),
+      rounds: `${rs.length}${useClean ? ' clean' : ' (all)'}`,
+    };
+    rows.push(row);
+    rate[qos] = row['msgs/s'];
+    server[`qos${qos}`] = row;
+  }
+  server['rounds'] = recs;
+  metrics[kind] = server;
+  if (LEVELS.includes(0) && LEVELS.includes(1) && LEVELS.includes(2)) {
+    ratios[kind] = {
+      qos1_vs_qos0: round3(rate[1]! / rate[0]!),
+      qos2_vs_qos0: round3(rate[2]! / rate[0]!),
+      rule: useClean
+        ? `medians of unflagged rounds (outside load ≤ ${OUTSIDE_LIMIT} core)`
+        : `medians of all rounds (fewer than ${MIN_CLEAN_ROUNDS} unflagged per level)`,
+    };
+  }
+}
+printTable(
+  `messaging: ${COUNT} messages per level and round, ${ROUNDS} rounds, medians; durable SQLite stores both sides`,
+  rows,
+);
 process.stdout.write(`\nratios ${JSON.stringify(ratios)} (targets: qos1 ≥ 0.5, qos2 ≥ 0.35)\n`);
 if (!only && LEVELS.length === 3) writeResult({ name: 'messaging', server: SERVER_KINDS.join('+'), metrics, ratios });

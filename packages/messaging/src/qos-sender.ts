@@ -156,6 +156,7 @@ export class QosSender {
     const ns = this.#settings.ns;
     const items: Element[] = [];
     this.#counters.batched += chunk.length;
+    this.#counters.batches++;
     for (const e of chunk) {
       this.#begin(e);
       const rec = e.rec;

@@ -75,6 +75,8 @@ export interface MessengerCounters {
   sent: number;
   /** …of which travelled inside a batch (several messages per IQ, `urn:xmppbus:qos:batch:1`). */
   batched: number;
+  /** Batch IQs written (`batched / batches` = messages per batch). */
+  batches: number;
   /** Outbound messages that reached their guarantee (QoS 0 written, 1 acknowledged, 2 delivered). */
   completed: number;
   /** Outbound attempts that failed and will be retried. */
@@ -99,6 +101,7 @@ export function newCounters(): MessengerCounters {
     inFlight: 0,
     sent: 0,
     batched: 0,
+    batches: 0,
     completed: 0,
     retried: 0,
     deadLettered: 0,
