@@ -14,6 +14,7 @@ import {
   type WaitOptions,
 } from '@xmppbus/core';
 import type { PayloadContract, PayloadOf } from '@xmppbus/schema';
+import { DEFAULT_MAX_BATCH_EVENTS } from './batch.js';
 import { GroupMember } from './group.js';
 import { Pipeline } from './pipeline.js';
 import type {
@@ -53,7 +54,7 @@ export class Consumer<C extends PayloadContract = PayloadContract> implements As
   ) {
     if (typeof spec.node !== 'string' || spec.node === '') throw new ConfigError('consume: `node` must be a node name');
     if (typeof spec.handler !== 'function') throw new ConfigError('consume: `handler` must be a function');
-    for (const k of ['concurrency', 'heartbeatMs', 'dedupeWindow'] as const) {
+    for (const k of ['concurrency', 'heartbeatMs', 'dedupeWindow', 'maxBatchEvents'] as const) {
       const v = options[k];
       if (v !== undefined && !(Number.isInteger(v) && v >= 1))
         throw new ConfigError(`consume: \`${k}\` must be an integer >= 1, got ${v}`);
@@ -131,6 +132,7 @@ export class Consumer<C extends PayloadContract = PayloadContract> implements As
       subscribe: o.subscribe !== false,
       startFrom: o.startFrom ?? 'latest',
       dedupeWindow: o.dedupeWindow ?? 1_000,
+      maxBatchEvents: o.maxBatchEvents ?? DEFAULT_MAX_BATCH_EVENTS,
       timeout: o.timeout,
       retry: this.#retry,
       stats: this.stats,

@@ -58,6 +58,7 @@ export interface GroupMemberOptions<C extends PayloadContract> {
   subscribe: boolean;
   startFrom: 'latest' | 'earliest';
   dedupeWindow: number;
+  maxBatchEvents: number;
   concurrency: number;
   heartbeatMs: number;
   timeout: number | undefined;
@@ -286,6 +287,7 @@ export class GroupMember<C extends PayloadContract> {
       store: new StateNodeStore(this.#host, this.#state, this.#term),
       startFrom: o.startFrom,
       dedupeWindow: 200,
+      maxBatchEvents: o.maxBatchEvents,
       concurrency: o.concurrency,
       timeout: o.timeout,
       retry: o.retry,

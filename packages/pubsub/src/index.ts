@@ -1,6 +1,7 @@
 // Client
 export { PubSub, EVENT_NODE_DEFAULTS } from './pubsub.js';
 export type { PubSubOptions, PubSubStatus } from './pubsub.js';
+export type { BatchPublisher, BatchPublisherOptions, BatchOptions, BatchEventOptions } from './batch-publisher.js';
 export type {
   PublishOptions,
   ItemsOptions,
@@ -51,5 +52,6 @@ export {
   NS_PUBSUB_ERRORS,
   NS_PUBSUB_NODE_CONFIG,
   NS_XMPPBUS_PUBSUB,
+  NS_EVENTS_BATCH,
 } from './ns.js';
 export type { Logger } from './logger.js';

@@ -12,3 +12,5 @@ export const NS_DELAY = 'urn:xmpp:delay';
 export const NS_RSM = 'http://jabber.org/protocol/rsm';
 /** Our own protocol for competing-consumer groups (dispatch from the group leader to members). */
 export const NS_XMPPBUS_PUBSUB = 'urn:xmppbus:pubsub:1';
+/** Event batches: several events of one contract in one pub/sub item (docs/protocol.md §4). */
+export const NS_EVENTS_BATCH = 'urn:xmppbus:events:batch:1';

@@ -19,7 +19,8 @@ import {
 } from '@xmppbus/core';
 import { decode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
 import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
-import type { PubSubEvent } from './events.js';
+import { batchEventId, isBatch, unwrapBatch } from './batch.js';
+import type { EventItem, PubSubEvent } from './events.js';
 import { headersOf, restoreHeaders, takeHeaders } from './payload-headers.js';
 import type { ConsumerHost, ConsumerStats, EventMeta, InvalidEvent } from './types.js';
 
@@ -27,11 +28,16 @@ import type { ConsumerHost, ConsumerStats, EventMeta, InvalidEvent } from './typ
 export type Processor<T> = (value: T, meta: EventMeta, payload: Element) => void | Promise<void>;
 
 interface Pending {
+  /** Item id, or `<item id>#<index>` for an event of a batch (batch.ts). */
   id: string;
   payload: Element | undefined;
   publisher: string | undefined;
   delayedFrom: Date | undefined;
   replay: boolean;
+  /** The batch wrapper's own `<headers/>`: they apply to its events that carry none. */
+  itemHeaders: Element | undefined;
+  /** A batch item refused as a whole (too many events, wrong count): reported as invalid. */
+  error?: Error;
 }
 
 export interface PipelineOptions<C extends PayloadContract> {
@@ -56,6 +62,8 @@ export interface PipelineOptions<C extends PayloadContract> {
   onEvent: ((e: PubSubEvent) => void) | undefined;
   /** Items seen before a restart of the pipeline in the same process (group leadership changes). */
   seen?: Set<string>;
+  /** Most events accepted in one batch item (docs/protocol.md §4); a bigger one is refused as invalid. */
+  maxBatchEvents: number;
 }
 
 /** Bounds the last checkpoint write of `close()`, which must never hang. */
@@ -140,10 +148,14 @@ export class Pipeline<C extends PayloadContract> {
     if (this.#closed || this.#draining) return;
     if (e.type === 'items') {
       for (const it of e.items) {
+        if (isBatch(it.payload)) {
+          this.#onBatch(it, e.delayedFrom);
+          continue;
+        }
         // Hot path: nothing buffered or queued and a free slot → run now, no Pending record.
         if (!this.#buffer && this.#queue.length === 0 && this.#inFlight < this.#o.concurrency) {
           if (this.#isDuplicate(it.id)) this.#o.stats.duplicates++;
-          else this.#run(it.id, it.payload, it.publisher, e.delayedFrom, false);
+          else this.#run(it.id, it.payload, it.publisher, e.delayedFrom, false, undefined);
           continue;
         }
         const p: Pending = {
@@ -152,6 +164,7 @@ export class Pipeline<C extends PayloadContract> {
           publisher: it.publisher,
           delayedFrom: e.delayedFrom,
           replay: false,
+          itemHeaders: undefined,
         };
         if (this.#buffer) this.#buffer.push(p);
         else this.#enqueue(p);
@@ -165,6 +178,79 @@ export class Pipeline<C extends PayloadContract> {
     }
   }
 
+  /** A live batch item: its events one by one, in order, as if each had come alone. */
+  #onBatch(it: EventItem, delayedFrom: Date | undefined): void {
+    let batch;
+    try {
+      batch = unwrapBatch(it.payload!, this.#o.maxBatchEvents);
+    } catch (err) {
+      const p = this.#pending(it, delayedFrom, false);
+      p.error = err as Error;
+      if (this.#buffer) this.#buffer.push(p);
+      else this.#enqueue(p);
+      return;
+    }
+    const { events, headers } = batch;
+    for (let i = 0; i < events.length; i++) {
+      const id = batchEventId(it.id, i);
+      if (!this.#buffer && this.#queue.length === 0 && this.#inFlight < this.#o.concurrency) {
+        if (this.#isDuplicate(id)) this.#o.stats.duplicates++;
+        else this.#run(id, events[i], it.publisher, delayedFrom, false, headers);
+        continue;
+      }
+      const p: Pending = {
+        id,
+        payload: events[i],
+        publisher: it.publisher,
+        delayedFrom,
+        replay: false,
+        itemHeaders: headers,
+      };
+      if (this.#buffer) this.#buffer.push(p);
+      else this.#enqueue(p);
+    }
+  }
+
+  #pending(it: EventItem, delayedFrom: Date | undefined, replay: boolean): Pending {
+    return { id: it.id, payload: it.payload, publisher: it.publisher, delayedFrom, replay, itemHeaders: undefined };
+  }
+
+  /**
+   * Persisted items as events, in order: a batch item gives one per event (or, refused as a
+   * whole, one carrying the error).
+   */
+  #expand(items: readonly EventItem[]): Pending[] {
+    const out: Pending[] = [];
+    for (const it of items) {
+      if (!isBatch(it.payload)) {
+        out.push(this.#pending(it, undefined, true));
+        continue;
+      }
+      let batch;
+      try {
+        batch = unwrapBatch(it.payload, this.#o.maxBatchEvents);
+      } catch (err) {
+        const p = this.#pending(it, undefined, true);
+        p.error = err as Error;
+        out.push(p);
+        continue;
+      }
+      const { events, headers } = batch;
+      for (let i = 0; i < events.length; i++) {
+        const id = batchEventId(it.id, i);
+        out.push({
+          id,
+          payload: events[i],
+          publisher: it.publisher,
+          delayedFrom: undefined,
+          replay: true,
+          itemHeaders: headers,
+        });
+      }
+    }
+    return out;
+  }
+
   /** Subscribe, catch up from persisted items, then flush what arrived meanwhile. */
   async #sync(first: boolean): Promise<void> {
     if (this.#closed || this.#syncing) return;
@@ -176,7 +262,8 @@ export class Pipeline<C extends PayloadContract> {
       if (o.subscribe) await o.host.subscribe(o.node, { ...opts, jid: o.jid });
       const durable = o.durableKey !== undefined;
       if (durable || (!first && this.#lastId !== undefined)) {
-        const items = await o.host.items(o.node, opts);
+        // Positions and dedupe are per event: a batch item counts as its events (`<id>#<i>`).
+        const items = this.#expand(await o.host.items(o.node, opts));
         if (durable && !this.#hasCheckpoint && o.startFrom === 'latest') {
           // First start: what is already there counts as seen.
           for (const it of items) this.#remember(it.id);
@@ -192,13 +279,7 @@ export class Pipeline<C extends PayloadContract> {
           for (let i = start; i < items.length; i++) {
             const it = items[i]!;
             if (this.#seen.has(it.id)) continue;
-            this.#enqueue({
-              id: it.id,
-              payload: it.payload,
-              publisher: it.publisher,
-              delayedFrom: undefined,
-              replay: true,
-            });
+            this.#enqueue(it);
           }
           this.#hasCheckpoint = true;
         }
@@ -262,7 +343,8 @@ export class Pipeline<C extends PayloadContract> {
         o.stats.duplicates++;
         continue;
       }
-      this.#run(p.id, p.payload, p.publisher, p.delayedFrom, p.replay);
+      if (p.error) this.#invalid(p.id, p.payload, p.error);
+      else this.#run(p.id, p.payload, p.publisher, p.delayedFrom, p.replay, p.itemHeaders);
     }
     if (this.#draining) this.#checkIdle();
   }
@@ -277,6 +359,7 @@ export class Pipeline<C extends PayloadContract> {
     publisher: string | undefined,
     delayedFrom: Date | undefined,
     replay: boolean,
+    itemHeaders: Element | undefined,
   ): void {
     const o = this.#o;
     if (publisher !== undefined && !this.#publisherAllowed(publisher)) {
@@ -292,12 +375,7 @@ export class Pipeline<C extends PayloadContract> {
       if (!payload) throw new StanzaError({ condition: 'bad-request', text: 'notification without payload' });
       value = decode(o.contract, payload);
     } catch (err) {
-      o.stats.invalid++;
-      const instr = o.host.session.instrumentation;
-      if (instr.enabled) instr.invalidEvent(o.host.service, o.node, err);
-      o.onInvalid({ id, node: o.node, payload, error: err as Error });
-      this.#track(id);
-      this.#done(id, false);
+      this.#invalid(id, payload, err as Error);
       return;
     } finally {
       if (headersEl) restoreHeaders(payload!, headersEl);
@@ -307,7 +385,7 @@ export class Pipeline<C extends PayloadContract> {
       node: o.node,
       from: o.host.service,
       publisher,
-      headers: headersOf(headersEl),
+      headers: headersOf(headersEl ?? itemHeaders),
       delayedFrom,
       replay,
       signal: this.#ac.signal,
@@ -352,6 +430,17 @@ export class Pipeline<C extends PayloadContract> {
       o.stats.handled++;
       this.#done(id, false);
     }
+  }
+
+  /** Reports an invalid event (or batch item) and moves the position past it, like a processed one. */
+  #invalid(id: string, payload: Element | undefined, error: Error): void {
+    const o = this.#o;
+    o.stats.invalid++;
+    const instr = o.host.session.instrumentation;
+    if (instr.enabled) instr.invalidEvent(o.host.service, o.node, error);
+    o.onInvalid({ id, node: o.node, payload, error });
+    this.#track(id);
+    this.#done(id, false);
   }
 
   /**

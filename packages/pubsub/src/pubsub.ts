@@ -10,6 +10,7 @@
 import { ClosedError, ConfigError, localName, randomId, xml } from '@xmppbus/core';
 import type { Element, Session, SessionUnit, WaitOptions } from '@xmppbus/core';
 import { describeEvent, encode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
+import { BatchPublisher, type BatchPublisherOptions } from './batch-publisher.js';
 import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
 import { Consumer } from './consumer.js';
 import type { DataForm, FieldValue } from './forms.js';
@@ -319,6 +320,30 @@ export class PubSub implements SessionUnit, AsyncDisposable {
     }
     if (this.#published.get(contract)?.has(node) !== true) this.#reflectPublished(contract, node);
     return this.publishElement(node, el, options);
+  }
+
+  /**
+   * The opt-in batching mode of `contract` on `node` (docs/protocol.md §4): events given in the
+   * same tick travel together in one item, `<events xmlns='urn:xmppbus:events:batch:1'>`, bounded
+   * by `options.batch` (count, estimated bytes, delay, items in flight). Consumers of this package
+   * see them as single typed events with ids `<item id>#<index>`. Use it for high-rate streams
+   * whose consumers are xmppbus ≥ this version (or peers that read §4). Throws ConfigError for
+   * bad options.
+   */
+  batchPublisher<C extends PayloadContract>(
+    contract: C,
+    node: string,
+    options: BatchPublisherOptions = {},
+  ): BatchPublisher<C> {
+    if (this.#status === 'closed') throw new ClosedError('PubSub is closed');
+    const p = new BatchPublisher<C>(
+      { session: this.session, publishElement: (n, el, o) => this.publishElement(n, el, o) },
+      contract,
+      node,
+      options,
+    );
+    if (this.#published.get(contract)?.has(node) !== true) this.#reflectPublished(contract, node);
+    return p;
   }
 
   /** Reflects a published (contract, node) once (docs/protocol.md §6); at most 64 per client. */

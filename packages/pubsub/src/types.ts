@@ -79,7 +79,10 @@ export type EventListener = (event: PubSubEvent) => void;
 
 /** The handler context of an event (the same shape as rpc's and messaging's, docs/api.md). */
 export interface EventMeta {
-  /** Item id (stable and meaningful: the event's identity). */
+  /**
+   * The event's identity (stable and meaningful): its item id, or `<item id>#<index>` (index from
+   * 0) for an event of a batch item (docs/protocol.md §4). Positions and dedupe use it.
+   */
   readonly id: string;
   readonly node: string;
   /** The pub/sub service that notified the event. */
@@ -98,8 +101,9 @@ export interface EventMeta {
 
 export type EventHandler<T> = (payload: T, meta: EventMeta) => void | Promise<void>;
 
-/** An event that could not be decoded or failed validation; it is skipped. */
+/** An event that could not be decoded or failed validation (or a refused batch item); it is skipped. */
 export interface InvalidEvent {
+  /** The event's id; the item id for a batch item refused as a whole. */
   readonly id: string;
   readonly node: string;
   readonly payload: Element | undefined;
@@ -134,6 +138,12 @@ export interface ConsumeOptions extends WaitOptions {
   startFrom?: 'latest' | 'earliest';
   /** How many processed ids are remembered for deduplication, at least (default 1 000: ejabberd's and Prosody's item caps; evicted in batches of 1/16). */
   dedupeWindow?: number;
+  /**
+   * Most events accepted in one batch item (docs/protocol.md §4, default 4 096). A bigger batch,
+   * or one whose `count` does not match its events, is refused as a whole: reported once to
+   * `onInvalid` with the item's id and a ProtocolError, and skipped.
+   */
+  maxBatchEvents?: number;
   /** Delays between attempts to resubscribe and catch up after a failure (default 500 ms doubling to 10 s). */
   retry?: RetryOptions;
   /** Called for each invalid event (it is skipped) after the session's logger warned about it. */
