@@ -1,0 +1,189 @@
+// The phases of the peers benchmark: one system, one payload, WARM ms unmeasured then MEASURE ms
+// measured, closed loop. Completion is signalled by the receiving handlers and the send callbacks
+// (no polling of counters): request/reply keeps `inFlight` calls outstanding; one-way and
+// fan-out keep at most `window` deliveries outstanding (sends not yet delivered everywhere or,
+// where the system acknowledges, not yet acked). Lossy (fire-and-forget) flows write off a stalled
+// window and count what arrived; acknowledged flows fail after STALL_MS without progress.
+import { percentile, processCpuUs } from './results.js';
+import type { Done, Flow, Payload, PhaseResult, RequestReply } from './peers-types.js';
+
+export interface PhaseTiming {
+  warmMs: number;
+  measureMs: number;
+}
+
+/** A lossy flow with a full window and no receipt for this long has lost what is outstanding. */
+const QUIET_MS = 250;
+/** An acknowledged flow or request/reply without progress for this long fails the phase. */
+const STALL_MS = 30_000;
+
+interface Snapshot {
+  t: number;
+  ops: number;
+  cpu: NodeJS.CpuUsage;
+  broker: number | undefined;
+}
+
+function snapshot(ops: number, pid: number): Snapshot {
+  return { t: performance.now(), ops, cpu: process.cpuUsage(), broker: processCpuUs(pid) };
+}
+
+function resultOf(a: Snapshot, b: Snapshot, extra: Partial<PhaseResult> = {}): PhaseResult {
+  const ops = b.ops - a.ops;
+  const cpu = b.cpu.user - a.cpu.user + (b.cpu.system - a.cpu.system);
+  return {
+    opsPerSec: (ops / (b.t - a.t)) * 1000,
+    nodeCpuUsPerOp: ops > 0 ? cpu / ops : NaN,
+    ...(a.broker !== undefined && b.broker !== undefined && ops > 0
+      ? { brokerCpuUsPerOp: (b.broker - a.broker) / ops }
+      : {}),
+    ...extra,
+  };
+}
+
+/** `inFlight` calls outstanding; p50/p99 over calls started inside the measured window. */
+export function driveRequestReply(
+  rr: RequestReply,
+  payload: Payload,
+  inFlight: number,
+  timing: PhaseTiming,
+  pid: number,
+): Promise<PhaseResult> {
+  return new Promise((resolve, reject) => {
+    let completed = 0;
+    let active = 0;
+    let stopped = false;
+    let measuring = false;
+    let failed = false;
+    let start: Snapshot | undefined;
+    let end: Snapshot | undefined;
+    const latencies: number[] = [];
+    let lastProgress = performance.now();
+    const finish = (err?: Error): void => {
+      if (failed) return;
+      clearInterval(watchdog);
+      clearTimeout(t0);
+      clearTimeout(t1);
+      if (err) {
+        failed = true;
+        reject(err);
+        return;
+      }
+      latencies.sort((x, y) => x - y);
+      resolve(resultOf(start!, end!, { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) }));
+    };
+    const launch = (): void => {
+      active++;
+      const began = performance.now();
+      const timed = measuring;
+      const done: Done = (err) => {
+        if (err) return finish(err);
+        active--;
+        completed++;
+        const now = performance.now();
+        lastProgress = now;
+        if (timed && measuring) latencies.push(now - began);
+        if (!stopped) launch();
+        else if (active === 0) finish();
+      };
+      rr.call(payload, done);
+    };
+    const t0 = setTimeout(() => {
+      start = snapshot(completed, pid);
+      measuring = true;
+    }, timing.warmMs);
+    const t1 = setTimeout(() => {
+      end = snapshot(completed, pid);
+      measuring = false;
+      stopped = true;
+    }, timing.warmMs + timing.measureMs);
+    const watchdog = setInterval(() => {
+      if (performance.now() - lastProgress > STALL_MS)
+        finish(new Error(`request/reply stalled: ${active} calls unanswered for ${STALL_MS} ms`));
+    }, 1_000);
+    for (let i = 0; i < inFlight; i++) launch();
+  });
+}
+
+/** At most `window` deliveries outstanding (≥ 2 sends); ops = deliveries received in the measured window. */
+export function driveFlow(
+  flow: Flow,
+  payload: Payload,
+  window: number,
+  timing: PhaseTiming,
+  pid: number,
+): Promise<PhaseResult> {
+  return new Promise((resolve, reject) => {
+    const per = flow.receiversPerSend;
+    // The window counts deliveries: a fan-out to 100 keeps 5 publishes (500 deliveries) outstanding.
+    const sends = Math.max(2, Math.ceil(window / per));
+    let sent = 0;
+    let acked = 0;
+    let received = 0;
+    /** Sends written off as lost (lossy flows only). */
+    let lostSends = 0;
+    let stopped = false;
+    let failed = false;
+    let pumping = false;
+    let start: Snapshot | undefined;
+    let end: Snapshot | undefined;
+    let lastProgress = performance.now();
+    const deliveredSends = (): number => Math.floor(received / per) + lostSends;
+    const outstanding = (): number => sent - Math.min(acked, deliveredSends());
+    const finish = (err?: Error): void => {
+      if (failed) return;
+      failed = true; // settles once
+      clearInterval(watchdog);
+      clearTimeout(t0);
+      clearTimeout(t1);
+      flow.onReceive = () => {};
+      if (err) reject(err);
+      else resolve(resultOf(start!, end!, flow.lossy ? { lost: lostSends } : {}));
+    };
+    const checkDone = (): void => {
+      if (stopped && end && acked === sent && deliveredSends() >= sent) finish();
+    };
+    const onAck: Done = (err) => {
+      if (err) return finish(err);
+      acked++;
+      lastProgress = performance.now();
+      pump();
+    };
+    const pump = (): void => {
+      if (pumping) return; // a synchronous ack re-enters here
+      pumping = true;
+      while (!stopped && outstanding() < sends) {
+        sent++;
+        flow.send(payload, onAck);
+      }
+      pumping = false;
+      checkDone();
+    };
+    flow.onReceive = () => {
+      received++;
+      lastProgress = performance.now();
+      pump();
+    };
+    const t0 = setTimeout(() => (start = snapshot(received, pid)), timing.warmMs);
+    const t1 = setTimeout(() => {
+      end = snapshot(received, pid);
+      stopped = true;
+      checkDone();
+    }, timing.warmMs + timing.measureMs);
+    const watchdog = setInterval(
+      () => {
+        const quiet = performance.now() - lastProgress;
+        if (flow.lossy && quiet >= QUIET_MS && acked === sent) {
+          // Fire-and-forget: what has not arrived by now will not; count it lost and go on (or end).
+          lostSends = sent - Math.floor(received / per);
+          lastProgress = performance.now();
+          pump();
+        } else if (quiet > STALL_MS) {
+          finish(new Error(`flow stalled: sent ${sent}, acked ${acked}, received ${received} (×${per})`));
+        }
+      },
+      flow.lossy ? QUIET_MS / 2 : 1_000,
+    );
+    pump();
+  });
+}

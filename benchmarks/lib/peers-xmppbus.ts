@@ -1,0 +1,160 @@
+// xmppbus adapters of the peers benchmark, through a real XMPP server (one component link per
+// party, @xmppbus/transport-component with TCP_NODELAY): RpcClient/RpcServer request/reply,
+// Messenger one-way at QoS 0/1/2 with SQLite stores on both sides, and pub/sub fan-out from a
+// non-persistent node to N subscriber sessions (each its own component link).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Type } from '@sinclair/typebox';
+import { Session } from '@xmppbus/core';
+import { Messenger, type QosLevel } from '@xmppbus/messaging';
+import { PubSub } from '@xmppbus/pubsub';
+import { RpcClient, RpcServer } from '@xmppbus/rpc';
+import { event, method, toXml } from '@xmppbus/schema';
+import { sqliteMessageStore } from '@xmppbus/store-sqlite';
+import type { XmppServer } from '@xmppbus/testing';
+import { componentTransport } from '@xmppbus/transport-component';
+import type { Done, Flow, RequestReply } from './peers-types.js';
+
+const NS = 'urn:bench:peers:1';
+const data = Type.Object({ data: Type.String() });
+/** The one-way and fan-out payload: `<blob xmlns='urn:bench:peers:1'><data>…</data></blob>`. */
+export const Blob = event({ ns: NS, name: 'blob', schema: data });
+/** Echo method; its request and response serialize exactly like Blob. */
+export const Echo = method({ ns: NS, name: 'blob', request: data, response: data });
+
+/** The filler string that makes Blob's serialized payload `bytes` characters long (ASCII, so bytes). */
+export function fillerFor(bytes: number): string {
+  const overhead = toXml(Blob, { data: '' }).length;
+  return 'x'.repeat(Math.max(0, bytes - overhead));
+}
+
+/** Component names the adapters take from, in order; Prosody must declare every one at start. */
+export class ComponentNames {
+  #next = 0;
+  constructor(readonly all: readonly string[]) {}
+  static make(count: number): ComponentNames {
+    return new ComponentNames(Array.from({ length: count }, (_, i) => `peer${i}.localhost`));
+  }
+  take(): string {
+    const name = this.all[this.#next++];
+    if (name === undefined) throw new Error(`out of component names (${this.all.length} declared)`);
+    return name;
+  }
+}
+
+/** Component names each workload's setup takes (fresh names: no route of a closed link is reused). */
+export function namesNeeded(workload: string): number {
+  if (workload.startsWith('fanout')) return 1 + Number(workload.slice('fanout'.length));
+  return 2;
+}
+
+async function sessionFor(srv: XmppServer, domain: string): Promise<Session> {
+  const transport = await componentTransport({
+    service: srv.componentService(),
+    domain,
+    password: srv.componentSecret,
+    reconnect: false,
+  });
+  return new Session({ transport });
+}
+
+const fail = (done: Done) => (err: unknown) => done(err instanceof Error ? err : new Error(String(err)));
+
+export async function xmppbusRequestReply(srv: XmppServer, names: ComponentNames): Promise<RequestReply> {
+  const callee = names.take();
+  const calleeSession = await sessionFor(srv, callee);
+  const server = new RpcServer({ session: calleeSession, concurrency: 256 });
+  server.handle(Echo, (req) => req);
+  await server.start();
+  const callerSession = await sessionFor(srv, names.take());
+  const client = new RpcClient({ session: callerSession, timeout: 30_000 });
+  await client.start();
+  return {
+    call(payload, done) {
+      client.call(Echo, callee, { data: payload.data }).then(() => done(), fail(done));
+    },
+    async close() {
+      await calleeSession.drain({ timeout: 1000 }).catch(() => undefined);
+      await callerSession.close();
+      await calleeSession.close();
+    },
+  };
+}
+
+/** Messenger sender → receiver at `qos`, durable SQLite stores on both sides (QoS 0 too, as the product runs). */
+export async function xmppbusMessaging(srv: XmppServer, names: ComponentNames, qos: QosLevel): Promise<Flow> {
+  const dir = mkdtempSync(join(tmpdir(), 'xmppbus-bench-peers-'));
+  const to = names.take();
+  const receiverSession = await sessionFor(srv, to);
+  const senderSession = await sessionFor(srv, names.take());
+  const receiver = new Messenger({
+    session: receiverSession,
+    store: sqliteMessageStore(join(dir, 'receiver.db')),
+  });
+  const sender = new Messenger({
+    session: senderSession,
+    store: sqliteMessageStore(join(dir, 'sender.db')),
+  });
+  const opts = { qos };
+  const flow: Flow = {
+    receiversPerSend: 1,
+    lossy: qos === 0,
+    onReceive: () => {},
+    send(payload, done) {
+      sender.send(Blob, to, { data: payload.data }, opts).then(() => done(), fail(done));
+    },
+    async close() {
+      await sender.close();
+      await receiver.close();
+      await senderSession.close();
+      await receiverSession.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  receiver.handle(Blob, () => flow.onReceive());
+  await Promise.all([receiver.start(), sender.start()]);
+  return flow;
+}
+
+let nodes = 0;
+
+/** Publish (acked by the service) to a non-persistent node with `subscribers` sessions consuming it. */
+export async function xmppbusFanout(srv: XmppServer, names: ComponentNames, subscribers: number): Promise<Flow> {
+  const node = `peers-${nodes++}`;
+  const pubSession = await sessionFor(srv, names.take());
+  const pub = new PubSub({ session: pubSession, service: srv.pubsubService });
+  await pub.createNode(node, { persistItems: false });
+  const subs: { session: Session; pubsub: PubSub }[] = [];
+  const flow: Flow = {
+    receiversPerSend: subscribers,
+    lossy: false,
+    onReceive: () => {},
+    send(payload, done) {
+      pub.publish(Blob, node, { data: payload.data }).then(() => done(), fail(done));
+    },
+    async close() {
+      for (const s of subs) {
+        await s.pubsub.close();
+        await s.session.close();
+      }
+      await pub.deleteNode(node).catch(() => undefined);
+      await pub.close();
+      await pubSession.close();
+    },
+  };
+  for (let i = 0; i < subscribers; i++) {
+    const session = await sessionFor(srv, names.take());
+    const pubsub = new PubSub({ session, service: srv.pubsubService });
+    await pubsub.consume(Blob, node, () => flow.onReceive()).start();
+    subs.push({ session, pubsub });
+  }
+  return flow;
+}
+
+// HOOK "xmppbus-batched": the opt-in event batching of packages/pubsub (several events per pub/sub
+// item, docs/protocol.md §4) is not in the tree yet. When it lands, implement this like
+// xmppbusFanout with batching negotiated on the node/contract; peers-run.ts then adds the
+// `xmppbus-batched@<server>` system to the fan-out workloads by itself.
+export const xmppbusBatchedFanout:
+  ((srv: XmppServer, names: ComponentNames, subscribers: number) => Promise<Flow>) | undefined = undefined;
