@@ -1,0 +1,321 @@
+// `npm run bench -- curves`: how cost grows. RPC (RpcClient → RpcServer) and QoS 1 messaging
+// (Messenger → Messenger, durable SQLite stores both sides) through real ejabberd and Prosody:
+// throughput, Node CPU per operation and server CPU per operation
+//   (a) against payload size — 100 B, 1 KB, 4 KB, 16 KB, 64 KB — at 100 in flight;
+//   (b) against operations in flight — 1, 10, 100, 1 000 — at 100 B.
+// The payload is alphanumeric text of that many bytes, one way (RPC request / QoS 1 message); the
+// answer is small (RPC response {n}, QoS 1 ack), so both workloads move the same bytes. For RPC
+// "in flight" is the calls the client keeps outstanding; for QoS 1 it is the sender's window.
+//
+// Method (as benchmarks/rpc.ts, whose comment explains why: this 2-core VM is shared and noisy).
+// Every server stays started and every workload connected for the whole run; after a warm-up of
+// every point, each round measures all 16 points (8 per workload) once, in the order of a balanced
+// Latin square row (Williams), a new row every round, so no point always runs first or after the
+// same neighbour. RPC phases run for PHASE_MS after a drained ramp-up; a QoS 1 phase sends a
+// count sized from that point's last rate to take about PHASE_MS, all handed to the outbox at once
+// so the window limits what is in flight. Phases end on promises (the handler or the acks reach
+// the count), never by polling, so Node CPU (process.cpuUsage, both ends live in this process)
+// counts no busy-waiting; server CPU is from /proc/<pid>/stat. Each phase records the outside
+// load (machine busy time minus ours and the server's); phases above OUTSIDE_LIMIT cores are
+// flagged and a point's medians use its unflagged rounds when at least 3 remain, else all rounds.
+// The receivers' admission budgets are raised to hold the largest window (see curves-rigs.ts), so
+// the curves show cost, not pushback; any retry is counted per phase.
+// Env: CURVES_BENCH_ROUNDS (default 6), CURVES_BENCH_PHASE_MS (default 500),
+// CURVES_BENCH_SERVERS=ejabberd (subset of servers), CURVES_BENCH_WORKLOADS=rpc|qos1 (subset).
+// A subset writes no result files. Defaults take ≈ 4 minutes for both servers.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { SERVER_KINDS, startServer, type ServerKind } from '@xmppbus/testing';
+import { lineChart, type LineSeries } from './lib/chart.js';
+import { payloadOf, qos1Workload, rpcWorkload, type PhaseSample, type Workload } from './lib/curves-rigs.js';
+import { printTable, writeResult } from './lib/results.js';
+
+const ROUNDS = Number(process.env['CURVES_BENCH_ROUNDS'] ?? 6);
+const PHASE_MS = Number(process.env['CURVES_BENCH_PHASE_MS'] ?? 500);
+const WARMUP_MS = 300;
+const OUTSIDE_LIMIT = 0.15;
+const MIN_CLEAN_ROUNDS = 3;
+const PAYLOADS = [100, 1024, 4096, 16_384, 65_536];
+const IN_FLIGHTS = [1, 10, 100, 1000];
+const FIXED_IN_FLIGHT = 100;
+const FIXED_PAYLOAD = 100;
+const WORKLOADS = ['rpc', 'qos1'] as const;
+type WorkloadName = (typeof WORKLOADS)[number];
+const LABEL: Record<WorkloadName, string> = { rpc: 'RPC', qos1: 'QoS 1' };
+
+const onlyServers = process.env['CURVES_BENCH_SERVERS']?.split(',').filter((s) => s !== '');
+const onlyWorkloads = process.env['CURVES_BENCH_WORKLOADS']?.split(',').filter((s) => s !== '');
+const KINDS = onlyServers ? SERVER_KINDS.filter((k) => onlyServers.includes(k)) : [...SERVER_KINDS];
+const NAMES = onlyWorkloads ? WORKLOADS.filter((w) => onlyWorkloads.includes(w)) : [...WORKLOADS];
+const FULL_RUN = KINDS.length === SERVER_KINDS.length && NAMES.length === WORKLOADS.length;
+
+interface Point {
+  workload: WorkloadName;
+  bytes: number;
+  inFlight: number;
+}
+
+/** The payload sweep at 100 in flight and the in-flight sweep at 100 B share the 100 B / 100 point. */
+const POINTS: Point[] = NAMES.flatMap((workload) => {
+  const pts: Point[] = PAYLOADS.map((bytes) => ({ workload, bytes, inFlight: FIXED_IN_FLIGHT }));
+  for (const n of IN_FLIGHTS) if (n !== FIXED_IN_FLIGHT) pts.push({ workload, bytes: FIXED_PAYLOAD, inFlight: n });
+  return pts;
+});
+const PAYLOAD_TEXT = new Map(PAYLOADS.map((b) => [b, payloadOf(b)]));
+
+interface Sample extends PhaseSample {
+  round: number;
+  position: number;
+  outsideLoadCores: number | undefined;
+  flagged: boolean;
+}
+
+interface Summary {
+  workload: WorkloadName;
+  bytes: number;
+  inFlight: number;
+  opsPerSec: number;
+  payloadMBPerSec: number;
+  nodeUsPerOp: number;
+  serverUsPerOp: number | undefined;
+  msgsPerBatch: number | undefined;
+  retried: number;
+  /** CPU cores busy during the phase: below 1 for Node, the phase waited on something other than its CPU. */
+  nodeCores: number;
+  serverCores: number | undefined;
+  outsideLoadCores: number | undefined;
+  rounds: string;
+}
+
+const key = (p: Point): string => `${p.workload}/${p.bytes}/${p.inFlight}`;
+
+/** Machine-wide busy CPU time (µs) from /proc/stat; undefined where unreadable. */
+function machineBusyUs(): number | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const tick = (i: number): number => f[i] ?? 0;
+    return ((tick(0) + tick(1) + tick(2) + tick(5) + tick(6) + tick(7)) * 1e6) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Rows of a balanced Latin square (Williams design) for an even count n: position and neighbour balanced. */
+function williamsOrder(n: number, round: number): number[] {
+  const first: number[] = [0];
+  for (let lo = 1, hi = n - 1; first.length < n;) {
+    first.push(lo++);
+    if (first.length < n) first.push(hi--);
+  }
+  return first.map((k) => (k + round) % n);
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function measure(w: Workload, p: Point, ms: number): Promise<PhaseSample & { outside?: number }> {
+  const busy0 = machineBusyUs();
+  const sample = await w.measure(PAYLOAD_TEXT.get(p.bytes)!, p.inFlight, ms);
+  const busy1 = machineBusyUs();
+  const outside =
+    busy0 !== undefined && busy1 !== undefined && sample.serverCpuUs !== undefined
+      ? Math.max(0, (busy1 - busy0 - sample.nodeCpuUs - sample.serverCpuUs) / (sample.wallMs * 1000))
+      : undefined;
+  return { ...sample, ...(outside !== undefined ? { outside } : {}) };
+}
+
+async function runServer(kind: ServerKind): Promise<Map<string, Sample[]>> {
+  const srv = await startServer(kind);
+  const workloads = new Map<WorkloadName, Workload>();
+  const samples = new Map(POINTS.map((p) => [key(p), [] as Sample[]]));
+  try {
+    if (NAMES.includes('rpc')) workloads.set('rpc', await rpcWorkload(srv, 'svc-a.localhost', 'svc-b.localhost'));
+    if (NAMES.includes('qos1')) {
+      const senders = new Map(IN_FLIGHTS.map((n, i) => [n, `svc-${'cdef'[i]}.localhost`]));
+      workloads.set('qos1', await qos1Workload(srv, senders, 'svc-g.localhost'));
+    }
+    // Warm-up: JIT, SQLite pages, server routes, the batch disco, and a first rate per QoS 1 point.
+    for (const p of POINTS) await measure(workloads.get(p.workload)!, p, WARMUP_MS);
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = williamsOrder(POINTS.length, round);
+      for (const [position, i] of order.entries()) {
+        const p = POINTS[i]!;
+        const s = await measure(workloads.get(p.workload)!, p, PHASE_MS);
+        samples.get(key(p))!.push({
+          ...s,
+          round,
+          position,
+          outsideLoadCores: s.outside,
+          flagged: s.outside !== undefined && s.outside > OUTSIDE_LIMIT,
+        });
+      }
+      process.stdout.write(`${kind}: round ${round + 1}/${ROUNDS} done\n`);
+    }
+  } finally {
+    for (const w of workloads.values()) await w.close();
+    await srv.stop();
+  }
+  return samples;
+}
+
+function summarise(p: Point, samples: Sample[]): Summary {
+  const clean = samples.filter((s) => !s.flagged);
+  const useClean = clean.length >= MIN_CLEAN_ROUNDS;
+  const used = useClean ? clean : samples;
+  const med = (f: (s: Sample) => number | undefined): number | undefined => {
+    const xs = used.map(f).filter((x): x is number => x !== undefined && Number.isFinite(x));
+    return xs.length > 0 ? median(xs) : undefined;
+  };
+  const opsPerSec = med((s) => (s.ops / s.wallMs) * 1000)!;
+  const serverUs = med((s) => (s.serverCpuUs !== undefined ? s.serverCpuUs / s.ops : undefined));
+  const batch = med((s) => s.msgsPerBatch);
+  const serverCores = med((s) => (s.serverCpuUs !== undefined ? s.serverCpuUs / (s.wallMs * 1000) : undefined));
+  const outside = med((s) => s.outsideLoadCores);
+  return {
+    ...p,
+    opsPerSec: Math.round(opsPerSec),
+    payloadMBPerSec: Number(((opsPerSec * p.bytes) / 1e6).toFixed(2)),
+    nodeUsPerOp: Number(med((s) => s.nodeCpuUs / s.ops)!.toFixed(1)),
+    serverUsPerOp: serverUs !== undefined ? Number(serverUs.toFixed(1)) : undefined,
+    msgsPerBatch: batch !== undefined ? Number(batch.toFixed(1)) : undefined,
+    retried: samples.reduce((n, s) => n + (s.retried ?? 0), 0),
+    nodeCores: Number(med((s) => s.nodeCpuUs / (s.wallMs * 1000))!.toFixed(2)),
+    serverCores: serverCores !== undefined ? Number(serverCores.toFixed(2)) : undefined,
+    outsideLoadCores: outside !== undefined ? Number(outside.toFixed(2)) : undefined,
+    rounds: `${used.length}${useClean ? ' clean' : ' (all)'}`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const started = performance.now();
+const metrics: Record<string, unknown> = {
+  method: {
+    rounds: ROUNDS,
+    phaseMs: PHASE_MS,
+    payloadsBytes: PAYLOADS,
+    payloadSweepInFlight: FIXED_IN_FLIGHT,
+    inFlights: IN_FLIGHTS,
+    inFlightSweepPayloadBytes: FIXED_PAYLOAD,
+    order: `balanced Latin square (Williams) over the ${POINTS.length} points, new row every round`,
+    outsideLoadLimitCores: OUTSIDE_LIMIT,
+    aggregate: `per-point medians over unflagged rounds if ≥ ${MIN_CLEAN_ROUNDS} remain, else over all rounds`,
+    payload: 'alphanumeric text, one way; small answer (RPC {n}, QoS 1 ack)',
+    qos1: 'durable SQLite stores both sides; in flight = the sender window; batching on (default 32 msgs / 64 KiB)',
+  },
+};
+const ratios: Record<string, Record<string, number>> = {};
+const summaries = new Map<ServerKind, Summary[]>();
+
+for (const kind of KINDS) {
+  const samples = await runServer(kind);
+  const list = POINTS.map((p) => summarise(p, samples.get(key(p))!));
+  summaries.set(kind, list);
+  metrics[kind] = {
+    points: list,
+    rounds: Object.fromEntries(POINTS.map((p) => [key(p), samples.get(key(p))])),
+  };
+  const find = (w: WorkloadName, bytes: number, inFlight: number): Summary | undefined =>
+    list.find((s) => s.workload === w && s.bytes === bytes && s.inFlight === inFlight);
+  const r: Record<string, number> = {};
+  for (const w of NAMES) {
+    const base = find(w, FIXED_PAYLOAD, FIXED_IN_FLIGHT)!;
+    const ratio = (s: Summary | undefined): number => Number(((s?.opsPerSec ?? NaN) / base.opsPerSec).toFixed(3));
+    r[`${w}_64k_vs_100b`] = ratio(find(w, 65_536, FIXED_IN_FLIGHT));
+    r[`${w}_16k_vs_100b`] = ratio(find(w, 16_384, FIXED_IN_FLIGHT));
+    r[`${w}_inflight1_vs_100`] = ratio(find(w, FIXED_PAYLOAD, 1));
+    r[`${w}_inflight1000_vs_100`] = ratio(find(w, FIXED_PAYLOAD, 1000));
+  }
+  ratios[kind] = r;
+  printTable(
+    `curves on ${kind}: ${ROUNDS} rounds × ${PHASE_MS} ms per point, medians`,
+    list.map((s) => ({
+      workload: LABEL[s.workload],
+      bytes: s.bytes,
+      'in flight': s.inFlight,
+      'ops/s': s.opsPerSec,
+      'MB/s': s.payloadMBPerSec,
+      'node µs/op': s.nodeUsPerOp,
+      'server µs/op': s.serverUsPerOp ?? 'n/a',
+      'msg/batch': s.msgsPerBatch ?? '-',
+      'node cores': s.nodeCores,
+      'server cores': s.serverCores ?? 'n/a',
+      outside: s.outsideLoadCores ?? 'n/a',
+      retried: s.retried,
+      rounds: s.rounds,
+    })),
+  );
+}
+process.stdout.write(`\nratios ${JSON.stringify(ratios)}\n`);
+process.stdout.write(`took ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
+
+/** One line per server and workload (and, for CPU, per side) along one sweep. */
+function sweepSeries(
+  sweep: 'payload' | 'inflight',
+  metric: (s: Summary) => { suffix: string; value: number | undefined }[],
+): LineSeries[] {
+  const out = new Map<string, LineSeries>();
+  for (const [kind, list] of summaries) {
+    for (const s of list) {
+      const onSweep = sweep === 'payload' ? s.inFlight === FIXED_IN_FLIGHT : s.bytes === FIXED_PAYLOAD;
+      if (!onSweep) continue;
+      for (const { suffix, value } of metric(s)) {
+        if (value === undefined) continue;
+        const name = `${kind} ${LABEL[s.workload]}${suffix}`;
+        const series = out.get(name) ?? { name, points: [] };
+        series.points.push({ x: sweep === 'payload' ? s.bytes : s.inFlight, y: value });
+        out.set(name, series);
+      }
+    }
+  }
+  return [...out.values()];
+}
+
+if (FULL_RUN) {
+  writeResult({ name: 'curves', server: KINDS.join('+'), metrics, ratios });
+  const charts: Record<string, string> = {
+    'curves-payload.svg': lineChart({
+      title: `Throughput vs payload size (${FIXED_IN_FLIGHT} in flight)`,
+      xLabel: 'payload (bytes, log scale)',
+      yLabel: 'operations/s (log scale)',
+      logX: true,
+      logY: true,
+      series: sweepSeries('payload', (s) => [{ suffix: '', value: s.opsPerSec }]),
+    }),
+    'curves-payload-cpu.svg': lineChart({
+      title: `CPU per operation vs payload size (${FIXED_IN_FLIGHT} in flight)`,
+      xLabel: 'payload (bytes, log scale)',
+      yLabel: 'CPU µs per operation (log scale)',
+      logX: true,
+      logY: true,
+      series: sweepSeries('payload', (s) => [
+        { suffix: ' · Node', value: s.nodeUsPerOp },
+        { suffix: ' · server', value: s.serverUsPerOp },
+      ]),
+    }),
+    'curves-inflight.svg': lineChart({
+      title: `Throughput vs operations in flight (${FIXED_PAYLOAD} B payload)`,
+      xLabel: 'in flight (log scale)',
+      yLabel: 'operations/s (log scale)',
+      logX: true,
+      logY: true,
+      series: sweepSeries('inflight', (s) => [{ suffix: '', value: s.opsPerSec }]),
+    }),
+    'curves-inflight-cpu.svg': lineChart({
+      title: `CPU per operation vs operations in flight (${FIXED_PAYLOAD} B payload)`,
+      xLabel: 'in flight (log scale)',
+      yLabel: 'CPU µs per operation (log scale)',
+      logX: true,
+      logY: true,
+      series: sweepSeries('inflight', (s) => [
+        { suffix: ' · Node', value: s.nodeUsPerOp },
+        { suffix: ' · server', value: s.serverUsPerOp },
+      ]),
+    }),
+  };
+  for (const [file, svg] of Object.entries(charts)) writeFileSync(new URL(`./results/${file}`, import.meta.url), svg);
+  process.stdout.write(`charts: ${Object.keys(charts).join(', ')}\n`);
+}
