@@ -14,6 +14,8 @@ export interface PhaseTiming {
 
 /** A lossy flow with a full window and no receipt for this long has lost what is outstanding. */
 const QUIET_MS = 250;
+/** Payload bytes outstanding at most (one-way and fan-out). */
+const WINDOW_BYTES = 1 << 20;
 /** An acknowledged flow or request/reply without progress for this long fails the phase. */
 const STALL_MS = 30_000;
 
@@ -41,7 +43,7 @@ function resultOf(a: Snapshot, b: Snapshot, extra: Partial<PhaseResult> = {}): P
   };
 }
 
-/** `inFlight` calls outstanding; p50/p99 over calls started inside the measured window. */
+/** `inFlight` calls outstanding; p50/p99 over the calls answered inside the measured window. */
 export function driveRequestReply(
   rr: RequestReply,
   payload: Payload,
@@ -75,14 +77,14 @@ export function driveRequestReply(
     const launch = (): void => {
       active++;
       const began = performance.now();
-      const timed = measuring;
       const done: Done = (err) => {
         if (err) return finish(err);
         active--;
         completed++;
         const now = performance.now();
         lastProgress = now;
-        if (timed && measuring) latencies.push(now - began);
+        // Every call answered inside the measured window (at low rates most began before it).
+        if (measuring) latencies.push(now - began);
         if (!stopped) launch();
         else if (active === 0) finish();
       };
@@ -115,8 +117,10 @@ export function driveFlow(
 ): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
     const per = flow.receiversPerSend;
-    // The window counts deliveries: a fan-out to 100 keeps 5 publishes (500 deliveries) outstanding.
-    const sends = Math.max(2, Math.ceil(window / per));
+    // The window counts deliveries, and bytes: a fan-out to 100 keeps 5 publishes (500 deliveries)
+    // outstanding, and at 16 KB at most 1 MiB is in flight (64 deliveries).
+    const deliveries = Math.min(window, Math.floor(WINDOW_BYTES / payload.bytes.length));
+    const sends = Math.max(2, Math.ceil(deliveries / per));
     let sent = 0;
     let acked = 0;
     let received = 0;
