@@ -22,6 +22,9 @@
 //   from one run to the next.
 // - Order and noise: raw and xmppbus alternate A-B-B-A over ROUNDS (default 2, other engineers' jobs share
 //   this 2-core box); rates and CPU are pooled over the rounds, latency samples likewise.
+// - Batched (docs/protocol.md §4): the same ticks through `pubsub.batchPublisher(Tick, node, { batch })`, many
+//   events per item, BATCH_WINDOW events in flight; its publish/s counts events, not items (no latency row).
+//   BENCH_PUBSUB_BATCH=0 skips it.
 // Node CPU covers both ends (publisher and subscribers live in this one process). Env: BENCH_PUBSUB_MS
 // (measure window per run, default 3000), BENCH_PUBSUB_ROUNDS (default 2), BENCH_PUBSUB_SERVERS
 // (default `prosody,ejabberd`).
@@ -46,6 +49,10 @@ const ROUNDS = Number(process.env['BENCH_PUBSUB_ROUNDS'] ?? 2);
 const SERVERS = (process.env['BENCH_PUBSUB_SERVERS'] ?? 'prosody,ejabberd').split(',') as ServerKind[];
 const WARM_MS = 500;
 const WINDOW = 50; // publishes in flight (until acked and delivered to every subscriber)
+// Batched variant: events in flight, and the batching options (100 events ≈ 9 KB per item).
+const BATCH_WINDOW = Number(process.env['BENCH_PUBSUB_BATCH_WINDOW'] ?? 2_000);
+const BATCH = { maxEvents: 100, maxInFlight: 4 } as const;
+const BATCHED = process.env['BENCH_PUBSUB_BATCH'] !== '0';
 // Sequential samples; persistent nodes are slow on Prosody's file storage (the item file is rewritten).
 const latSamples = (persist: boolean): { n: number; warm: number } =>
   persist ? { n: 40, warm: 5 } : { n: 300, warm: 50 };
@@ -419,6 +426,84 @@ async function busRun(srv: XmppServer, persist: boolean, subs: number, node: str
   return { ...r, latencies };
 }
 
+/**
+ * Batched events (docs/protocol.md §4): `pubsub.batchPublisher(Tick, node, { batch })` and `send()` per
+ * event, closed loop over BATCH_WINDOW events in flight (an event leaves the window once every
+ * subscriber handled it); batches fill while BATCH.maxInFlight items await the service's answer.
+ */
+async function busBatchRun(srv: XmppServer, persist: boolean, subs: number, node: string): Promise<RunResult> {
+  const pubSession = new Session({ transport: await connectComponent(srv, PUB) });
+  const subSession = new Session({ transport: await connectComponent(srv, SUB) });
+  const pub = new PubSub({ session: pubSession, service: srv.pubsubService });
+  const sub = new PubSub({ session: subSession, service: srv.pubsubService });
+  await pub.createNode(node, { persistItems: persist, maxItems: 1000 });
+  const pending = new Map<number, number>();
+  let complete = 0;
+  let deliveries = 0;
+  let seq = 0;
+  let stop = false;
+  let refilling = false;
+  const publisher = pub.batchPublisher(Tick, node, { batch: BATCH });
+  const refill = (): void => {
+    refilling = false;
+    while (!stop && seq - complete < BATCH_WINDOW) {
+      pending.set(seq, 0);
+      publisher.send({ seq: seq++, t: 0, note: NOTE });
+    }
+  };
+  const consumers = [];
+  for (const jid of subscriberJids(subs)) {
+    const c = sub.consume(
+      Tick,
+      node,
+      (v) => {
+        deliveries++;
+        const n = (pending.get(v.seq) ?? 0) + 1;
+        if (n < subs) pending.set(v.seq, n);
+        else {
+          pending.delete(v.seq);
+          complete++;
+          if (!refilling) {
+            refilling = true;
+            queueMicrotask(refill);
+          }
+        }
+      },
+      { jid, dedupeWindow: 64 },
+    );
+    await c.start();
+    consumers.push(c);
+  }
+  refill();
+  await new Promise((r) => setTimeout(r, WARM_MS));
+  const p0 = complete;
+  const d0 = deliveries;
+  const c0 = process.cpuUsage();
+  const s0 = processCpuUs(srv.pid);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, MEASURE_MS));
+  const seconds = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  const s1 = processCpuUs(srv.pid);
+  const r = { seconds, publishes: complete - p0, deliveries: deliveries - d0 };
+  stop = true;
+  await publisher.flush({ timeout: 30_000 });
+  const t = Date.now();
+  while (complete < seq && Date.now() - t < 30_000) await new Promise((res) => setTimeout(res, 10));
+  if (complete !== seq || deliveries !== seq * subs)
+    throw new Error(`batched ${node}: ${deliveries} deliveries for ${seq} events × ${subs}`);
+  for (const x of consumers) await x.close();
+  await pub.deleteNode(node);
+  await pubSession.close();
+  await subSession.close();
+  return {
+    ...r,
+    nodeCpuUs: c.user + c.system,
+    serverCpuUs: s0 !== undefined && s1 !== undefined ? s1 - s0 : undefined,
+    latencies: [],
+  };
+}
+
 /** Fails unless the raw create stanza and xmppbus' createNode configure nodes identically. */
 async function checkSameConfig(srv: XmppServer): Promise<Record<string, unknown>> {
   const session = new Session({ transport: await connectComponent(srv, PUB) });
@@ -496,6 +581,7 @@ for (const kind of SERVERS) {
       for (const subs of SUBS) {
         const raws: RunResult[] = [];
         const buses: RunResult[] = [];
+        const batched: RunResult[] = [];
         for (let round = 0; round < ROUNDS; round++) {
           // A-B-B-A: each implementation goes first half of the time. Node names of equal length.
           const n = String(nodeN++).padStart(3, '0');
@@ -507,10 +593,20 @@ for (const kind of SERVERS) {
             await probe.waitGone(PUB);
             await probe.waitGone(SUB);
           }
+          if (BATCHED) {
+            process.stderr.write(`${kind} ${storage} ${subs} batched round ${round}\n`);
+            batched.push(await busBatchRun(srv, persist, subs, `bat-${storage}-${subs}-${n}`));
+            await probe.waitGone(PUB);
+            await probe.waitGone(SUB);
+          }
         }
         const raw = pool(raws);
         const bus = pool(buses);
-        m[`${storage}_${subs}sub`] = { raw, xmppbus: bus };
+        const bat = batched.length > 0 ? pool(batched) : undefined;
+        m[`${storage}_${subs}sub`] = { raw, xmppbus: bus, ...(bat ? { xmppbus_batched: bat } : {}) };
+        if (bat)
+          (r[`batched_deliveries_vs_raw${persist ? '_persistent' : ''}`] ??= {})[String(subs)] =
+            bat.deliveryRate / raw.deliveryRate;
         const sfx = persist ? '_persistent' : '';
         (r[`deliveries_vs_raw${sfx}`] ??= {})[String(subs)] = bus.deliveryRate / raw.deliveryRate;
         (r[`publish_vs_raw${sfx}`] ??= {})[String(subs)] = bus.publishRate / raw.publishRate;
@@ -518,10 +614,12 @@ for (const kind of SERVERS) {
         if (raw.serverCpuUsPerPublish !== undefined && bus.serverCpuUsPerPublish !== undefined) {
           (r[`server_cpu_vs_raw${sfx}`] ??= {})[String(subs)] = bus.serverCpuUsPerPublish / raw.serverCpuUsPerPublish;
         }
-        for (const [impl, x] of [
+        const impls: [string, Pooled][] = [
           ['raw', raw],
           ['xmppbus', bus],
-        ] as const) {
+        ];
+        if (bat) impls.push(['batched', bat]);
+        for (const [impl, x] of impls) {
           rows.push({
             server: kind,
             storage,
@@ -529,8 +627,8 @@ for (const kind of SERVERS) {
             impl,
             'publish/s': Math.round(x.publishRate),
             'deliveries/s': Math.round(x.deliveryRate),
-            'p50 ms': x.p50,
-            'p99 ms': x.p99,
+            'p50 ms': impl === 'batched' ? NaN : x.p50,
+            'p99 ms': impl === 'batched' ? NaN : x.p99,
             'node µs/delivery': x.nodeCpuUsPerDelivery,
             'server µs/publish': x.serverCpuUsPerPublish ?? NaN,
           });

@@ -350,7 +350,7 @@ export class Pipeline<C extends PayloadContract> {
   }
 
   #isDuplicate(id: string): boolean {
-    return this.#seen.has(id) || (this.#inFlight > 0 && this.#inProgress.has(id));
+    return this.#seen.has(id) || (this.#inProgress.size > 0 && this.#inProgress.has(id));
   }
 
   #run(
@@ -464,19 +464,22 @@ export class Pipeline<C extends PayloadContract> {
 
   #track(id: string): void {
     this.#inFlight++;
-    this.#inProgress.add(id);
-    // Completion order only matters when several handlers run at once.
-    if (this.#o.concurrency > 1) this.#order.push({ id, done: false });
+    // With one handler at a time nothing is checked against an event in flight, and completion
+    // order is call order: both records only matter when several handlers run at once.
+    if (this.#o.concurrency > 1) {
+      this.#inProgress.add(id);
+      this.#order.push({ id, done: false });
+    }
   }
 
   #abandon(id: string): void {
     this.#inFlight--;
-    this.#inProgress.delete(id);
+    if (this.#o.concurrency > 1) this.#inProgress.delete(id);
   }
 
   #done(id: string, async: boolean): void {
     this.#inFlight--;
-    this.#inProgress.delete(id);
+    if (this.#o.concurrency > 1) this.#inProgress.delete(id);
     this.#remember(id);
     if (this.#o.concurrency === 1) this.#lastId = id;
     else {
