@@ -35,19 +35,40 @@ class Peer {
   }
 }
 
-function setup(): { link: StreamLink; peer: Peer } {
+function setup(): { link: StreamLink; peer: Peer; client: Duplex } {
   const [client, server] = duplexPair();
-  return { link: StreamLink.over(client), peer: new Peer(server) };
+  return { link: StreamLink.over(client), peer: new Peer(server), client };
 }
 
 /** A link past the stream header, as negotiation code sees it. */
-async function opened(): Promise<{ link: StreamLink; peer: Peer; signal: AbortSignal }> {
-  const { link, peer } = setup();
+async function opened(): Promise<{ link: StreamLink; peer: Peer; signal: AbortSignal; client: Duplex }> {
+  const { link, peer, client } = setup();
   const signal = new AbortController().signal;
   const header = link.openStream(CLIENT_HEADER, signal);
   peer.say(SERVER_HEADER);
   expect((await header).attrs['id']).toBe('s1');
-  return { link, peer, signal };
+  return { link, peer, signal, client };
+}
+
+/** A link whose socket does not complete writes until `hold.release()` (a peer that stopped reading). */
+async function openedHolding(): Promise<{ link: StreamLink; peer: Peer; hold: { release(): void } }> {
+  const { link, peer, client: socket } = await opened();
+  const write = socket._write.bind(socket);
+  const held: (() => void)[] = [];
+  socket._write = (chunk, encoding, cb) => held.push(() => write(chunk, encoding, cb));
+  return { link, peer, hold: { release: () => held.splice(0).forEach((f) => f()) } };
+}
+
+/** A link that counts the writes reaching its socket. */
+async function openedCounting(): Promise<{ link: StreamLink; peer: Peer; writes: () => number }> {
+  const { link, peer, client: socket } = await opened();
+  let n = 0;
+  const write = socket.write.bind(socket) as (chunk: unknown) => boolean;
+  socket.write = ((chunk: unknown) => {
+    n++;
+    return write(chunk);
+  }) as typeof socket.write;
+  return { link, peer, writes: () => n };
 }
 
 /** One turn of the event loop: lets bytes written on one end reach the other. */
@@ -230,10 +251,15 @@ describe('StreamLink', () => {
   });
 
   it('write() above the high-water mark returns false and drained() waits for the buffer', async () => {
-    const { link, peer } = await opened();
+    const { link, peer, hold } = await openedHolding();
     const big = `<m>${'x'.repeat(20_000)}</m>`;
-    expect(link.write(big)).toBe(false); // corked for this tick: 20 KB sit above the 16 KiB mark
-    await link.drained();
+    expect(link.write(big)).toBe(false); // past the 16 KiB mark: handed over at once, and not taken
+    let drained = false;
+    const done = link.drained().then(() => (drained = true));
+    await tick();
+    expect(drained).toBe(false);
+    hold.release();
+    await done;
     await until(() => peer.text.endsWith('</m>'), 'everything delivered');
     expect(peer.text).toBe(CLIENT_HEADER + big);
     expect(link.write('<small/>')).toBe(true);
@@ -241,11 +267,53 @@ describe('StreamLink', () => {
   });
 
   it('drained() rejects when the link dies before the buffer drains', async () => {
-    const { link, peer } = await opened();
+    const { link, peer } = await openedHolding();
     expect(link.write(`<m>${'x'.repeat(20_000)}</m>`)).toBe(false);
     const drained = link.drained();
     peer.socket.destroy();
     await expect(drained).rejects.toBeInstanceOf(ConnectionError);
+  });
+
+  it('writes of one tick leave as one socket write, in order; a lone write leaves in the same tick', async () => {
+    const { link, peer, writes } = await openedCounting();
+    for (let i = 0; i < 50; i++) link.write(`<m n='${i}'/>`);
+    expect(writes()).toBe(0); // joined until the tick ends
+    await Promise.resolve().then(() => link.write('<late/>')); // a microtask of the same tick joins too
+    await new Promise<void>((r) => process.nextTick(r));
+    expect(writes()).toBe(1);
+    await until(() => peer.text.endsWith('<late/>'), 'batch delivered');
+    expect(peer.text).toBe(CLIENT_HEADER + Array.from({ length: 50 }, (_, i) => `<m n='${i}'/>`).join('') + '<late/>');
+    // A lone stanza is not held for a timer: it is written before the next event-loop turn.
+    link.write('<lone/>');
+    await new Promise<void>((r) => process.nextTick(r));
+    expect(writes()).toBe(2);
+  });
+
+  it('a tick that writes past the high-water mark hands the text over at once (bounded batches)', async () => {
+    const { link, writes } = await openedCounting();
+    const stanza = `<m>${'x'.repeat(1000)}</m>`;
+    for (let i = 0; i < 40; i++) link.write(stanza); // 40 KB: two flushes at ~16 KiB, the rest at tick end
+    expect(writes()).toBe(2);
+    await new Promise<void>((r) => process.nextTick(r));
+    expect(writes()).toBe(3);
+  });
+
+  it('stanzas written before a refusal reach the peer ahead of the <stream:error>', async () => {
+    const { link, peer } = await opened();
+    link.write('<before/>');
+    peer.say('<a>&bogus;</a>'); // restricted-xml: refused
+    await until(() => peer.ended, 'the link ends the stream');
+    expect(peer.text).toMatch(/^<stream:stream[^>]*><before\/><stream:error>/);
+  });
+
+  it('close() flushes what this tick wrote before </stream:stream>', async () => {
+    const { link, peer } = await opened();
+    link.write('<last/>');
+    const closing = link.close(1_000);
+    await until(() => peer.ended, 'stream closed');
+    expect(peer.text).toBe(`${CLIENT_HEADER}<last/></stream:stream>`);
+    peer.socket.end();
+    await closing;
   });
 
   it('close() sends </stream:stream>, waits for the peer to close, and does not report a drop', async () => {

@@ -224,10 +224,8 @@ export class StreamLink {
     timer.unref();
     socket.once('close', () => clearTimeout(timer));
     try {
-      if (this.#corked) {
-        this.#corked = false;
-        socket.uncork();
-      }
+      // Stanzas written earlier in this tick go out before the error.
+      this.#flushOut();
       // Unless reading on for the peer's own error: then its close (or the grace timer) ends it.
       socket.end(text, () => destroyWhenFlushed && socket.destroy());
     } catch {
@@ -236,18 +234,44 @@ export class StreamLink {
   }
 
   /**
-   * Writes raw XML. Throws ConnectionError if the link is down. Writes issued in the same tick
-   * are corked into one syscall/TCP segment (uncorked on the next tick, before any I/O, so no
-   * latency is added): under pipelining this saves CPU on both ends and on the server.
+   * Writes raw XML. Throws ConnectionError if the link is down. Text written in one tick is
+   * joined and handed to the socket as one write when the tick ends (before any I/O, so no
+   * latency is added), or at once past the socket's high-water mark: under pipelining the server
+   * reads many stanzas per syscall, which saves CPU on both ends and on the server (measured on
+   * ejabberd: 2 writes per call → 0.2). Returns false, like `socket.write`, when the caller
+   * should wait for `drained()`.
    */
   write(data: string): boolean {
     if (this.#failure) throw new ConnectionError(`not connected: ${this.#failure.message}`, { cause: this.#failure });
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#socket.cork();
-      process.nextTick(this.#uncork);
-    }
-    return this.#socket.write(data);
+    if (this.#out === '') {
+      this.#out = data;
+      if (!this.#flushQueued) {
+        this.#flushQueued = true;
+        process.nextTick(this.#endOfTick);
+      }
+    } else this.#out += data;
+    // One joined string, not Node's cork: no buffered write request per stanza.
+    const socket = this.#socket;
+    if (this.#out.length >= socket.writableHighWaterMark) return this.#flushOut();
+    return !socket.writableNeedDrain;
+  }
+
+  /** Text written this tick and not yet handed to the socket. */
+  #out = '';
+  #flushQueued = false;
+  readonly #endOfTick = (): void => {
+    this.#flushQueued = false;
+    // A failed link's socket is destroyed: what was written to it is lost with the link.
+    if (this.#failure === undefined) this.#flushOut();
+    else this.#out = '';
+  };
+
+  /** Hands the joined text to the socket; its answer is the backpressure signal. */
+  #flushOut(): boolean {
+    const out = this.#out;
+    if (out === '') return !this.#socket.writableNeedDrain;
+    this.#out = '';
+    return this.#socket.write(out);
   }
 
   #drain: Promise<void> | undefined;
@@ -273,12 +297,6 @@ export class StreamLink {
     });
     return this.#drain;
   }
-
-  #corked = false;
-  readonly #uncork = (): void => {
-    this.#corked = false;
-    this.#socket.uncork();
-  };
 
   /**
    * (Re)starts the stream: a fresh parser, then `header` is written. Resolves with the peer's
@@ -319,6 +337,7 @@ export class StreamLink {
   upgradeTls(options: ConnectionOptions, signal: AbortSignal): Promise<void> {
     if (this.#failure) return Promise.reject(this.#failure);
     const plain = this.#socket;
+    this.#flushOut(); // nothing written before the upgrade may go out over TLS
     plain.removeAllListeners('data');
     plain.removeAllListeners('error');
     plain.removeAllListeners('close');
@@ -366,6 +385,7 @@ export class StreamLink {
     this.#dispatch = undefined;
     if (!this.#failure) {
       try {
+        this.#flushOut();
         this.#socket.write('</stream:stream>');
         this.#socket.end();
       } catch {
