@@ -1,6 +1,16 @@
 // Event batching (docs/protocol.md §4): several events of one contract per pub/sub item, unwrapped
 // into single typed events in order; positions inside a batch; bad events and hostile batches.
-import { AccessPolicy, ManualClock, ProtocolError, Session, xml, type Logger } from '@xmppbus/core';
+import { readFileSync } from 'node:fs';
+import {
+  AccessPolicy,
+  ManualClock,
+  ProtocolError,
+  Session,
+  findChild,
+  parseXml,
+  xml,
+  type Logger,
+} from '@xmppbus/core';
 import { ValidationError } from '@xmppbus/schema';
 import { OrderCreated, waitFor } from '@xmppbus/testing';
 import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
@@ -57,6 +67,44 @@ describe('batch wire form', () => {
     for (let i = 0; i < 11; i++) huge.cnode(ev(i));
     expect(() => unwrapBatch(huge, 10)).toThrow(/more than 10 events/);
     expect(approxBytes(ev(5))).toBe(xml('created', { xmlns: 'urn:x' }, '5').toString().length);
+  });
+});
+
+/** The XML block that follows `<!-- example:NAME -->` in docs/protocol.md. */
+function docExample(name: string): string {
+  const doc = readFileSync(new URL('../../../docs/protocol.md', import.meta.url), 'utf8');
+  const m = new RegExp(`<!-- example:${name} -->\\s*\`\`\`xml\\n([\\s\\S]*?)\`\`\``).exec(doc);
+  if (!m) throw new Error(`docs/protocol.md has no example '${name}'`);
+  return m[1]!;
+}
+
+describe('docs/protocol.md §4 examples', () => {
+  it('the documented batch item, published by hand as a peer would, reaches a consumer as its events', async () => {
+    const a = client('svc-a.test');
+    await a.createNode('orders', { maxItems: 10 });
+    const b = client('svc-b.test');
+    const got: { orderId: string; id: string; tenant: string | undefined }[] = [];
+    const sub = b.consume(
+      OrderCreated,
+      'orders',
+      (v, m) => void got.push({ orderId: v.orderId, id: m.id, tenant: m.headers.get('x-tenant') }),
+    );
+    await sub.start();
+    const iq = parseXml(docExample('events-batch-publish'));
+    const item = findChild(findChild(findChild(iq, 'pubsub')!, 'publish')!, 'item')!;
+    const wrapper = item.children.find((c) => typeof c !== 'string') as ReturnType<typeof xml>;
+    await a.publishElement('orders', wrapper, { id: item.attrs['id'] });
+    await waitFor(() => got.length === 3, { what: 'the three documented events' });
+    expect(got).toEqual([
+      { orderId: 'o-17', id: 'b-7Qz1#0', tenant: undefined },
+      { orderId: 'o-18', id: 'b-7Qz1#1', tenant: 'acme' },
+      { orderId: 'o-19', id: 'b-7Qz1#2', tenant: undefined },
+    ]);
+    const note = parseXml(docExample('events-batch-notification'));
+    expect(
+      unwrapBatch(note.getChild('event')!.getChild('items')!.getChild('item')!.getChild('events')!, 10).events,
+    ).toHaveLength(2);
+    await sub.close();
   });
 });
 
