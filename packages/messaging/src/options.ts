@@ -31,7 +31,7 @@ export interface ReceiveOptions {
   pendingTtl?: Duration;
   /** How long delivered QoS 2 msgIds are remembered for dedupe (default `'7d'`). */
   dedupeRetention?: Duration;
-  /** QoS 1 retries recognised by IQ id and answered without re-running the handler (default 10 000 ids). */
+  /** QoS 1 retries recognised by IQ id and answered without re-running the handler (default 10 000 ids; up to 1/8 more are held between bulk evictions). */
   recentAcks?: number;
   /** Accept batches (`urn:xmppbus:qos:batch:1`) and advertise them in disco#info (default true). */
   batch?: boolean;
