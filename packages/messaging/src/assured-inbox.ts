@@ -16,6 +16,7 @@ import { ConfigError, StanzaError, deferred, parseXml, toError, type Session, ty
 import type { HandlerRegistry, Opened, Outcome, Registration } from './handler-registry.js';
 import type { Settings } from './options.js';
 import { PendingIndex } from './pending-index.js';
+import { serializeMessage } from './raw-message.js';
 import type { SenderOrder } from './sender-order.js';
 import type { InboxRecord, MessageStore } from './store.js';
 import type { MessageContext, MessengerCounters } from './types.js';
@@ -134,7 +135,7 @@ export class AssuredInbox {
     }
     let text: string;
     try {
-      text = opened.message.toString();
+      text = serializeMessage(opened.message).text;
     } catch (err) {
       // E.g. nesting too deep to serialise: storing can never succeed, so refuse it for good.
       this.#session.logger.warn(`assured ${msgId} from ${from} cannot be stored: ${toError(err).message}`);

@@ -8,8 +8,10 @@ import type { OutboxRecord } from './store.js';
 
 export interface Entry {
   rec: OutboxRecord;
-  /** The inner message (parsed lazily after a restart). */
+  /** The inner message: the stored text as a `RawMessage` (made lazily after a restart), or a tree. */
   message: Element | undefined;
+  /** A `<delay/>` was added to `message` (it waited past the threshold). */
+  delayed: boolean;
   /** `send` calls waiting for this message's guarantee. */
   waiters: Deferred<void>[] | undefined;
   inFlight: boolean;

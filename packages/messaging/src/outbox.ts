@@ -32,6 +32,7 @@ import { OutboxFullError } from './errors.js';
 import { toMs, type Duration, type Settings } from './options.js';
 import type { DeadLetterReason, MessageStore, OutboxRecord } from './store.js';
 import type { MessageSendOptions, MessengerCounters } from './types.js';
+import { RawMessage, serializeMessage } from './raw-message.js';
 import { append, expireElement, hintElement, originIdElement } from './wire.js';
 
 /** What the outbox tells the dispatcher. */
@@ -176,8 +177,9 @@ export class Outbox {
     }
 
     let stanza: string;
+    let depth: number;
     try {
-      stanza = message.toString();
+      ({ text: stanza, depth } = serializeMessage(message));
     } catch (err) {
       // A tree too deep to serialise (the recursive writer overflows): it could never be sent.
       throw new PayloadTooLargeError(0, 0, `message cannot be serialised: ${toError(err).message}`, { cause: err });
@@ -209,7 +211,8 @@ export class Outbox {
     }
     this.#checkOpen();
     // A concurrent send with the same id may have admitted it meanwhile.
-    const entry = this.#entries.get(rec.id) ?? this.#admit(rec, message);
+    // The wire gets the stored text verbatim: serialised once, for the store and the wire alike.
+    const entry = this.#entries.get(rec.id) ?? this.#admit(rec, RawMessage.of(stanza, depth, message.attrs));
     return { id, done: wait ? this.#waitFor(entry) : undefined };
   }
 
@@ -258,6 +261,7 @@ export class Outbox {
       rec,
       message,
       waiters: undefined,
+      delayed: false,
       inFlight: false,
       scheduled: false,
       failures: 0,

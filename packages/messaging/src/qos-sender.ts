@@ -16,13 +16,13 @@ import {
   XmppBusError,
   findChild,
   localName,
-  parseXml,
   randomId,
   toError,
   type Element,
   type Session,
 } from '@xmppbus/core';
 import type { Entry, Peer } from './entry.js';
+import { RawMessage, xmlDepth } from './raw-message.js';
 import type { Settings } from './options.js';
 import type { Outbox } from './outbox.js';
 import type { MessengerCounters } from './types.js';
@@ -39,6 +39,8 @@ import {
   readBatchResult,
   receivedMsgId,
 } from './wire.js';
+
+const END_TAG = '</message>';
 
 /** How a failure is handled. */
 export type Failure =
@@ -206,11 +208,20 @@ export class QosSender {
   #messageOf(e: Entry, now: number): Element {
     let m = e.message;
     if (!m) {
-      m = parseXml(e.rec.stanza);
+      // After a restart: the stored text goes out as it is, never parsed here.
+      const text = e.rec.stanza;
+      m = RawMessage.of(text, xmlDepth(text));
       e.message = m;
     }
-    if (now - e.rec.createdAt >= this.#settings.delayThreshold && !findChild(m, 'delay')) {
-      append(m, delayElement(e.rec.createdAt, this.#session.address));
+    if (!e.delayed && now - e.rec.createdAt >= this.#settings.delayThreshold) {
+      e.delayed = true;
+      const delay = delayElement(e.rec.createdAt, this.#session.address);
+      const raw = m instanceof RawMessage ? m.rawXml : undefined;
+      if (m instanceof RawMessage && raw !== undefined && raw.endsWith(END_TAG)) {
+        const text = raw.slice(0, -END_TAG.length) + delay.toString() + END_TAG;
+        m = RawMessage.of(text, Math.max(m.rawDepth, 1));
+        e.message = m;
+      } else if (!findChild(m, 'delay')) append(m, delay);
     }
     return m;
   }

@@ -51,3 +51,26 @@ describe('serializeElement depth (issue 9, finding 6)', () => {
     expect(() => serializeElement(chain(10_000), { maxDepth: 64 })).toThrow(PayloadTooLargeError);
   });
 });
+
+describe('serializeElement with pre-serialised children (rawXml)', () => {
+  const raw = (text: string, rawDepth: number): Element =>
+    Object.assign(new Element('message'), { rawXml: text, rawDepth }) as Element;
+  const text = '<message id="m1"><tick xmlns="urn:t"><i>1</i></tick></message>';
+
+  it('writes a raw child verbatim, in both writers', () => {
+    const iq = xml('iq', { type: 'set', id: 'b1' }, xml('batch', { xmlns: 'urn:b' }, raw(text, 2)));
+    const expected = `<iq type="set" id="b1"><batch xmlns="urn:b">${text}</batch></iq>`;
+    expect(serializeElement(iq, { maxDepth: 64 })).toBe(expected);
+    expect(serializeElement(iq)).toBe(expected); // the iterative writer (no depth bound)
+  });
+
+  it("counts a raw child's depth against maxDepth, in both writers", () => {
+    // iq (0) > batch (1) > message (2) > tick (3) > i (4)
+    const iq = xml('iq', {}, xml('batch', {}, raw(text, 2)));
+    expect(serializeElement(iq, { maxDepth: 4 })).toContain(text);
+    expect(() => serializeElement(iq, { maxDepth: 3 })).toThrow(PayloadTooLargeError);
+    expect(() => serializeElement(iq, { maxDepth: 2000 })).not.toThrow();
+    expect(() => serializeElement(xml('iq', {}, raw(text, 2000)), { maxDepth: 1999 })).toThrow(PayloadTooLargeError);
+    expect(() => serializeElement(xml('iq', {}, raw(text, 2000)), { maxDepth: 2001 })).not.toThrow();
+  });
+});

@@ -8,6 +8,10 @@
  * Iterative, with an explicit stack: no tree, however deep, overflows the call stack (a
  * recursive version crashed at ~10k levels). `maxDepth` refuses deep trees before any text is
  * written anywhere: some servers crash on them (ejabberd 23.01 at ~5,000 levels).
+ *
+ * A child with a string `rawXml` (pre-serialised XML, e.g. a stored outbox message: see
+ * `RawMessage` in @xmppbus/messaging) is written verbatim, its `rawDepth` (element levels below
+ * it) counted against `maxDepth`: text serialised once is not serialised again.
  */
 import { Element, escapeXML, escapeXMLText } from 'ltx';
 import { PayloadTooLargeError } from '@xmppbus/core';
@@ -18,6 +22,20 @@ const ltxWrite = Element.prototype.write;
 
 interface Writable {
   write(writer: (s: string) => void): void;
+}
+
+/** Pre-serialised XML written verbatim; `rawDepth` = element levels below its root. */
+interface RawXml {
+  rawXml: string;
+  rawDepth: number;
+}
+
+function isRaw(c: unknown): c is RawXml {
+  return typeof (c as Partial<RawXml>).rawXml === 'string';
+}
+
+function depthError(level: number, maxDepth: number, rootName: string): PayloadTooLargeError {
+  return new PayloadTooLargeError(level, maxDepth, `element nesting exceeds ${maxDepth} levels below <${rootName}>`);
 }
 
 export interface SerializeOptions {
@@ -42,6 +60,10 @@ const RECURSION_SAFE_DEPTH = 1000;
 
 export function serializeElement(el: Element, options?: SerializeOptions): string {
   const maxDepth = options?.maxDepth ?? Infinity;
+  if (isRaw(el)) {
+    if (el.rawDepth > maxDepth) throw depthError(el.rawDepth, maxDepth, el.name);
+    return el.rawXml;
+  }
   // The send path's limit (64 by default) keeps recursion shallow, and recursion is the faster
   // writer (no explicit stacks); an unbounded or huge limit takes the iterative one.
   if (maxDepth <= RECURSION_SAFE_DEPTH) return writeBounded(el, 0, maxDepth, el.name);
@@ -59,6 +81,9 @@ function writeBounded(el: Element, depth: number, maxDepth: number, rootName: st
     if (c === null || c === undefined) continue;
     if (typeof c === 'string') {
       s += NEEDS_TEXT_ESCAPE.test(c) ? escapeXMLText(c) : c;
+    } else if (isRaw(c)) {
+      if (depth + 1 + c.rawDepth > maxDepth) throw depthError(depth + 1 + c.rawDepth, maxDepth, rootName);
+      s += c.rawXml;
     } else if (typeof (c as Writable).write === 'function') {
       if ((c as Writable).write !== ltxWrite) {
         s += writeGeneric(c as Writable);
@@ -99,6 +124,9 @@ function writeIterative(el: Element, maxDepth: number): string {
       if (c === null || c === undefined) continue;
       if (typeof c === 'string') {
         s += NEEDS_TEXT_ESCAPE.test(c) ? escapeXMLText(c) : c;
+      } else if (isRaw(c)) {
+        if (open.length + c.rawDepth > maxDepth) throw depthError(open.length + c.rawDepth, maxDepth, el.name);
+        s += c.rawXml;
       } else if (typeof (c as Writable).write === 'function') {
         if ((c as Writable).write !== ltxWrite) {
           // Subclasses overriding write() (none in this repository) get the generic path.
