@@ -22,7 +22,8 @@
 // the curves show cost, not pushback; any retry is counted per phase.
 // Env: CURVES_BENCH_ROUNDS (default 6), CURVES_BENCH_PHASE_MS (default 500),
 // CURVES_BENCH_SERVERS=ejabberd (subset of servers), CURVES_BENCH_WORKLOADS=rpc|qos1 (subset).
-// A subset writes no result files. Defaults take ≈ 4 minutes for both servers.
+// A subset writes no result files; CURVES_BENCH_CHARTS_ONLY=1 redraws the charts from curves.json
+// without measuring. Defaults take ≈ 4 minutes for both servers.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { SERVER_KINDS, startServer, type ServerKind } from '@xmppbus/testing';
 import { lineChart, type LineSeries } from './lib/chart.js';
@@ -46,6 +47,8 @@ const onlyServers = process.env['CURVES_BENCH_SERVERS']?.split(',').filter((s) =
 const onlyWorkloads = process.env['CURVES_BENCH_WORKLOADS']?.split(',').filter((s) => s !== '');
 const KINDS = onlyServers ? SERVER_KINDS.filter((k) => onlyServers.includes(k)) : [...SERVER_KINDS];
 const NAMES = onlyWorkloads ? WORKLOADS.filter((w) => onlyWorkloads.includes(w)) : [...WORKLOADS];
+/** Redraws the charts from benchmarks/results/curves.json without measuring. */
+const CHARTS_ONLY = process.env['CURVES_BENCH_CHARTS_ONLY'] === '1';
 const FULL_RUN = KINDS.length === SERVER_KINDS.length && NAMES.length === WORKLOADS.length;
 
 interface Point {
@@ -210,7 +213,16 @@ const metrics: Record<string, unknown> = {
 const ratios: Record<string, Record<string, number>> = {};
 const summaries = new Map<ServerKind, Summary[]>();
 
-for (const kind of KINDS) {
+if (CHARTS_ONLY) {
+  const saved = JSON.parse(readFileSync(new URL('./results/curves.json', import.meta.url), 'utf8')) as {
+    metrics: Record<string, { points?: Summary[] }>;
+  };
+  for (const kind of KINDS) {
+    const points = saved.metrics[kind]?.points;
+    if (points) summaries.set(kind, points);
+  }
+}
+for (const kind of CHARTS_ONLY ? [] : KINDS) {
   const samples = await runServer(kind);
   const list = POINTS.map((p) => summarise(p, samples.get(key(p))!));
   summaries.set(kind, list);
@@ -249,23 +261,25 @@ for (const kind of KINDS) {
     })),
   );
 }
-process.stdout.write(`\nratios ${JSON.stringify(ratios)}\n`);
+if (!CHARTS_ONLY) process.stdout.write(`\nratios ${JSON.stringify(ratios)}\n`);
 process.stdout.write(`took ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
 
 /** One line per server and workload (and, for CPU, per side) along one sweep. */
 function sweepSeries(
   sweep: 'payload' | 'inflight',
-  metric: (s: Summary) => { suffix: string; value: number | undefined }[],
+  metric: (s: Summary) => { suffix: string; value: number | undefined; dashed?: boolean }[],
 ): LineSeries[] {
   const out = new Map<string, LineSeries>();
   for (const [kind, list] of summaries) {
     for (const s of list) {
       const onSweep = sweep === 'payload' ? s.inFlight === FIXED_IN_FLIGHT : s.bytes === FIXED_PAYLOAD;
       if (!onSweep) continue;
-      for (const { suffix, value } of metric(s)) {
+      for (const { suffix, value, dashed } of metric(s)) {
         if (value === undefined) continue;
-        const name = `${kind} ${LABEL[s.workload]}${suffix}`;
-        const series = out.get(name) ?? { name, points: [] };
+        // One colour per server and workload on every chart; the server's CPU is the dashed twin.
+        const colourKey = `${kind} ${LABEL[s.workload]}`;
+        const name = `${colourKey}${suffix}`;
+        const series = out.get(name) ?? { name, colourKey, dashed: dashed ?? false, points: [] };
         series.points.push({ x: sweep === 'payload' ? s.bytes : s.inFlight, y: value });
         out.set(name, series);
       }
@@ -275,7 +289,7 @@ function sweepSeries(
 }
 
 if (FULL_RUN) {
-  writeResult({ name: 'curves', server: KINDS.join('+'), metrics, ratios });
+  if (!CHARTS_ONLY) writeResult({ name: 'curves', server: KINDS.join('+'), metrics, ratios });
   const charts: Record<string, string> = {
     'curves-payload.svg': lineChart({
       title: `Throughput vs payload size (${FIXED_IN_FLIGHT} in flight)`,
@@ -293,7 +307,7 @@ if (FULL_RUN) {
       logY: true,
       series: sweepSeries('payload', (s) => [
         { suffix: ' · Node', value: s.nodeUsPerOp },
-        { suffix: ' · server', value: s.serverUsPerOp },
+        { suffix: ' · server', value: s.serverUsPerOp, dashed: true },
       ]),
     }),
     'curves-inflight.svg': lineChart({
@@ -312,7 +326,7 @@ if (FULL_RUN) {
       logY: true,
       series: sweepSeries('inflight', (s) => [
         { suffix: ' · Node', value: s.nodeUsPerOp },
-        { suffix: ' · server', value: s.serverUsPerOp },
+        { suffix: ' · server', value: s.serverUsPerOp, dashed: true },
       ]),
     }),
   };

@@ -12,6 +12,10 @@ export interface BarGroup {
 export interface LineSeries {
   name: string;
   points: { x: number; y: number }[];
+  /** Series with the same colour key share a colour (default: the name), e.g. two sides of one system. */
+  colourKey?: string;
+  /** Drawn dashed, to tell apart series that share a colour. */
+  dashed?: boolean;
 }
 
 const DEFAULT_WIDTH = 720;
@@ -25,6 +29,9 @@ const VALUE_FONT = 10;
 const TITLE_FONT = 15;
 /** Room above the highest value on a linear y axis, so its value label fits inside the plot. */
 const HEADROOM = 1.06;
+const DASH = '6 4';
+/** A white outline behind value labels, so lines crossing them do not blur the digits. */
+const HALO = 'stroke="#fff" stroke-width="3" paint-order="stroke"';
 
 /** Tableau 10, with its light yellow, pink and grey darkened so value labels in them stay legible on white. */
 const PALETTE = [
@@ -58,7 +65,10 @@ export function barChart(o: {
   const values = o.groups.flatMap((g) => g.bars.map((b) => b.value));
   const yAxis = o.logY ? logAxis(values) : linearAxis([0, ...values], HEADROOM);
 
-  const legend = layoutLegend(seriesNames, width);
+  const legend = layoutLegend(
+    seriesNames.map((name) => ({ name, colour: colours.get(name)!, line: false, dashed: false })),
+    width,
+  );
   const groupLabelWidth = Math.max(0, ...o.groups.map((g) => textWidth(g.label, TICK_FONT)));
   const plotLeft = 16 + LABEL_FONT + 8 + yAxis.labelWidth;
   const plotRight = width - 16;
@@ -75,7 +85,7 @@ export function barChart(o: {
   const y = scaler(yAxis, plot.bottom, plot.top);
 
   const out: string[] = [];
-  out.push(...frame(width, height, o.title), ...legend.svg(colours));
+  out.push(...frame(width, height, o.title), ...legend.svg);
   out.push(...yGrid(yAxis, y, plot), yTitle(o.yLabel, plot));
 
   const placed: Box[] = [];
@@ -133,15 +143,18 @@ export function lineChart(o: {
 }): string {
   const width = o.width ?? DEFAULT_WIDTH;
   const height = o.height ?? DEFAULT_HEIGHT;
-  const seriesNames = unique(o.series.map((s) => s.name));
-  const colours = assignColours(seriesNames);
+  const colourKey = (s: LineSeries): string => s.colourKey ?? s.name;
+  const colours = assignColours(unique(o.series.map(colourKey)));
   const xs = o.series.flatMap((s) => s.points.map((p) => p.x));
   const ys = o.series.flatMap((s) => s.points.map((p) => p.y));
   const xAxis = o.logX ? logAxis(xs) : linearAxis(xs);
   // Linear y starts at zero: a rate axis that starts elsewhere exaggerates differences.
   const yAxis = o.logY ? logAxis(ys) : linearAxis([0, ...ys], HEADROOM);
 
-  const legend = layoutLegend(seriesNames, width);
+  const legend = layoutLegend(
+    o.series.map((s) => ({ name: s.name, colour: colours.get(colourKey(s))!, line: true, dashed: s.dashed ?? false })),
+    width,
+  );
   const plot = {
     left: 16 + LABEL_FONT + 8 + yAxis.labelWidth,
     right: width - 16 - textWidth(xAxis.labels.at(-1) ?? '', TICK_FONT) / 2,
@@ -152,7 +165,7 @@ export function lineChart(o: {
   const y = scaler(yAxis, plot.bottom, plot.top);
 
   const out: string[] = [];
-  out.push(...frame(width, height, o.title), ...legend.svg(colours));
+  out.push(...frame(width, height, o.title), ...legend.svg);
   out.push(...yGrid(yAxis, y, plot), yTitle(o.yLabel, plot));
   xAxis.ticks.forEach((t, i) => {
     const px = x(t);
@@ -167,20 +180,24 @@ export function lineChart(o: {
       `text-anchor="middle" font-size="${LABEL_FONT}">${esc(o.xLabel)}</text>`,
   );
 
-  const placed: Box[] = [];
-  const labels: string[] = [];
   const inDomain = (v: number, axis: Axis): boolean => !axis.log || v > 0;
-  for (const s of o.series) {
-    const colour = colours.get(s.name)!;
-    const pts = s.points
+  const drawn = o.series.map((s) => ({
+    s,
+    colour: colours.get(colourKey(s))!,
+    pts: s.points
       .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y) && inDomain(p.x, xAxis) && inDomain(p.y, yAxis))
       .sort((a, b) => a.x - b.x)
-      .map((p) => ({ ...p, px: x(p.x), py: y(p.y) }));
+      .map((p) => ({ ...p, px: x(p.x), py: y(p.y) })),
+  }));
+  // Every marker is an obstacle before any label is placed, so no label covers a point.
+  const placed: Box[] = drawn.flatMap(({ pts }) => pts.map((p) => ({ x: p.px - 3, y: p.py - 3, w: 6, h: 6 })));
+  const labels: string[] = [];
+  for (const { s, colour, pts } of drawn) {
     if (pts.length > 1) {
       const d = pts.map((p) => `${r(p.px)},${r(p.py)}`).join(' ');
       out.push(
         `<polyline class="line" data-series="${esc(s.name)}" points="${d}" fill="none" stroke="${colour}" ` +
-          `stroke-width="2" stroke-linejoin="round"/>`,
+          `stroke-width="2" stroke-linejoin="round"${s.dashed ? ` stroke-dasharray="${DASH}"` : ''}/>`,
       );
     }
     for (const p of pts) {
@@ -192,18 +209,14 @@ export function lineChart(o: {
       const tw = textWidth(text, VALUE_FONT);
       // Labels of the first and last points are pushed inwards rather than over the axis.
       const lx = Math.min(Math.max(p.px - tw / 2, plot.left + 2), plot.right + 8 - tw);
-      const box = { x: lx, y: p.py - 6 - VALUE_FONT, w: tw, h: VALUE_FONT };
-      const inside = box.y >= plot.top - VALUE_FONT;
-      // Points themselves are obstacles too, so a label never covers another series' marker.
-      const marker = (q: { px: number; py: number }): Box => ({ x: q.px - 3, y: q.py - 3, w: 6, h: 6 });
-      if (inside && !placed.some((b) => overlaps(b, box))) {
+      const box = { x: lx, y: p.py - 5 - VALUE_FONT, w: tw, h: VALUE_FONT };
+      if (box.y >= plot.top - VALUE_FONT && !placed.some((b) => overlaps(b, box))) {
         placed.push(box);
         labels.push(
           `<text class="value" x="${r(lx + tw / 2)}" y="${r(box.y + VALUE_FONT - 1)}" text-anchor="middle" ` +
-            `font-size="${VALUE_FONT}" fill="${colour}">${esc(text)}</text>`,
+            `font-size="${VALUE_FONT}" fill="${colour}" ${HALO}>${esc(text)}</text>`,
         );
       }
-      placed.push(marker(p));
     }
   }
   out.push(...labels, axisLines(plot), '</svg>');
@@ -370,34 +383,44 @@ function axisLines(plot: Plot): string {
   );
 }
 
+interface LegendItem {
+  name: string;
+  colour: string;
+  /** A line swatch (line charts, possibly dashed) instead of a square. */
+  line: boolean;
+  dashed: boolean;
+}
+
 /** One row of swatches under the title, wrapping to more rows when the names do not fit. */
-function layoutLegend(names: string[], width: number): { bottom: number; svg(c: Map<string, string>): string[] } {
+function layoutLegend(entries: LegendItem[], width: number): { bottom: number; svg: string[] } {
   const top = TITLE_FONT + 18;
   const rowHeight = LABEL_FONT + 6;
-  const items: { name: string; x: number; row: number }[] = [];
+  const swatch = (it: LegendItem): number => (it.line ? 22 : 10);
+  const placed: (LegendItem & { x: number; row: number })[] = [];
   let x = 16;
   let row = 0;
-  for (const name of names) {
-    const w = 14 + textWidth(name, LABEL_FONT) + 16;
+  for (const it of entries) {
+    const w = swatch(it) + 4 + textWidth(it.name, LABEL_FONT) + 16;
     if (x + w > width - 16 && x > 16) {
       row++;
       x = 16;
     }
-    items.push({ name, x, row });
+    placed.push({ ...it, x, row });
     x += w;
   }
-  const rows = names.length === 0 ? 0 : row + 1;
-  return {
-    bottom: top + rows * rowHeight,
-    svg: (colours) =>
-      items.map((it) => {
-        const y = top + it.row * rowHeight;
-        return (
-          `<g class="legend" data-series="${esc(it.name)}"><rect x="${r(it.x)}" y="${r(y)}" width="10" height="10" ` +
-          `fill="${colours.get(it.name)}"/><text x="${r(it.x + 14)}" y="${r(y + 9.5)}">${esc(it.name)}</text></g>`
-        );
-      }),
-  };
+  const rows = entries.length === 0 ? 0 : row + 1;
+  const svg = placed.map((it) => {
+    const y = top + it.row * rowHeight;
+    const mark = it.line
+      ? `<line x1="${r(it.x)}" y1="${r(y + 5)}" x2="${r(it.x + 22)}" y2="${r(y + 5)}" stroke="${it.colour}" ` +
+        `stroke-width="2"${it.dashed ? ` stroke-dasharray="${DASH}"` : ''}/>`
+      : `<rect x="${r(it.x)}" y="${r(y)}" width="10" height="10" fill="${it.colour}"/>`;
+    return (
+      `<g class="legend" data-series="${esc(it.name)}">${mark}` +
+      `<text x="${r(it.x + swatch(it) + 4)}" y="${r(y + 9.5)}">${esc(it.name)}</text></g>`
+    );
+  });
+  return { bottom: top + rows * rowHeight, svg };
 }
 
 /**

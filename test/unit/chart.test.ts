@@ -179,6 +179,48 @@ describe('lineChart', () => {
     expect(yTicks.map((t) => t.getText())).toEqual(['1', '10', '100', '1k', '10k', '100k', '1M']);
   });
 
+  it('lets series share a colour through a colour key, told apart by dashes in the plot and the legend', () => {
+    const svg = parse(
+      lineChart({
+        title: 't',
+        xLabel: 'x',
+        yLabel: 'y',
+        series: [
+          {
+            name: 'ejabberd RPC · Node',
+            colourKey: 'ejabberd RPC',
+            points: [
+              { x: 1, y: 1 },
+              { x: 2, y: 2 },
+            ],
+          },
+          {
+            name: 'ejabberd RPC · server',
+            colourKey: 'ejabberd RPC',
+            dashed: true,
+            points: [
+              { x: 1, y: 2 },
+              { x: 2, y: 3 },
+            ],
+          },
+          {
+            name: 'prosody RPC',
+            points: [
+              { x: 1, y: 3 },
+              { x: 2, y: 4 },
+            ],
+          },
+        ],
+      }),
+    );
+    const lines = byClass(svg, 'line');
+    expect(lines[0]!.attrs['stroke']).toBe(lines[1]!.attrs['stroke']);
+    expect(lines[2]!.attrs['stroke']).not.toBe(lines[0]!.attrs['stroke']);
+    expect(lines.map((l) => l.attrs['stroke-dasharray'] !== undefined)).toEqual([false, true, false]);
+    const legendDashed = byClass(svg, 'legend').map((g) => g.getChild('line')!.attrs['stroke-dasharray'] !== undefined);
+    expect(legendDashed).toEqual([false, true, false]);
+  });
+
   it('leaves out non-positive values on a log axis instead of drawing NaN', () => {
     const text = lineChart({
       title: 't',
