@@ -21,7 +21,8 @@
 // The receivers' admission budgets are raised to hold the largest window (see curves-rigs.ts), so
 // the curves show cost, not pushback; any retry is counted per phase.
 // Env: CURVES_BENCH_ROUNDS (default 6), CURVES_BENCH_PHASE_MS (default 500),
-// CURVES_BENCH_SERVERS=ejabberd (subset of servers), CURVES_BENCH_WORKLOADS=rpc|qos1 (subset).
+// CURVES_BENCH_SERVERS=ejabberd, CURVES_BENCH_WORKLOADS=rpc|qos1, CURVES_BENCH_PAYLOADS=65536 and
+// CURVES_BENCH_IN_FLIGHTS=1,100 (subsets; the payload sweep needs 100 in flight, the in-flight one 100 B).
 // A subset writes no result files; CURVES_BENCH_CHARTS_ONLY=1 redraws the charts from curves.json
 // without measuring. Defaults take ≈ 4 minutes for both servers.
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -35,8 +36,17 @@ const PHASE_MS = Number(process.env['CURVES_BENCH_PHASE_MS'] ?? 500);
 const WARMUP_MS = 300;
 const OUTSIDE_LIMIT = 0.15;
 const MIN_CLEAN_ROUNDS = 3;
-const PAYLOADS = [100, 1024, 4096, 16_384, 65_536];
-const IN_FLIGHTS = [1, 10, 100, 1000];
+const ALL_PAYLOADS = [100, 1024, 4096, 16_384, 65_536];
+const ALL_IN_FLIGHTS = [1, 10, 100, 1000];
+const subset = (env: string, all: number[]): number[] => {
+  const only = process.env[env]
+    ?.split(',')
+    .filter((s) => s !== '')
+    .map(Number);
+  return only ? all.filter((x) => only.includes(x)) : all;
+};
+const PAYLOADS = subset('CURVES_BENCH_PAYLOADS', ALL_PAYLOADS);
+const IN_FLIGHTS = subset('CURVES_BENCH_IN_FLIGHTS', ALL_IN_FLIGHTS);
 const FIXED_IN_FLIGHT = 100;
 const FIXED_PAYLOAD = 100;
 const WORKLOADS = ['rpc', 'qos1'] as const;
@@ -49,7 +59,11 @@ const KINDS = onlyServers ? SERVER_KINDS.filter((k) => onlyServers.includes(k)) 
 const NAMES = onlyWorkloads ? WORKLOADS.filter((w) => onlyWorkloads.includes(w)) : [...WORKLOADS];
 /** Redraws the charts from benchmarks/results/curves.json without measuring. */
 const CHARTS_ONLY = process.env['CURVES_BENCH_CHARTS_ONLY'] === '1';
-const FULL_RUN = KINDS.length === SERVER_KINDS.length && NAMES.length === WORKLOADS.length;
+const FULL_RUN =
+  KINDS.length === SERVER_KINDS.length &&
+  NAMES.length === WORKLOADS.length &&
+  PAYLOADS.length === ALL_PAYLOADS.length &&
+  IN_FLIGHTS.length === ALL_IN_FLIGHTS.length;
 
 interface Point {
   workload: WorkloadName;
@@ -59,8 +73,12 @@ interface Point {
 
 /** The payload sweep at 100 in flight and the in-flight sweep at 100 B share the 100 B / 100 point. */
 const POINTS: Point[] = NAMES.flatMap((workload) => {
-  const pts: Point[] = PAYLOADS.map((bytes) => ({ workload, bytes, inFlight: FIXED_IN_FLIGHT }));
-  for (const n of IN_FLIGHTS) if (n !== FIXED_IN_FLIGHT) pts.push({ workload, bytes: FIXED_PAYLOAD, inFlight: n });
+  const pts: Point[] = IN_FLIGHTS.includes(FIXED_IN_FLIGHT)
+    ? PAYLOADS.map((bytes) => ({ workload, bytes, inFlight: FIXED_IN_FLIGHT }))
+    : [];
+  if (PAYLOADS.includes(FIXED_PAYLOAD)) {
+    for (const n of IN_FLIGHTS) if (n !== FIXED_IN_FLIGHT) pts.push({ workload, bytes: FIXED_PAYLOAD, inFlight: n });
+  }
   return pts;
 });
 const PAYLOAD_TEXT = new Map(PAYLOADS.map((b) => [b, payloadOf(b)]));
@@ -91,17 +109,6 @@ interface Summary {
 
 const key = (p: Point): string => `${p.workload}/${p.bytes}/${p.inFlight}`;
 
-/** Machine-wide busy CPU time (µs) from /proc/stat; undefined where unreadable. */
-function machineBusyUs(): number | undefined {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const tick = (i: number): number => f[i] ?? 0;
-    return ((tick(0) + tick(1) + tick(2) + tick(5) + tick(6) + tick(7)) * 1e6) / 100;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Rows of a balanced Latin square (Williams design) for an even count n: position and neighbour balanced. */
 function williamsOrder(n: number, round: number): number[] {
   const first: number[] = [0];
@@ -119,15 +126,10 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function measure(w: Workload, p: Point, ms: number): Promise<PhaseSample & { outside?: number }> {
-  const busy0 = machineBusyUs();
-  const sample = await w.measure(PAYLOAD_TEXT.get(p.bytes)!, p.inFlight, ms);
-  const busy1 = machineBusyUs();
-  const outside =
-    busy0 !== undefined && busy1 !== undefined && sample.serverCpuUs !== undefined
-      ? Math.max(0, (busy1 - busy0 - sample.nodeCpuUs - sample.serverCpuUs) / (sample.wallMs * 1000))
-      : undefined;
-  return { ...sample, ...(outside !== undefined ? { outside } : {}) };
+/** CPU used by other processes during the phase, in cores (the machine's busy time minus ours and the server's). */
+function outsideLoad(s: PhaseSample): number | undefined {
+  if (s.machineCpuUs === undefined || s.serverCpuUs === undefined) return undefined;
+  return Math.max(0, (s.machineCpuUs - s.nodeCpuUs - s.serverCpuUs) / (s.wallMs * 1000));
 }
 
 async function runServer(kind: ServerKind): Promise<Map<string, Sample[]>> {
@@ -137,22 +139,23 @@ async function runServer(kind: ServerKind): Promise<Map<string, Sample[]>> {
   try {
     if (NAMES.includes('rpc')) workloads.set('rpc', await rpcWorkload(srv, 'svc-a.localhost', 'svc-b.localhost'));
     if (NAMES.includes('qos1')) {
-      const senders = new Map(IN_FLIGHTS.map((n, i) => [n, `svc-${'cdef'[i]}.localhost`]));
+      const senders = new Map(ALL_IN_FLIGHTS.map((n, i) => [n, `svc-${'cdef'[i]}.localhost`]));
       workloads.set('qos1', await qos1Workload(srv, senders, 'svc-g.localhost'));
     }
     // Warm-up: JIT, SQLite pages, server routes, the batch disco, and a first rate per QoS 1 point.
-    for (const p of POINTS) await measure(workloads.get(p.workload)!, p, WARMUP_MS);
+    for (const p of POINTS) await workloads.get(p.workload)!.measure(PAYLOAD_TEXT.get(p.bytes)!, p.inFlight, WARMUP_MS);
     for (let round = 0; round < ROUNDS; round++) {
       const order = williamsOrder(POINTS.length, round);
       for (const [position, i] of order.entries()) {
         const p = POINTS[i]!;
-        const s = await measure(workloads.get(p.workload)!, p, PHASE_MS);
+        const s = await workloads.get(p.workload)!.measure(PAYLOAD_TEXT.get(p.bytes)!, p.inFlight, PHASE_MS);
+        const outside = outsideLoad(s);
         samples.get(key(p))!.push({
           ...s,
           round,
           position,
-          outsideLoadCores: s.outside,
-          flagged: s.outside !== undefined && s.outside > OUTSIDE_LIMIT,
+          outsideLoadCores: outside,
+          flagged: outside !== undefined && outside > OUTSIDE_LIMIT,
         });
       }
       process.stdout.write(`${kind}: round ${round + 1}/${ROUNDS} done\n`);
@@ -234,7 +237,8 @@ for (const kind of CHARTS_ONLY ? [] : KINDS) {
     list.find((s) => s.workload === w && s.bytes === bytes && s.inFlight === inFlight);
   const r: Record<string, number> = {};
   for (const w of NAMES) {
-    const base = find(w, FIXED_PAYLOAD, FIXED_IN_FLIGHT)!;
+    const base = find(w, FIXED_PAYLOAD, FIXED_IN_FLIGHT);
+    if (!base) continue; // a subset without the shared 100 B / 100 point
     const ratio = (s: Summary | undefined): number => Number(((s?.opsPerSec ?? NaN) / base.opsPerSec).toFixed(3));
     r[`${w}_64k_vs_100b`] = ratio(find(w, 65_536, FIXED_IN_FLIGHT));
     r[`${w}_16k_vs_100b`] = ratio(find(w, 16_384, FIXED_IN_FLIGHT));

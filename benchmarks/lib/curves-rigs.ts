@@ -2,7 +2,7 @@
 // measured many times: RPC (RpcClient → RpcServer) and QoS 1 messaging (Messenger → Messenger,
 // durable SQLite stores on both sides). Both move the payload one way and a small answer back
 // (the RPC response is a byte count; the QoS 1 ack is the IQ result), so their curves compare.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
@@ -33,6 +33,8 @@ export interface PhaseSample {
   wallMs: number;
   nodeCpuUs: number;
   serverCpuUs: number | undefined;
+  /** CPU busy on the whole machine (all processes) over the same window, µs; undefined where unreadable. */
+  machineCpuUs: number | undefined;
   /** QoS 1 only: messages per batch IQ in this phase, and attempts retried (e.g. `wait` answers). */
   msgsPerBatch?: number | undefined;
   retried?: number;
@@ -72,17 +74,33 @@ function connect(srv: XmppServer, domain: string): Promise<ComponentTransport> {
   });
 }
 
-function cpuSample(pid: number): () => { nodeCpuUs: number; serverCpuUs: number | undefined; wallMs: number } {
+/** Machine-wide busy CPU time (µs) from /proc/stat; undefined where unreadable. */
+function machineBusyUs(): number | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const tick = (i: number): number => f[i] ?? 0;
+    // user nice system irq softirq steal (guest time is already inside user)
+    return ((tick(0) + tick(1) + tick(2) + tick(5) + tick(6) + tick(7)) * 1e6) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts a measurement window; the returned function closes it. */
+function cpuSample(pid: number): () => Omit<PhaseSample, 'ops'> {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   const s0 = processCpuUs(pid);
+  const m0 = machineBusyUs();
   return () => {
     const c = process.cpuUsage(c0);
     const s1 = processCpuUs(pid);
+    const m1 = machineBusyUs();
     return {
       wallMs: performance.now() - t0,
       nodeCpuUs: c.user + c.system,
       serverCpuUs: s0 !== undefined && s1 !== undefined ? s1 - s0 : undefined,
+      machineCpuUs: m0 !== undefined && m1 !== undefined ? m1 - m0 : undefined,
     };
   };
 }
