@@ -81,6 +81,33 @@ describeServers('pubsub event batches', (server, kind) => {
     await second.close();
   });
 
+  it(`a group of three shares batched events, each handled once, over batched <deliver/>s [${kind}]`, async () => {
+    const a = await connect(server(), 'svc-a.localhost');
+    const node = uniq('batch-group');
+    await a.createNode(node);
+    const handledBy = new Map<string, string[]>();
+    const members = [];
+    for (const domain of ['svc-d.localhost', 'svc-e.localhost', 'svc-f.localhost']) {
+      const ps = await connect(server(), domain);
+      const c = ps.consume(
+        OrderCreated,
+        node,
+        (v) => void handledBy.set(v.orderId, [...(handledBy.get(v.orderId) ?? []), domain]),
+        { group: 'sharers', heartbeatMs: 200 },
+      );
+      await c.start({ timeout: 30_000 });
+      members.push(c);
+    }
+    const pub = a.batchPublisher(OrderCreated, node, { batch: { maxEvents: 50 } });
+    for (const o of range(300)) pub.send(order(o));
+    await pub.flush({ timeout: 15_000 });
+    await until(() => handledBy.size === 300, 'all 300 handled');
+    await Promise.all(members.map((m) => m.drain({ timeout: 10_000 })));
+    for (const m of members) await m.close();
+    expect([...handledBy].filter(([, by]) => by.length !== 1)).toEqual([]);
+    expect(new Set([...handledBy.values()].flat()).size).toBe(3);
+  });
+
   it(`an invalid event is skipped alone; oversized and miscounted batch items are refused whole [${kind}]`, async () => {
     const a = await connect(server(), 'svc-a.localhost');
     const b = await connect(server(), 'svc-b.localhost');

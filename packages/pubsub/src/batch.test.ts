@@ -43,7 +43,7 @@ beforeEach(async () => {
   clock = new ManualClock(1_000_000);
   service = new MemoryPubSubService(
     new Session({ transport: hub.connect('pubsub.test'), clock, access: openService }),
-    { admins: ['svc-a.test'] },
+    { admins: ['svc-a.test', 'svc-b.test', 'svc-c.test'] },
   );
   await service.start();
 });
@@ -234,5 +234,71 @@ describe('consuming batches', () => {
     expect(got).toEqual(['0', '1', '2', '3', '4', '5', '6', '7']);
     expect(metas.slice(3).every((m) => m.replay)).toBe(true);
     await sub.close();
+  });
+});
+
+describe('batched group delivery', () => {
+  it('a leader hands a member the events of one tick in one <deliver/>; each event is handled once', async () => {
+    const a = client('svc-a.test');
+    await a.createNode('jobs', { maxItems: 100 });
+    const delivered: number[] = []; // events per <deliver/> IQ
+    const handledBy = new Map<string, string[]>();
+    const members = ['svc-b.test', 'svc-c.test'].map((addr) => {
+      const ps = client(addr);
+      const caller = ps.session.caller;
+      const request = caller.request.bind(caller);
+      caller.request = (iq, o) => {
+        const d = iq.getChild('deliver');
+        if (d) delivered.push(d.attrs['ids'] === undefined ? 1 : String(d.attrs['ids']).split(' ').length);
+        return request(iq, o);
+      };
+      return ps.consume(
+        OrderCreated,
+        'jobs',
+        (v) => void handledBy.set(v.orderId, [...(handledBy.get(v.orderId) ?? []), addr]),
+        { group: 'workers' },
+      );
+    });
+    for (const m of members) await m.start();
+    const pub = a.batchPublisher(OrderCreated, 'jobs', { batch: { maxEvents: 20 } });
+    for (let i = 0; i < 60; i++) pub.send(order(`j${i}`));
+    await pub.flush();
+    await waitFor(() => handledBy.size === 60, { what: 'all 60 handled' });
+    expect([...handledBy.values()].every((by) => by.length === 1)).toBe(true);
+    expect(new Set([...handledBy.values()].flat()).size).toBe(2); // both members took a share
+    const toMember = delivered.reduce((x, y) => x + y, 0);
+    expect(toMember).toBeGreaterThan(0);
+    expect(delivered.length).toBeLessThan(toMember); // fewer IQs than events
+    for (const m of members) await m.drain({ timeout: 1_000 });
+    for (const m of members) await m.close();
+  });
+
+  it('a member answers the documented batched <deliver/> as docs/protocol.md shows', async () => {
+    const a = client('svc-a.test');
+    await a.createNode('orders', { maxItems: 10 });
+    const b = client('svc-b.test');
+    const got: string[] = [];
+    const m = b.consume(
+      OrderCreated,
+      'orders',
+      (v) => {
+        if (v.orderId === 'o-19') throw new Error('boom');
+        got.push(v.orderId);
+      },
+      { group: 'billing' },
+    );
+    await m.start();
+    const text = docExample('group-batch-deliver');
+    const request = parseXml(text.slice(0, text.indexOf('<!--')).trim());
+    request.attrs['from'] = 'svc-a.test';
+    request.attrs['to'] = 'svc-b.test';
+    const res = await a.session.caller.request(request);
+    expect(got).toEqual(['o-17']);
+    const failed = res.getChild('delivered')!.getChildren('failed');
+    expect(failed.map((f) => f.attrs['id'])).toEqual(['b-7Qz1#2']);
+    const error = failed[0]!.getChild('error')!;
+    expect(error.getChild('handler-failed')?.attrs['xmlns']).toBe('urn:xmppbus:pubsub:1');
+    expect(error.attrs['type']).toBe('cancel');
+    await m.close();
   });
 });

@@ -34,15 +34,16 @@ import {
   randomId,
   resultReply,
   sleep,
-  textOf,
   xml,
   type Element,
   type TimerHandle,
   type WaitOptions,
 } from '@xmppbus/core';
 import { decode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
-import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
 import type { PubSubEvent } from './events.js';
+import { isBatch } from './batch.js';
+import { DeliveryBatcher, deliverBatch, type DeliverOne } from './group-delivery.js';
+import { STATE_TIMEOUT, StateNodeStore, latestOfTerm } from './group-state.js';
 import { NS_XMPPBUS_PUBSUB } from './ns.js';
 import { headersOf, restoreHeaders, takeHeaders } from './payload-headers.js';
 import { Pipeline } from './pipeline.js';
@@ -78,53 +79,12 @@ export function groupStateNode(group: string, node: string): string {
 const ELECTION_PAUSE = { initialDelay: 300, maxDelay: 300, factor: 1, jitter: 2 / 3 } as const;
 /** Group checkpoints are written at most ~10 times per second (they are pub/sub items). */
 const CHECKPOINT_INTERVAL = 100;
-/** Bound of each coordination request (state reads and writes, term nodes). */
-const STATE_TIMEOUT = 10_000;
-
-/**
- * The item with the highest term among `<prefix>-<term>` items of the state node. Each leader
- * writes items of its own term: ejabberd refuses to overwrite an item another JID published,
- * even on a `publish_model=open` node.
- */
-async function latestOfTerm(
-  host: ConsumerHost,
-  node: string,
-  prefix: string,
-  options: WaitOptions,
-): Promise<{ term: number; el: Element } | undefined> {
-  const items = await host.items(node, options);
-  let best: { term: number; el: Element } | undefined;
-  for (const it of items) {
-    if (!it.id.startsWith(`${prefix}-`) || !it.payload) continue;
-    const term = Number(it.id.slice(prefix.length + 1));
-    if (Number.isFinite(term) && (!best || term > best.term)) best = { term, el: it.payload };
-  }
-  return best;
-}
-
-/** Group checkpoints live in the state node, so whichever member leads next can resume. */
-class StateNodeStore implements CheckpointStore {
-  constructor(
-    readonly host: ConsumerHost,
-    readonly node: string,
-    readonly term: number,
-  ) {}
-  async load(): Promise<Checkpoint | undefined> {
-    const el = (await latestOfTerm(this.host, this.node, 'checkpoint', { timeout: STATE_TIMEOUT }))?.el;
-    if (!el) return undefined;
-    return { lastId: el.attrs['last'] || undefined, recent: childElements(el).map((c) => textOf(c)) };
-  }
-  async save(_key: string, cp: Checkpoint): Promise<void> {
-    const el = xml('checkpoint', { xmlns: NS_XMPPBUS_PUBSUB, last: cp.lastId });
-    for (const id of cp.recent.slice(-200)) el.cnode(xml('id', null, id));
-    await this.host.publishElement(this.node, el, { id: `checkpoint-${this.term}`, timeout: STATE_TIMEOUT });
-  }
-}
-
 interface MemberInfo {
   jid: string;
   lastSeen: number;
   inFlight: number;
+  /** It takes batched `<deliver/>`s (group-delivery.ts). */
+  batches: boolean;
 }
 
 /** How a handler run here ended; `cut`: cut short by close (or a step-down), so not handled. */
@@ -146,6 +106,7 @@ export class GroupMember<C extends PayloadContract> {
   readonly #ac = new AbortController();
   readonly #idle: WaitQueue;
   readonly #pause: RetryPolicy;
+  readonly #batcher: DeliveryBatcher;
   #term = 0;
   #leader: string | undefined;
   #pipeline: Pipeline<C> | undefined;
@@ -163,6 +124,10 @@ export class GroupMember<C extends PayloadContract> {
     this.#me = options.host.session.address;
     this.#idle = new WaitQueue({ clock: options.host.session.clock, what: `drain of group '${options.group}'` });
     this.#pause = new RetryPolicy(ELECTION_PAUSE, {}, options.host.session.random, 'election pause');
+    this.#batcher = new DeliveryBatcher(options.host.session.caller, this.#me, {
+      node: options.node,
+      group: options.group,
+    });
   }
 
   get isLeader(): boolean {
@@ -324,6 +289,10 @@ export class GroupMember<C extends PayloadContract> {
       tried.add(m.jid);
       m.inFlight++;
       try {
+        if (m.batches) {
+          await this.#batcher.deliver(m.jid, meta.id, payload, meta.signal);
+          return;
+        }
         const iq = xml(
           'iq',
           { type: 'set', to: m.jid, from: this.#me, id: randomId() },
@@ -431,8 +400,11 @@ export class GroupMember<C extends PayloadContract> {
       const from = iq.attrs['from'] ?? '';
       const now = this.#host.session.clock.now();
       const m = this.#members.get(from);
-      if (m) m.lastSeen = now;
-      else this.#members.set(from, { jid: from, lastSeen: now, inFlight: 0 });
+      const batches = payload.attrs['batches'] === 'true';
+      if (m) {
+        m.lastSeen = now;
+        m.batches = batches;
+      } else this.#members.set(from, { jid: from, lastSeen: now, inFlight: 0, batches });
       this.#reply(resultReply(iq));
       return;
     }
@@ -440,24 +412,43 @@ export class GroupMember<C extends PayloadContract> {
   }
 
   #onDeliver(iq: Element, payload: Element): void {
-    const id = payload.attrs['id'] ?? '';
     const el = childElements(payload)[0];
+    if (isBatch(el)) {
+      const hold = (): (() => void) => {
+        const key = `\u0000deliver ${iq.attrs['id'] ?? ''}`; // never an event id
+        const done = deferred<void>();
+        this.#inProgress.set(key, done.promise);
+        return () => {
+          this.#inProgress.delete(key);
+          done.resolve();
+          if (this.#inProgress.size === 0) this.#idle.wake();
+        };
+      };
+      const one: DeliverOne = (id, event, answer) => this.#deliverOne(id, event, answer);
+      const reply = (r: Element): void => this.#reply(r);
+      return deliverBatch(iq, payload, el, { one, reply, hold, maxEvents: this.#o.maxBatchEvents });
+    }
+    this.#deliverOne(payload.attrs['id'] ?? '', el, (error) =>
+      this.#reply(error ? errorReply(iq, error) : resultReply(iq)),
+    );
+  }
+
+  /** Handles one delivered event here; `answer` gets the error to answer with, or undefined. */
+  #deliverOne(id: string, el: Element | undefined, answer: (error: StanzaError | undefined) => void): void {
     // A redelivery (a new leader redoing what the previous one had not recorded) of an event
     // handled here is answered without running the handler again, even while draining; one
     // still running here is answered once it ends.
     const running = this.#inProgress.get(id);
     if (running) {
-      void running.then(() => this.#onDeliver(iq, payload));
+      void running.then(() => this.#deliverOne(id, el, answer));
       return;
     }
     if (this.#recent.has(id)) {
       this.#o.stats.duplicates++;
-      this.#reply(resultReply(iq));
-      return;
+      return answer(undefined);
     }
     if (this.#closed || this.#draining || !el) {
-      this.#reply(errorReply(iq, new StanzaError({ condition: 'service-unavailable', text: 'member closing' })));
-      return;
+      return answer(new StanzaError({ condition: 'service-unavailable', text: 'member closing' }));
     }
     const o = this.#o;
     let value: PayloadOf<C>;
@@ -467,8 +458,7 @@ export class GroupMember<C extends PayloadContract> {
     } catch (err) {
       o.stats.invalid++;
       o.onInvalid({ id, node: o.node, payload: el, error: err as Error });
-      this.#reply(resultReply(iq));
-      return;
+      return answer(undefined);
     } finally {
       restoreHeaders(el, headersEl);
     }
@@ -482,24 +472,21 @@ export class GroupMember<C extends PayloadContract> {
       replay: false,
       signal: this.#ac.signal,
     };
-    void this.#run(value, meta, (r) => this.#answer(iq, meta, r));
+    void this.#run(value, meta, (r) => answer(this.#answerOf(meta, r)));
   }
 
-  #answer(iq: Element, meta: EventMeta, r: Outcome): void {
+  #answerOf(meta: EventMeta, r: Outcome): StanzaError | undefined {
     const o = this.#o;
-    if (r.ok) return this.#reply(resultReply(iq));
-    if (r.cut) {
-      // Cut short by close: not handled, so the leader gives it to another member.
-      const err = new StanzaError({ condition: 'service-unavailable', text: 'member closing' });
-      return this.#reply(errorReply(iq, err));
-    }
+    if (r.ok) return undefined;
+    // Cut short by close: not handled, so the leader gives it to another member.
+    if (r.cut) return new StanzaError({ condition: 'service-unavailable', text: 'member closing' });
     o.stats.failed++;
     o.onError(r.err as Error, meta);
     // The one callee policy decides the condition; the marker tells the leader not to redeliver.
     const e = calleeError(r.err, { logger: this.#host.session.logger, what: `handler of group '${o.group}'` });
     const application = xml('handler-failed', { xmlns: NS_XMPPBUS_PUBSUB });
     const init = { condition: e.condition, type: e.type, application, ...(e.text ? { text: e.text } : {}) };
-    this.#reply(errorReply(iq, new StanzaError(init)));
+    return new StanzaError(init);
   }
 
   async #join(leader: string): Promise<boolean> {
@@ -507,7 +494,7 @@ export class GroupMember<C extends PayloadContract> {
       const iq = xml(
         'iq',
         { type: 'set', to: leader, from: this.#me, id: randomId() },
-        xml('join', { xmlns: NS_XMPPBUS_PUBSUB, node: this.#o.node, group: this.#o.group }),
+        xml('join', { xmlns: NS_XMPPBUS_PUBSUB, node: this.#o.node, group: this.#o.group, batches: 'true' }),
       );
       const timeout = Math.max(2_000, 2 * this.#o.heartbeatMs);
       await this.#host.session.caller.request(iq, { timeout, signal: this.#ac.signal });
