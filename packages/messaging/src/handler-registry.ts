@@ -149,22 +149,30 @@ export class HandlerRegistry {
   context(message: Element, qos: QosLevel, id: string | undefined, text?: string): MessageContext {
     const delay = readDelay(message);
     const exp = readExpireAt(message);
-    const base = {
-      from: message.attrs['from'] ?? '',
-      headers: readHeaders(message),
-      signal: this.#abort.signal,
-      delayedFrom: delay ? new Date(delay.at) : undefined,
-      to: message.attrs['to'] ?? this.#session.address,
-      qos,
-      id,
-      delayedBy: delay?.by,
-      delayReason: delay?.reason,
-      expiresAt: Number.isNaN(exp) ? undefined : new Date(exp),
-    };
-    if (text === undefined) return { ...base, stanza: message };
+    // Object literals built directly (no spread of a base object): one per message.
+    const from = message.attrs['from'] ?? '';
+    const headers = readHeaders(message);
+    const signal = this.#abort.signal;
+    const delayedFrom = delay ? new Date(delay.at) : undefined;
+    const to = message.attrs['to'] ?? this.#session.address;
+    const delayedBy = delay?.by;
+    const delayReason = delay?.reason;
+    const expiresAt = Number.isNaN(exp) ? undefined : new Date(exp);
+    if (text === undefined) {
+      return { from, headers, signal, delayedFrom, to, qos, id, delayedBy, delayReason, expiresAt, stanza: message };
+    }
     let parsed: Element | undefined;
     return {
-      ...base,
+      from,
+      headers,
+      signal,
+      delayedFrom,
+      to,
+      qos,
+      id,
+      delayedBy,
+      delayReason,
+      expiresAt,
       get stanza(): Element {
         return (parsed ??= parseXml(text));
       },

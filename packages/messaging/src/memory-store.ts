@@ -76,6 +76,21 @@ export class MemoryStore implements MessageStore {
     return this.#do('remove', () => void this.#outbox.delete(id));
   }
 
+  removeMany(ids: readonly string[]): Promise<void> {
+    return this.#do('removeMany', () => {
+      for (const id of ids) this.#outbox.delete(id);
+    });
+  }
+
+  markReceivedMany(ids: readonly string[]): Promise<void> {
+    return this.#do('markReceivedMany', () => {
+      for (const id of ids) {
+        const r = this.#outbox.get(id);
+        if (r) r.state = 'received';
+      }
+    });
+  }
+
   deadLetter(id: string, reason: DeadLetterReason, error: string | undefined, at: number): Promise<void> {
     return this.#do('deadLetter', () => {
       const r = this.#outbox.get(id);

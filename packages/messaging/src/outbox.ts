@@ -328,6 +328,33 @@ export class Outbox {
     settle(entry);
   }
 
+  /**
+   * `complete` for several messages (a batch's acknowledgements) with one store write; resolves
+   * once all are removed and settled, rejects (nothing settled) if the store failed.
+   */
+  async completeAll(entries: readonly Entry[]): Promise<void> {
+    if (!this.#closed) {
+      const store = this.#store;
+      const ids = entries.map(idOf);
+      if (store.removeMany) await store.removeMany(ids);
+      else await Promise.all(ids.map((id) => store.remove(id)));
+    }
+    for (const entry of entries) {
+      this.#remove(entry);
+      this.#counters.completed++;
+      settle(entry);
+    }
+  }
+
+  /** `storeReceived` for several messages with one store write. */
+  async storeReceivedAll(entries: readonly Entry[]): Promise<void> {
+    if (this.#closed) return;
+    const store = this.#store;
+    const ids = entries.map(idOf);
+    if (store.markReceivedMany) await store.markReceivedMany(ids);
+    else await Promise.all(ids.map((id) => store.markReceived(id)));
+  }
+
   /** QoS 2: writes that the peer stored it (`received`); then `received(entry)` records it in memory. */
   async storeReceived(entry: Entry): Promise<void> {
     if (!this.#closed) await this.#store.markReceived(entry.rec.id);
@@ -420,6 +447,8 @@ function settle(entry: Entry, err?: Error): void {
     else w.resolve();
   }
 }
+
+const idOf = (e: Entry): string => e.rec.id;
 
 function instant(at: Date | number | undefined, now: number): number {
   return at === undefined ? now : typeof at === 'number' ? at : at.getTime();

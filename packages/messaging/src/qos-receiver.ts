@@ -360,7 +360,8 @@ export class QosReceiver {
     const from = this.#checkSender(iq);
     if (from instanceof StanzaError) return this.#reply(iq, from);
     const to = iq.attrs['to'];
-    const outcomes: Promise<Element>[] = [];
+    const ids: string[] = [];
+    const outcomes: Promise<Outcome>[] = [];
     // Each item's share of the batch's size on the wire (O(1); the shares add up to the whole).
     let items = 0;
     for (const item of batch.children) if (typeof item !== 'string') items++;
@@ -385,9 +386,12 @@ export class QosReceiver {
           this.#refusal(new StanzaError({ condition: 'feature-not-implemented', text: `no batch item <${name}>` })),
         );
       }
-      const id = typeof msgId === 'string' ? msgId : '';
-      outcomes.push(o.then((outcome) => batchOutcome(id, outcome)));
+      ids.push(typeof msgId === 'string' ? msgId : '');
+      outcomes.push(o);
     }
-    void Promise.all(outcomes).then((items) => this.#reply(iq, batchResultElement(items)));
+    // One continuation for the whole batch, none per item.
+    void Promise.all(outcomes).then((done) =>
+      this.#reply(iq, batchResultElement(done.map((outcome, i) => batchOutcome(ids[i]!, outcome)))),
+    );
   }
 }

@@ -178,16 +178,23 @@ export class QosSender {
     p.then(
       (reply) => {
         const outcomes = readBatchResult(reply);
+        // The successes take one store write per kind for the whole batch (no promise per message).
+        let completed: Entry[] | undefined;
+        let received: Entry[] | undefined;
         for (const e of chunk) {
           const o = outcomes.get(e.rec.id);
-          if (o === true) this.#succeeded(e, undefined).catch(this.#bookkeepingFailed);
-          else {
+          if (o === true) {
+            if (e.rec.qos === 2 && e.rec.state === 'queued') (received ??= []).push(e);
+            else (completed ??= []).push(e);
+          } else {
             const err =
               o ??
               new StanzaError({ condition: 'undefined-condition', type: 'wait', text: 'no outcome in batch result' });
             this.#failed(e, err).catch(this.#bookkeepingFailed);
           }
         }
+        if (completed) this.#completedAll(completed);
+        if (received) this.#receivedAll(received);
       },
       (err: unknown) => {
         const error = toError(err);
@@ -264,6 +271,40 @@ export class QosSender {
     }
     this.#end(e);
     this.#events.settled(e.peer, 'ok');
+  }
+
+  /** Batch items that reached their guarantee: removed from the store in one write. */
+  #completedAll(entries: Entry[]): void {
+    this.#outbox.completeAll(entries).then(
+      () => this.#endAll(entries, 'ok'),
+      (err: unknown) => this.#storeFailed(entries, err),
+    );
+  }
+
+  /** QoS 2 batch items the peer stored: marked `received` in one write, then their `deliver`s may go. */
+  #receivedAll(entries: Entry[]): void {
+    this.#outbox.storeReceivedAll(entries).then(
+      () => {
+        // As in #succeeded: `received` and the end of the attempt in one step.
+        for (const e of entries) this.#outbox.received(e);
+        this.#endAll(entries, 'ok');
+      },
+      (err: unknown) => this.#storeFailed(entries, err),
+    );
+  }
+
+  #endAll(entries: Entry[], verdict: Verdict): void {
+    for (const e of entries) {
+      this.#end(e);
+      this.#events.settled(e.peer, verdict);
+    }
+  }
+
+  /** The store did not take the step: the messages stay as they were and go again (same ids). */
+  #storeFailed(entries: Entry[], err: unknown): void {
+    this.#bookkeepingFailed(err);
+    if (this.#outbox.closed) for (const e of entries) this.#end(e);
+    else this.#endAll(entries, 'paused');
   }
 
   async #failed(e: Entry, err: Error): Promise<void> {

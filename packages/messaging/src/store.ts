@@ -134,6 +134,14 @@ export interface MessageStore {
   /** Removes a message that reached its guarantee. Unknown ids: no-op. */
   remove(id: string): Promise<void>;
   /**
+   * Optional: `remove` of several messages as one write, atomic as a whole (a batch's
+   * acknowledgements: one promise instead of one per message). Without it the messenger calls
+   * `remove` for each.
+   */
+  removeMany?(ids: readonly string[]): Promise<void>;
+  /** Optional: `markReceived` of several messages as one write, atomic as a whole. */
+  markReceivedMany?(ids: readonly string[]): Promise<void>;
+  /**
    * Moves a message from the outbox to the dead letters in one atomic step, keeping every field
    * and adding `reason`, `error` and `deadAt`. Unknown ids: no-op.
    */

@@ -313,6 +313,24 @@ export class SqliteMessageStore implements MessageStore {
     return this.#write('remove', () => void this.#stmt('remove').run(id));
   }
 
+  removeMany(ids: readonly string[]): Promise<void> {
+    return this.#write('removeMany', () => this.#each('remove', ids));
+  }
+
+  markReceivedMany(ids: readonly string[]): Promise<void> {
+    return this.#write('markReceivedMany', () => this.#each('received', ids));
+  }
+
+  /** Runs a one-id statement for each id; a failure part-way rolls the whole group back (atomic as a whole). */
+  #each(stmt: string, ids: readonly string[]): void {
+    const s = this.#stmt(stmt);
+    try {
+      for (const id of ids) s.run(id);
+    } catch (err) {
+      throw new BatchAbort(err);
+    }
+  }
+
   deadLetter(id: string, reason: DeadLetterReason, error: string | undefined, at: number): Promise<void> {
     return this.#write('deadLetter', () => this.#tx.dead(id, reason, error ?? null, at));
   }
