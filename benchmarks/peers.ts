@@ -100,6 +100,9 @@ if (filtered) {
     metrics,
     ratios: result.ratios,
   });
+  // `ejabberd` in the JSON is xmppbus through ejabberd; the chart says so.
+  const seriesName = (system: string): string =>
+    system.startsWith('ejabberd') || system.startsWith('prosody') ? `xmppbus/${system}` : system;
   const chartPhases: Phase[] = ['rpc1', 'rpc100', 'qos0', 'qos1', 'qos2', 'fanout10'];
   const svg = barChart({
     title: 'Peers, 100 B payloads: operations per second (medians; fan-out = deliveries/s)',
@@ -110,7 +113,7 @@ if (filtered) {
       label: p === 'rpc1' ? 'rpc 1 in flight' : p === 'rpc100' ? 'rpc 100 in flight' : p,
       bars: Object.entries(result.medians[p]?.['100B'] ?? {})
         .filter(([, m]) => m.opsPerSec !== undefined)
-        .map(([series, m]) => ({ series, value: m.opsPerSec! })),
+        .map(([system, m]) => ({ series: seriesName(system), value: m.opsPerSec! })),
     })),
   });
   const svgFile = new URL('./results/peers.svg', import.meta.url);

@@ -30,9 +30,9 @@ describe('peers benchmark (smoke)', () => {
       qos0: ['nats', 'mqtt', 'ejabberd'],
       qos1: ['jetstream', 'mqtt', 'mqtt-persist', 'ejabberd'],
       qos2: ['mqtt', 'mqtt-persist', 'ejabberd'],
-      fanout1: ['nats', 'mqtt', 'ejabberd'],
-      fanout10: ['nats', 'mqtt', 'ejabberd'],
-      fanout100: ['nats', 'mqtt', 'ejabberd'],
+      fanout1: ['nats', 'mqtt', 'ejabberd', 'ejabberd-batched'],
+      fanout10: ['nats', 'mqtt', 'ejabberd', 'ejabberd-batched'],
+      fanout100: ['nats', 'mqtt', 'ejabberd', 'ejabberd-batched'],
     };
     for (const [phase, systems] of Object.entries(expected)) {
       const bySystem = result.medians[phase as Phase]?.['100B'];
@@ -55,6 +55,7 @@ describe('peers benchmark (smoke)', () => {
       'rpc_vs_nats_request',
       'rpc1_p50_vs_nats',
       'fanout10_vs_mqtt_qos0',
+      'fanout10_batched_vs_mqtt_qos0',
       'qos1_vs_qos0',
       'qos2_vs_qos0',
     ];

@@ -135,9 +135,9 @@ function systemsOf(
           ? flow(() => xmppbusFanout(srv, n, fanout))
           : flow(() => xmppbusMessaging(srv, n, Number(w.slice(3)) as 0 | 1 | 2));
     out.push({ name: srv.kind, pid: srv.pid, setup });
-    const batched = xmppbusBatchedFanout;
-    if (fanout > 0 && batched)
-      out.push({ name: `${srv.kind}-batched`, pid: srv.pid, setup: flow(() => batched(srv, n, fanout)) });
+    // The opt-in event batching of packages/pubsub (several events per item, docs/protocol.md §4).
+    if (fanout > 0)
+      out.push({ name: `${srv.kind}-batched`, pid: srv.pid, setup: flow(() => xmppbusBatchedFanout(srv, n, fanout)) });
   }
   return out;
 }
@@ -272,7 +272,7 @@ export async function runPeers(opts: PeersOptions): Promise<PeersResult> {
     for (const kind of ['nats', 'nats-jetstream', 'mosquitto', 'mosquitto-persist'] as const) {
       brokers[kind] = await startBroker(kind);
     }
-    const needed = opts.workloads.reduce((a, w) => a + namesNeeded(w) * (xmppbusBatchedFanout ? 2 : 1), 0);
+    const needed = opts.workloads.reduce((a, w) => a + namesNeeded(w), 0);
     for (const kind of opts.servers) {
       const n = ComponentNames.make(needed);
       opts.log(`start ${kind} (${needed} component names)`);

@@ -45,7 +45,8 @@ export class ComponentNames {
 
 /** Component names each workload's setup takes (fresh names: no route of a closed link is reused). */
 export function namesNeeded(workload: string): number {
-  if (workload.startsWith('fanout')) return 1 + Number(workload.slice('fanout'.length));
+  // Fan-out: publisher + subscribers, twice (plain and batched variant).
+  if (workload.startsWith('fanout')) return 2 * (1 + Number(workload.slice('fanout'.length)));
   return 2;
 }
 
@@ -118,6 +119,8 @@ export async function xmppbusMessaging(srv: XmppServer, names: ComponentNames, q
 }
 
 let nodes = 0;
+/** The publisher side of a fan-out flow, for the batched variant built on it. */
+const fanoutInternals = new WeakMap<Flow, { pub: PubSub; node: string }>();
 
 /** Publish (acked by the service) to a non-persistent node with `subscribers` sessions consuming it. */
 export async function xmppbusFanout(srv: XmppServer, names: ComponentNames, subscribers: number): Promise<Flow> {
@@ -149,12 +152,44 @@ export async function xmppbusFanout(srv: XmppServer, names: ComponentNames, subs
     await pubsub.consume(Blob, node, () => flow.onReceive()).start();
     subs.push({ session, pubsub });
   }
+  fanoutInternals.set(flow, { pub, node });
   return flow;
 }
 
-// HOOK "xmppbus-batched": the opt-in event batching of packages/pubsub (several events per pub/sub
-// item, docs/protocol.md §4) is not in the tree yet. When it lands, implement this like
-// xmppbusFanout with batching negotiated on the node/contract; peers-run.ts then adds the
-// `xmppbus-batched@<server>` system to the fan-out workloads by itself.
-export const xmppbusBatchedFanout:
-  ((srv: XmppServer, names: ComponentNames, subscribers: number) => Promise<Flow>) | undefined = undefined;
+/** Event batching of the batched fan-out variant (docs/protocol.md §4): the library's defaults, spelled out. */
+export const FANOUT_BATCH = { maxEvents: 100, maxInFlight: 4 } as const;
+
+/**
+ * The `<server>-batched` fan-out variant: the same node and subscriber sessions as xmppbusFanout,
+ * but events go through `pubsub.batchPublisher` (several events per item, opt-in; consumers still
+ * see single events). `send` hands the event over at once; a refused item fails the phase.
+ */
+export async function xmppbusBatchedFanout(srv: XmppServer, names: ComponentNames, subscribers: number): Promise<Flow> {
+  const flow = await xmppbusFanout(srv, names, subscribers);
+  const { pub, node } = fanoutInternals.get(flow)!;
+  let failure: Error | undefined;
+  const publisher = pub.batchPublisher(Blob, node, {
+    batch: FANOUT_BATCH,
+    onError: (err) => (failure ??= err),
+  });
+  const close = flow.close.bind(flow);
+  return {
+    receiversPerSend: subscribers,
+    lossy: false,
+    get onReceive() {
+      return flow.onReceive;
+    },
+    set onReceive(fn: () => void) {
+      flow.onReceive = fn;
+    },
+    send(payload, done) {
+      if (failure) return done(failure);
+      publisher.send({ data: payload.data });
+      done();
+    },
+    async close() {
+      await publisher.close().catch(() => undefined);
+      await close();
+    },
+  };
+}
