@@ -17,8 +17,12 @@
 // Per level it also records the messages per batch IQ (`batched / batches` of the sender's counters).
 // Env: MESSAGING_BENCH_ROUNDS (default 6), MESSAGING_BENCH_COUNT (messages per level and round,
 // default 5000), MESSAGING_BENCH_LATENCY (sequential messages per level and round, default 200),
+// MESSAGING_BENCH_WINDOW (QoS 1/2 sends awaiting their guarantee at once, default 500, as the peers
+// benchmark drives every system; QoS 0 goes in write slices of 500),
 // MESSAGING_BENCH_LEVELS=1,2 (a subset of levels; ratios need 0), MESSAGING_BENCH_SERVERS=ejabberd
-// (a subset of servers). A subset writes no result file (profiling runs).
+// (a subset of servers). A subset writes no result file (profiling runs). Messenger tuning to try:
+// MESSAGING_BENCH_PEER_WINDOW (messages in flight per peer, the messenger's `window`) and
+// MESSAGING_BENCH_BATCH_MAX (`batch.maxMessages`); either one set writes no result file either.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +39,15 @@ const COUNT = Number(process.env['MESSAGING_BENCH_COUNT'] ?? 5_000);
 const LATENCY_SAMPLES = Number(process.env['MESSAGING_BENCH_LATENCY'] ?? 200);
 const WARMUP = 1_000;
 const QOS0_BATCH = 500;
+/** QoS 1/2 sends in flight (awaiting their guarantee), as in the peers benchmark. */
+const WINDOW = Number(process.env['MESSAGING_BENCH_WINDOW'] ?? 500);
+/** Messenger tuning to try (defaults: the messenger's own, window 64 and 32 messages per batch). */
+const PEER_WINDOW = process.env['MESSAGING_BENCH_PEER_WINDOW'];
+const BATCH_MAX = process.env['MESSAGING_BENCH_BATCH_MAX'];
+const tuning = {
+  ...(PEER_WINDOW !== undefined ? { window: Number(PEER_WINDOW) } : {}),
+  ...(BATCH_MAX !== undefined ? { batch: { maxMessages: Number(BATCH_MAX) } } : {}),
+};
 /** A phase that gets no receipt for this long has stalled (QoS 1/2) or lost the rest (QoS 0). */
 const QUIET_MS = 1_000;
 const PHASE_TIMEOUT_MS = 120_000;
@@ -106,6 +119,7 @@ async function setupRig(srv: XmppServer): Promise<Rig> {
   const sender = new Messenger({
     session: new Session({ transport: ta }),
     store: sqliteMessageStore(join(dir, 'a.db')),
+    ...tuning,
   });
   const receiver = new Messenger({
     session: new Session({ transport: tb }),
@@ -145,10 +159,21 @@ async function sendAll(rig: Rig, qos: QosLevel, count: number): Promise<void> {
     await arrived;
     return;
   }
-  const sent: Promise<void>[] = [];
-  for (let i = 0; i < count; i++) sent.push(sender.send(Tick, TO, { i }, { qos }));
-  // Both ends done: every handler ran and every sender learnt its guarantee was met.
-  await Promise.all([arrived, Promise.all(sent)]);
+  // WINDOW sends in flight, each completion starting the next (as the peers benchmark drives
+  // every system); both ends done: every handler ran and every sender learnt its guarantee was met.
+  const sent = new Promise<void>((resolve, reject) => {
+    let next = 0;
+    let done = 0;
+    const launch = (): void => {
+      const i = next++;
+      sender.send(Tick, TO, { i }, { qos }).then(() => {
+        if (++done === count) resolve();
+        else if (next < count) launch();
+      }, reject);
+    };
+    for (let k = 0; k < Math.min(WINDOW, count); k++) launch();
+  });
+  await Promise.all([arrived, sent]);
 }
 
 interface Phase {
@@ -299,6 +324,8 @@ const metrics: Record<string, unknown> = {
   method: {
     rounds: ROUNDS,
     countPerRound: COUNT,
+    window: WINDOW,
+    messengerTuning: tuning,
     latencySamplesPerRound: LATENCY_SAMPLES,
     order: 'all orders of the levels in turn, a new one every round',
     outsideLoadLimitCores: OUTSIDE_LIMIT,
@@ -325,8 +352,8 @@ for (const [kind, recs] of records) {
       server: kind,
       qos,
       'msgs/s': Math.round(med((r) => r.msgsPerSec)!),
-      'p50 ms': round3(med((r) => r.p50Ms)!),
-      'p99 ms': round3(med((r) => r.p99Ms)!),
+      'p50 ms': round3(med((r) => r.p50Ms) ?? NaN),
+      'p99 ms': round3(med((r) => r.p99Ms) ?? NaN),
       'node µs/msg': Number(med((r) => r.nodeUsPerMsg)!.toFixed(1)),
       'server µs/msg': med((r) => r.serverUsPerMsg)?.toFixed(1) ?? 'n/a',
       'msg/batch': med((r) => r.msgsPerBatch)?.toFixed(1) ?? '-',
@@ -354,4 +381,5 @@ printTable(
   rows,
 );
 process.stdout.write(`\nratios ${JSON.stringify(ratios)} (targets: qos1 ≥ 0.5, qos2 ≥ 0.35)\n`);
-if (!only && LEVELS.length === 3) writeResult({ name: 'messaging', server: SERVER_KINDS.join('+'), metrics, ratios });
+if (!only && LEVELS.length === 3 && Object.keys(tuning).length === 0)
+  writeResult({ name: 'messaging', server: SERVER_KINDS.join('+'), metrics, ratios });
