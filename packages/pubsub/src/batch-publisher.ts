@@ -11,13 +11,13 @@
 import { ClosedError, ConfigError, deferred, randomId, withAbort, xml } from '@xmppbus/core';
 import type { Deferred, Element, HeadersInit, Session, TimerHandle, WaitOptions } from '@xmppbus/core';
 import { encode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
-import { approxBytes, batchEventId } from './batch.js';
+import { DEFAULT_MAX_BATCH_EVENTS, approxBytes, batchEventId } from './batch.js';
 import { NS_EVENTS_BATCH } from './ns.js';
 import { appendHeaders } from './payload-headers.js';
 import type { PublishOptions } from './types.js';
 
 export interface BatchOptions {
-  /** Most events per item (default 100). */
+  /** Most events per item (default 100, at most 4 096: what consumers accept by default). */
   maxEvents?: number;
   /** Most bytes of events per item, estimated (default 32 KiB; at most the transport's stanza cap less 4 KiB). */
   maxBytes?: number;
@@ -98,6 +98,10 @@ export class BatchPublisher<C extends PayloadContract = PayloadContract> impleme
     this.contract = contract;
     this.node = node;
     this.#maxEvents = positiveInteger(b.maxEvents, 'batch.maxEvents', 100);
+    if (this.#maxEvents > DEFAULT_MAX_BATCH_EVENTS)
+      throw new ConfigError(
+        `batchPublisher: \`batch.maxEvents\` above ${DEFAULT_MAX_BATCH_EVENTS} would be refused by consumers`,
+      );
     const cap = host.session.transport.maxStanzaBytes - 4096;
     this.#maxBytes = Math.min(positiveInteger(b.maxBytes, 'batch.maxBytes', 32 * 1024), cap);
     this.#maxInFlight = positiveInteger(b.maxInFlight, 'batch.maxInFlight', 4);
