@@ -12,7 +12,7 @@
  * (`cancel`), so no sender retries it forever. Delivered msgIds are remembered for
  * `receive.dedupeRetention`, a separate, longer clock.
  */
-import { ConfigError, StanzaError, deferred, parseXml, toError, type Session, type TimerHandle } from '@xmppbus/core';
+import { ConfigError, StanzaError, parseXml, toError, type Session, type TimerHandle } from '@xmppbus/core';
 import type { HandlerRegistry, Opened, Outcome, Registration } from './handler-registry.js';
 import type { Settings } from './options.js';
 import { PendingIndex } from './pending-index.js';
@@ -49,7 +49,7 @@ export class AssuredInbox {
   readonly #order: SenderOrder;
   readonly #pending: PendingIndex<Cached>;
   /** Deliveries between handler start and committed delivered mark. */
-  readonly #delivering = new Map<string, Promise<void>>();
+  readonly #delivering = new Map<string, Promise<Outcome>>();
   #pruneTimer: TimerHandle | undefined;
   #closed = false;
   /** Pending entries dropped for their TTL or evicted for room (the sender's `deliver` then finds nothing). */
@@ -193,34 +193,30 @@ export class AssuredInbox {
     if (running) {
       // A repeated deliver while the first is still committing: answer with its outcome.
       this.#counters.duplicates++;
-      return running.then(
-        () => undefined,
-        (err: unknown) => this.#refusal(this.#registry.failure(err)),
-      );
+      return running.then((o) => (o === undefined ? undefined : this.#refusal(o)));
     }
-    const done = deferred<void>();
-    done.promise.catch(noop);
-    this.#delivering.set(key, done.promise);
     const release = this.#order.hold();
+    let answer: (o: Outcome) => void = noop;
+    const outcome = new Promise<Outcome>((resolve) => (answer = resolve));
+    this.#delivering.set(key, outcome);
+    const finish = (failed: boolean, err?: unknown): void => {
+      this.#delivering.delete(key);
+      release();
+      answer(failed ? this.#refusal(this.#registry.failure(err)) : undefined);
+    };
     // Only the handler invocation is serialised per sender (order); the commit of the
     // delivered mark is a group commit awaited outside the chain, so deliveries pipeline.
-    void this.#order.run(sender, async () => {
-      try {
-        const { commit } = await this.#step(sender, msgId);
-        commit.then(done.resolve, done.reject);
-      } catch (err) {
-        done.reject(err);
-      }
-    });
-    return done.promise
-      .then(
-        (): Outcome => undefined,
-        (err: unknown) => this.#refusal(this.#registry.failure(err)),
-      )
-      .finally(() => {
-        this.#delivering.delete(key);
-        release();
-      });
+    void this.#order.run(sender, () =>
+      this.#step(sender, msgId).then(
+        ({ commit }) =>
+          void commit.then(
+            () => finish(false),
+            (err: unknown) => finish(true, err),
+          ),
+        (err: unknown) => finish(true, err),
+      ),
+    );
+    return outcome;
   }
 
   /** Runs the handler of a stored message (in order); `commit` settles once it is marked delivered. */

@@ -7,13 +7,19 @@
  * the others. What waits here is bounded by the receiver's queue budget, taken before `run`.
  * It also counts the inbound work in hand, so the messenger's `drain` knows when it is idle.
  */
-import { FairQueue, deferred, type Deferred } from '@xmppbus/core';
+import { FairQueue } from '@xmppbus/core';
 
-interface Task {
-  readonly sender: string;
-  readonly fn: () => Promise<void>;
-  readonly done: Deferred<void>;
+/** One handler turn: settled through plain callbacks (one promise per task: the one `run` returns). */
+class Task {
+  resolve: () => void = noop;
+  reject: (err: unknown) => void = noop;
+  constructor(
+    readonly sender: string,
+    readonly fn: () => Promise<void>,
+  ) {}
 }
+
+const noop = (): void => {};
 
 export class SenderOrder {
   readonly #concurrency: number;
@@ -47,7 +53,11 @@ export class SenderOrder {
   /** Runs `fn` after the sender's previous work (whatever its outcome), when its turn comes. */
   run(sender: string, fn: () => Promise<void>): Promise<void> {
     this.#active++;
-    const task: Task = { sender, fn, done: deferred<void>() };
+    const task = new Task(sender, fn);
+    const promise = new Promise<void>((resolve, reject) => {
+      task.resolve = resolve;
+      task.reject = reject;
+    });
     if (this.#busy.has(sender)) {
       const later = this.#later.get(sender);
       if (later) later.push(task);
@@ -57,7 +67,7 @@ export class SenderOrder {
       this.#ready.push(sender, task);
       this.#pump();
     }
-    return task.done.promise.finally(() => this.#release());
+    return promise;
   }
 
   /** Counts work that runs outside a chain (a commit awaited after its handler); returns the release. */
@@ -84,7 +94,18 @@ export class SenderOrder {
     } catch (err) {
       p = Promise.reject(err as Error);
     }
-    p.then(task.done.resolve, task.done.reject).finally(() => this.#finished(task.sender));
+    p.then(
+      () => this.#settled(task, true, undefined),
+      (err: unknown) => this.#settled(task, false, err),
+    );
+  }
+
+  /** The task's work settled: the sender's next turn is queued, then its caller learns the outcome. */
+  #settled(task: Task, ok: boolean, err: unknown): void {
+    this.#finished(task.sender);
+    this.#release();
+    if (ok) task.resolve();
+    else task.reject(err);
   }
 
   #finished(sender: string): void {
