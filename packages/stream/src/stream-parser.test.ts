@@ -63,6 +63,31 @@ describe('StreamParser', () => {
     expect(c.errors).toEqual([]);
   });
 
+  it('keeps attribute names exactly, the common ones (to, id, from, type, name, node, xmlns) and their look-alikes', () => {
+    const c = collect();
+    c.parser.write(HEADER);
+    c.parser.write(
+      "<iq to='1' id='2' from='3' type='4' name='5' node='6' tox='7' i='8' frOm='9' typed='10' xmlnz='11' idx='12'>" +
+        "<q xmlns='urn:x' xmlns:p='urn:p' p:to='13'/></iq>",
+    );
+    expect(c.errors).toEqual([]);
+    expect(c.elements[0]!.attrs).toEqual({
+      to: '1',
+      id: '2',
+      from: '3',
+      type: '4',
+      name: '5',
+      node: '6',
+      tox: '7',
+      i: '8',
+      frOm: '9',
+      typed: '10',
+      xmlnz: '11',
+      idx: '12',
+    });
+    expect((c.elements[0]!.children[0] as Element).attrs).toEqual({ xmlns: 'urn:x', 'xmlns:p': 'urn:p', 'p:to': '13' });
+  });
+
   it('reassembles elements split at arbitrary points, bytes or strings', () => {
     const text = `${HEADER}<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq><message><body>héllo ✓ 𝄞</body></message>`;
     const bytes = Buffer.from(text, 'utf8');
