@@ -193,7 +193,7 @@ export class AssuredInbox {
     if (running) {
       // A repeated deliver while the first is still committing: answer with its outcome.
       this.#counters.duplicates++;
-      return running.then((o) => (o === undefined ? undefined : this.#refusal(o)));
+      return running.then((o) => (o instanceof StanzaError ? this.#refusal(o) : undefined));
     }
     const release = this.#order.hold();
     let answer: (o: Outcome) => void = noop;
