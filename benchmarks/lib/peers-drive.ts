@@ -14,6 +14,15 @@ export interface PhaseTiming {
 
 /** A lossy flow with a full window and no receipt for this long has lost what is outstanding. */
 const QUIET_MS = 250;
+/**
+ * A measured window holds at least this many windows' worth of operations, if that takes at most
+ * MAX_MEASURE_FACTOR × measureMs: slow systems deliver in bursts of up to a window (QoS 2 through
+ * Prosody at 16 KB: 64 messages every ~0.5 s), and a window shorter than two bursts could count 0
+ * or 2 of them.
+ */
+const MIN_WINDOWS = 2;
+const MAX_MEASURE_FACTOR = 4;
+
 /** Payload bytes outstanding at most (one-way and fan-out). */
 const WINDOW_BYTES = 1 << 20;
 /** An acknowledged flow or request/reply without progress for this long fails the phase. */
@@ -85,6 +94,7 @@ export function driveRequestReply(
         lastProgress = now;
         // Every call answered inside the measured window (at low rates most began before it).
         if (measuring) latencies.push(now - began);
+        if (extended && !end && completed - start!.ops >= minOps) endMeasure();
         if (!stopped) launch();
         else if (active === 0) finish();
       };
@@ -94,10 +104,18 @@ export function driveRequestReply(
       start = snapshot(completed, pid);
       measuring = true;
     }, timing.warmMs);
-    const t1 = setTimeout(() => {
+    const minOps = MIN_WINDOWS * inFlight;
+    let extended = false;
+    const endMeasure = (): void => {
+      if (end) return;
       end = snapshot(completed, pid);
       measuring = false;
       stopped = true;
+    };
+    let t1 = setTimeout(() => {
+      if (completed - start!.ops >= minOps) return endMeasure();
+      extended = true; // ends at the call that completes the minimum, or at the cap
+      t1 = setTimeout(endMeasure, timing.measureMs * (MAX_MEASURE_FACTOR - 1));
     }, timing.warmMs + timing.measureMs);
     const watchdog = setInterval(() => {
       if (performance.now() - lastProgress > STALL_MS)
@@ -166,13 +184,22 @@ export function driveFlow(
     flow.onReceive = () => {
       received++;
       lastProgress = performance.now();
+      if (extended && !end && received - start!.ops >= minOps) endMeasure();
       pump();
     };
     const t0 = setTimeout(() => (start = snapshot(received, pid)), timing.warmMs);
-    const t1 = setTimeout(() => {
+    const minOps = MIN_WINDOWS * sends * per;
+    let extended = false;
+    const endMeasure = (): void => {
+      if (end) return;
       end = snapshot(received, pid);
       stopped = true;
       checkDone();
+    };
+    let t1 = setTimeout(() => {
+      if (received - start!.ops >= minOps) return endMeasure();
+      extended = true; // ends at the receipt that completes the minimum, or at the cap
+      t1 = setTimeout(endMeasure, timing.measureMs * (MAX_MEASURE_FACTOR - 1));
     }, timing.warmMs + timing.measureMs);
     const watchdog = setInterval(
       () => {
