@@ -184,6 +184,24 @@ describe('xmppbus CLI [prosody]', () => {
       event: 'urn:example:orders:events:1#created',
       payload: { orderId: 'o1', qty: '2' },
     });
+    // An event batch (docs/protocol.md §4) prints one line per event, ids `<item>#<i>`.
+    const created = (id: string): string =>
+      `<created xmlns='urn:example:orders:events:1'><orderId>${id}</orderId><qty>1</qty></created>`;
+    const batch = await run([
+      'publish',
+      'cli-orders',
+      'urn:xmppbus:events:batch:1#events',
+      `<events xmlns='urn:xmppbus:events:batch:1' count='2'>${created('o2')}${created('o3')}</events>`,
+      '--xml',
+      '--id',
+      'b1',
+    ]);
+    expect(batch.code).toBe(0);
+    await tail.waitFor('the batch', (o) => o.stdout.includes('"b1#1"'));
+    expect(jsonLines(tail.stdout).slice(1)).toMatchObject([
+      { id: 'b1#0', event: 'urn:example:orders:events:1#created', payload: { orderId: 'o2' } },
+      { id: 'b1#1', event: 'urn:example:orders:events:1#created', payload: { orderId: 'o3' } },
+    ]);
     const end = await tail.interrupt();
     expect(end.code).toBe(0);
   });

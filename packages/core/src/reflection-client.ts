@@ -95,6 +95,7 @@ export function parseSchemas(answer: Element): {
           throw new ProtocolError(`event role '${String(role)}' is unknown`);
         const node = el.attrs['node'];
         const service = el.attrs['service'];
+        const batch = el.attrs['batch'];
         descriptors.push({
           kind: 'event',
           ...nsName(el),
@@ -102,6 +103,7 @@ export function parseSchemas(answer: Element): {
           schema: schemaOf(el, 'schema'),
           ...(typeof node === 'string' ? { node } : {}),
           ...(typeof service === 'string' ? { service } : {}),
+          ...(typeof batch === 'string' && batch !== '' ? { batch } : {}),
         });
         break;
       }

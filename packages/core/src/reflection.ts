@@ -57,6 +57,11 @@ export interface EventDescriptor {
   readonly role: 'publish' | 'consume';
   readonly node?: string;
   readonly service?: string;
+  /**
+   * The wrapper namespace when the publisher sends several events per item
+   * (`urn:xmppbus:events:batch:1`, docs/protocol.md §4); absent: one event per item.
+   */
+  readonly batch?: string;
 }
 
 /** A message contract this endpoint handles (any QoS level, docs/protocol.md §5). */
@@ -220,7 +225,7 @@ export class SchemaRegistry {
 
 function keyOf(d: ContractDescriptor): string {
   const base = `${d.kind} {${d.ns}}${d.name}`;
-  return d.kind === 'event' ? `${base} ${d.role} ${d.service ?? ''} ${d.node ?? ''}` : base;
+  return d.kind === 'event' ? `${base} ${d.role} ${d.service ?? ''} ${d.node ?? ''} ${d.batch ?? ''}` : base;
 }
 
 function matchesFilter(d: ContractDescriptor, query: Element): boolean {
@@ -280,7 +285,7 @@ function descriptorElement(d: ContractDescriptor): Element {
     case 'event':
       return xml(
         'event',
-        { ns: d.ns, name: d.name, role: d.role, node: d.node, service: d.service },
+        { ns: d.ns, name: d.name, role: d.role, node: d.node, service: d.service, batch: d.batch },
         xml('schema', null, schemaText(d.schema)),
       );
     case 'message':

@@ -37,6 +37,8 @@ export type {
 export type { Consumer } from './consumer.js';
 export type { ConsumeOptions, ConsumerStats, ConsumerStatus, EventHandler, EventMeta, InvalidEvent } from './types.js';
 export { groupStateNode } from './group.js';
+export { isBatch, unwrapBatch, batchEventId, DEFAULT_MAX_BATCH_EVENTS } from './batch.js';
+export type { UnwrappedBatch } from './batch.js';
 export { MemoryCheckpointStore, FileCheckpointStore } from './checkpoint-store.js';
 export type { Checkpoint, CheckpointStore, FileCheckpointStoreOptions } from './checkpoint-store.js';
 

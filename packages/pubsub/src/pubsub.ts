@@ -18,7 +18,7 @@ import { submitForm } from './forms.js';
 import { GroupRoutes } from './group-routes.js';
 import { configToFields, type NodeConfig } from './node-config.js';
 import { NotificationRouter } from './notifications.js';
-import { NS_PUBSUB, NS_PUBSUB_PUBLISH_OPTIONS } from './ns.js';
+import { NS_EVENTS_BATCH, NS_PUBSUB, NS_PUBSUB_PUBLISH_OPTIONS } from './ns.js';
 import { NodeOwner } from './owner.js';
 import { appendHeaders } from './payload-headers.js';
 import { Requester } from './requester.js';
@@ -342,18 +342,20 @@ export class PubSub implements SessionUnit, AsyncDisposable {
       node,
       options,
     );
-    if (this.#published.get(contract)?.has(node) !== true) this.#reflectPublished(contract, node);
+    if (this.#published.get(contract)?.has(`${node} ${NS_EVENTS_BATCH}`) !== true)
+      this.#reflectPublished(contract, node, NS_EVENTS_BATCH);
     return p;
   }
 
   /** Reflects a published (contract, node) once (docs/protocol.md §6); at most 64 per client. */
-  #reflectPublished(contract: PayloadContract, node: string): void {
+  #reflectPublished(contract: PayloadContract, node: string, batch?: string): void {
     if (this.#publishedCount >= 64 || this.#status === 'closed') return;
     let nodes = this.#published.get(contract);
     if (nodes === undefined) this.#published.set(contract, (nodes = new Set()));
-    nodes.add(node);
+    nodes.add(batch === undefined ? node : `${node} ${batch}`);
     this.#publishedCount++;
-    this.#offs.push(this.session.schemas.add(describeEvent(contract, 'publish', { node, service: this.service })));
+    const where = { node, service: this.service, ...(batch !== undefined ? { batch } : {}) };
+    this.#offs.push(this.session.schemas.add(describeEvent(contract, 'publish', where)));
   }
 
   /** Publishes a ready-made payload element (the raw escape hatch); `headers` are appended to it. */

@@ -56,4 +56,22 @@ describe('event contracts in schema reflection', () => {
     const after = (await fetchSchemas(peer, 'svc-a.test', { kind: 'event' })) as EventDescriptor[];
     expect(after.map((e) => e.role)).toEqual(['publish']);
   });
+
+  it('marks a contract published in batches with the wrapper namespace', async () => {
+    const a = new PubSub({ session: session('svc-a.test'), service: 'pubsub.test' });
+    await a.start();
+    await a.createNode('orders');
+    await a.publish(OrderCreated, 'orders', { orderId: 'o1', qty: 1 });
+    const batched = a.batchPublisher(OrderCreated, 'orders');
+    batched.send({ orderId: 'o2', qty: 1 });
+    await batched.flush();
+
+    const peer = session('svc-b.test');
+    await peer.start();
+    const events = (await fetchSchemas(peer, 'svc-a.test', { kind: 'event' })) as EventDescriptor[];
+    expect(events.map((e) => `${e.role} ${e.node ?? ''} ${e.batch ?? 'single'}`).sort()).toEqual([
+      'publish orders single',
+      'publish orders urn:xmppbus:events:batch:1',
+    ]);
+  });
 });

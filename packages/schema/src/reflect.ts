@@ -48,7 +48,7 @@ export function describeMethod(m: MethodContract): MethodDescriptor {
 export function describeEvent(
   contract: PayloadContract,
   role: EventDescriptor['role'],
-  where: { node?: string; service?: string } = {},
+  where: { node?: string; service?: string; batch?: string } = {},
 ): EventDescriptor {
   return {
     kind: 'event',
@@ -58,6 +58,7 @@ export function describeEvent(
     role,
     ...(where.node !== undefined ? { node: where.node } : {}),
     ...(where.service !== undefined ? { service: where.service } : {}),
+    ...(where.batch !== undefined ? { batch: where.batch } : {}),
   };
 }
 

@@ -15,7 +15,7 @@ import {
   type WaitOptions,
 } from '@xmppbus/core';
 import type { BusConfig } from '@xmppbus/bus';
-import type { PubSubEvent } from '@xmppbus/pubsub';
+import { DEFAULT_MAX_BATCH_EVENTS, batchEventId, isBatch, unwrapBatch, type PubSubEvent } from '@xmppbus/pubsub';
 import { encode, payloadFromDescriptor, type PayloadContract } from '@xmppbus/schema';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -190,6 +190,18 @@ interface Line {
   item: boolean;
 }
 
+type Item = Extract<PubSubEvent, { type: 'items' }>['items'][number];
+
+function expandBatch(item: Item): Item[] {
+  if (!isBatch(item.payload)) return [item];
+  try {
+    const { events } = unwrapBatch(item.payload, DEFAULT_MAX_BATCH_EVENTS);
+    return events.map((payload, i) => ({ ...item, id: batchEventId(item.id, i), payload }));
+  } catch {
+    return [item]; // a malformed batch is shown as it came
+  }
+}
+
 function eventLines(
   ctx: Context,
   e: PubSubEvent,
@@ -201,7 +213,8 @@ function eventLines(
   const stamp = c.dim(new Date().toISOString().slice(11, 23));
   switch (e.type) {
     case 'items':
-      return e.items.map((item) => {
+      // A batch item (docs/protocol.md §4) prints one line per event, id `<item>#<i>`.
+      return e.items.flatMap(expandBatch).map((item) => {
         const el = item.payload;
         const event = el === undefined ? undefined : `${el.getNS() ?? ''}#${localName(el)}`;
         const payload =
