@@ -30,6 +30,7 @@ import { SERVER_KINDS, startServer, type ServerKind } from '@xmppbus/testing';
 import { lineChart, type LineSeries } from './lib/chart.js';
 import { payloadOf, qos1Workload, rpcWorkload, type PhaseSample, type Workload } from './lib/curves-rigs.js';
 import { printTable, writeResult } from './lib/results.js';
+import { median, roundsToUse, williamsOrder } from './lib/rounds.js';
 
 const ROUNDS = Number(process.env['CURVES_BENCH_ROUNDS'] ?? 6);
 const PHASE_MS = Number(process.env['CURVES_BENCH_PHASE_MS'] ?? 500);
@@ -109,23 +110,6 @@ interface Summary {
 
 const key = (p: Point): string => `${p.workload}/${p.bytes}/${p.inFlight}`;
 
-/** Rows of a balanced Latin square (Williams design) for an even count n: position and neighbour balanced. */
-function williamsOrder(n: number, round: number): number[] {
-  const first: number[] = [0];
-  for (let lo = 1, hi = n - 1; first.length < n;) {
-    first.push(lo++);
-    if (first.length < n) first.push(hi--);
-  }
-  return first.map((k) => (k + round) % n);
-}
-
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 /** CPU used by other processes during the phase, in cores (the machine's busy time minus ours and the server's). */
 function outsideLoad(s: PhaseSample): number | undefined {
   if (s.machineCpuUs === undefined || s.serverCpuUs === undefined) return undefined;
@@ -168,9 +152,8 @@ async function runServer(kind: ServerKind): Promise<Map<string, Sample[]>> {
 }
 
 function summarise(p: Point, samples: Sample[]): Summary {
-  const clean = samples.filter((s) => !s.flagged);
-  const useClean = clean.length >= MIN_CLEAN_ROUNDS;
-  const used = useClean ? clean : samples;
+  const { used } = roundsToUse(samples, MIN_CLEAN_ROUNDS);
+  const useClean = used.every((s) => !s.flagged);
   const med = (f: (s: Sample) => number | undefined): number | undefined => {
     const xs = used.map(f).filter((x): x is number => x !== undefined && Number.isFinite(x));
     return xs.length > 0 ? median(xs) : undefined;

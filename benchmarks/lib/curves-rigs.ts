@@ -2,7 +2,7 @@
 // measured many times: RPC (RpcClient → RpcServer) and QoS 1 messaging (Messenger → Messenger,
 // durable SQLite stores on both sides). Both move the payload one way and a small answer back
 // (the RPC response is a byte count; the QoS 1 ack is the IQ result), so their curves compare.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
@@ -14,6 +14,7 @@ import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import type { XmppServer } from '@xmppbus/testing';
 import { componentTransport, type ComponentTransport } from '@xmppbus/transport-component';
 import { processCpuUs } from './results.js';
+import { machineCpuUs } from './rounds.js';
 
 const NS = 'urn:xmppbus:bench:curves:1';
 
@@ -74,17 +75,7 @@ function connect(srv: XmppServer, domain: string): Promise<ComponentTransport> {
   });
 }
 
-/** Machine-wide busy CPU time (µs) from /proc/stat; undefined where unreadable. */
-function machineBusyUs(): number | undefined {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const tick = (i: number): number => f[i] ?? 0;
-    // user nice system irq softirq steal (guest time is already inside user)
-    return ((tick(0) + tick(1) + tick(2) + tick(5) + tick(6) + tick(7)) * 1e6) / 100;
-  } catch {
-    return undefined;
-  }
-}
+const machineBusyUs = (): number | undefined => machineCpuUs()?.busy;
 
 /** Starts a measurement window; the returned function closes it. */
 function cpuSample(pid: number): () => Omit<PhaseSample, 'ops'> {
