@@ -33,6 +33,7 @@ import {
   type WaitOptions,
 } from '@xmppbus/core';
 import { ValidationError, decode, encode, type MethodContract, type PayloadContract } from '@xmppbus/schema';
+import type { CallBatcher } from './call-batcher.js';
 import { formatDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
 import { NS_RPC, readInvalid } from './wire.js';
@@ -103,6 +104,8 @@ export class CallEngine {
   readonly #errorContracts = new WeakMap<object, Map<string, PayloadContract>>();
   readonly #idle: WaitQueue;
   #inFlight = 0;
+  /** Sends calls issued together to one peer as one batch IQ (RpcClient, when enabled). */
+  batcher: CallBatcher | undefined;
 
   constructor(options: CallerOptions, what: string) {
     if (!options || typeof options !== 'object' || !options.session)
@@ -232,7 +235,12 @@ export class CallEngine {
     attrs['id'] = randomId();
     payload.parent = iq;
     iq.children.push(payload);
-    return this.#caller.request(iq, { timeout: budget, signal }).then(
+    const batcher = this.batcher;
+    const sent =
+      batcher === undefined
+        ? this.#caller.request(iq, { timeout: budget, signal })
+        : batcher.request(iq, payload, budget, signal);
+    return sent.then(
       (reply) => {
         if (counted) this.settled();
         return this.#decodeResult(method, to, reply) as R;

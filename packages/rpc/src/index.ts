@@ -1,6 +1,7 @@
 // Calling
 export { RpcClient } from './rpc-client.js';
 export type { RpcClientOptions } from './rpc-client.js';
+export type { RpcBatchOptions } from './call-batcher.js';
 export type { CallOptions, CallerOptions, CallerStatus, RpcRetryOptions } from './call.js';
 
 // Serving
@@ -24,3 +25,4 @@ export type {
 export { RpcError } from './rpc-error.js';
 export type { RpcErrorOptions, ErrorNameOf, ErrorDataOf } from './rpc-error.js';
 export { NS_RPC } from './wire.js';
+export { NS_RPC_BATCH } from './batch.js';

@@ -22,7 +22,6 @@ import {
   calleeError,
   emptyHeaders,
   errorReply,
-  randomId,
   readHeaders,
   resultReply,
   toError,
@@ -37,20 +36,13 @@ import {
   type Transport,
   type WaitOptions,
 } from '@xmppbus/core';
-import {
-  ValidationError,
-  decode,
-  describeMethod,
-  encode,
-  type MethodContract,
-  type RequestOf,
-  type ResponseOf,
-} from '@xmppbus/schema';
+import { decode, describeMethod, encode, type MethodContract, type RequestOf, type ResponseOf } from '@xmppbus/schema';
 import { budgetLimits, type RpcLimits } from './call-admission.js';
 import { CallContext, type HandlerContext } from './call-context.js';
 import { parseDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
-import { NS_RPC, headersIndex, invalidElement, invalidText } from './wire.js';
+import { joinBatches } from './batch.js';
+import { NS_RPC, headersIndex, invalidRequest, invalidResponse } from './wire.js';
 
 const EMPTY_HEADERS: Headers = emptyHeaders();
 
@@ -77,6 +69,11 @@ export interface RpcServerOptions {
   deadlineGrace?: number;
   /** Disco identity name (default: none). */
   name?: string;
+  /**
+   * Serve `urn:xmppbus:rpc:batch:1` (several calls per IQ, docs/protocol.md §3.5; default true):
+   * advertised in disco#info, each call run exactly as if it came alone. `false`: not advertised.
+   */
+  batch?: boolean;
 }
 
 interface Entry {
@@ -111,6 +108,9 @@ export class RpcServer implements AsyncDisposable {
   readonly #encodeOptions: { readonly validate: boolean };
   readonly #grace: number;
   readonly #identityName: string | undefined;
+  readonly #batch: boolean;
+  /** Calls that came in a batch, by the IQ they would have come in alone: their replies join the batch's answer. */
+  readonly #batchReplies = new Map<Element, (reply: Element) => void>();
   readonly #entries = new Map<string, Entry>();
   readonly #active = new Set<CallContext>();
   readonly #idle: WaitQueue;
@@ -148,6 +148,7 @@ export class RpcServer implements AsyncDisposable {
     this.#encodeOptions = { validate: options.validateResponses ?? true };
     this.#grace = grace;
     this.#identityName = options.name;
+    this.#batch = options.batch ?? true;
     this.#idle = new WaitQueue({ clock: this.#clock, what: 'RpcServer.drain' });
     this.#budget = new SenderBudget(budgetLimits(options.limits), 'RpcServer.limits');
   }
@@ -238,6 +239,11 @@ export class RpcServer implements AsyncDisposable {
     this.#offStart.push(disco.addFeature(NS_RPC), disco.addFeature(NS_DISCO_ITEMS));
     if (this.#identityName !== undefined)
       this.#offStart.push(disco.addIdentity({ category: 'component', type: 'generic', name: this.#identityName }));
+    if (this.#batch) {
+      const b = this.#budget;
+      const maxCost = Math.min(b.perSenderBytes, b.totalBytes);
+      this.#offStart.push(joinBatches(this.#session, { serve: this.#serveBatchItem, maxCost }));
+    }
     this.#offStart.push(
       this.#session.onPresence((p) => this.#onPresence(p)),
       this.#session.add(this),
@@ -274,6 +280,21 @@ export class RpcServer implements AsyncDisposable {
       for (const f of offs) f();
     };
   }
+
+  /** A call of a batch: taken through `#onCall` like a single one when this server has the method. */
+  readonly #serveBatchItem = (
+    ns: string,
+    name: string,
+    iq: Element,
+    payload: Element,
+    answer: (reply: Element) => void,
+  ): boolean => {
+    const entry = this.#entries.get(`{${ns}}${name}`);
+    if (entry?.off === undefined) return false;
+    this.#batchReplies.set(iq, answer);
+    this.#onCall(entry, iq, payload);
+    return true;
+  };
 
   #onCall(entry: Entry, iq: Element, payload: Element): void {
     if (this.#status !== 'ready') {
@@ -363,7 +384,7 @@ export class RpcServer implements AsyncDisposable {
     try {
       request = decode(contract.request, payload);
     } catch (err) {
-      this.#send(errorReply(iq, invalidRequest(err)));
+      this.#answer(iq, errorReply(iq, invalidRequest(err)));
       this.#budget.give(from, cost);
       this.#next();
       return;
@@ -423,12 +444,12 @@ export class RpcServer implements AsyncDisposable {
         reply = resultReply(iq, encode(contract, outcome as ResponseOf<MethodContract>, this.#encodeOptions));
         scope?.end();
       } catch (err) {
-        const error = this.#invalidResponse(entry.contract, err);
+        const error = invalidResponse(entry.contract, err, this.#log);
         scope?.end(error);
         reply = errorReply(iq, error);
       }
     }
-    this.#send(reply);
+    this.#answer(iq, reply);
     this.#next();
   }
 
@@ -439,21 +460,6 @@ export class RpcServer implements AsyncDisposable {
       this.#run(q.entry, q.iq, q.payload, q.from, q.cost);
     }
     if (this.#running === 0 && this.#queue.size === 0 && this.#idle.size > 0) this.#idle.wake();
-  }
-
-  #invalidResponse(contract: MethodContract, err: unknown): StanzaError {
-    const ref = randomId().slice(0, 8);
-    const e = toError(err);
-    this.#log.error(`rpc: handler of {${contract.ns}}${contract.name} returned an invalid response (ref ${ref})`, e);
-    if (err instanceof ValidationError) {
-      return new StanzaError({
-        condition: 'internal-server-error',
-        type: 'cancel',
-        text: `${invalidText('response', err.issues)} (ref ${ref})`,
-        application: invalidElement('response', err.issues),
-      });
-    }
-    return new StanzaError({ condition: 'internal-server-error', type: 'cancel', text: `internal error (ref ${ref})` });
   }
 
   /** A declared error of this method travels with its data; anything else follows core's callee policy. */
@@ -471,7 +477,7 @@ export class RpcServer implements AsyncDisposable {
         ? encode({ kind: 'payload', ns: contract.ns, name: err.errorName, schema: declared.schema }, err.data as never)
         : xml(err.errorName, { xmlns: contract.ns });
     } catch (e) {
-      return this.#invalidResponse(contract, e);
+      return invalidResponse(contract, e, this.#log);
     }
     const init: StanzaErrorInit = { condition: err.condition, type: err.type, application };
     if (err.text !== undefined) init.text = err.text;
@@ -485,9 +491,17 @@ export class RpcServer implements AsyncDisposable {
     this.#transport.send(stanza).catch(this.#onSendError);
   }
 
+  /** Sends the reply to a call, or hands it to the batch answer when the call came in one. */
+  #answer(iq: Element, reply: Element): void {
+    const batched = this.#batchReplies.size === 0 ? undefined : this.#batchReplies.get(iq);
+    if (batched === undefined) return this.#send(reply);
+    this.#batchReplies.delete(iq);
+    batched(reply);
+  }
+
   /** Answers `iq` with a stanza error (refusals decided before or instead of a handler). */
   #reject(iq: Element, init: StanzaErrorInit): void {
-    this.#send(errorReply(iq, new StanzaError(init)));
+    this.#answer(iq, errorReply(iq, new StanzaError(init)));
   }
 
   #onPresence(p: Element): void {
@@ -573,21 +587,4 @@ export class RpcServer implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-function invalidRequest(err: unknown): StanzaError {
-  if (err instanceof ValidationError) {
-    return new StanzaError({
-      condition: 'bad-request',
-      type: 'modify',
-      text: invalidText('request', err.issues),
-      application: invalidElement('request', err.issues),
-    });
-  }
-  // Malformed beyond the schema (too many elements, unmappable XML): still the caller's fault.
-  return new StanzaError({
-    condition: 'bad-request',
-    type: 'modify',
-    text: `invalid request: ${toError(err).message}`,
-  });
 }

@@ -450,7 +450,8 @@ describe('RpcClient + RpcServer (memory hub)', () => {
     const during = Promise.all([1, 2, 3].map((i) => c.call(GetOrder, 'callee.test', { orderId: `o${i}` })));
     // Caller back first: its queued calls bounce (the callee is still away) and back off.
     hub.reconnect('caller.test');
-    await waitFor(() => bounces === 3, { what: 'three bounces' });
+    // Three calls, and the disco#info (batch negotiation) their burst triggered.
+    await waitFor(() => bounces === 4, { what: 'four bounces' });
     hub.reconnect('callee.test');
     clock.advance(20); // every backoff (≤ maxDelay) ends: the retries reach the callee
     await expect(during).resolves.toEqual([1, 2, 3].map((i) => ({ orderId: `o${i}`, qty: 7, by: 'b' })));

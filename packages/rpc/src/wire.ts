@@ -2,9 +2,18 @@
  * Wire vocabulary of xmppbus RPC (documented in docs/protocol.md, section "rpc"): our own
  * namespace for error details and instance presence, and the helpers that build and read them.
  */
-import type { StanzaError } from '@xmppbus/core';
-import { NS_SHIM, childElements, localName, xml, type Element } from '@xmppbus/core';
-import type { ValidationIssue } from '@xmppbus/schema';
+import {
+  NS_SHIM,
+  StanzaError,
+  childElements,
+  localName,
+  randomId,
+  toError,
+  xml,
+  type Element,
+  type Logger,
+} from '@xmppbus/core';
+import { ValidationError, type MethodContract, type ValidationIssue } from '@xmppbus/schema';
 
 /** xmppbus RPC namespace: error details, instance presence, disco feature. */
 export const NS_RPC = 'urn:xmppbus:rpc:1';
@@ -65,4 +74,38 @@ export function headersIndex(payload: Element): number {
     return c !== undefined && c.attrs['xmlns'] === NS_SHIM && localName(c) === 'headers' ? i : -1;
   }
   return -1;
+}
+
+/** The answer to a request that fails its schema (or cannot be mapped at all): the caller's fault. */
+export function invalidRequest(err: unknown): StanzaError {
+  if (err instanceof ValidationError) {
+    return new StanzaError({
+      condition: 'bad-request',
+      type: 'modify',
+      text: invalidText('request', err.issues),
+      application: invalidElement('request', err.issues),
+    });
+  }
+  // Malformed beyond the schema (too many elements, unmappable XML): still the caller's fault.
+  return new StanzaError({
+    condition: 'bad-request',
+    type: 'modify',
+    text: `invalid request: ${toError(err).message}`,
+  });
+}
+
+/** The answer when a handler's response fails its schema: the callee's fault, logged with a ref. */
+export function invalidResponse(contract: MethodContract, err: unknown, log: Logger): StanzaError {
+  const ref = randomId().slice(0, 8);
+  const e = toError(err);
+  log.error(`rpc: handler of {${contract.ns}}${contract.name} returned an invalid response (ref ${ref})`, e);
+  if (err instanceof ValidationError) {
+    return new StanzaError({
+      condition: 'internal-server-error',
+      type: 'cancel',
+      text: `${invalidText('response', err.issues)} (ref ${ref})`,
+      application: invalidElement('response', err.issues),
+    });
+  }
+  return new StanzaError({ condition: 'internal-server-error', type: 'cancel', text: `internal error (ref ${ref})` });
 }

@@ -1,0 +1,334 @@
+import { Type } from '@sinclair/typebox';
+import type {
+  Element} from '@xmppbus/core';
+import {
+  AccessPolicy,
+  ManualClock,
+  NS_DISCO_INFO,
+  Session,
+  StanzaError,
+  TimeoutError,
+  childElements,
+  deferred,
+  randomId,
+  resultReply,
+  xml,
+  type Clock,
+  type Deferred,
+} from '@xmppbus/core';
+import { ValidationError, method } from '@xmppbus/schema';
+import { CreateOrder, GetOrder, NS_ORDERS, waitFor } from '@xmppbus/testing';
+import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MAX_BATCH_CALLS, NS_RPC_BATCH } from './batch.js';
+import { RpcClient, RpcError, RpcServer, type RpcClientOptions, type RpcServerOptions } from './index.js';
+
+/** Answers when the test says so. */
+const Hold = method({
+  ns: NS_ORDERS,
+  name: 'hold',
+  request: Type.Object({ n: Type.Integer() }),
+  response: Type.Object({ n: Type.Integer() }),
+});
+
+let hub: MemoryHub;
+let sessions: Session[];
+
+beforeEach(() => {
+  hub = memoryHub();
+  sessions = [];
+});
+
+afterEach(async () => {
+  for (const s of sessions) await s.close();
+});
+
+function session(address: string, options: { clock?: Clock; access?: AccessPolicy } = {}): Session {
+  const s = new Session({ transport: hub.connect(address), ...options });
+  sessions.push(s);
+  return s;
+}
+
+/** The IQ get/set payloads `s` receives, as `batch(n)` or the method name. */
+function inbound(s: Session): string[] {
+  const seen: string[] = [];
+  s.transport.onStanza((st) => {
+    const t = st.attrs['type'];
+    if (st.name !== 'iq' || (t !== 'get' && t !== 'set')) return;
+    const p = childElements(st)[0]!;
+    if (p.attrs['xmlns'] === NS_RPC_BATCH) seen.push(`batch(${childElements(p).length})`);
+    else if (p.attrs['xmlns'] !== NS_DISCO_INFO) seen.push(p.name);
+  });
+  return seen;
+}
+
+async function setup(
+  serverOptions: Omit<RpcServerOptions, 'session'> = {},
+  clientOptions: Omit<RpcClientOptions, 'session'> = {},
+  sessionOptions: { clock?: Clock; access?: AccessPolicy } = {},
+): Promise<{ a: Session; b: Session; c: RpcClient; server: RpcServer; held: Deferred<void>[] }> {
+  const a = session('billing.test', sessionOptions);
+  const b = session('orders.test', sessionOptions);
+  const held: Deferred<void>[] = [];
+  const server = new RpcServer({ session: b, ...serverOptions });
+  server.handle(CreateOrder, ({ sku, qty }) => {
+    if (sku === 'none') throw new RpcError(CreateOrder, 'outOfStock', { sku, available: 0 });
+    return { orderId: `${sku}-${qty}`, total: qty };
+  });
+  server.handle(GetOrder, ({ orderId }) => ({ orderId, qty: 1, by: 'b' }));
+  server.handle(Hold, async ({ n }) => {
+    const d = deferred<void>();
+    held.push(d);
+    await d.promise;
+    return { n };
+  });
+  await server.start();
+  const c = new RpcClient({ session: a, ...clientOptions });
+  await c.start();
+  return { a, b, c, server, held };
+}
+
+/** Two calls in one turn make the client ask the peer; resolves once it knows. */
+async function negotiate(c: RpcClient, a: Session): Promise<void> {
+  let asked = 0;
+  const off = a.transport.onStanza((s) => {
+    if (s.name === 'iq' && s.attrs['type'] === 'result' && s.getChild('query', NS_DISCO_INFO)) asked++;
+  });
+  await Promise.all([1, 2].map((i) => c.call(GetOrder, 'orders.test', { orderId: `w${i}` })));
+  await waitFor(() => asked === 1, { what: 'disco#info answered' });
+  off();
+  await Promise.resolve();
+}
+
+describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
+  it('advertises the feature unless disabled', async () => {
+    const { b } = await setup();
+    expect(b.disco.features).toContain(NS_RPC_BATCH);
+    const x = session('other.test');
+    const off = new RpcServer({ session: x, batch: false });
+    await off.start();
+    expect(x.disco.features).not.toContain(NS_RPC_BATCH);
+  });
+
+  it('sends calls issued in the same turn as one batch IQ, a lone call in the single form', async () => {
+    const { a, b, c } = await setup();
+    const seen = inbound(b);
+    await negotiate(c, a);
+    expect(seen).toEqual(['get', 'get']); // before the answer: single IQs
+    seen.length = 0;
+    const burst = await Promise.all([1, 2, 3, 4, 5].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
+    expect(burst.map((r) => r.orderId)).toEqual(['o1', 'o2', 'o3', 'o4', 'o5']);
+    await c.call(CreateOrder, 'orders.test', { sku: 'A', qty: 2 });
+    const next = c.call(GetOrder, 'orders.test', { orderId: 'x' });
+    await next;
+    expect(seen).toEqual(['batch(5)', 'create', 'get']);
+    expect(c.batchStats).toEqual({ batches: 1, batchedCalls: 5 });
+    expect(a.caller.pending).toBe(0);
+    expect(c.inFlight).toBe(0);
+  });
+
+  it('gives every call of a batch its own outcome: result, declared error, forbidden, unknown method, bad payload', async () => {
+    const access = new AccessPolicy({ rules: [{ from: 'billing.test', to: `${NS_ORDERS}#hold`, effect: 'deny' }] });
+    // validate: false lets an invalid request reach the server, which must refuse that item only.
+    const { a, b, c } = await setup({}, { validate: false }, { access });
+    const seen = inbound(b);
+    await negotiate(c, a);
+    seen.length = 0;
+    const Unknown = method({ ns: NS_ORDERS, name: 'nope', request: Type.Object({}), response: Type.Object({}) });
+    const Elsewhere = method({ ns: 'urn:other', name: 'x', request: Type.Object({}), response: Type.Object({}) });
+    const outcomes = await Promise.allSettled([
+      c.call(CreateOrder, 'orders.test', { sku: 'A', qty: 3 }),
+      c.call(CreateOrder, 'orders.test', { sku: 'none', qty: 1 }),
+      c.call(Hold, 'orders.test', { n: 1 }),
+      c.call(Unknown, 'orders.test', {}),
+      c.call(Elsewhere, 'orders.test', {}),
+      c.call(CreateOrder, 'orders.test', { sku: 'B', qty: 0 }),
+    ]);
+    expect(seen).toEqual(['batch(6)']);
+    expect(outcomes[0]).toEqual({ status: 'fulfilled', value: { orderId: 'A-3', total: 3 } });
+    const reason = (i: number): unknown => (outcomes[i] as PromiseRejectedResult).reason;
+    expect(reason(1)).toBeInstanceOf(RpcError);
+    expect((reason(1) as RpcError).data).toEqual({ sku: 'none', available: 0 });
+    expect(reason(2)).toMatchObject({ condition: 'forbidden', type: 'auth' });
+    expect(reason(3)).toMatchObject({ condition: 'feature-not-implemented' });
+    expect(reason(4)).toMatchObject({ condition: 'service-unavailable' });
+    expect(reason(5)).toBeInstanceOf(ValidationError);
+    expect((reason(5) as ValidationError).issues[0]?.path).toBe('/qty');
+  });
+
+  it('settles each call by its id whatever the order the handlers finish in', async () => {
+    const { a, c, held } = await setup();
+    await negotiate(c, a);
+    const calls = [1, 2, 3, 4].map((n) => c.call(Hold, 'orders.test', { n }));
+    await waitFor(() => held.length === 4, { what: 'four handlers running' });
+    for (const d of [...held].reverse()) d.resolve();
+    expect((await Promise.all(calls)).map((r) => r.n)).toEqual([1, 2, 3, 4]);
+  });
+
+  it('an aborted call rejects at once; its item is ignored when the batch answers', async () => {
+    const { a, c, held } = await setup();
+    await negotiate(c, a);
+    const ac = new AbortController();
+    const first = c.call(Hold, 'orders.test', { n: 1 });
+    const aborted = c.call(Hold, 'orders.test', { n: 2 }, { signal: ac.signal });
+    await waitFor(() => held.length === 2, { what: 'both running' });
+    const why = new Error('changed my mind');
+    ac.abort(why);
+    await expect(aborted).rejects.toBe(why);
+    for (const d of held) d.resolve();
+    await expect(first).resolves.toEqual({ n: 1 });
+    expect(c.batchStats.batches).toBe(1);
+    expect(a.caller.pending).toBe(0);
+  });
+
+  it('a call whose own timeout is earlier than the batch’s times out alone', async () => {
+    const clock = new ManualClock(Date.UTC(2030, 0, 1));
+    const { a, c, held } = await setup({}, {}, { clock });
+    await negotiate(c, a);
+    const long = c.call(Hold, 'orders.test', { n: 1 }, { timeout: 10_000 });
+    const short = c.call(Hold, 'orders.test', { n: 2 }, { timeout: 100 });
+    await waitFor(() => held.length === 2, { what: 'both running' });
+    clock.advance(150);
+    await expect(short).rejects.toBeInstanceOf(TimeoutError);
+    for (const d of held) d.resolve();
+    await expect(long).resolves.toEqual({ n: 1 });
+    clock.advance(20_000); // the batch IQ's own timer was cancelled by its answer
+    expect(a.caller.pending).toBe(0);
+  });
+
+  it('sends single IQs to a peer without the feature', async () => {
+    const { a, b, c } = await setup({ batch: false });
+    const seen = inbound(b);
+    await negotiate(c, a);
+    await Promise.all([1, 2, 3].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
+    expect(seen).toEqual(['get', 'get', 'get', 'get', 'get']);
+    expect(c.batchStats.batches).toBe(0);
+  });
+
+  it('never asks when batching is off on the client', async () => {
+    const a = session('billing.test');
+    const b = session('orders.test');
+    let discos = 0;
+    b.transport.onStanza((s) => {
+      if (s.getChild('query', NS_DISCO_INFO)) discos++;
+    });
+    const server = new RpcServer({ session: b });
+    server.handle(GetOrder, ({ orderId }) => ({ orderId, qty: 1, by: 'b' }));
+    await server.start();
+    const c = new RpcClient({ session: a, batch: { enabled: false } });
+    await c.start();
+    await Promise.all([1, 2, 3].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
+    expect(discos).toBe(0);
+  });
+
+  it('a peer that advertises batches but refuses them gets the calls again one per IQ, then singles', async () => {
+    const a = session('billing.test');
+    const b = { transport: hub.connect('orders.test') }; // no session: nothing answers but this test
+    const seen: string[] = [];
+    // A hand-written peer: claims the feature, answers a batch feature-not-implemented, serves singles.
+    b.transport.onStanza((s) => {
+      if (s.name !== 'iq' || s.attrs['type'] === 'result' || s.attrs['type'] === 'error') return;
+      const p = childElements(s)[0]!;
+      let reply: Element;
+      if (p.attrs['xmlns'] === NS_DISCO_INFO)
+        reply = resultReply(s, xml('query', { xmlns: NS_DISCO_INFO }, xml('feature', { var: NS_RPC_BATCH })));
+      else if (p.attrs['xmlns'] === NS_RPC_BATCH) {
+        seen.push('batch');
+        reply = xml(
+          'iq',
+          { type: 'error', id: s.attrs['id'], to: s.attrs['from'], from: s.attrs['to'] },
+          new StanzaError({ condition: 'feature-not-implemented', type: 'cancel' }).toElement(),
+        );
+      } else {
+        seen.push(p.name);
+        const orderId = p.getChildText('orderId') ?? '';
+        reply = resultReply(
+          s,
+          xml('get', { xmlns: NS_ORDERS }, xml('orderId', {}, orderId), xml('qty', {}, '1'), xml('by', {}, 'h')),
+        );
+      }
+      void b.transport.send(reply);
+    });
+    const c = new RpcClient({ session: a });
+    await c.start();
+    await negotiate(c, a);
+    seen.length = 0;
+    const r = await Promise.all([1, 2, 3].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
+    expect(r.map((x) => x.orderId)).toEqual(['o1', 'o2', 'o3']);
+    expect(seen).toEqual(['batch', 'get', 'get', 'get']);
+    seen.length = 0;
+    await Promise.all([4, 5].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
+    expect(seen).toEqual(['get', 'get']);
+  });
+
+  it('a batch IQ that fails as a whole fails every call as it fails a single one', async () => {
+    const clock = new ManualClock(Date.UTC(2030, 0, 1));
+    const { a, c } = await setup({}, {}, { clock });
+    await negotiate(c, a);
+    hub.disconnect('orders.test');
+    const calls = Promise.allSettled([1, 2].map((n) => c.call(Hold, 'orders.test', { n }, { timeout: 1000 })));
+    const outcomes = await calls;
+    for (const o of outcomes) expect(o.status).toBe('rejected');
+    const reasons = outcomes.map((o) => (o as PromiseRejectedResult).reason as StanzaError);
+    expect(reasons[0]?.name).toBe(reasons[1]?.name);
+    expect(reasons[0]?.retryable).toBe(true);
+    expect(a.caller.pending).toBe(0);
+  });
+
+  it('refuses a malformed or oversized batch as a whole, before running anything', async () => {
+    const { a, held } = await setup();
+    const send = async (batch: Element): Promise<Element> => {
+      const id = randomId();
+      const d = deferred<Element>();
+      const off = a.transport.onStanza((s) => {
+        if (s.attrs['id'] === id) {
+          off();
+          d.resolve(s);
+        }
+      });
+      await a.transport.send(xml('iq', { type: 'set', id, to: 'orders.test', from: 'billing.test' }, batch));
+      return d.promise;
+    };
+    const item = (id: string): Element => xml('hold', { xmlns: NS_ORDERS, id }, xml('n', {}, '1'));
+    const tooMany = xml('batch', { xmlns: NS_RPC_BATCH });
+    for (let i = 0; i <= MAX_BATCH_CALLS; i++) tooMany.cnode(item(`i${i}`));
+    const refused = await send(tooMany);
+    expect(StanzaError.fromElement(refused)).toMatchObject({ condition: 'policy-violation', type: 'modify' });
+    const repeated = await send(xml('batch', { xmlns: NS_RPC_BATCH }, item('x'), item('x')));
+    expect(StanzaError.fromElement(repeated)).toMatchObject({ condition: 'bad-request', type: 'modify' });
+    const big = xml('batch', { xmlns: NS_RPC_BATCH });
+    for (let i = 0; i < 40; i++)
+      big.cnode(
+        xml('create', { xmlns: NS_ORDERS, id: `b${i}` }, xml('sku', {}, 'x'.repeat(30_000)), xml('qty', {}, '1')),
+      );
+    const tooBig = await send(big);
+    expect(StanzaError.fromElement(tooBig)).toMatchObject({ condition: 'policy-violation' });
+    expect(held).toHaveLength(0);
+  });
+
+  it('answers a hand-built batch with one result naming each item', async () => {
+    const { a } = await setup();
+    const id = randomId();
+    const d = deferred<Element>();
+    a.transport.onStanza((s) => {
+      if (s.attrs['id'] === id) d.resolve(s);
+    });
+    const batch = xml(
+      'batch',
+      { xmlns: NS_RPC_BATCH },
+      xml('get', { xmlns: NS_ORDERS, id: 'g' }, xml('orderId', {}, 'o9')),
+      xml('create', { xmlns: NS_ORDERS, id: 'c' }, xml('sku', {}, 'none'), xml('qty', {}, '1')),
+    );
+    await a.transport.send(xml('iq', { type: 'set', id, to: 'orders.test', from: 'billing.test' }, batch));
+    const reply = await d.promise;
+    expect(reply.attrs['type']).toBe('result');
+    const out = childElements(reply.getChild('batch', NS_RPC_BATCH)!);
+    const byId = new Map(out.map((e) => [e.attrs['id'], e]));
+    expect(byId.get('g')?.name).toBe('result');
+    expect(byId.get('g')?.getChild('get', NS_ORDERS)?.getChildText('orderId')).toBe('o9');
+    const err = byId.get('c')!;
+    expect(err.name).toBe('error');
+    expect(err.attrs['type']).toBe('cancel');
+    expect(err.getChild('outOfStock', NS_ORDERS)?.getChildText('available')).toBe('0');
+  });
+});

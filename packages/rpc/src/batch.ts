@@ -1,0 +1,216 @@
+/**
+ * RPC batches (`urn:xmppbus:rpc:batch:1`, docs/protocol.md §3.5): several calls to one peer in
+ * one IQ, because an XMPP server's cost is per stanza (~30 µs on ejabberd), not per call. This
+ * file holds the wire vocabulary and the serving side: one batch handler per session, shared by
+ * the session's RpcServers, which runs every item through the same path as a single call (the
+ * access check, then the serving RpcServer's admission, deadline, validation, handler and error
+ * policy) and answers one IQ once every item has settled.
+ */
+import {
+  Element,
+  StanzaError,
+  childElements,
+  errorReply,
+  findChild,
+  localName,
+  noHandlerError,
+  resultReply,
+  stanzaCost,
+  type Session,
+} from '@xmppbus/core';
+
+/** The batch feature and element namespace. */
+export const NS_RPC_BATCH = 'urn:xmppbus:rpc:batch:1';
+
+/** Calls one batch may carry; a receiver refuses more with `modify/policy-violation`. */
+export const MAX_BATCH_CALLS = 64;
+
+/** One call of a batch: the id its outcome answers to, and the request element. */
+export interface BatchItem {
+  readonly id: string;
+  readonly payload: Element;
+}
+
+/**
+ * The `<batch/>` element carrying `payloads` (request elements with their headers), each given
+ * the `id` attribute. The elements are shallow copies sharing the children, so a caller's payload
+ * stays untouched for a later single attempt.
+ */
+export function batchRequest(ids: readonly string[], payloads: readonly Element[]): Element {
+  const batch = new Element('batch');
+  batch.attrs['xmlns'] = NS_RPC_BATCH;
+  for (let i = 0; i < payloads.length; i++) {
+    const p = payloads[i]!;
+    const item = new Element(p.name);
+    Object.assign(item.attrs, p.attrs);
+    item.attrs['id'] = ids[i];
+    item.children = p.children;
+    item.parent = batch;
+    batch.children.push(item);
+  }
+  return batch;
+}
+
+/**
+ * Reads a received `<batch/>`: the items (their `id` attribute removed so the request element is
+ * exactly a single call's), or the whole-IQ refusal: `bad-request` for a malformed batch (no
+ * items, an item without id, a repeated id), `policy-violation` over `maxCalls` or `maxCost`.
+ */
+export function readBatchRequest(batch: Element, maxCalls: number, maxCost: number): BatchItem[] | StanzaError {
+  const items: BatchItem[] = [];
+  const ids = new Set<string>();
+  for (const payload of childElements(batch)) {
+    const id = payload.attrs['id'];
+    if (typeof id !== 'string' || id === '' || ids.has(id))
+      return badRequest(id === undefined || id === '' ? 'a batch item without id' : `batch item id ${id} repeated`);
+    if (items.length === maxCalls) return policyViolation(`a batch carries at most ${maxCalls} calls`);
+    ids.add(id);
+    items.push({ id, payload });
+  }
+  if (items.length === 0) return badRequest('an empty batch');
+  const cost = stanzaCost(batch);
+  if (cost > maxCost) return policyViolation(`batch too large: costs ${cost} bytes, at most ${maxCost} are accepted`);
+  for (const item of items) delete item.payload.attrs['id'];
+  return items;
+}
+
+function badRequest(text: string): StanzaError {
+  return new StanzaError({ condition: 'bad-request', type: 'modify', text });
+}
+
+function policyViolation(text: string): StanzaError {
+  return new StanzaError({ condition: 'policy-violation', type: 'modify', text });
+}
+
+/**
+ * The outcome element of one item from the reply its single call would have got: `<result id>`
+ * with the response element, or the reply's `<error/>` given the item's `id`.
+ */
+export function batchOutcome(id: string, reply: Element): Element {
+  if (reply.attrs['type'] !== 'error') {
+    const result = new Element('result');
+    result.attrs['id'] = id;
+    for (const c of reply.children) {
+      if (typeof c !== 'string') c.parent = result;
+      result.children.push(c);
+    }
+    return result;
+  }
+  const error = findChild(reply, 'error') ?? new StanzaError({ condition: 'undefined-condition' }).toElement();
+  error.attrs['id'] = id;
+  return error;
+}
+
+/** Serves one item through a unit's single-call path; false when the unit has no such method. */
+export type BatchServe = (
+  ns: string,
+  name: string,
+  iq: Element,
+  payload: Element,
+  answer: (reply: Element) => void,
+) => boolean;
+
+/** What one RpcServer offers the session's batch handler. */
+export interface BatchMember {
+  readonly serve: BatchServe;
+  /** The largest batch cost this member accepts (its budget of calls in hand for one sender). */
+  readonly maxCost: number;
+}
+
+/** Collects the outcomes of one batch and answers its IQ when the last one settles. */
+class BatchAnswer {
+  readonly #iq: Element;
+  readonly #out = new Element('batch');
+  readonly #send: (stanza: Element) => void;
+  #left: number;
+
+  constructor(iq: Element, count: number, send: (stanza: Element) => void) {
+    this.#iq = iq;
+    this.#out.attrs['xmlns'] = NS_RPC_BATCH;
+    this.#left = count;
+    this.#send = send;
+  }
+
+  settle(id: string, reply: Element): void {
+    const el = batchOutcome(id, reply);
+    el.parent = this.#out;
+    this.#out.children.push(el);
+    if (--this.#left === 0) this.#send(resultReply(this.#iq, this.#out));
+  }
+}
+
+/** The session's batch handler, registered while at least one RpcServer with batches serves. */
+class BatchHub {
+  readonly #session: Session;
+  readonly #members: BatchMember[] = [];
+  #off: (() => void)[] = [];
+
+  constructor(session: Session) {
+    this.#session = session;
+  }
+
+  join(member: BatchMember): () => void {
+    this.#members.push(member);
+    if (this.#members.length === 1) {
+      const s = this.#session;
+      this.#off = [
+        s.router.handle(NS_RPC_BATCH, 'batch', (iq, batch) => this.#onBatch(iq, batch)),
+        // The batch itself is only an envelope: each item is checked against its own method.
+        s.router.delegateAccess(NS_RPC_BATCH),
+        s.disco.addFeature(NS_RPC_BATCH),
+      ];
+    }
+    return () => {
+      const i = this.#members.indexOf(member);
+      if (i < 0) return;
+      this.#members.splice(i, 1);
+      if (this.#members.length > 0) return;
+      for (const off of this.#off) off();
+      this.#off = [];
+    };
+  }
+
+  #onBatch(iq: Element, batch: Element): void {
+    const session = this.#session;
+    let maxCost = 0;
+    for (const m of this.#members) maxCost = Math.max(maxCost, m.maxCost);
+    const items = readBatchRequest(batch, MAX_BATCH_CALLS, maxCost);
+    if (items instanceof StanzaError) return this.#send(errorReply(iq, items));
+    const from = iq.attrs['from'];
+    const self = session.transport.address;
+    const answer = new BatchAnswer(iq, items.length, (stanza) => this.#send(stanza));
+    for (const { id, payload } of items) {
+      // The IQ this call would have come in alone: replies are built from it, budgets charge it.
+      const single = new Element('iq');
+      const a = single.attrs;
+      a['type'] = 'set';
+      a['id'] = id;
+      if (from !== undefined) a['from'] = from;
+      if (iq.attrs['to'] !== undefined) a['to'] = iq.attrs['to'];
+      single.children.push(payload);
+      const settle = (reply: Element): void => answer.settle(id, reply);
+      const ns = payload.attrs['xmlns'] ?? '';
+      const name = localName(payload);
+      if (!session.access.check(from, self, ns, name)) {
+        const text = `${from ?? 'this sender'} may not use {${ns}}${name}`;
+        settle(errorReply(single, new StanzaError({ condition: 'forbidden', type: 'auth', text })));
+        continue;
+      }
+      if (!this.#members.some((m) => m.serve(ns, name, single, payload, settle)))
+        settle(errorReply(single, noHandlerError(ns, name, session.router.handles(ns))));
+    }
+  }
+
+  #send(stanza: Element): void {
+    this.#session.transport.send(stanza).catch(() => undefined); // a lost reply is the caller's timeout
+  }
+}
+
+const hubs = new WeakMap<Session, BatchHub>();
+
+/** Adds `member` to the session's batch handler (registered with the first). Returns the remover. */
+export function joinBatches(session: Session, member: BatchMember): () => void {
+  let hub = hubs.get(session);
+  if (!hub) hubs.set(session, (hub = new BatchHub(session)));
+  return hub.join(member);
+}

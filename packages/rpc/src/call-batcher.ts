@@ -1,0 +1,328 @@
+/**
+ * The calling side of RPC batches (`urn:xmppbus:rpc:batch:1`, docs/protocol.md §3.5). Calls to
+ * a peer that advertises the feature wait one microtask: those issued in the same event-loop turn
+ * go out as one batch IQ (capped by count and bytes), a lone call keeps the single form, so a
+ * sequential caller's latency is unchanged. Each call still settles on its own: its result or
+ * error item, its own timeout and abort, or the batch IQ's failure, mapped as for a single IQ.
+ * The peer is asked once by disco#info; the answer is cached per JID and forgotten when the peer
+ * goes away (unavailable presence, a bounce).
+ */
+import {
+  ConfigError,
+  Element,
+  NS_DISCO_INFO,
+  ProtocolError,
+  ServiceUnavailableError,
+  StanzaError,
+  TimeoutError,
+  abortReason,
+  bareJid,
+  childElements,
+  errorFromStanza,
+  findChild,
+  jidEquals,
+  randomId,
+  stanzaBytes,
+  type Clock,
+  type IqCaller,
+  type Logger,
+  type Session,
+  type TimerHandle,
+} from '@xmppbus/core';
+import { MAX_BATCH_CALLS, NS_RPC_BATCH, batchRequest } from './batch.js';
+
+/** Batching of `RpcClient` calls (negotiated per peer; on by default). */
+export interface RpcBatchOptions {
+  /** Send calls issued together to one peer as one batch IQ when the peer takes them (default true). */
+  enabled?: boolean;
+  /** Calls per batch IQ (default and at most 64, what receivers accept). */
+  maxCalls?: number;
+  /** Bytes of request elements per batch IQ (default 64 KiB, kept below the link's stanza cap). */
+  maxBytes?: number;
+}
+
+/** Whole-IQ answers of a peer that does not take the batch element: nothing in it ran. */
+const NOT_UNDERSTOOD = new Set(['feature-not-implemented', 'service-unavailable', 'bad-request']);
+/** Peers remembered at most (oldest forgotten first); a forgotten peer is asked again. */
+const MAX_PEERS = 1024;
+/** How long a peer that did not answer disco#info is sent single IQs before it is asked again, ms. */
+const DISCO_RETRY = 30_000;
+const DISCO_TIMEOUT = 5_000;
+
+interface Peer {
+  state: 'unknown' | 'querying' | 'yes' | 'no';
+  /** When an `unknown` peer may be asked again. */
+  askAt: number;
+  /** Calls sent to an `unknown` peer in this event-loop turn: the second one triggers discovery. */
+  burst: number;
+  queue: Item[];
+}
+
+interface Item {
+  /** The call's single-form IQ; its id is the item's id. */
+  readonly iq: Element;
+  readonly payload: Element;
+  readonly deadline: number;
+  readonly signal: AbortSignal | undefined;
+  readonly resolve: (reply: Element) => void;
+  readonly reject: (err: unknown) => void;
+  timer: TimerHandle | undefined;
+  onAbort: (() => void) | undefined;
+  done: boolean;
+}
+
+export class CallBatcher {
+  readonly #session: Session;
+  readonly #caller: IqCaller;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #maxCalls: number;
+  readonly #maxBytes: number;
+  readonly #peers = new Map<string, Peer>();
+  /** Peers with calls waiting for the flush, or with a burst count to reset. */
+  readonly #dirty = new Set<Peer>();
+  #flushQueued = false;
+  /** Batch IQs sent and the calls they carried (for tests and benchmarks). */
+  readonly stats = { batches: 0, batchedCalls: 0 };
+
+  constructor(session: Session, options: RpcBatchOptions) {
+    const maxCalls = options.maxCalls ?? MAX_BATCH_CALLS;
+    if (!Number.isInteger(maxCalls) || maxCalls < 2 || maxCalls > MAX_BATCH_CALLS)
+      throw new ConfigError(`RpcClient: batch.maxCalls must be an integer in 2..${MAX_BATCH_CALLS}`);
+    const maxBytes = options.maxBytes ?? 64 * 1024;
+    if (!(maxBytes > 0)) throw new ConfigError(`RpcClient: batch.maxBytes must be > 0 (got ${String(maxBytes)})`);
+    this.#session = session;
+    this.#caller = session.caller;
+    this.#clock = session.clock;
+    this.#log = session.logger;
+    this.#maxCalls = maxCalls;
+    this.#maxBytes = Math.min(maxBytes, session.transport.maxStanzaBytes - 4096);
+  }
+
+  /**
+   * Sends the call `iq` (single form, carrying `payload`): in a batch when its peer takes them,
+   * else alone. Resolves with an element whose first child is the response element; rejects as
+   * `IqCaller.request` does.
+   */
+  request(iq: Element, payload: Element, timeout: number, signal: AbortSignal | undefined): Promise<Element> {
+    const to = iq.attrs['to'] as string;
+    const peer = this.#peer(to);
+    if (peer.state !== 'yes') {
+      // Only a peer called several times in one turn is asked: a sequential caller sends nothing more.
+      if (peer.state === 'unknown' && ++peer.burst === 2) {
+        if (this.#clock.now() >= peer.askAt) this.#discover(to, peer);
+      } else if (peer.burst === 1) this.#schedule(peer);
+      return this.#caller.request(iq, { timeout, signal });
+    }
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    return new Promise<Element>((resolve, reject) => {
+      const item: Item = {
+        iq,
+        payload,
+        deadline: this.#clock.now() + timeout,
+        signal,
+        resolve,
+        reject,
+        timer: undefined,
+        onAbort: undefined,
+        done: false,
+      };
+      peer.queue.push(item);
+      this.#schedule(peer);
+    });
+  }
+
+  #schedule(peer: Peer): void {
+    this.#dirty.add(peer);
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flush);
+    }
+  }
+
+  /** Presence of a peer: `unavailable` forgets what it supports (what comes back may differ). */
+  onPresence(p: Element): void {
+    if (p.attrs['type'] !== 'unavailable') return;
+    const from = p.attrs['from'];
+    if (typeof from === 'string') this.forget(from);
+  }
+
+  /** Forgets the features of `jid` (and of the peers at that bare JID or domain). */
+  forget(jid: string): void {
+    for (const [to, peer] of this.#peers) {
+      if (!jidEquals(to, jid) && !jidEquals(bareJid(to), jid)) continue;
+      if (peer.queue.length === 0) this.#peers.delete(to);
+      else peer.state = 'unknown';
+    }
+  }
+
+  #peer(to: string): Peer {
+    let peer = this.#peers.get(to);
+    if (peer === undefined) {
+      if (this.#peers.size >= MAX_PEERS) {
+        const oldest = this.#peers.keys().next().value as string;
+        if (this.#peers.get(oldest)!.queue.length === 0) this.#peers.delete(oldest);
+      }
+      peer = { state: 'unknown', askAt: 0, burst: 0, queue: [] };
+      this.#peers.set(to, peer);
+    }
+    return peer;
+  }
+
+  /** Asks the peer (XEP-0030) whether it takes batches; until it answers, calls go one per IQ. */
+  #discover(to: string, peer: Peer): void {
+    peer.state = 'querying';
+    const iq = new Element('iq');
+    Object.assign(iq.attrs, { type: 'get', id: randomId(), from: this.#session.address, to });
+    iq.c('query', { xmlns: NS_DISCO_INFO });
+    this.#caller.request(iq, { timeout: DISCO_TIMEOUT }).then(
+      (reply) => {
+        if (peer.state !== 'querying') return; // forgotten meanwhile
+        const query = findChild(reply, 'query', NS_DISCO_INFO);
+        const has = query !== undefined && childElements(query).some((f) => f.attrs['var'] === NS_RPC_BATCH);
+        peer.state = has ? 'yes' : 'no';
+      },
+      (err: unknown) => {
+        if (peer.state !== 'querying') return;
+        peer.state = 'unknown';
+        peer.askAt = this.#clock.now() + DISCO_RETRY;
+        this.#log.debug(`rpc: disco#info of ${to} failed: ${(err as Error).message}`);
+      },
+    );
+  }
+
+  readonly #flush = (): void => {
+    this.#flushQueued = false;
+    for (const peer of this.#dirty) {
+      peer.burst = 0;
+      if (peer.queue.length === 0) continue;
+      const queue = peer.queue;
+      peer.queue = [];
+      let chunk: Item[] = [];
+      let bytes = 0;
+      for (const item of queue) {
+        if (item.signal?.aborted) {
+          item.reject(abortReason(item.signal));
+          continue;
+        }
+        const size = stanzaBytes(item.payload);
+        if (chunk.length > 0 && (chunk.length === this.#maxCalls || bytes + size > this.#maxBytes)) {
+          this.#send(peer, chunk);
+          chunk = [];
+          bytes = 0;
+        }
+        chunk.push(item);
+        bytes += size;
+      }
+      if (chunk.length > 0) this.#send(peer, chunk);
+    }
+    this.#dirty.clear();
+  };
+
+  #send(peer: Peer, items: Item[]): void {
+    const now = this.#clock.now();
+    if (items.length === 1 || peer.state !== 'yes') {
+      for (const item of items) this.#single(item, now);
+      return;
+    }
+    const first = items[0]!.iq;
+    let latest = 0;
+    const ids: string[] = [];
+    const payloads: Element[] = [];
+    for (const item of items) {
+      latest = Math.max(latest, item.deadline);
+      ids.push(item.iq.attrs['id'] as string);
+      payloads.push(item.payload);
+    }
+    const iq = new Element('iq');
+    const a = iq.attrs;
+    a['type'] = 'set';
+    a['to'] = first.attrs['to'];
+    a['from'] = first.attrs['from'];
+    a['id'] = randomId();
+    const batch = batchRequest(ids, payloads);
+    batch.parent = iq;
+    iq.children.push(batch);
+    for (const item of items) this.#watch(item, latest, now);
+    this.stats.batches++;
+    this.stats.batchedCalls += items.length;
+    this.#caller.request(iq, { timeout: latest - now }).then(
+      (reply) => this.#answered(items, reply),
+      (err: unknown) => this.#failed(peer, items, err),
+    );
+  }
+
+  /** A call sent alone: the IqCaller keeps its timeout and abort. */
+  #single(item: Item, now: number): void {
+    item.done = true;
+    this.#caller
+      .request(item.iq, { timeout: item.deadline - now, signal: item.signal })
+      .then(item.resolve, item.reject);
+  }
+
+  /** An item's own timeout (when earlier than the batch's) and abort: it settles, its answer is ignored. */
+  #watch(item: Item, latest: number, now: number): void {
+    if (item.deadline < latest) {
+      const timeout = item.deadline - now;
+      item.timer = this.#clock.setTimeout(
+        () =>
+          this.#settle(item, new TimeoutError(`no reply to IQ ${String(item.iq.attrs['id'])} within ${timeout} ms`)),
+        timeout,
+      );
+    }
+    const signal = item.signal;
+    if (signal) {
+      item.onAbort = () => this.#settle(item, abortReason(signal));
+      signal.addEventListener('abort', item.onAbort, { once: true });
+    }
+  }
+
+  #settle(item: Item, outcome: Element | Error): void {
+    if (item.done) return;
+    item.done = true;
+    item.timer?.cancel();
+    if (item.onAbort) item.signal!.removeEventListener('abort', item.onAbort);
+    if (outcome instanceof Error) item.reject(outcome);
+    else item.resolve(outcome);
+  }
+
+  #answered(items: Item[], reply: Element): void {
+    const batch = findChild(reply, 'batch', NS_RPC_BATCH);
+    const outcomes = new Map<string, Element>();
+    if (batch) for (const el of childElements(batch)) outcomes.set(el.attrs['id'] as string, el);
+    for (const item of items) {
+      if (item.done) continue;
+      const id = item.iq.attrs['id'] as string;
+      const el = outcomes.get(id);
+      if (el === undefined)
+        this.#settle(item, new ProtocolError(`${String(reply.attrs['from'])} answered a batch without call ${id}`));
+      else if (el.name === 'error') this.#settle(item, errorFromStanza(el));
+      else this.#settle(item, el);
+    }
+  }
+
+  /**
+   * The batch IQ failed as a whole. A peer that does not understand the element ran none of its
+   * calls (RFC 6120 §8.4: it refuses the IQ unprocessed), so they are sent again one per IQ, once;
+   * any other failure (timeout, lost link, the peer gone) fails each call as it fails a single IQ.
+   */
+  #failed(peer: Peer, items: Item[], err: unknown): void {
+    if (err instanceof StanzaError && NOT_UNDERSTOOD.has(err.condition)) {
+      peer.state = 'no';
+      const now = this.#clock.now();
+      for (const item of items) {
+        if (item.done) continue;
+        item.timer?.cancel();
+        if (item.onAbort) item.signal!.removeEventListener('abort', item.onAbort);
+        if (item.deadline <= now) {
+          item.done = true;
+          item.reject(err);
+        } else this.#single(item, now);
+      }
+      this.#log.debug(`rpc: a peer refused a batch (${err.condition}): one call per IQ from now on`);
+      return;
+    }
+    if (err instanceof ServiceUnavailableError) this.forget(items[0]!.iq.attrs['to'] as string);
+    for (const item of items) this.#settle(item, err as Error);
+  }
+}
