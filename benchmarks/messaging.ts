@@ -41,7 +41,7 @@ const WARMUP = 1_000;
 const QOS0_BATCH = 500;
 /** QoS 1/2 sends in flight (awaiting their guarantee), as in the peers benchmark. */
 const WINDOW = Number(process.env['MESSAGING_BENCH_WINDOW'] ?? 500);
-/** Messenger tuning to try (defaults: the messenger's own, window 64 and 32 messages per batch). */
+/** Messenger tuning to try (defaults: the messenger's own, window 128 and 32 messages per batch). */
 const PEER_WINDOW = process.env['MESSAGING_BENCH_PEER_WINDOW'];
 const BATCH_MAX = process.env['MESSAGING_BENCH_BATCH_MAX'];
 const tuning = {

@@ -69,7 +69,7 @@ export interface MessengerOptions {
   defaultQos?: QosLevel;
   /** TTL when `send` gives none (default: none). */
   defaultTtl?: Duration;
-  /** Messages in flight per peer (pipelining window, default 64). 1 = strictly one at a time. */
+  /** Messages in flight per peer (pipelining window, default 128: four full batches). 1 = strictly one at a time. */
   window?: number;
   /** Reply deadline of each QoS IQ attempt, ms (default 10 000). */
   attemptTimeout?: number;
@@ -167,7 +167,7 @@ export function resolveOptions(options: MessengerOptions): Settings {
     closeStore: options.closeStore ?? true,
     defaultQos: options.defaultQos ?? 1,
     defaultTtl: options.defaultTtl !== undefined ? toMs(options.defaultTtl, 'defaultTtl') : undefined,
-    window: options.window ?? 64,
+    window: options.window ?? 128,
     attemptTimeout: options.attemptTimeout ?? 10_000,
     retry: new RetryPolicy(options.retry, RETRY_DEFAULTS, session.random, 'retry'),
     maxOutbox: options.maxOutbox ?? 100_000,
