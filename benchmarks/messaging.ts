@@ -6,9 +6,9 @@
 // Method (as benchmarks/rpc.ts, whose comment explains why): every server stays started and its
 // messengers connected for the whole run; after a one-off warm-up, each round runs every QoS level
 // once (a throughput phase of COUNT pipelined messages, then LATENCY sequential ones), the order
-// of the levels changing every round (all orders in turn, so none always goes first or always
-// follows the same one). Each round records the outside CPU load (/proc/stat busy time minus this
-// process's and the server's); rounds above OUTSIDE_LIMIT cores are flagged, and the reported
+// of the levels changing every round (a balanced Latin square from lib/rounds.ts: none always
+// goes first or always follows the same one). Each round records the outside CPU load (/proc/stat
+// busy time minus this process's and the server's); rounds above OUTSIDE_LIMIT cores are flagged, and the reported
 // numbers are per-level medians over the unflagged rounds when at least 3 remain, else over all.
 // Completion is a promise the receiving handler resolves when the count is reached (no polling),
 // so "node µs/msg" (process.cpuUsage over the phase, sender and receiver together) counts no
@@ -23,7 +23,7 @@
 // (a subset of servers). A subset writes no result file (profiling runs). Messenger tuning to try:
 // MESSAGING_BENCH_PEER_WINDOW (messages in flight per peer, the messenger's `window`) and
 // MESSAGING_BENCH_BATCH_MAX (`batch.maxMessages`); either one set writes no result file either.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from '@xmppbus/core';
@@ -33,6 +33,7 @@ import { startServer, SERVER_KINDS, type XmppServer } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
 import { Tick } from '../test/fixtures/messaging-contracts.js';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
+import { machineCpuUs, median, outsideLoadCores, williamsOrder } from './lib/rounds.js';
 
 const ROUNDS = Number(process.env['MESSAGING_BENCH_ROUNDS'] ?? 6);
 const COUNT = Number(process.env['MESSAGING_BENCH_COUNT'] ?? 5_000);
@@ -222,30 +223,6 @@ async function phase(rig: Rig, qos: QosLevel): Promise<Phase> {
   };
 }
 
-/** Machine-wide busy CPU time (µs) from /proc/stat; undefined where unreadable. */
-function machineBusyUs(): number | undefined {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const tick = (i: number): number => f[i] ?? 0;
-    return ((tick(0) + tick(1) + tick(2) + tick(5) + tick(6) + tick(7)) * 1e6) / 100;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Every order of `items`, in turn (for 3 levels: 6 orders, each level first twice, after each other one once per 6). */
-function permutations<T>(items: readonly T[]): T[][] {
-  if (items.length <= 1) return [[...items]];
-  return items.flatMap((x, i) => permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((p) => [x, ...p]));
-}
-
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 interface RoundRecord extends Phase {
   round: number;
   qos: QosLevel;
@@ -267,24 +244,21 @@ try {
   // Warm-up (JIT, SQLite pages, server routes, the batch disco): every level on every server.
   for (const rig of rigs.values()) for (const qos of LEVELS) await sendAll(rig, qos, WARMUP);
 
-  const orders = permutations(LEVELS);
   for (let round = 0; round < ROUNDS; round++) {
-    const order = orders[round % orders.length]!;
+    const order = williamsOrder(LEVELS.length, round).map((i) => LEVELS[i]!);
     for (const [kind, rig] of rigs) {
       for (const [position, qos] of order.entries()) {
-        const busy0 = machineBusyUs();
+        const machine0 = machineCpuUs();
         const self0 = process.cpuUsage();
         const srv0 = processCpuUs(rig.srv.pid);
         const t0 = performance.now();
         const p = await phase(rig, qos);
-        const wallUs = (performance.now() - t0) * 1000;
-        const busy1 = machineBusyUs();
+        const wallMs = performance.now() - t0;
+        const machine1 = machineCpuUs();
         const self = process.cpuUsage(self0);
         const srv1 = processCpuUs(rig.srv.pid);
-        const outside =
-          busy0 !== undefined && busy1 !== undefined && srv0 !== undefined && srv1 !== undefined
-            ? Math.max(0, (busy1 - busy0 - (self.user + self.system) - (srv1 - srv0)) / wallUs)
-            : undefined;
+        const ours = srv0 !== undefined && srv1 !== undefined ? self.user + self.system + srv1 - srv0 : undefined;
+        const outside = outsideLoadCores(machine0, machine1, ours, wallMs)?.outside;
         records.get(kind)!.push({
           round,
           qos,
@@ -327,7 +301,7 @@ const metrics: Record<string, unknown> = {
     window: WINDOW,
     messengerTuning: tuning,
     latencySamplesPerRound: LATENCY_SAMPLES,
-    order: 'all orders of the levels in turn, a new one every round',
+    order: 'balanced Latin square (Williams, mirrored every other square for 3 levels), a new row every round',
     outsideLoadLimitCores: OUTSIDE_LIMIT,
     summary: 'per-level medians over the unflagged rounds when ≥ 3 remain, else over all rounds',
   },
