@@ -29,6 +29,7 @@ import {
   WHITESPACE_ONLY,
   attributeValue,
   checkXmlDeclaration,
+  commonAttrName,
   normalizeNewlines,
   scanChunk,
   NAME_BAD,
@@ -595,29 +596,5 @@ export class StreamParser {
     // Adjacent text (split by chunks, references or CDATA) stays one child, as one-shot parsing gives.
     if (last >= 0 && typeof ch[last] === 'string') ch[last] += text;
     else ch.push(text);
-  }
-}
-
-/**
- * The attribute names of nearly every stanza, as the constant strings: a name sliced from the
- * chunk is a fresh string that V8 must look up in its string table on every `attrs[name] = …`
- * (measured: ~10 % of the parser's time per RPC stanza).
- */
-function commonAttrName(s: string, from: number, to: number): string | undefined {
-  switch (to - from) {
-    case 2:
-      if (s.startsWith('to', from)) return 'to';
-      if (s.startsWith('id', from)) return 'id';
-      return undefined;
-    case 4:
-      if (s.startsWith('from', from)) return 'from';
-      if (s.startsWith('type', from)) return 'type';
-      if (s.startsWith('name', from)) return 'name';
-      if (s.startsWith('node', from)) return 'node';
-      return undefined;
-    case 5:
-      return s.startsWith('xmlns', from) ? 'xmlns' : undefined;
-    default:
-      return undefined;
   }
 }
