@@ -1,20 +1,24 @@
 // `npm run bench -- rpc`: RPC round trips through real Prosody and ejabberd, side by side.
 //   (a) raw      — hand-written XEP-0114 over node:net, minimal string stanza handling (baseline)
 //   (b) xmpp.js  — bare @xmpp/component iqCaller/iqCallee
-//   (c) xmppbus  — RpcClient/RpcServer over @xmppbus/transport-component, validated payload
-//   (c') the same with a per-call timeout, i.e. the xmppbus-deadline SHIM header on every call
+//   (c) xmppbus  — RpcClient/RpcServer over @xmppbus/transport-component, validated payload, as users
+//       get it by default: calls issued together go as negotiated batch IQs (docs/protocol.md §3.5)
+//   (c'') xmppbus (batch off) — the same with batching off: one IQ per call like (a) and (b), so
+//       p50_vs_raw / throughput_vs_raw compare the same wire work
+//   (c') the same as (c'') with a per-call timeout, i.e. the xmppbus-deadline SHIM header on every call
 // Sequential round trips (p50/p99) and pipelined throughput (100 in flight) per server, with the
 // Node CPU per call (both ends live in this process) and the server's CPU per call.
 //
 // Method. On this shared 2-core VM a single measurement swings by +50–100 % with whatever else runs,
 // so one long run per implementation (or a fixed order) turns neighbour noise into a fake gap. All
-// four implementations stay connected to the same server and are measured in many short rounds:
+// implementations stay connected to the same server and are measured in many short rounds:
 // - after a one-off warm-up (300 sequential calls + 1 s pipelined each), every round runs for each
 //   implementation a sequential phase (SEQ calls after 50 unmeasured ones) and then a pipelined
 //   phase (PIPE_MS after an unmeasured 150 ms ramp-up that is drained first);
 // - the order changes every round following a balanced Latin square (Williams design): over every
-//   4 rounds each implementation takes each position once and follows each other one once, so none
-//   always goes first or always runs after the same neighbour;
+//   4 rounds (an even count of implementations; with an odd count the rows rotate, each position once
+//   per that many rounds) each implementation takes each position once and follows each other one
+//   once, so none always goes first or always runs after the same neighbour;
 // - each round records the outside CPU load: /proc/stat busy time (user+nice+system+irq+softirq+steal)
 //   minus this process's and the server's CPU, per second of wall time. Rounds above
 //   OUTSIDE_LIMIT (0.15 core) are flagged;
@@ -54,7 +58,7 @@ interface Bench {
 }
 
 interface Impl {
-  name: 'raw' | 'xmppjs' | 'xmppbus' | 'xmppbus+deadline';
+  name: 'raw' | 'xmppjs' | 'xmppbus' | 'xmppbus (batch off)' | 'xmppbus+deadline';
   /** Caller and callee component names (distinct per impl, so all three stay connected). */
   setup(srv: XmppServer, caller: string, callee: string): Promise<Bench>;
 }
@@ -218,10 +222,10 @@ const bare: Impl = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// (c) xmppbus RPC: validated on both sides, typed result; (c') plus the deadline header.
-function busImpl(withDeadline: boolean): Impl {
+// (c) xmppbus RPC: validated on both sides, typed result; (c'') one IQ per call; (c') plus the deadline header.
+function busImpl(withDeadline: boolean, batch: boolean): Impl {
   return {
-    name: withDeadline ? 'xmppbus+deadline' : 'xmppbus',
+    name: withDeadline ? 'xmppbus+deadline' : batch ? 'xmppbus' : 'xmppbus (batch off)',
     async setup(srv, CALLER, CALLEE) {
       const mk = (domain: string) =>
         componentTransport({
@@ -237,7 +241,7 @@ function busImpl(withDeadline: boolean): Impl {
       await server.start();
       const callerT = await mk(CALLER);
       const callerSession = new Session({ transport: callerT });
-      const client = new RpcClient({ session: callerSession, timeout: 30_000 });
+      const client = new RpcClient({ session: callerSession, timeout: 30_000, batch: { enabled: batch } });
       await client.start();
       const req = { sku: 'A1', qty: 2 };
       const callOpts = { timeout: 30_000 };
@@ -247,6 +251,11 @@ function busImpl(withDeadline: boolean): Impl {
           ? () => client.call(CreateOrder, CALLEE, req, callOpts)
           : () => client.call(CreateOrder, CALLEE, req),
         close: async () => {
+          const { batches, batchedCalls } = client.batchStats;
+          if (batches > 0)
+            process.stderr.write(
+              `${srv.kind} xmppbus: ${batches} batch IQs, ${(batchedCalls / batches).toFixed(1)} calls each\n`,
+            );
           await calleeSession.drain({ timeout: 1000 }).catch(() => undefined);
           await callerSession.close();
           await calleeSession.close();
@@ -255,8 +264,9 @@ function busImpl(withDeadline: boolean): Impl {
     },
   };
 }
-const bus = busImpl(false);
-const busDeadline = busImpl(true);
+const bus = busImpl(false, true);
+const busSingle = busImpl(false, false);
+const busDeadline = busImpl(true, false);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -382,7 +392,7 @@ const metrics: Record<string, unknown> = {
     seqCallsPerRound: SEQ,
     pipelinedMsPerRound: PIPE_MS,
     inFlight: IN_FLIGHT,
-    order: 'balanced Latin square (Williams) over the 4 impls, new row every round',
+    order: 'Williams-order rotation over the 5 impls, new row every round',
     outsideLoadLimitCores: OUTSIDE_LIMIT,
     aggregate: `per-impl median over unflagged rounds if ≥ ${MIN_CLEAN_ROUNDS} remain, else over all rounds`,
   },
@@ -390,7 +400,7 @@ const metrics: Record<string, unknown> = {
 const ratios: Record<string, Record<string, number | string>> = {};
 const rows: Record<string, string | number>[] = [];
 const roundRows: Record<string, string | number>[] = [];
-const impls = [raw, bare, bus, busDeadline];
+const impls = [raw, bare, bus, busSingle, busDeadline];
 const started = performance.now();
 
 // All implementations are connected side by side and measured in short rounds of rotating order,
@@ -486,10 +496,16 @@ for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
     rounds,
   };
   const base = m.raw!;
+  // One IQ per call on both sides; the batched default is compared separately.
+  const single = m['xmppbus (batch off)']!;
   ratios[kind] = {
-    p50_vs_raw: m.xmppbus!.p50Ms / base.p50Ms,
-    throughput_vs_raw: m.xmppbus!.throughput / base.throughput,
-    p99_vs_raw: m.xmppbus!.p99Ms / base.p99Ms,
+    p50_vs_raw: single.p50Ms / base.p50Ms,
+    throughput_vs_raw: single.throughput / base.throughput,
+    p99_vs_raw: single.p99Ms / base.p99Ms,
+    batched_p50_vs_raw: m.xmppbus!.p50Ms / base.p50Ms,
+    batched_throughput_vs_raw: m.xmppbus!.throughput / base.throughput,
+    batched_node_cpu_vs_single: m.xmppbus!.nodeCpuUsPerCall / single.nodeCpuUsPerCall,
+    batched_server_cpu_vs_single: (m.xmppbus!.serverCpuUsPerCall ?? NaN) / (single.serverCpuUsPerCall ?? NaN),
     xmppjs_p50_vs_raw: m.xmppjs!.p50Ms / base.p50Ms,
     xmppjs_throughput_vs_raw: m.xmppjs!.throughput / base.throughput,
     with_deadline_header_p50_vs_raw: m['xmppbus+deadline']!.p50Ms / base.p50Ms,

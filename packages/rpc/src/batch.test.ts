@@ -1,6 +1,5 @@
 import { Type } from '@sinclair/typebox';
-import type {
-  Element} from '@xmppbus/core';
+import type { Element } from '@xmppbus/core';
 import {
   AccessPolicy,
   ManualClock,
@@ -330,5 +329,32 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     expect(err.name).toBe('error');
     expect(err.attrs['type']).toBe('cancel');
     expect(err.getChild('outOfStock', NS_ORDERS)?.getChildText('available')).toBe('0');
+  });
+
+  it('keeps the answer under the stanza cap: a response that does not fit becomes wait/resource-constraint', async () => {
+    hub = memoryHub({ maxStanzaBytes: 16 * 1024 });
+    const a = session('billing.test');
+    const b = session('orders.test');
+    const server = new RpcServer({ session: b });
+    server.handle(GetOrder, ({ orderId }) => ({
+      orderId,
+      qty: 1,
+      by: orderId.startsWith('w') ? 'b' : 'x'.repeat(3000),
+    }));
+    await server.start();
+    const c = new RpcClient({ session: a, retry: false }); // shows the refusal (an idempotent call would retry alone)
+    await c.start();
+    await negotiate(c, a);
+    const outcomes = await Promise.allSettled(
+      [1, 2, 3, 4, 5, 6].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })),
+    );
+    expect(c.batchStats.batches).toBe(1);
+    const ok = outcomes.filter((o) => o.status === 'fulfilled');
+    const refused = outcomes
+      .filter((o) => o.status === 'rejected')
+      .map((o) => (o as PromiseRejectedResult).reason as StanzaError);
+    expect(ok.length).toBeGreaterThanOrEqual(3);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    for (const e of refused) expect(e).toMatchObject({ condition: 'resource-constraint', type: 'wait' });
   });
 });

@@ -15,6 +15,7 @@ import {
   localName,
   noHandlerError,
   resultReply,
+  stanzaBytes,
   stanzaCost,
   type Session,
 } from '@xmppbus/core';
@@ -117,22 +118,38 @@ export interface BatchMember {
   readonly maxCost: number;
 }
 
-/** Collects the outcomes of one batch and answers its IQ when the last one settles. */
+/**
+ * Collects the outcomes of one batch and answers its IQ when the last one settles. The answer
+ * must fit the link's stanza cap although each response alone may: an outcome that would not
+ * fit is replaced by `wait/resource-constraint` (the call ran; its response could not travel).
+ */
 class BatchAnswer {
   readonly #iq: Element;
   readonly #out = new Element('batch');
   readonly #send: (stanza: Element) => void;
   #left: number;
+  #room: number;
 
-  constructor(iq: Element, count: number, send: (stanza: Element) => void) {
+  constructor(iq: Element, count: number, maxBytes: number, send: (stanza: Element) => void) {
     this.#iq = iq;
     this.#out.attrs['xmlns'] = NS_RPC_BATCH;
     this.#left = count;
+    this.#room = maxBytes;
     this.#send = send;
   }
 
   settle(id: string, reply: Element): void {
-    const el = batchOutcome(id, reply);
+    let el = batchOutcome(id, reply);
+    let size = stanzaBytes(el);
+    if (size > this.#room) {
+      const text = `the response (${size} bytes) does not fit in the batch result; the call ran — call it alone`;
+      el = batchOutcome(
+        id,
+        errorReply(this.#iq, new StanzaError({ condition: 'resource-constraint', type: 'wait', text })),
+      );
+      size = stanzaBytes(el);
+    }
+    this.#room -= size;
     el.parent = this.#out;
     this.#out.children.push(el);
     if (--this.#left === 0) this.#send(resultReply(this.#iq, this.#out));
@@ -178,7 +195,9 @@ class BatchHub {
     if (items instanceof StanzaError) return this.#send(errorReply(iq, items));
     const from = iq.attrs['from'];
     const self = session.transport.address;
-    const answer = new BatchAnswer(iq, items.length, (stanza) => this.#send(stanza));
+    // Room for the answer: the link's cap less the IQ envelope and what the error items may need.
+    const room = session.transport.maxStanzaBytes - 1024 - 256 * items.length;
+    const answer = new BatchAnswer(iq, items.length, room, (stanza) => this.#send(stanza));
     for (const { id, payload } of items) {
       // The IQ this call would have come in alone: replies are built from it, budgets charge it.
       const single = new Element('iq');
