@@ -198,6 +198,13 @@ export class CallBatcher {
       if (peer.queue.length === 0) continue;
       const queue = peer.queue;
       peer.queue = [];
+      if (queue.length === 1) {
+        // The common sequential case: nothing to size or group.
+        const item = queue[0]!;
+        if (item.signal?.aborted) item.reject(abortReason(item.signal));
+        else this.#single(item, this.#clock.now());
+        continue;
+      }
       let chunk: Item[] = [];
       let bytes = 0;
       for (const item of queue) {
