@@ -357,4 +357,29 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     expect(refused.length).toBeGreaterThanOrEqual(1);
     for (const e of refused) expect(e).toMatchObject({ condition: 'resource-constraint', type: 'wait' });
   });
+
+  it('serves in a batch the methods of every RpcServer of the session, one of them without batches', async () => {
+    const a = session('billing.test');
+    const b = session('orders.test');
+    const withBatches = new RpcServer({ session: b });
+    withBatches.handle(GetOrder, ({ orderId }) => ({ orderId, qty: 1, by: 'with' }));
+    const without = new RpcServer({ session: b, batch: false });
+    without.handle(CreateOrder, ({ sku, qty }) => ({ orderId: `${sku}-${qty}`, total: qty }));
+    await without.start();
+    expect(b.disco.features).not.toContain(NS_RPC_BATCH); // nobody on the session wants batches yet
+    await withBatches.start();
+    expect(b.disco.features).toContain(NS_RPC_BATCH);
+    const c = new RpcClient({ session: a });
+    await c.start();
+    await negotiate(c, a);
+    const [got, created] = await Promise.all([
+      c.call(GetOrder, 'orders.test', { orderId: 'o1' }),
+      c.call(CreateOrder, 'orders.test', { sku: 'Z', qty: 4 }),
+    ]);
+    expect(c.batchStats).toEqual({ batches: 1, batchedCalls: 2 });
+    expect(got.by).toBe('with');
+    expect(created).toEqual({ orderId: 'Z-4', total: 4 });
+    await withBatches.close();
+    expect(b.disco.features).not.toContain(NS_RPC_BATCH);
+  });
 });

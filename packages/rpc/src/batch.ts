@@ -116,6 +116,12 @@ export interface BatchMember {
   readonly serve: BatchServe;
   /** The largest batch cost this member accepts (its budget of calls in hand for one sender). */
   readonly maxCost: number;
+  /**
+   * Whether this member wants batches (`RpcServer({ batch })`). Every RpcServer of a session
+   * serves its methods' items, so a batch never misses a method; the feature is advertised and
+   * the handler registered while at least one member wants them.
+   */
+  readonly wanted: boolean;
 }
 
 /**
@@ -156,10 +162,11 @@ class BatchAnswer {
   }
 }
 
-/** The session's batch handler, registered while at least one RpcServer with batches serves. */
+/** The session's batch handler, registered while at least one of its RpcServers wants batches. */
 class BatchHub {
   readonly #session: Session;
   readonly #members: BatchMember[] = [];
+  #wanted = 0;
   #off: (() => void)[] = [];
 
   constructor(session: Session) {
@@ -168,7 +175,7 @@ class BatchHub {
 
   join(member: BatchMember): () => void {
     this.#members.push(member);
-    if (this.#members.length === 1) {
+    if (member.wanted && ++this.#wanted === 1) {
       const s = this.#session;
       this.#off = [
         s.router.handle(NS_RPC_BATCH, 'batch', (iq, batch) => this.#onBatch(iq, batch)),
@@ -181,7 +188,7 @@ class BatchHub {
       const i = this.#members.indexOf(member);
       if (i < 0) return;
       this.#members.splice(i, 1);
-      if (this.#members.length > 0) return;
+      if (!member.wanted || --this.#wanted > 0) return;
       for (const off of this.#off) off();
       this.#off = [];
     };

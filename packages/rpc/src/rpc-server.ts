@@ -71,7 +71,8 @@ export interface RpcServerOptions {
   name?: string;
   /**
    * Serve `urn:xmppbus:rpc:batch:1` (several calls per IQ, docs/protocol.md §3.5; default true):
-   * advertised in disco#info, each call run exactly as if it came alone. `false`: not advertised.
+   * advertised in disco#info, each call run exactly as if it came alone. `false`: not advertised
+   * (unless another RpcServer of the session takes batches: then this one's calls are served in them too).
    */
   batch?: boolean;
 }
@@ -239,11 +240,9 @@ export class RpcServer implements AsyncDisposable {
     this.#offStart.push(disco.addFeature(NS_RPC), disco.addFeature(NS_DISCO_ITEMS));
     if (this.#identityName !== undefined)
       this.#offStart.push(disco.addIdentity({ category: 'component', type: 'generic', name: this.#identityName }));
-    if (this.#batch) {
-      const b = this.#budget;
-      const maxCost = Math.min(b.perSenderBytes, b.totalBytes);
-      this.#offStart.push(joinBatches(this.#session, { serve: this.#serveBatchItem, maxCost }));
-    }
+    const b = this.#budget;
+    const maxCost = Math.min(b.perSenderBytes, b.totalBytes);
+    this.#offStart.push(joinBatches(this.#session, { serve: this.#serveBatchItem, maxCost, wanted: this.#batch }));
     this.#offStart.push(
       this.#session.onPresence((p) => this.#onPresence(p)),
       this.#session.add(this),
