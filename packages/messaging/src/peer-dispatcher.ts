@@ -11,17 +11,7 @@
  * became ready in the same turn into batches. QoS 2 `deliver`s go out strictly in seq order,
  * only once every earlier message of that peer was received.
  */
-import {
-  ExpiredError,
-  NS_DISCO_INFO,
-  bareJid,
-  findChild,
-  jidEquals,
-  localName,
-  randomId,
-  toError,
-  xml,
-} from '@xmppbus/core';
+import { ExpiredError, bareJid, fetchFeatures, jidEquals, toError } from '@xmppbus/core';
 import type { Element, Session } from '@xmppbus/core';
 import { bySeq, type Entry, type Peer } from './entry.js';
 import type { Settings } from './options.js';
@@ -246,19 +236,10 @@ export class PeerDispatcher implements SenderEvents {
   /** Asks the peer (XEP-0030) whether it takes batches; until it answers, messages go one per IQ. */
   #discover(peer: Peer): void {
     peer.batch = 'querying';
-    const iq = xml(
-      'iq',
-      { type: 'get', id: randomId(), from: this.#session.address, to: peer.to },
-      xml('query', { xmlns: NS_DISCO_INFO }),
-    );
-    this.#session.caller.request(iq, { timeout: this.#settings.attemptTimeout }).then(
-      (reply) => {
+    fetchFeatures(this.#session, peer.to, { timeout: this.#settings.attemptTimeout }).then(
+      (features) => {
         if (peer.batch !== 'querying') return; // reset meanwhile (the peer went away)
-        const query = findChild(reply, 'query', NS_DISCO_INFO);
-        const has =
-          query?.children.some(
-            (c) => typeof c !== 'string' && localName(c) === 'feature' && c.attrs['var'] === NS_BATCH,
-          ) ?? false;
+        const has = features.has(NS_BATCH);
         peer.batch = has ? 'yes' : 'no';
         this.#session.logger.debug(`peer ${peer.to} ${has ? 'takes' : 'does not take'} QoS batches`);
         if (has) this.#pump(peer);

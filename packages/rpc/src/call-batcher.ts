@@ -10,7 +10,6 @@
 import {
   ConfigError,
   Element,
-  NS_DISCO_INFO,
   ProtocolError,
   ServiceUnavailableError,
   StanzaError,
@@ -19,6 +18,7 @@ import {
   bareJid,
   childElements,
   errorFromStanza,
+  fetchFeatures,
   findChild,
   jidEquals,
   randomId,
@@ -172,14 +172,10 @@ export class CallBatcher {
   /** Asks the peer (XEP-0030) whether it takes batches; until it answers, calls go one per IQ. */
   #discover(to: string, peer: Peer): void {
     peer.state = 'querying';
-    const iq = new Element('iq');
-    Object.assign(iq.attrs, { type: 'get', id: randomId(), from: this.#session.address, to });
-    iq.c('query', { xmlns: NS_DISCO_INFO });
-    this.#caller.request(iq, { timeout: DISCO_TIMEOUT }).then(
-      (reply) => {
+    fetchFeatures(this.#session, to, { timeout: DISCO_TIMEOUT }).then(
+      (features) => {
         if (peer.state !== 'querying') return; // forgotten meanwhile
-        const query = findChild(reply, 'query', NS_DISCO_INFO);
-        const has = query !== undefined && childElements(query).some((f) => f.attrs['var'] === NS_RPC_BATCH);
+        const has = features.has(NS_RPC_BATCH);
         peer.state = has ? 'yes' : 'no';
       },
       (err: unknown) => {

@@ -18,7 +18,7 @@
  */
 import {
   ConfigError,
-  NS_DISCO_INFO,
+  fetchFeatures,
   NS_DISCO_ITEMS,
   NS_PING,
   RetryPolicy,
@@ -130,11 +130,8 @@ export async function discoverInstances(session: Session, options: DiscoverOptio
   const live = await Promise.all(
     [...new Set(jids)].map(async (jid) => {
       try {
-        const info = await caller.request(iq(jid, NS_DISCO_INFO), { timeout });
-        if (options.feature === undefined) return jid;
-        const q = firstChildElement(info);
-        const ok = q !== undefined && childElements(q).some((f) => f.attrs['var'] === options.feature);
-        return ok ? jid : undefined;
+        const features = await fetchFeatures(session, jid, { timeout });
+        return options.feature === undefined || features.has(options.feature) ? jid : undefined;
       } catch {
         return undefined;
       }
