@@ -288,17 +288,30 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
       await a.transport.send(xml('iq', { type: 'set', id, to: 'orders.test', from: 'billing.test' }, batch));
       return d.promise;
     };
-    const item = (id: string): Element => xml('hold', { xmlns: NS_ORDERS, id }, xml('n', {}, '1'));
+    const item = (id: string): Element => xml('call', { id }, xml('hold', { xmlns: NS_ORDERS }, xml('n', {}, '1')));
     const tooMany = xml('batch', { xmlns: NS_RPC_BATCH });
     for (let i = 0; i <= MAX_BATCH_CALLS; i++) tooMany.cnode(item(`i${i}`));
     const refused = await send(tooMany);
     expect(StanzaError.fromElement(refused)).toMatchObject({ condition: 'policy-violation', type: 'modify' });
     const repeated = await send(xml('batch', { xmlns: NS_RPC_BATCH }, item('x'), item('x')));
     expect(StanzaError.fromElement(repeated)).toMatchObject({ condition: 'bad-request', type: 'modify' });
+    // The id belongs on the <call/> wrapper: a bare request element, or a call with two, is malformed.
+    const bare = await send(xml('batch', { xmlns: NS_RPC_BATCH }, xml('hold', { xmlns: NS_ORDERS, id: 'x' })));
+    expect(StanzaError.fromElement(bare)).toMatchObject({
+      condition: 'bad-request',
+      text: expect.stringContaining('<call/>'),
+    });
+    const two = xml('call', { id: 'y' }, xml('hold', { xmlns: NS_ORDERS }), xml('hold', { xmlns: NS_ORDERS }));
+    const twice = await send(xml('batch', { xmlns: NS_RPC_BATCH }, two));
+    expect(StanzaError.fromElement(twice)).toMatchObject({ condition: 'bad-request' });
     const big = xml('batch', { xmlns: NS_RPC_BATCH });
     for (let i = 0; i < 40; i++)
       big.cnode(
-        xml('create', { xmlns: NS_ORDERS, id: `b${i}` }, xml('sku', {}, 'x'.repeat(30_000)), xml('qty', {}, '1')),
+        xml(
+          'call',
+          { id: `b${i}` },
+          xml('create', { xmlns: NS_ORDERS }, xml('sku', {}, 'x'.repeat(30_000)), xml('qty', {}, '1')),
+        ),
       );
     const tooBig = await send(big);
     expect(StanzaError.fromElement(tooBig)).toMatchObject({ condition: 'policy-violation' });
@@ -315,8 +328,8 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     const batch = xml(
       'batch',
       { xmlns: NS_RPC_BATCH },
-      xml('get', { xmlns: NS_ORDERS, id: 'g' }, xml('orderId', {}, 'o9')),
-      xml('create', { xmlns: NS_ORDERS, id: 'c' }, xml('sku', {}, 'none'), xml('qty', {}, '1')),
+      xml('call', { id: 'g' }, xml('get', { xmlns: NS_ORDERS }, xml('orderId', {}, 'o9'))),
+      xml('call', { id: 'c' }, xml('create', { xmlns: NS_ORDERS }, xml('sku', {}, 'none'), xml('qty', {}, '1'))),
     );
     await a.transport.send(xml('iq', { type: 'set', id, to: 'orders.test', from: 'billing.test' }, batch));
     const reply = await d.promise;

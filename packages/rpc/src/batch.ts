@@ -33,45 +33,47 @@ export interface BatchItem {
 }
 
 /**
- * The `<batch/>` element carrying `payloads` (request elements with their headers), each given
- * the `id` attribute. The elements are shallow copies sharing the children, so a caller's payload
- * stays untouched for a later single attempt.
+ * The `<batch/>` element carrying `payloads` (request elements with their headers), each inside
+ * `<call id='…'>`: the id lives on a wrapper of our own, never on the request element, whose
+ * attributes belong to its contract. The payloads are shared, not copied, and left untouched
+ * (their `parent` too) for a later single attempt.
  */
 export function batchRequest(ids: readonly string[], payloads: readonly Element[]): Element {
   const batch = new Element('batch');
   batch.attrs['xmlns'] = NS_RPC_BATCH;
   for (let i = 0; i < payloads.length; i++) {
-    const p = payloads[i]!;
-    const item = new Element(p.name);
-    Object.assign(item.attrs, p.attrs);
-    item.attrs['id'] = ids[i];
-    item.children = p.children;
-    item.parent = batch;
-    batch.children.push(item);
+    const call = new Element('call');
+    call.attrs['id'] = ids[i];
+    call.children.push(payloads[i]!);
+    call.parent = batch;
+    batch.children.push(call);
   }
   return batch;
 }
 
 /**
- * Reads a received `<batch/>`: the items (their `id` attribute removed so the request element is
- * exactly a single call's), or the whole-IQ refusal: `bad-request` for a malformed batch (no
- * items, an item without id, a repeated id), `policy-violation` over `maxCalls` or `maxCost`.
+ * Reads a received `<batch/>`: the items (each `<call id>`'s one request element, exactly a
+ * single call's), or the whole-IQ refusal: `bad-request` for a malformed batch (no items, an item
+ * that is not a `<call/>` with an id and one element, a repeated id), `policy-violation` over
+ * `maxCalls` or `maxCost`.
  */
 export function readBatchRequest(batch: Element, maxCalls: number, maxCost: number): BatchItem[] | StanzaError {
   const items: BatchItem[] = [];
   const ids = new Set<string>();
-  for (const payload of childElements(batch)) {
-    const id = payload.attrs['id'];
+  for (const call of childElements(batch)) {
+    const id = call.attrs['id'];
+    if (localName(call) !== 'call') return badRequest(`a batch item is <call/>, not <${localName(call)}/>`);
     if (typeof id !== 'string' || id === '' || ids.has(id))
       return badRequest(id === undefined || id === '' ? 'a batch item without id' : `batch item id ${id} repeated`);
+    const inner = childElements(call);
+    if (inner.length !== 1) return badRequest(`batch item ${id} holds ${inner.length} elements, not one request`);
     if (items.length === maxCalls) return policyViolation(`a batch carries at most ${maxCalls} calls`);
     ids.add(id);
-    items.push({ id, payload });
+    items.push({ id, payload: inner[0]! });
   }
   if (items.length === 0) return badRequest('an empty batch');
   const cost = stanzaCost(batch);
   if (cost > maxCost) return policyViolation(`batch too large: costs ${cost} bytes, at most ${maxCost} are accepted`);
-  for (const item of items) delete item.payload.attrs['id'];
   return items;
 }
 
