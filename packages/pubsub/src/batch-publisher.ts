@@ -8,10 +8,19 @@
  * clock — and only while fewer than `maxInFlight` items await the service's answer; until one
  * does, events gather into bigger batches (the batches fill up under load, never by waiting).
  */
-import { ClosedError, ConfigError, deferred, randomId, withAbort, xml } from '@xmppbus/core';
+import {
+  ClosedError,
+  ConfigError,
+  QueueFullError,
+  deferred,
+  randomId,
+  stanzaBytes,
+  withAbort,
+  xml,
+} from '@xmppbus/core';
 import type { Deferred, Element, HeadersInit, Session, TimerHandle, WaitOptions } from '@xmppbus/core';
 import { encode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
-import { DEFAULT_MAX_BATCH_EVENTS, approxBytes, batchEventId } from './batch.js';
+import { DEFAULT_MAX_BATCH_EVENTS, batchEventId } from './batch.js';
 import { NS_EVENTS_BATCH } from './ns.js';
 import { appendHeaders } from './payload-headers.js';
 import type { PublishOptions } from './types.js';
@@ -25,6 +34,11 @@ export interface BatchOptions {
   maxDelay?: number;
   /** Items awaiting the service's answer at once (default 4); meanwhile, events gather into the next batches. */
   maxInFlight?: number;
+  /**
+   * Sealed items waiting for a free slot at most (default 64): past it `send`/`publish` refuse
+   * new events with a retryable QueueFullError, so a slow or unreachable service bounds memory.
+   */
+  maxQueued?: number;
 }
 
 export interface BatchPublisherOptions {
@@ -77,6 +91,7 @@ export class BatchPublisher<C extends PayloadContract = PayloadContract> impleme
   readonly #maxBytes: number;
   readonly #maxDelay: number;
   readonly #maxInFlight: number;
+  readonly #maxQueued: number;
   readonly #validate: boolean;
   readonly #publishOptions: PublishOptions;
   readonly #onError: ((error: Error, ids: readonly string[]) => void) | undefined;
@@ -105,6 +120,7 @@ export class BatchPublisher<C extends PayloadContract = PayloadContract> impleme
     const cap = host.session.transport.maxStanzaBytes - 4096;
     this.#maxBytes = Math.min(positiveInteger(b.maxBytes, 'batch.maxBytes', 32 * 1024), cap);
     this.#maxInFlight = positiveInteger(b.maxInFlight, 'batch.maxInFlight', 4);
+    this.#maxQueued = positiveInteger(b.maxQueued, 'batch.maxQueued', 64);
     const delay = b.maxDelay ?? 0;
     if (!(delay >= 0)) throw new ConfigError(`batchPublisher: \`batch.maxDelay\` must be >= 0 ms, got ${delay}`);
     this.#maxDelay = delay;
@@ -116,13 +132,19 @@ export class BatchPublisher<C extends PayloadContract = PayloadContract> impleme
   /**
    * Adds an event to the current batch and returns its id (`<item id>#<index>`) at once; nothing
    * to await. Throws ValidationError (nothing added) when `value` is invalid, ClosedError once
-   * closed. A refused item is reported to `onError` and by the next `flush()`.
+   * closed, QueueFullError (retryable; nothing added) while `maxQueued` items wait for the
+   * service — `await flush()` and send again. A refused item is reported to `onError` and by the
+   * next `flush()`.
    */
   send(value: PayloadOf<C>, options?: BatchEventOptions): string {
     if (this.#closed) throw new ClosedError(`batch publisher of '${this.node}' is closed`);
+    if (this.#ready.length >= this.#maxQueued) {
+      const text = `batch publisher of '${this.node}': ${this.#ready.length} items wait for the service (maxQueued)`;
+      throw new QueueFullError(this.#maxQueued, text, { retryable: true });
+    }
     const el = encode(this.contract, value, { validate: this.#validate });
     if (options?.headers !== undefined) appendHeaders(el, options.headers);
-    const bytes = approxBytes(el);
+    const bytes = stanzaBytes(el); // an estimate in UTF-16 units: batches stay far below the caps
     let b = this.#open;
     if (b !== undefined && b.bytes + bytes > this.#maxBytes) {
       this.#seal();

@@ -51,19 +51,3 @@ export function unwrapBatch(wrapper: Element, maxEvents: number): UnwrappedBatch
     throw new ProtocolError(`event batch says count='${count}' but holds ${events.length} events`);
   return { events, headers };
 }
-
-/**
- * The size of `el` in XML, estimated without serialising it: names, attributes and text in UTF-16
- * code units plus markup. Exact for ASCII without escapes; batches are sized by it and stay far
- * below the stanza caps (Prosody c2s: 256 KiB) even for text of 3-byte characters.
- */
-export function approxBytes(el: Element): number {
-  let n = 2 * el.name.length + 5;
-  const attrs = el.attrs;
-  for (const k in attrs) {
-    const v = attrs[k] as unknown;
-    if (v !== undefined && v !== null) n += k.length + String(v).length + 4;
-  }
-  for (const c of el.children) n += typeof c === 'string' ? c.length : approxBytes(c);
-  return n;
-}

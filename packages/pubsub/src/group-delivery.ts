@@ -69,7 +69,8 @@ export class DeliveryBatcher {
       { type: 'set', to: member, from: this.#from, id: randomId() },
       xml('deliver', { xmlns: NS_XMPPBUS_PUBSUB, ...this.#deliver, ids: entries.map((e) => e.id).join(' ') }, wrapper),
     );
-    this.#caller.request(iq, { timeout: 30_000, signal }).then(
+    // The member handles the events one after another: 30 s as for a single event, plus 1 s each.
+    this.#caller.request(iq, { timeout: 30_000 + 1_000 * entries.length, signal }).then(
       (res) => {
         const failed = new Map<string, StanzaError>();
         const body = childElements(res).find((c) => c.name === 'delivered');
@@ -110,7 +111,8 @@ export function deliverBatch(
     member.reply(errorReply(iq, new StanzaError({ condition: 'bad-request', text: (err as Error).message })));
     return;
   }
-  const ids = (deliver.attrs['ids'] ?? '').split(' ');
+  const list = deliver.attrs['ids'];
+  const ids = typeof list === 'string' && list !== '' ? list.split(' ') : [];
   if (ids.length !== events.length) {
     const text = `deliver has ${ids.length} ids for ${events.length} events`;
     member.reply(errorReply(iq, new StanzaError({ condition: 'bad-request', text })));

@@ -289,7 +289,8 @@ export class GroupMember<C extends PayloadContract> {
       tried.add(m.jid);
       m.inFlight++;
       try {
-        if (m.batches) {
+        // Batched ids are a space-separated list: an item id with whitespace travels alone.
+        if (m.batches && !/\s/.test(meta.id)) {
           await this.#batcher.deliver(m.jid, meta.id, payload, meta.signal);
           return;
         }
@@ -305,7 +306,9 @@ export class GroupMember<C extends PayloadContract> {
           return; // the member ran the handler and it failed: reported there, not redelivered
         }
         if (meta.signal.aborted) throw err;
-        this.#members.delete(m.jid);
+        // A member that refuses our batch as malformed is alive: it gets single deliveries.
+        if (err instanceof StanzaError && err.type === 'modify' && m.batches) m.batches = false;
+        else this.#members.delete(m.jid);
       } finally {
         m.inFlight--;
       }

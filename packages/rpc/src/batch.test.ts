@@ -135,24 +135,28 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     seen.length = 0;
     const Unknown = method({ ns: NS_ORDERS, name: 'nope', request: Type.Object({}), response: Type.Object({}) });
     const Elsewhere = method({ ns: 'urn:other', name: 'x', request: Type.Object({}), response: Type.Object({}) });
+    // One batch per method (a batch is answered when its slowest call settles), two calls each.
     const outcomes = await Promise.allSettled([
       c.call(CreateOrder, 'orders.test', { sku: 'A', qty: 3 }),
       c.call(CreateOrder, 'orders.test', { sku: 'none', qty: 1 }),
+      c.call(CreateOrder, 'orders.test', { sku: 'B', qty: 0 }),
       c.call(Hold, 'orders.test', { n: 1 }),
       c.call(Unknown, 'orders.test', {}),
       c.call(Elsewhere, 'orders.test', {}),
-      c.call(CreateOrder, 'orders.test', { sku: 'B', qty: 0 }),
+      c.call(Hold, 'orders.test', { n: 2 }),
+      c.call(Unknown, 'orders.test', {}),
+      c.call(Elsewhere, 'orders.test', {}),
     ]);
-    expect(seen).toEqual(['batch(6)']);
+    expect(seen.sort()).toEqual(['batch(2)', 'batch(2)', 'batch(2)', 'batch(3)']);
     expect(outcomes[0]).toEqual({ status: 'fulfilled', value: { orderId: 'A-3', total: 3 } });
     const reason = (i: number): unknown => (outcomes[i] as PromiseRejectedResult).reason;
     expect(reason(1)).toBeInstanceOf(RpcError);
     expect((reason(1) as RpcError).data).toEqual({ sku: 'none', available: 0 });
-    expect(reason(2)).toMatchObject({ condition: 'forbidden', type: 'auth' });
-    expect(reason(3)).toMatchObject({ condition: 'feature-not-implemented' });
-    expect(reason(4)).toMatchObject({ condition: 'service-unavailable' });
-    expect(reason(5)).toBeInstanceOf(ValidationError);
-    expect((reason(5) as ValidationError).issues[0]?.path).toBe('/qty');
+    expect(reason(2)).toBeInstanceOf(ValidationError);
+    expect((reason(2) as ValidationError).issues[0]?.path).toBe('/qty');
+    for (const i of [3, 6]) expect(reason(i)).toMatchObject({ condition: 'forbidden', type: 'auth' });
+    for (const i of [4, 7]) expect(reason(i)).toMatchObject({ condition: 'feature-not-implemented' });
+    for (const i of [5, 8]) expect(reason(i)).toMatchObject({ condition: 'service-unavailable' });
   });
 
   it('settles each call by its id whatever the order the handlers finish in', async () => {
@@ -220,45 +224,51 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     expect(discos).toBe(0);
   });
 
-  it('a peer that advertises batches but refuses them gets the calls again one per IQ, then singles', async () => {
-    const a = session('billing.test');
-    const b = { transport: hub.connect('orders.test') }; // no session: nothing answers but this test
-    const seen: string[] = [];
-    // A hand-written peer: claims the feature, answers a batch feature-not-implemented, serves singles.
-    b.transport.onStanza((s) => {
-      if (s.name !== 'iq' || s.attrs['type'] === 'result' || s.attrs['type'] === 'error') return;
-      const p = childElements(s)[0]!;
-      let reply: Element;
-      if (p.attrs['xmlns'] === NS_DISCO_INFO)
-        reply = resultReply(s, xml('query', { xmlns: NS_DISCO_INFO }, xml('feature', { var: NS_RPC_BATCH })));
-      else if (p.attrs['xmlns'] === NS_RPC_BATCH) {
-        seen.push('batch');
-        reply = xml(
-          'iq',
-          { type: 'error', id: s.attrs['id'], to: s.attrs['from'], from: s.attrs['to'] },
-          new StanzaError({ condition: 'feature-not-implemented', type: 'cancel' }).toElement(),
-        );
-      } else {
-        seen.push(p.name);
-        const orderId = p.getChildText('orderId') ?? '';
-        reply = resultReply(
-          s,
-          xml('get', { xmlns: NS_ORDERS }, xml('orderId', {}, orderId), xml('qty', {}, '1'), xml('by', {}, 'h')),
-        );
-      }
-      void b.transport.send(reply);
-    });
-    const c = new RpcClient({ session: a });
-    await c.start();
-    await negotiate(c, a);
-    seen.length = 0;
-    const r = await Promise.all([1, 2, 3].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
-    expect(r.map((x) => x.orderId)).toEqual(['o1', 'o2', 'o3']);
-    expect(seen).toEqual(['batch', 'get', 'get', 'get']);
-    seen.length = 0;
-    await Promise.all([4, 5].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
-    expect(seen).toEqual(['get', 'get']);
-  });
+  it.each([
+    ['feature-not-implemented', 'cancel'],
+    ['policy-violation', 'modify'], // its budget refuses the batch whole: nothing ran
+  ] as const)(
+    'a peer that advertises batches but refuses them (%s) gets the calls again one per IQ, then singles',
+    async (condition, type) => {
+      const a = session('billing.test');
+      const b = { transport: hub.connect('orders.test') }; // no session: nothing answers but this test
+      const seen: string[] = [];
+      // A hand-written peer: claims the feature, refuses a batch as a whole, serves singles.
+      b.transport.onStanza((s) => {
+        if (s.name !== 'iq' || s.attrs['type'] === 'result' || s.attrs['type'] === 'error') return;
+        const p = childElements(s)[0]!;
+        let reply: Element;
+        if (p.attrs['xmlns'] === NS_DISCO_INFO)
+          reply = resultReply(s, xml('query', { xmlns: NS_DISCO_INFO }, xml('feature', { var: NS_RPC_BATCH })));
+        else if (p.attrs['xmlns'] === NS_RPC_BATCH) {
+          seen.push('batch');
+          reply = xml(
+            'iq',
+            { type: 'error', id: s.attrs['id'], to: s.attrs['from'], from: s.attrs['to'] },
+            new StanzaError({ condition, type }).toElement(),
+          );
+        } else {
+          seen.push(p.name);
+          const orderId = p.getChildText('orderId') ?? '';
+          reply = resultReply(
+            s,
+            xml('get', { xmlns: NS_ORDERS }, xml('orderId', {}, orderId), xml('qty', {}, '1'), xml('by', {}, 'h')),
+          );
+        }
+        void b.transport.send(reply);
+      });
+      const c = new RpcClient({ session: a });
+      await c.start();
+      await negotiate(c, a);
+      seen.length = 0;
+      const r = await Promise.all([1, 2, 3].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
+      expect(r.map((x) => x.orderId)).toEqual(['o1', 'o2', 'o3']);
+      expect(seen).toEqual(['batch', 'get', 'get', 'get']);
+      seen.length = 0;
+      await Promise.all([4, 5].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
+      expect(seen).toEqual(['get', 'get']);
+    },
+  );
 
   it('a batch IQ that fails as a whole fails every call as it fails a single one', async () => {
     const clock = new ManualClock(Date.UTC(2030, 0, 1));
@@ -385,11 +395,13 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     const c = new RpcClient({ session: a });
     await c.start();
     await negotiate(c, a);
-    const [got, created] = await Promise.all([
+    const [got, , created] = await Promise.all([
       c.call(GetOrder, 'orders.test', { orderId: 'o1' }),
+      c.call(GetOrder, 'orders.test', { orderId: 'o2' }),
       c.call(CreateOrder, 'orders.test', { sku: 'Z', qty: 4 }),
+      c.call(CreateOrder, 'orders.test', { sku: 'Y', qty: 1 }),
     ]);
-    expect(c.batchStats).toEqual({ batches: 1, batchedCalls: 2 });
+    expect(c.batchStats).toEqual({ batches: 2, batchedCalls: 4 });
     expect(got.by).toBe('with');
     expect(created).toEqual({ orderId: 'Z-4', total: 4 });
     await withBatches.close();

@@ -148,20 +148,30 @@ class BatchAnswer {
 
   settle(id: string, reply: Element): void {
     let el = batchOutcome(id, reply);
-    let size = stanzaBytes(el);
+    let size = utf8Bytes(el, this.#room);
     if (size > this.#room) {
       const text = `the response (${size} bytes) does not fit in the batch result; the call ran — call it alone`;
       el = batchOutcome(
         id,
         errorReply(this.#iq, new StanzaError({ condition: 'resource-constraint', type: 'wait', text })),
       );
-      size = stanzaBytes(el);
+      size = utf8Bytes(el, Infinity);
     }
     this.#room -= size;
     el.parent = this.#out;
     this.#out.children.push(el);
     if (--this.#left === 0) this.#send(resultReply(this.#iq, this.#out));
   }
+}
+
+/**
+ * The UTF-8 size of `el` as the link will count it. `stanzaBytes` counts UTF-16 units, up to 3×
+ * fewer than the bytes of non-ASCII text: only when even 3× that might not fit `room` is the
+ * outcome serialised to measure it exactly (an answer over the cap would be refused whole).
+ */
+function utf8Bytes(el: Element, room: number): number {
+  const estimate = stanzaBytes(el);
+  return estimate * 3 <= room ? estimate : Buffer.byteLength(el.toString());
 }
 
 /** The session's batch handler, registered while at least one of its RpcServers wants batches. */
@@ -230,7 +240,10 @@ class BatchHub {
   }
 
   #send(stanza: Element): void {
-    this.#session.transport.send(stanza).catch(() => undefined); // a lost reply is the caller's timeout
+    // A lost reply is the caller's timeout, as for a single call.
+    this.#session.transport.send(stanza).catch((err: unknown) => {
+      this.#session.logger.warn(`rpc: a batch answer to ${String(stanza.attrs['to'])} was not sent`, err as Error);
+    });
   }
 }
 

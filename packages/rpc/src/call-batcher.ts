@@ -41,8 +41,12 @@ export interface RpcBatchOptions {
   maxBytes?: number;
 }
 
-/** Whole-IQ answers of a peer that does not take the batch element: nothing in it ran. */
-const NOT_UNDERSTOOD = new Set(['feature-not-implemented', 'service-unavailable', 'bad-request']);
+/**
+ * Whole-IQ answers that mean nothing in the batch ran: a peer that does not take the element,
+ * or one whose budget refuses the batch as a whole (`policy-violation`, §3.5) — the calls may
+ * still succeed one by one.
+ */
+const NOT_UNDERSTOOD = new Set(['feature-not-implemented', 'service-unavailable', 'bad-request', 'policy-violation']);
 /** Peers remembered at most (oldest forgotten first); a forgotten peer is asked again. */
 const MAX_PEERS = 1024;
 /** How long a peer that did not answer disco#info is sent single IQs before it is asked again, ms. */
@@ -201,23 +205,27 @@ export class CallBatcher {
         else this.#single(item, this.#clock.now());
         continue;
       }
-      let chunk: Item[] = [];
-      let bytes = 0;
+      // One batch per method: a batch is answered when its slowest call settles, and calls of one
+      // method take alike, so a quick call never waits on another method's slow one.
+      const chunks = new Map<string, { items: Item[]; bytes: number }>();
       for (const item of queue) {
         if (item.signal?.aborted) {
           item.reject(abortReason(item.signal));
           continue;
         }
+        const method = `${item.payload.attrs['xmlns'] ?? ''} ${item.payload.name}`;
+        let chunk = chunks.get(method);
+        if (chunk === undefined) chunks.set(method, (chunk = { items: [], bytes: 0 }));
         const size = stanzaBytes(item.payload);
-        if (chunk.length > 0 && (chunk.length === this.#maxCalls || bytes + size > this.#maxBytes)) {
-          this.#send(peer, chunk);
-          chunk = [];
-          bytes = 0;
+        if (chunk.items.length > 0 && (chunk.items.length === this.#maxCalls || chunk.bytes + size > this.#maxBytes)) {
+          this.#send(peer, chunk.items);
+          chunk.items = [];
+          chunk.bytes = 0;
         }
-        chunk.push(item);
-        bytes += size;
+        chunk.items.push(item);
+        chunk.bytes += size;
       }
-      if (chunk.length > 0) this.#send(peer, chunk);
+      for (const chunk of chunks.values()) if (chunk.items.length > 0) this.#send(peer, chunk.items);
     }
     this.#dirty.clear();
   };
@@ -311,8 +319,11 @@ export class CallBatcher {
    */
   #failed(peer: Peer, items: Item[], err: unknown): void {
     if (err instanceof StanzaError && NOT_UNDERSTOOD.has(err.condition)) {
-      peer.state = 'no';
+      // Single IQs for a while, then ask again: `service-unavailable` may also have been a peer
+      // that was briefly away, and a replaced peer may take batches again.
       const now = this.#clock.now();
+      peer.state = 'unknown';
+      peer.askAt = now + DISCO_RETRY;
       for (const item of items) {
         if (item.done) continue;
         item.timer?.cancel();
@@ -322,7 +333,7 @@ export class CallBatcher {
           item.reject(err);
         } else this.#single(item, now);
       }
-      this.#log.debug(`rpc: a peer refused a batch (${err.condition}): one call per IQ from now on`);
+      this.#log.debug(`rpc: a peer refused a batch (${err.condition}): one call per IQ for ${DISCO_RETRY} ms`);
       return;
     }
     if (err instanceof ServiceUnavailableError) this.forget(items[0]!.iq.attrs['to'] as string);
