@@ -41,6 +41,10 @@ export function openDatabase(options: Required<SqliteOptions>, schema: string): 
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     db.pragma(`busy_timeout = ${options.busyTimeout}`);
+    // Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: a checkpoint copies each page once
+    // however often it changed since the last one (the outbox's few hot pages) and fsyncs, inside
+    // the commit that crosses the mark — measured: QoS 2 p99 7.7 → 3.5 ms, Node CPU unchanged.
+    db.pragma('wal_autocheckpoint = 10000');
     db.exec(schema);
     return db;
   } catch (err) {
