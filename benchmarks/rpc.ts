@@ -15,10 +15,10 @@
 // - after a one-off warm-up (300 sequential calls + 1 s pipelined each), every round runs for each
 //   implementation a sequential phase (SEQ calls after 50 unmeasured ones) and then a pipelined
 //   phase (PIPE_MS after an unmeasured 150 ms ramp-up that is drained first);
-// - the order changes every round following a balanced Latin square (Williams design): over every
-//   4 rounds (an even count of implementations; with an odd count the rows rotate, each position once
-//   per that many rounds) each implementation takes each position once and follows each other one
-//   once, so none always goes first or always runs after the same neighbour;
+// - the order changes every round following a balanced Latin square (Williams design,
+//   benchmarks/lib/rounds.ts): over every 10 rounds (5 implementations; odd, so every other square
+//   is mirrored) each implementation takes each position twice and follows each other one twice,
+//   so none always goes first or always runs after the same neighbour;
 // - each round records the outside CPU load: /proc/stat busy time (user+nice+system+irq+softirq+steal)
 //   minus this process's and the server's CPU, per second of wall time. Rounds above
 //   OUTSIDE_LIMIT (0.15 core) are flagged;
@@ -31,7 +31,6 @@
 // impl and round, default 1200), RPC_BENCH_SEQ (measured sequential calls per impl and round, default 1000).
 // Defaults take ≈ 2.5 minutes for both servers.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
 import { Session, type Element } from '@xmppbus/core';
@@ -40,6 +39,7 @@ import { startServer, type ServerKind, type XmppServer } from '@xmppbus/testing'
 import { componentTransport } from '@xmppbus/transport-component';
 import { CreateOrder, NS_ORDERS } from '../test/rpc-fixtures.js';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
+import { keepInFlight, machineCpuUs, median, williamsOrder } from './lib/rounds.js';
 
 const ROUNDS = Number(process.env['RPC_BENCH_ROUNDS'] ?? 10);
 const PIPE_MS = Number(process.env['RPC_BENCH_PIPE_MS'] ?? 1200);
@@ -332,58 +332,7 @@ async function pipelined(
 }
 
 function runFor(b: Bench, ms: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const until = performance.now() + ms;
-    let done = 0;
-    let active = 0;
-    const launch = (): void => {
-      active++;
-      b.call().then(
-        () => {
-          active--;
-          done++;
-          if (performance.now() < until) launch();
-          else if (active === 0) resolve(done);
-        },
-        (err: unknown) => reject(err as Error),
-      );
-    };
-    for (let i = 0; i < IN_FLIGHT; i++) launch();
-  });
-}
-
-/** Machine-wide busy and steal CPU time (µs) from /proc/stat; undefined where unreadable. */
-function machineCpuUs(): { busy: number; steal: number } | undefined {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
-    // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is already in user)
-    const f = line.trim().split(/\s+/).slice(1).map(Number);
-    const tick = (i: number): number => f[i] ?? 0;
-    const toUs = (ticks: number): number => (ticks * 1e6) / 100;
-    return {
-      busy: toUs(tick(0) + tick(1) + tick(2) + tick(5) + tick(6) + tick(7)),
-      steal: toUs(tick(7)),
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Rows of a balanced Latin square (Williams design) for an even count n: position and neighbour balanced. */
-function williamsOrder(n: number, round: number): number[] {
-  const first: number[] = [0];
-  for (let lo = 1, hi = n - 1; first.length < n;) {
-    first.push(lo++);
-    if (first.length < n) first.push(hi--);
-  }
-  return first.map((k) => (k + round) % n);
-}
-
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return keepInFlight(() => b.call(), IN_FLIGHT, ms);
 }
 
 const metrics: Record<string, unknown> = {

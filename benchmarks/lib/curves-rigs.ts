@@ -14,7 +14,7 @@ import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import type { XmppServer } from '@xmppbus/testing';
 import { componentTransport, type ComponentTransport } from '@xmppbus/transport-component';
 import { processCpuUs } from './results.js';
-import { machineCpuUs } from './rounds.js';
+import { keepInFlight, machineCpuUs } from './rounds.js';
 
 const NS = 'urn:xmppbus:bench:curves:1';
 
@@ -110,26 +110,10 @@ export async function rpcWorkload(srv: XmppServer, caller: string, callee: strin
   const client = new RpcClient({ session: callerSession, timeout: 30_000 });
   await client.start();
 
-  const runFor = (payload: string, inFlight: number, ms: number): Promise<number> =>
-    new Promise((resolve, reject) => {
-      const request = { data: payload };
-      const until = performance.now() + ms;
-      let done = 0;
-      let active = 0;
-      const launch = (): void => {
-        active++;
-        client.call(Put, callee, request).then(
-          () => {
-            active--;
-            done++;
-            if (performance.now() < until) launch();
-            else if (active === 0) resolve(done);
-          },
-          (err: unknown) => reject(err as Error),
-        );
-      };
-      for (let i = 0; i < inFlight; i++) launch();
-    });
+  const runFor = (payload: string, inFlight: number, ms: number): Promise<number> => {
+    const request = { data: payload };
+    return keepInFlight(() => client.call(Put, callee, request), inFlight, ms);
+  };
 
   return {
     async measure(payload, inFlight, targetMs) {

@@ -100,3 +100,29 @@ export function medianOf<T extends Record<string, number | undefined>>(
   }
   return xs.length === 0 ? undefined : median(xs);
 }
+
+/**
+ * A closed loop: keeps `inFlight` calls outstanding for `ms` (each completion starts the next
+ * while time is left), then lets the last ones finish. Resolves with the calls completed; rejects
+ * with the first failure.
+ */
+export function keepInFlight(call: () => Promise<unknown>, inFlight: number, ms: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const until = performance.now() + ms;
+    let done = 0;
+    let active = 0;
+    const launch = (): void => {
+      active++;
+      call().then(
+        () => {
+          active--;
+          done++;
+          if (performance.now() < until) launch();
+          else if (active === 0) resolve(done);
+        },
+        (err: unknown) => reject(err as Error),
+      );
+    };
+    for (let i = 0; i < inFlight; i++) launch();
+  });
+}
