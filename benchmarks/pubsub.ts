@@ -257,6 +257,33 @@ interface RunResult {
   latencies: number[];
 }
 
+/**
+ * WARM_MS unmeasured, then MEASURE_MS measured: the seconds, what `count()` grew by, and the CPU
+ * of this process and of the server over the measured window.
+ */
+async function measureWindow(
+  pid: number,
+  count: () => { publishes: number; deliveries: number },
+): Promise<Omit<RunResult, 'latencies'>> {
+  await new Promise((r) => setTimeout(r, WARM_MS));
+  const n0 = count();
+  const c0 = process.cpuUsage();
+  const s0 = processCpuUs(pid);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, MEASURE_MS));
+  const seconds = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  const s1 = processCpuUs(pid);
+  const n1 = count();
+  return {
+    seconds,
+    publishes: n1.publishes - n0.publishes,
+    deliveries: n1.deliveries - n0.deliveries,
+    nodeCpuUs: c.user + c.system,
+    serverCpuUs: s0 !== undefined && s1 !== undefined ? s1 - s0 : undefined,
+  };
+}
+
 /** Closed-loop publishing: WARM_MS unmeasured, MEASURE_MS measured, then checks that nothing was lost. */
 async function drive(
   srv: XmppServer,
@@ -277,18 +304,7 @@ async function drive(
       await delivered;
     }
   });
-  await new Promise((r) => setTimeout(r, WARM_MS));
-  const a0 = acked;
-  const d0 = win.deliveries;
-  const c0 = process.cpuUsage();
-  const s0 = processCpuUs(srv.pid);
-  const t0 = performance.now();
-  await new Promise((r) => setTimeout(r, MEASURE_MS));
-  const seconds = (performance.now() - t0) / 1000;
-  const c = process.cpuUsage(c0);
-  const s1 = processCpuUs(srv.pid);
-  const publishes = acked - a0;
-  const deliveries = win.deliveries - d0;
+  const measured = await measureWindow(srv.pid, () => ({ publishes: acked, deliveries: win.deliveries }));
   stop = true;
   const deadline = new Promise<never>((_, rej) =>
     setTimeout(() => rej(new Error(`${what}: deliveries missing: ${win.deliveries} of ${seq * subs}`)), 30_000).unref(),
@@ -296,13 +312,7 @@ async function drive(
   await Promise.race([Promise.all(workers), deadline]);
   if (win.deliveries !== seq * subs)
     throw new Error(`${what}: ${win.deliveries} deliveries for ${seq} publishes × ${subs}`);
-  return {
-    seconds,
-    publishes,
-    deliveries,
-    nodeCpuUs: c.user + c.system,
-    serverCpuUs: s0 !== undefined && s1 !== undefined ? s1 - s0 : undefined,
-  };
+  return measured;
 }
 
 /** Sequential publish → first delivery latency (ms), with the node's subscribers listening. */
@@ -475,17 +485,7 @@ async function busBatchRun(srv: XmppServer, persist: boolean, subs: number, node
     consumers.push(c);
   }
   refill();
-  await new Promise((r) => setTimeout(r, WARM_MS));
-  const p0 = complete;
-  const d0 = deliveries;
-  const c0 = process.cpuUsage();
-  const s0 = processCpuUs(srv.pid);
-  const t0 = performance.now();
-  await new Promise((r) => setTimeout(r, MEASURE_MS));
-  const seconds = (performance.now() - t0) / 1000;
-  const c = process.cpuUsage(c0);
-  const s1 = processCpuUs(srv.pid);
-  const r = { seconds, publishes: complete - p0, deliveries: deliveries - d0 };
+  const r = await measureWindow(srv.pid, () => ({ publishes: complete, deliveries }));
   stop = true;
   await publisher.flush({ timeout: 30_000 });
   const t = Date.now();
@@ -498,8 +498,6 @@ async function busBatchRun(srv: XmppServer, persist: boolean, subs: number, node
   await subSession.close();
   return {
     ...r,
-    nodeCpuUs: c.user + c.system,
-    serverCpuUs: s0 !== undefined && s1 !== undefined ? s1 - s0 : undefined,
     latencies: [],
   };
 }
