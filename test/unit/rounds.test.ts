@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  keepInFlight,
   median,
   medianOf,
   outsideLoadCores,
@@ -88,5 +89,26 @@ describe('roundsToUse', () => {
     const { used, rule } = roundsToUse([r(true, 0), r(false, 1), r(true, 2)], 3);
     expect(used.map((x) => x.id)).toEqual([0, 1, 2]);
     expect(rule).toContain('only 1 unflagged');
+  });
+});
+
+describe('keepInFlight', () => {
+  it('keeps exactly inFlight calls outstanding and waits for the last before resolving', async () => {
+    let active = 0;
+    let peak = 0;
+    const call = async (): Promise<void> => {
+      peak = Math.max(peak, ++active);
+      await Promise.resolve();
+      active--;
+    };
+    // A budget of 0 ms: the first wave starts, nothing more is launched, all of it is counted.
+    expect(await keepInFlight(call, 7, 0)).toBe(7);
+    expect(peak).toBe(7);
+    expect(active).toBe(0);
+  });
+
+  it('rejects with the first failure', async () => {
+    const boom = new Error('boom');
+    await expect(keepInFlight(() => Promise.reject(boom), 3, 0)).rejects.toBe(boom);
   });
 });
