@@ -1,8 +1,9 @@
 // RPC batches (urn:xmppbus:rpc:batch:1) through real Prosody and ejabberd: 100 concurrent calls
-// mixing successes and failures, each promise settled with its own outcome.
+// mixing successes and failures, each promise settled with its own outcome; a ServiceClient
+// batching per instance and failing over when an instance goes away.
 import { readFileSync } from 'node:fs';
 import { AccessPolicy, Session, deferred, parseXml, type Element, type StanzaError } from '@xmppbus/core';
-import { NS_RPC_BATCH, RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
+import { NS_RPC_BATCH, RpcClient, RpcError, RpcServer, ServiceClient } from '@xmppbus/rpc';
 import { ValidationError, method } from '@xmppbus/schema';
 import { describeServers } from '@xmppbus/testing';
 import { Type } from '@sinclair/typebox';
@@ -120,6 +121,50 @@ describeServers('rpc batches', (server, kind) => {
     expect(caller.caller.pending).toBe(0);
     expect(client.inFlight).toBe(0);
     expect(rpc.usage).toEqual({ bytes: 0, count: 0 });
+  });
+
+  it(`a ServiceClient batches per instance and moves a gone instance's calls to the other [${kind}]`, async () => {
+    const served = new Map<string, number>();
+    const names = ['svc-e.localhost', 'svc-f.localhost'];
+    for (const name of names) {
+      const rpc = new RpcServer({ session: await components.session(name), limits: { perSenderCount: 256 } });
+      rpc.handle(GetOrder, ({ orderId }) => {
+        served.set(name, (served.get(name) ?? 0) + 1);
+        return { orderId, qty: 1, by: name };
+      });
+      await rpc.start();
+    }
+    const caller = await components.session('svc-a.localhost');
+    const svc = new ServiceClient({ session: caller, target: names, timeout: 20_000 });
+    await svc.start();
+    // Bursts of four spread over both instances, so each is called twice in a turn and asked (disco#info).
+    for (let i = 0; i < 50 && svc.batchStats.batches < 2; i++)
+      await Promise.all([1, 2, 3, 4].map((n) => svc.call(GetOrder, { orderId: `warm${i}-${n}` })));
+    expect(svc.batchStats.batches).toBeGreaterThanOrEqual(2);
+
+    const before = { ...svc.batchStats };
+    served.clear();
+    const ids = Array.from({ length: 200 }, (_, i) => `o${i}`);
+    const replies = await Promise.all(ids.map((orderId) => svc.call(GetOrder, { orderId })));
+    expect(replies.map((r) => r.orderId)).toEqual(ids);
+    for (const name of names) expect(served.get(name)).toBeGreaterThan(50); // least-in-flight spreads them
+    const batched = svc.batchStats.batchedCalls - before.batchedCalls;
+    const batches = svc.batchStats.batches - before.batches;
+    expect(batched).toBeGreaterThan(100);
+    expect(batches).toBeLessThan(batched / 4);
+
+    // svc-e goes away without a word; the client still believes it up. Its share of the next burst
+    // fails as a batch (the server bounces it); every call is answered by svc-f instead.
+    await components.closeOne('svc-e.localhost');
+    served.clear();
+    const after = await Promise.all(ids.map((orderId) => svc.call(GetOrder, { orderId })));
+    expect(after.map((r) => r.orderId)).toEqual(ids);
+    expect(new Set(after.map((r) => r.by))).toEqual(new Set(['svc-f.localhost']));
+    expect(served.get('svc-f.localhost')).toBe(200);
+    expect(svc.instances.find((i) => i.jid === 'svc-e.localhost')!.state).not.toBe('up');
+    expect(caller.caller.pending).toBe(0);
+    expect(svc.inFlight).toBe(0);
+    await svc.close();
   });
 
   it(`answers the batch of docs/protocol.md §3.5 with the documented result [${kind}]`, async () => {

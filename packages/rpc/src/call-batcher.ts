@@ -31,7 +31,7 @@ import {
 } from '@xmppbus/core';
 import { MAX_BATCH_CALLS, NS_RPC_BATCH, batchRequest } from './batch.js';
 
-/** Batching of `RpcClient` calls (negotiated per peer; on by default). */
+/** Batching of `RpcClient` and `ServiceClient` calls (negotiated per peer; on by default). */
 export interface RpcBatchOptions {
   /** Send calls issued together to one peer as one batch IQ when the peer takes them (default true). */
   enabled?: boolean;
@@ -89,12 +89,12 @@ export class CallBatcher {
   /** Batch IQs sent and the calls they carried (for tests and benchmarks). */
   readonly stats = { batches: 0, batchedCalls: 0 };
 
-  constructor(session: Session, options: RpcBatchOptions) {
+  constructor(session: Session, options: RpcBatchOptions, what = 'RpcClient') {
     const maxCalls = options.maxCalls ?? MAX_BATCH_CALLS;
     if (!Number.isInteger(maxCalls) || maxCalls < 2 || maxCalls > MAX_BATCH_CALLS)
-      throw new ConfigError(`RpcClient: batch.maxCalls must be an integer in 2..${MAX_BATCH_CALLS}`);
+      throw new ConfigError(`${what}: batch.maxCalls must be an integer in 2..${MAX_BATCH_CALLS}`);
     const maxBytes = options.maxBytes ?? 64 * 1024;
-    if (!(maxBytes > 0)) throw new ConfigError(`RpcClient: batch.maxBytes must be > 0 (got ${String(maxBytes)})`);
+    if (!(maxBytes > 0)) throw new ConfigError(`${what}: batch.maxBytes must be > 0 (got ${String(maxBytes)})`);
     this.#session = session;
     this.#caller = session.caller;
     this.#clock = session.clock;

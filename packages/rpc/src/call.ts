@@ -33,7 +33,7 @@ import {
   type WaitOptions,
 } from '@xmppbus/core';
 import { ValidationError, decode, encode, type MethodContract, type PayloadContract } from '@xmppbus/schema';
-import type { CallBatcher } from './call-batcher.js';
+import { CallBatcher, type RpcBatchOptions } from './call-batcher.js';
 import { formatDeadline } from './deadline.js';
 import { RpcError } from './rpc-error.js';
 import { NS_RPC, readInvalid } from './wire.js';
@@ -75,6 +75,12 @@ export interface CallerOptions {
    * calls with a deadline); `always` — every call, the client's default timeout included; `never`.
    */
   propagateDeadline?: 'explicit' | 'always' | 'never';
+  /**
+   * Calls issued in the same event-loop turn to one peer go as one IQ when the peer advertises
+   * `urn:xmppbus:rpc:batch:1` (docs/protocol.md §3.5); a lone call keeps the single form.
+   * Default: enabled, 64 calls and 64 KiB per batch.
+   */
+  batch?: RpcBatchOptions;
 }
 
 /** The status of a calling unit: calls are taken only when `ready`. */
@@ -89,6 +95,7 @@ export interface CallRetry {
 const RPC_RETRY_DEFAULTS: RetryOptions = { attempts: 3, initialDelay: 50, maxDelay: 1000, factor: 2, jitter: 1 };
 const VALIDATE = Object.freeze({ validate: true });
 const NO_VALIDATE = Object.freeze({ validate: false });
+const NO_BATCHES = Object.freeze({ batches: 0, batchedCalls: 0 });
 
 export class CallEngine {
   readonly session: Session;
@@ -104,8 +111,8 @@ export class CallEngine {
   readonly #errorContracts = new WeakMap<object, Map<string, PayloadContract>>();
   readonly #idle: WaitQueue;
   #inFlight = 0;
-  /** Sends calls issued together to one peer as one batch IQ (RpcClient, when enabled). */
-  batcher: CallBatcher | undefined;
+  /** Sends calls issued together to one peer as one batch IQ (unless `batch.enabled` is false). */
+  readonly batcher: CallBatcher | undefined;
 
   constructor(options: CallerOptions, what: string) {
     if (!options || typeof options !== 'object' || !options.session)
@@ -125,6 +132,19 @@ export class CallEngine {
     this.#codecOptions = this.#validate ? VALIDATE : NO_VALIDATE;
     this.#propagate = propagate;
     this.#idle = new WaitQueue({ clock: this.clock, what: `${what}.drain` });
+    if (options.batch?.enabled !== false) this.batcher = new CallBatcher(options.session, options.batch ?? {}, what);
+  }
+
+  /** Batch IQs sent and the calls they carried (0 when batching is off or no peer takes batches). */
+  get batchStats(): { readonly batches: number; readonly batchedCalls: number } {
+    return this.batcher?.stats ?? NO_BATCHES;
+  }
+
+  /** Lets the batcher forget what a peer supports when it goes away; returns the remover. */
+  watchPeers(): () => void {
+    const batcher = this.batcher;
+    if (!batcher) return () => undefined;
+    return this.session.onPresence((p) => batcher.onPresence(p));
   }
 
   /** Calls awaiting their outcome (retries and backoff included). */

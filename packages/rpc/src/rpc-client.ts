@@ -15,16 +15,9 @@ import {
   type CallerOptions,
   type CallerStatus,
 } from './call.js';
-import { CallBatcher, type RpcBatchOptions } from './call-batcher.js';
 
-export interface RpcClientOptions extends CallerOptions {
-  /**
-   * Calls issued in the same event-loop turn to one peer go as one IQ when the peer advertises
-   * `urn:xmppbus:rpc:batch:1` (docs/protocol.md §3.5); a lone call keeps the single form.
-   * Default: enabled, 64 calls and 64 KiB per batch.
-   */
-  batch?: RpcBatchOptions;
-}
+/** Options of `RpcClient`: those of every calling unit (timeout, retry, validation, batching). */
+export type RpcClientOptions = CallerOptions;
 
 const NO_OPTIONS: CallOptions = Object.freeze({});
 
@@ -39,12 +32,11 @@ export class RpcClient implements AsyncDisposable {
   /** Validates the options; sends nothing until `start()`. */
   constructor(options: RpcClientOptions) {
     this.#engine = new CallEngine(options, 'RpcClient');
-    if (options.batch?.enabled !== false) this.#engine.batcher = new CallBatcher(options.session, options.batch ?? {});
   }
 
   /** Batch IQs sent and the calls they carried (0 when batching is off or no peer takes batches). */
   get batchStats(): { readonly batches: number; readonly batchedCalls: number } {
-    return this.#engine.batcher?.stats ?? { batches: 0, batchedCalls: 0 };
+    return this.#engine.batchStats;
   }
 
   get status(): CallerStatus {
@@ -76,13 +68,12 @@ export class RpcClient implements AsyncDisposable {
     if (this.#status !== 'starting') return;
     const session = this.#engine.session;
     const leave = session.add(this);
-    const batcher = this.#engine.batcher;
-    const offPresence = batcher ? session.onPresence((p) => batcher.onPresence(p)) : undefined;
+    const offPresence = this.#engine.watchPeers();
     const unobserve = session.instrumentation.observe('rpc-client', () => ({ inFlight: this.#engine.inFlight }));
     this.#leave = () => {
       leave();
       unobserve();
-      offPresence?.();
+      offPresence();
     };
     this.#status = 'ready';
   }

@@ -210,6 +210,11 @@ export class ServiceClient implements AsyncDisposable {
     return this.#engine.inFlight;
   }
 
+  /** Batch IQs sent and the calls they carried, all instances together (see `CallerOptions.batch`). */
+  get batchStats(): { readonly batches: number; readonly batchedCalls: number } {
+    return this.#engine.batchStats;
+  }
+
   /** The known instances and their state. */
   get instances(): InstanceInfo[] {
     return this.#instances.map((i) => ({ jid: i.jid, state: i.state, inFlight: i.inFlight }));
@@ -239,6 +244,7 @@ export class ServiceClient implements AsyncDisposable {
     if (this.#status !== 'starting') return;
     this.#offStart.push(
       this.#session.onPresence((p) => this.#onPresence(p)),
+      this.#engine.watchPeers(),
       this.#session.add(this),
     );
     if (this.#watch) for (const i of this.#instances) this.#sendPresence(i.jid, true);
