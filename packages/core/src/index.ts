@@ -90,6 +90,8 @@ export { fetchSchemas, parseSchemas } from './reflection-client.js';
 export type { FetchSchemasOptions, SchemaRequester } from './reflection-client.js';
 export { fetchFeatures } from './disco-client.js';
 export type { DiscoRequester } from './disco-client.js';
+export { PeerFeatures } from './peer-features.js';
+export type { PeerFeaturesDeps } from './peer-features.js';
 export { calleeError } from './callee-error.js';
 export { AccessPolicy, orgDomain } from './access.js';
 export { SenderBudget, FairQueue, stanzaBytes, stanzaCost, NODE_COST, STANZA_BYTES } from './admission.js';

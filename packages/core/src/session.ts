@@ -20,6 +20,7 @@ import { ClosedError, ConfigError, ConflictError, TimeoutError, toError } from '
 import { IqCaller, IqRouter, errorFromStanza, peerIsGone } from './iq.js';
 import { noInstrumentation, type Instrumentation } from './instrumentation.js';
 import { silentLogger, type Logger } from './logger.js';
+import { PeerFeatures } from './peer-features.js';
 import type { StanzaListener, Transport, TransportStatus } from './transport.js';
 import { waitForStatus } from './base-transport.js';
 import { SchemaRegistry } from './reflection.js';
@@ -82,6 +83,11 @@ export class Session implements AsyncDisposable {
   readonly access: AccessPolicy;
   readonly router: IqRouter;
   readonly caller: IqCaller;
+  /**
+   * What peers support (disco#info), asked once per JID for every unit of this session (rpc and
+   * messaging ask whether a peer takes batches); forgotten when the peer's unavailable presence arrives.
+   */
+  readonly peerFeatures: PeerFeatures;
   /** The contracts this endpoint reflects (`urn:xmppbus:schema:1`); rpc, pubsub and messaging add theirs. */
   readonly schemas: SchemaRegistry;
   /**
@@ -111,6 +117,7 @@ export class Session implements AsyncDisposable {
     this.instrumentation = options.instrumentation ?? noInstrumentation;
     this.router = new IqRouter(this.transport, this.disco, this.access);
     this.caller = new IqCaller(this.transport, this.clock);
+    this.peerFeatures = new PeerFeatures({ caller: this.caller, clock: this.clock, logger: this.logger });
     this.schemas = new SchemaRegistry({
       router: this.router,
       disco: this.disco,
@@ -266,12 +273,15 @@ export class Session implements AsyncDisposable {
   }
 
   /**
-   * A full JID went offline (c2s peers we exchanged presence with): requests waiting on it fail
-   * now. Servers send this only to those the peer sent presence to (RFC 6121 §4.6).
+   * A JID went offline: what it supports is forgotten, since whatever comes back there may be
+   * another implementation. A full JID (c2s peers we exchanged presence with): requests waiting
+   * on it fail now. Servers send this only to those the peer sent presence to (RFC 6121 §4.6).
    */
   #learnFromPresence(presence: Element): void {
     const from = presence.attrs['from'];
-    if (from === undefined || from.indexOf('/') < 0 || this.caller.pending === 0) return;
+    if (from === undefined) return;
+    this.peerFeatures.forget(from);
+    if (from.indexOf('/') < 0 || this.caller.pending === 0) return;
     if (isXmppbusAnnouncement(presence)) return;
     const text = 'went offline (presence unavailable)';
     this.caller.peerGone(from, new ServiceUnavailableError({ condition: 'recipient-unavailable', text }));
