@@ -4,8 +4,9 @@
  * go out as one batch IQ (capped by count and bytes), a lone call keeps the single form, so a
  * sequential caller's latency is unchanged. Each call still settles on its own: its result or
  * error item, its own timeout and abort, or the batch IQ's failure, mapped as for a single IQ.
- * The peer is asked once by disco#info; the answer is cached per JID and forgotten when the peer
- * goes away (unavailable presence, a bounce).
+ * Whether a peer takes batches comes from the session's shared disco#info cache
+ * (`session.peerFeatures`), which forgets a peer that goes away; a peer is asked only once it
+ * gets several calls in one turn, and one that refuses a batch gets single IQs for a while.
  */
 import {
   ConfigError,
@@ -15,17 +16,15 @@ import {
   StanzaError,
   TimeoutError,
   abortReason,
-  bareJid,
   childElements,
   errorFromStanza,
-  fetchFeatures,
   findChild,
-  jidEquals,
   randomId,
   stanzaBytes,
   type Clock,
   type IqCaller,
   type Logger,
+  type PeerFeatures,
   type Session,
   type TimerHandle,
 } from '@xmppbus/core';
@@ -47,17 +46,16 @@ export interface RpcBatchOptions {
  * still succeed one by one.
  */
 const NOT_UNDERSTOOD = new Set(['feature-not-implemented', 'service-unavailable', 'bad-request', 'policy-violation']);
-/** Peers remembered at most (oldest forgotten first); a forgotten peer is asked again. */
+/** Peers whose calls are grouped, remembered at most (oldest forgotten first, unless it has calls queued). */
 const MAX_PEERS = 1024;
-/** How long a peer that did not answer disco#info is sent single IQs before it is asked again, ms. */
-const DISCO_RETRY = 30_000;
-const DISCO_TIMEOUT = 5_000;
+/** How long a peer that refused a batch is sent single IQs before the feature cache is trusted again, ms. */
+const REFUSAL_PAUSE = 30_000;
 
 interface Peer {
-  state: 'unknown' | 'querying' | 'yes' | 'no';
-  /** When an `unknown` peer may be asked again. */
-  askAt: number;
-  /** Calls sent to an `unknown` peer in this event-loop turn: the second one triggers discovery. */
+  readonly to: string;
+  /** After a refused batch: single IQs until this instant (0 = none refused). */
+  refusedUntil: number;
+  /** Calls sent in this event-loop turn to a peer whose features are unknown: the second one asks. */
   burst: number;
   queue: Item[];
 }
@@ -76,7 +74,7 @@ interface Item {
 }
 
 export class CallBatcher {
-  readonly #session: Session;
+  readonly #features: PeerFeatures;
   readonly #caller: IqCaller;
   readonly #clock: Clock;
   readonly #log: Logger;
@@ -95,7 +93,7 @@ export class CallBatcher {
       throw new ConfigError(`${what}: batch.maxCalls must be an integer in 2..${MAX_BATCH_CALLS}`);
     const maxBytes = options.maxBytes ?? 64 * 1024;
     if (!(maxBytes > 0)) throw new ConfigError(`${what}: batch.maxBytes must be > 0 (got ${String(maxBytes)})`);
-    this.#session = session;
+    this.#features = session.peerFeatures;
     this.#caller = session.caller;
     this.#clock = session.clock;
     this.#log = session.logger;
@@ -111,11 +109,14 @@ export class CallBatcher {
   request(iq: Element, payload: Element, timeout: number, signal: AbortSignal | undefined): Promise<Element> {
     const to = iq.attrs['to'] as string;
     const peer = this.#peer(to);
-    if (peer.state !== 'yes') {
+    const features = this.#features.known(to);
+    if (features === undefined || !features.has(NS_RPC_BATCH) || this.#refused(peer)) {
       // Only a peer called several times in one turn is asked: a sequential caller sends nothing more.
-      if (peer.state === 'unknown' && ++peer.burst === 2) {
-        if (this.#clock.now() >= peer.askAt) this.#discover(to, peer);
-      } else if (peer.burst === 1) this.#schedule(peer);
+      // The cache keeps one query in flight per peer and waits out its failures before asking again.
+      if (features === undefined && !this.#refused(peer)) {
+        if (++peer.burst === 2) void this.#features.lookup(to);
+        else if (peer.burst === 1) this.#schedule(peer);
+      }
       return this.#caller.request(iq, { timeout, signal });
     }
     if (signal?.aborted) return Promise.reject(abortReason(signal));
@@ -144,20 +145,17 @@ export class CallBatcher {
     }
   }
 
-  /** Presence of a peer: `unavailable` forgets what it supports (what comes back may differ). */
-  onPresence(p: Element): void {
-    if (p.attrs['type'] !== 'unavailable') return;
-    const from = p.attrs['from'];
-    if (typeof from === 'string') this.forget(from);
+  /** Whether batches to `peer` are paused since it refused one (lifts the pause once over). */
+  #refused(peer: Peer): boolean {
+    if (peer.refusedUntil === 0) return false;
+    if (this.#clock.now() < peer.refusedUntil) return true;
+    peer.refusedUntil = 0;
+    return false;
   }
 
-  /** Forgets the features of `jid` (and of the peers at that bare JID or domain). */
-  forget(jid: string): void {
-    for (const [to, peer] of this.#peers) {
-      if (!jidEquals(to, jid) && !jidEquals(bareJid(to), jid)) continue;
-      if (peer.queue.length === 0) this.#peers.delete(to);
-      else peer.state = 'unknown';
-    }
+  /** Whether calls to `peer` may go in a batch IQ now. */
+  #takesBatches(peer: Peer): boolean {
+    return this.#features.known(peer.to)?.has(NS_RPC_BATCH) === true && !this.#refused(peer);
   }
 
   #peer(to: string): Peer {
@@ -167,28 +165,10 @@ export class CallBatcher {
         const oldest = this.#peers.keys().next().value as string;
         if (this.#peers.get(oldest)!.queue.length === 0) this.#peers.delete(oldest);
       }
-      peer = { state: 'unknown', askAt: 0, burst: 0, queue: [] };
+      peer = { to, refusedUntil: 0, burst: 0, queue: [] };
       this.#peers.set(to, peer);
     }
     return peer;
-  }
-
-  /** Asks the peer (XEP-0030) whether it takes batches; until it answers, calls go one per IQ. */
-  #discover(to: string, peer: Peer): void {
-    peer.state = 'querying';
-    fetchFeatures(this.#session, to, { timeout: DISCO_TIMEOUT }).then(
-      (features) => {
-        if (peer.state !== 'querying') return; // forgotten meanwhile
-        const has = features.has(NS_RPC_BATCH);
-        peer.state = has ? 'yes' : 'no';
-      },
-      (err: unknown) => {
-        if (peer.state !== 'querying') return;
-        peer.state = 'unknown';
-        peer.askAt = this.#clock.now() + DISCO_RETRY;
-        this.#log.debug(`rpc: disco#info of ${to} failed: ${(err as Error).message}`);
-      },
-    );
   }
 
   readonly #flush = (): void => {
@@ -232,7 +212,8 @@ export class CallBatcher {
 
   #send(peer: Peer, items: Item[]): void {
     const now = this.#clock.now();
-    if (items.length === 1 || peer.state !== 'yes') {
+    // The peer may have gone away, or refused another batch, since these calls were queued.
+    if (items.length === 1 || !this.#takesBatches(peer)) {
       for (const item of items) this.#single(item, now);
       return;
     }
@@ -320,10 +301,11 @@ export class CallBatcher {
   #failed(peer: Peer, items: Item[], err: unknown): void {
     if (err instanceof StanzaError && NOT_UNDERSTOOD.has(err.condition)) {
       // Single IQs for a while, then ask again: `service-unavailable` may also have been a peer
-      // that was briefly away, and a replaced peer may take batches again.
+      // that was briefly away, and a replaced peer may take batches again. What the cache holds
+      // of it is stale either way, for every unit of the session.
       const now = this.#clock.now();
-      peer.state = 'unknown';
-      peer.askAt = now + DISCO_RETRY;
+      peer.refusedUntil = now + REFUSAL_PAUSE;
+      this.#features.forget(peer.to);
       for (const item of items) {
         if (item.done) continue;
         item.timer?.cancel();
@@ -333,10 +315,10 @@ export class CallBatcher {
           item.reject(err);
         } else this.#single(item, now);
       }
-      this.#log.debug(`rpc: a peer refused a batch (${err.condition}): one call per IQ for ${DISCO_RETRY} ms`);
+      this.#log.debug(`rpc: ${peer.to} refused a batch (${err.condition}): one call per IQ for ${REFUSAL_PAUSE} ms`);
       return;
     }
-    if (err instanceof ServiceUnavailableError) this.forget(items[0]!.iq.attrs['to'] as string);
+    if (err instanceof ServiceUnavailableError) this.#features.forget(peer.to);
     for (const item of items) this.#settle(item, err as Error);
   }
 }

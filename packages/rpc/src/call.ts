@@ -140,13 +140,6 @@ export class CallEngine {
     return this.batcher?.stats ?? NO_BATCHES;
   }
 
-  /** Lets the batcher forget what a peer supports when it goes away; returns the remover. */
-  watchPeers(): () => void {
-    const batcher = this.batcher;
-    if (!batcher) return () => undefined;
-    return this.session.onPresence((p) => batcher.onPresence(p));
-  }
-
   /** Calls awaiting their outcome (retries and backoff included). */
   get inFlight(): number {
     return this.#inFlight;

@@ -68,12 +68,10 @@ export class RpcClient implements AsyncDisposable {
     if (this.#status !== 'starting') return;
     const session = this.#engine.session;
     const leave = session.add(this);
-    const offPresence = this.#engine.watchPeers();
     const unobserve = session.instrumentation.observe('rpc-client', () => ({ inFlight: this.#engine.inFlight }));
     this.#leave = () => {
       leave();
       unobserve();
-      offPresence();
     };
     this.#status = 'ready';
   }

@@ -244,7 +244,6 @@ export class ServiceClient implements AsyncDisposable {
     if (this.#status !== 'starting') return;
     this.#offStart.push(
       this.#session.onPresence((p) => this.#onPresence(p)),
-      this.#engine.watchPeers(),
       this.#session.add(this),
     );
     if (this.#watch) for (const i of this.#instances) this.#sendPresence(i.jid, true);
