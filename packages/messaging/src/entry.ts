@@ -40,10 +40,11 @@ export interface Peer {
   timer: TimerHandle | undefined;
   /** A pump is queued for the end of this turn (so what becomes ready in one turn is batched). */
   pumpQueued: boolean;
-  /** Does the peer take batches (disco feature `urn:xmppbus:qos:batch:1`)? Cached per peer JID. */
-  batch: 'unknown' | 'querying' | 'yes' | 'no';
-  /** Not before this instant, ask again after a failed disco query. */
-  discoAt: number;
+  /**
+   * The peer refused a batch though it lists the feature: one message per IQ until it goes away
+   * (offline, unavailable presence). Whether it lists it is `session.peerFeatures`' to know.
+   */
+  batchRefused: boolean;
 }
 
 export const bySeq = (e: Entry): number => e.rec.seq;

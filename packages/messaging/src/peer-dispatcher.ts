@@ -7,11 +7,12 @@
  * - `offline`: the peer is unreachable; probe after the backoff, or resume at once when its
  *   available presence (or our own link) comes back.
  *
- * It also asks each peer once (XEP-0030) whether it takes batches and, if so, groups what
- * became ready in the same turn into batches. QoS 2 `deliver`s go out strictly in seq order,
- * only once every earlier message of that peer was received.
+ * When several messages to a peer are ready in the same turn it checks, in the session's shared
+ * feature cache (`session.peerFeatures`, XEP-0030), whether the peer takes batches and, if so,
+ * groups them into batches. QoS 2 `deliver`s go out strictly in seq order, only once every
+ * earlier message of that peer was received.
  */
-import { ExpiredError, bareJid, fetchFeatures, jidEquals, toError } from '@xmppbus/core';
+import { ExpiredError, bareJid, jidEquals, toError } from '@xmppbus/core';
 import type { Element, Session } from '@xmppbus/core';
 import { bySeq, type Entry, type Peer } from './entry.js';
 import type { Settings } from './options.js';
@@ -57,8 +58,7 @@ export class PeerDispatcher implements SenderEvents {
         probing: false,
         timer: undefined,
         pumpQueued: false,
-        batch: this.#settings.batchMax > 1 ? 'unknown' : 'no',
-        discoAt: 0,
+        batchRefused: false,
       };
       this.#peers.set(to, peer);
     }
@@ -98,7 +98,9 @@ export class PeerDispatcher implements SenderEvents {
         return;
       case 'offline':
         peer.state = 'offline';
-        this.#forgetFeatures(peer);
+        // It went away: whatever comes back may be another implementation (features, refusal).
+        peer.batchRefused = false;
+        this.#session.peerFeatures.forget(peer.to);
         this.#scheduleResume(peer);
         return;
       case 'paused':
@@ -109,10 +111,15 @@ export class PeerDispatcher implements SenderEvents {
   }
 
   batchUnsupported(peer: Peer): void {
-    peer.batch = 'no';
+    peer.batchRefused = true;
+    // What the cache says of it is stale (say, replaced by another implementation), for every unit.
+    this.#session.peerFeatures.forget(peer.to);
   }
 
-  /** Presence of a peer: available resumes it at once, unavailable takes it offline. */
+  /**
+   * Presence of a peer: available resumes it at once, unavailable takes it offline (the session
+   * has already forgotten what it supports).
+   */
   onPresence(p: Element): void {
     const from = p.attrs['from'];
     if (typeof from !== 'string') return;
@@ -127,10 +134,12 @@ export class PeerDispatcher implements SenderEvents {
           peer.backoff.reset();
           if (peer.inFlight === 0) this.#resume(peer);
         }
-      } else if (peer.state === 'running') {
-        peer.state = 'offline';
-        this.#forgetFeatures(peer);
-        this.#scheduleResume(peer);
+      } else {
+        peer.batchRefused = false; // it went away: whatever comes back may take batches
+        if (peer.state === 'running') {
+          peer.state = 'offline';
+          this.#scheduleResume(peer);
+        }
       }
     }
   }
@@ -203,8 +212,7 @@ export class PeerDispatcher implements SenderEvents {
       }
     }
     if (ready.length === 0) return;
-    if (ready.length > 1 && peer.batch === 'unknown' && now >= peer.discoAt) this.#discover(peer);
-    if (peer.batch !== 'yes' || ready.length === 1) {
+    if (ready.length === 1 || !this.#takesBatches(peer)) {
       for (const e of ready) this.#sender.attempt(e, now);
       return;
     }
@@ -233,33 +241,19 @@ export class PeerDispatcher implements SenderEvents {
     this.#session.logger.error('outbox bookkeeping failed', toError(err));
   }
 
-  /** Asks the peer (XEP-0030) whether it takes batches; until it answers, messages go one per IQ. */
-  #discover(peer: Peer): void {
-    peer.batch = 'querying';
-    fetchFeatures(this.#session, peer.to, { timeout: this.#settings.attemptTimeout }).then(
-      (features) => {
-        if (peer.batch !== 'querying') return; // reset meanwhile (the peer went away)
-        const has = features.has(NS_BATCH);
-        peer.batch = has ? 'yes' : 'no';
-        this.#session.logger.debug(`peer ${peer.to} ${has ? 'takes' : 'does not take'} QoS batches`);
-        if (has) this.#pump(peer);
-      },
-      (err: unknown) => {
-        if (peer.batch !== 'querying') return;
-        // No answer (a peer without disco, or away): one message per IQ; ask again later.
-        peer.batch = 'unknown';
-        peer.discoAt = this.#session.clock.now() + this.#settings.retry.maxDelay;
-        this.#session.logger.debug(`disco#info of ${peer.to} failed: ${toError(err).message}`);
-      },
-    );
-  }
-
-  /** Forgets what the peer supports (it went away; whatever comes back may be another implementation). */
-  #forgetFeatures(peer: Peer): void {
-    if (this.#settings.batchMax > 1) {
-      peer.batch = 'unknown';
-      peer.discoAt = 0;
-    }
+  /**
+   * Whether several messages to `peer` may share an IQ now. Not known yet: asks the peer through
+   * the session's cache (XEP-0030; one query in flight per peer for every unit, a failed one not
+   * repeated for a while) and pumps again if it says yes; meanwhile messages go one per IQ.
+   */
+  #takesBatches(peer: Peer): boolean {
+    if (this.#settings.batchMax <= 1 || peer.batchRefused) return false;
+    const features = this.#session.peerFeatures.known(peer.to);
+    if (features !== undefined) return features.has(NS_BATCH);
+    this.#session.peerFeatures.lookup(peer.to).then((f) => {
+      if (f.has(NS_BATCH)) this.#pump(peer);
+    }, ignoreFailure);
+    return false;
   }
 
   /** Once the window has settled, resumes the peer (probing) after its backoff delay. */
@@ -281,3 +275,6 @@ export class PeerDispatcher implements SenderEvents {
     this.#pump(peer);
   }
 }
+
+/** A failed disco#info: the session's cache logged it and waits before asking again. */
+const ignoreFailure = (): void => undefined;
