@@ -1,7 +1,8 @@
 /**
  * How the per-peer dispatcher uses the session's feature cache (`session.peerFeatures`): a peer
  * another unit of the session already asked is not asked again; a peer that refuses a batch gets
- * one message per IQ, without being asked, until it goes away.
+ * its messages again one per IQ (none dead-lettered) and, without being asked, single IQs until it
+ * goes away.
  */
 import { Type } from '@sinclair/typebox';
 import { NS_DISCO_INFO, Session, StanzaError, childElements, resultReply, xml, type Element } from '@xmppbus/core';
@@ -85,8 +86,11 @@ describe('PeerDispatcher and the session feature cache', () => {
     await burst(m, 3);
     await waitFor(() => session.peerFeatures.known('svc-b.test') !== undefined, { what: 'disco answered' });
     seen.length = 0;
-    await burst(m, 4); // what the refused batch carried is the sender's to settle; here, only the wire
-    expect(seen[0]).toBe('batch');
+    // The refused batch ran nothing: its messages go again one per IQ and all succeed, none dead-lettered.
+    const refused = await burst(m, 4);
+    expect(refused.every((o) => o.status === 'fulfilled')).toBe(true);
+    expect(seen).toEqual(['batch', 'single', 'single', 'single', 'single']);
+    expect(m.counters.retried).toBe(0); // not attempted: no attempt counted
     expect(session.peerFeatures.known('svc-b.test')).toBeUndefined(); // the cache's answer was stale
     seen.length = 0;
     const later = await burst(m, 4);

@@ -93,6 +93,7 @@ export class PeerDispatcher implements SenderEvents {
         } else this.#scheduleResume(peer); // an earlier message of the window failed: resume in order
         return;
       case 'done':
+      case 'again':
         if (peer.state === 'running') this.#pump(peer);
         else this.#scheduleResume(peer);
         return;

@@ -61,6 +61,8 @@ export type Verdict =
   | 'ok'
   /** The message is finished (dead letter); the peer's state is unchanged. */
   | 'done'
+  /** The message was not attempted after all (a refused batch): send it again; the peer's state is unchanged. */
+  | 'again'
   /** Retry later; the peer is unreachable. */
   | 'offline'
   /** Retry later; the peer is fine but this attempt failed. */
@@ -203,8 +205,12 @@ export class QosSender {
           !error.unavailable &&
           (error.condition === 'feature-not-implemented' || error.condition === 'bad-request')
         ) {
-          // The peer does not understand batches after all (say, replaced by another implementation).
+          // The peer does not understand batches after all (say, replaced by another implementation)
+          // and ran none of these: they go again one per IQ, no attempt counted (docs §5.6).
           this.#events.batchUnsupported(peer);
+          for (const e of chunk) this.#end(e);
+          if (!this.#outbox.closed) for (const e of chunk) this.#events.settled(e.peer, 'again');
+          return;
         }
         for (const e of chunk) this.#failed(e, error).catch(this.#bookkeepingFailed);
       },
