@@ -24,7 +24,7 @@ import { Tick } from './fixtures/messaging-contracts.js';
 const N = 5_000;
 const DEADLINE = 180_000;
 const FIXTURE = new URL('./fixtures/messaging-peer.ts', import.meta.url).pathname;
-const KILL_AT = 1_500; // effects (QoS 1 + 2 interleaved) seen before the kill
+const KILL_AT = 1_500; // handler runs (effects, any QoS) at which the kill is sent
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -252,7 +252,7 @@ describeServers('messaging faults', (server, kind) => {
       await sender.flush({ timeout: DEADLINE });
       await until(() => q0.qos0Sent() === N, 'QoS 0 producer done');
       console.log(
-        `[messaging faults] ${kind} server SIGKILLed at ${atKill} deliveries (${afterKill} once the kill returned); ` +
+        `[messaging faults] ${kind} server SIGKILLed at ${atKill} effects (${afterKill} messages received once the kill returned); ` +
           `receiver refused ${recv.counters.refused}`,
       );
       expect(afterKill).toBeLessThan(2 * N); // really mid-stream
@@ -324,10 +324,11 @@ describeServers('messaging faults', (server, kind) => {
       await second.line((l) => l === 'drained');
       // The recovered outbox went out with batching on (the default).
       expect(Number((await second.line((l) => l.startsWith('total batched '))).slice(14))).toBeGreaterThan(0);
-      console.log(`[messaging faults] ${kind} sender killed at ${atKill} effects (${received} deliveries by its exit)`);
-      // Really mid-stream: the restarted sender still had QoS 1/2 messages to deliver.
+      console.log(
+        `[messaging faults] ${kind} sender killed at ${atKill} effects (${received} messages received by its exit)`,
+      );
+      // Really mid-stream: fewer than the 2N QoS 1/2 messages had arrived when the sender died.
       expect(received).toBeLessThan(2 * N);
-      expect(recv.counters.received).toBeGreaterThan(received);
       verify('', `${kind} sender kill -9`, rstore.database);
     },
     DEADLINE * 2,

@@ -157,7 +157,10 @@ describeServers('rpc batches', (server, kind) => {
     // fails as a batch (the server bounces it); every call is answered by svc-f instead.
     await components.closeOne('svc-e.localhost');
     served.clear();
+    const beforeFailover = svc.batchStats.batches;
     const after = await Promise.all(ids.map((orderId) => svc.call(GetOrder, { orderId })));
+    // At least one batch left for svc-e (still believed up) and for svc-f in the first turn.
+    expect(svc.batchStats.batches - beforeFailover).toBeGreaterThanOrEqual(2);
     expect(after.map((r) => r.orderId)).toEqual(ids);
     expect(new Set(after.map((r) => r.by))).toEqual(new Set(['svc-f.localhost']));
     expect(served.get('svc-f.localhost')).toBe(200);

@@ -49,6 +49,8 @@ async function setup(): Promise<{ t: FakeTransport; session: Session; clock: Man
   sessions.push(session);
   t.set('online');
   await session.start();
+  session.peerFeatures.want(NS_A);
+  session.peerFeatures.want(NS_B);
   const discos = (): Element[] =>
     t.sent.filter((s) => s.name === 'iq' && s.attrs['type'] === 'get' && s.getChild('query', NS_DISCO_INFO));
   return { t, session, clock, discos };
@@ -164,6 +166,21 @@ describe('PeerFeatures (session.peerFeatures)', () => {
     expect(discos()).toHaveLength(1);
     clock.advance(30_000);
     void features.lookup('svc.test');
+    expect(discos()).toHaveLength(2);
+  });
+
+  it('keeps only the features units registered; a new registration forgets every answer', async () => {
+    const { t, session, discos } = await setup();
+    const features = session.peerFeatures;
+    const many = Array.from({ length: 500 }, (_, i) => `urn:test:other:${i}`);
+    await learn(session, t, 'svc.test', ...many, NS_A);
+    expect([...features.known('svc.test')!]).toEqual([NS_A]);
+    features.want(NS_A); // already registered: nothing forgotten
+    expect(features.known('svc.test')).toBeDefined();
+    features.want('urn:test:other:7');
+    expect(features.known('svc.test')).toBeUndefined();
+    await learn(session, t, 'svc.test', ...many, NS_A);
+    expect(new Set(features.known('svc.test'))).toEqual(new Set([NS_A, 'urn:test:other:7']));
     expect(discos()).toHaveLength(2);
   });
 

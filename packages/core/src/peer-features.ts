@@ -4,7 +4,9 @@
  * keeping its own answers would ask a peer used by both twice, and keep the same state machine
  * (unknown, asking, known, ask again later, forget) in two places.
  *
- * The session owns one (`session.peerFeatures`) and forgets a JID when its unavailable presence
+ * Only the features some unit registered with `want()` are kept, so what the cache holds is
+ * bounded by units, not by what a peer lists (a disco#info answer may be a stanza's worth of
+ * features). The session owns one (`session.peerFeatures`) and forgets a JID when its unavailable presence
  * arrives: whatever comes back at that address may be another implementation. Units forget a
  * JID themselves when a failure says the same (a bounce, a refused batch). No timers: every
  * delay is a timestamp on the session's clock, compared when next asked.
@@ -51,13 +53,26 @@ export class PeerFeatures {
   readonly #deps: PeerFeaturesDeps;
   /** In insertion order, so the first key is the oldest. */
   readonly #peers = new Map<string, Peer>();
+  /** The features kept from each answer (registered by units). */
+  readonly #wanted = new Set<string>();
 
   constructor(deps: PeerFeaturesDeps) {
     this.#deps = deps;
   }
 
   /**
-   * The features `jid` listed, if it answered and was not forgotten since; `undefined` when not
+   * Registers a feature a unit will ask about (rpc and messaging: their batch namespaces): only
+   * registered features are kept from answers, and what `known`/`lookup` return lists only those.
+   * A new registration forgets every answer, since they were kept without it.
+   */
+  want(feature: string): void {
+    if (this.#wanted.has(feature)) return;
+    this.#wanted.add(feature);
+    this.#peers.clear();
+  }
+
+  /**
+   * The registered features `jid` listed, if it answered and was not forgotten since; `undefined` when not
    * (yet) known. For the hot path of every call and message: one Map lookup, no allocation, no
    * query. A unit that needs the answer calls `lookup`.
    */
@@ -66,7 +81,7 @@ export class PeerFeatures {
   }
 
   /**
-   * The features `jid` lists in its disco#info, from the cache or from one query: however many
+   * The registered features `jid` lists in its disco#info, from the cache or from one query: however many
    * callers ask at once, one query is in flight per JID. A failure is not cached, but the JID is
    * not asked again for 30 s: until then `lookup` rejects at once with that failure (the peer's
    * StanzaError, a TimeoutError…). `options` bound only this caller's wait; the query itself,
@@ -81,7 +96,10 @@ export class PeerFeatures {
       pending !== undefined && (peer!.retryAt === 0 || this.#deps.clock.now() < peer!.retryAt)
         ? pending
         : this.#ask(jid, peer);
-    return withAbort(query, options, 'disco#info', this.#deps.clock);
+    if (options.signal === undefined && options.timeout === undefined) return query;
+    const waited = withAbort(query, options, 'disco#info', this.#deps.clock);
+    waited.catch(ignore); // droppable too: the caller's own bound may fire with nobody listening
+    return waited;
   }
 
   /**
@@ -107,7 +125,9 @@ export class PeerFeatures {
     const peer = existing ?? this.#remember(jid);
     peer.retryAt = 0;
     const query = fetchFeatures(this.#deps, jid, { timeout: QUERY_TIMEOUT }).then(
-      (features): ReadonlySet<string> => {
+      (listed): ReadonlySet<string> => {
+        const features = new Set<string>();
+        for (const f of this.#wanted) if (listed.has(f)) features.add(f);
         // Forgotten meanwhile (it went away, or was evicted): the answer may be stale.
         if (this.#peers.get(jid) === peer) {
           peer.features = features;

@@ -68,6 +68,7 @@ export class PeerDispatcher implements SenderEvents {
   /** Starts sending (after the outbox recovered): until then, due messages only queue up. */
   run(): void {
     this.#running = true;
+    if (this.#settings.batchMax > 1) this.#session.peerFeatures.want(NS_BATCH);
     for (const peer of this.#peers.values()) this.#pump(peer);
   }
 

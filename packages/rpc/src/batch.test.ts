@@ -126,6 +126,22 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     expect(c.inFlight).toBe(0);
   });
 
+  it('is off by default with a per-attempt timeout (a slow call would time out its batch), on when asked', async () => {
+    const perAttempt = { retry: { attempts: 2, attemptTimeout: 5_000 } };
+    const { b, c } = await setup({}, perAttempt);
+    const seen = inbound(b);
+    for (let round = 0; round < 3; round++)
+      await Promise.all([1, 2, 3].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${round}-${i}` })));
+    expect(seen).toEqual(Array.from({ length: 9 }, () => 'get'));
+    expect(c.batchStats).toEqual({ batches: 0, batchedCalls: 0 });
+    const a2 = session('billing2.test');
+    const opted = new RpcClient({ session: a2, ...perAttempt, batch: { enabled: true } });
+    await opted.start();
+    await negotiate(opted, a2);
+    await Promise.all([1, 2, 3].map((i) => opted.call(GetOrder, 'orders.test', { orderId: `p${i}` })));
+    expect(opted.batchStats).toEqual({ batches: 1, batchedCalls: 3 });
+  });
+
   it('gives every call of a batch its own outcome: result, declared error, forbidden, unknown method, bad payload', async () => {
     const access = new AccessPolicy({ rules: [{ from: 'billing.test', to: `${NS_ORDERS}#hold`, effect: 'deny' }] });
     // validate: false lets an invalid request reach the server, which must refuse that item only.

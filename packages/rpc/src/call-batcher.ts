@@ -30,9 +30,12 @@ import {
 } from '@xmppbus/core';
 import { MAX_BATCH_CALLS, NS_RPC_BATCH, batchRequest } from './batch.js';
 
-/** Batching of `RpcClient` and `ServiceClient` calls (negotiated per peer; on by default). */
+/** Batching of `RpcClient` and `ServiceClient` calls (negotiated per peer). */
 export interface RpcBatchOptions {
-  /** Send calls issued together to one peer as one batch IQ when the peer takes them (default true). */
+  /**
+   * Send calls issued together to one peer as one batch IQ when the peer takes them (default
+   * true, but false when the client's `retry.attemptTimeout` is set; see `CallerOptions.batch`).
+   */
   enabled?: boolean;
   /** Calls per batch IQ (default and at most 64, what receivers accept). */
   maxCalls?: number;
@@ -94,6 +97,7 @@ export class CallBatcher {
     const maxBytes = options.maxBytes ?? 64 * 1024;
     if (!(maxBytes > 0)) throw new ConfigError(`${what}: batch.maxBytes must be > 0 (got ${String(maxBytes)})`);
     this.#features = session.peerFeatures;
+    this.#features.want(NS_RPC_BATCH);
     this.#caller = session.caller;
     this.#clock = session.clock;
     this.#log = session.logger;
@@ -311,8 +315,11 @@ export class CallBatcher {
         item.timer?.cancel();
         if (item.onAbort) item.signal!.removeEventListener('abort', item.onAbort);
         if (item.deadline <= now) {
+          // Its time ran out while the batch was refused: it never ran, so it times out as a lone call would.
           item.done = true;
-          item.reject(err);
+          item.reject(
+            new TimeoutError(`no reply to IQ ${String(item.iq.attrs['id'])} in time (its batch was refused)`),
+          );
         } else this.#single(item, now);
       }
       this.#log.debug(`rpc: ${peer.to} refused a batch (${err.condition}): one call per IQ for ${REFUSAL_PAUSE} ms`);

@@ -78,7 +78,9 @@ export interface CallerOptions {
   /**
    * Calls issued in the same event-loop turn to one peer go as one IQ when the peer advertises
    * `urn:xmppbus:rpc:batch:1` (docs/protocol.md §3.5); a lone call keeps the single form.
-   * Default: enabled, 64 calls and 64 KiB per batch.
+   * Default: 64 calls and 64 KiB per batch, enabled unless `retry.attemptTimeout` is set — a
+   * batch is answered when its slowest call settles, so one slow call would time out the
+   * attempts of the quick calls batched with it (and send them to another instance).
    */
   batch?: RpcBatchOptions;
 }
@@ -132,7 +134,9 @@ export class CallEngine {
     this.#codecOptions = this.#validate ? VALIDATE : NO_VALIDATE;
     this.#propagate = propagate;
     this.#idle = new WaitQueue({ clock: this.clock, what: `${what}.drain` });
-    if (options.batch?.enabled !== false) this.batcher = new CallBatcher(options.session, options.batch ?? {}, what);
+    const perAttempt = options.retry !== false && options.retry?.attemptTimeout !== undefined;
+    if (options.batch?.enabled ?? !perAttempt)
+      this.batcher = new CallBatcher(options.session, options.batch ?? {}, what);
   }
 
   /** Batch IQs sent and the calls they carried (0 when batching is off or no peer takes batches). */
