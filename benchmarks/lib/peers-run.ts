@@ -135,6 +135,11 @@ function systemsOf(
           ? flow(() => xmppbusFanout(srv, n, fanout))
           : flow(() => xmppbusMessaging(srv, n, Number(w.slice(3)) as 0 | 1 | 2));
     out.push({ name: srv.kind, pid: srv.pid, setup });
+    // The same QoS level with in-memory stores: the durability class of mqtt.js and mosquitto here.
+    if (w === 'qos1' || w === 'qos2') {
+      const q = w === 'qos1' ? 1 : 2;
+      out.push({ name: `${srv.kind}-memory`, pid: srv.pid, setup: flow(() => xmppbusMessaging(srv, n, q, 'memory')) });
+    }
     // The opt-in event batching of packages/pubsub (several events per item, docs/protocol.md §4).
     if (fanout > 0)
       out.push({ name: `${srv.kind}-batched`, pid: srv.pid, setup: flow(() => xmppbusBatchedFanout(srv, n, fanout)) });
@@ -244,6 +249,8 @@ export function peersRatios(
         qos1_vs_mqtt_qos1_nopersist: ratio(get('qos1', k), get('qos1', 'mqtt')),
         qos2_vs_mqtt_qos2: ratio(get('qos2', k), get('qos2', 'mqtt-persist')),
         qos2_vs_mqtt_qos2_nopersist: ratio(get('qos2', k), get('qos2', 'mqtt')),
+        qos1_memory_vs_mqtt_qos1: ratio(get('qos1', `${k}-memory`), get('qos1', 'mqtt-persist')),
+        qos2_memory_vs_mqtt_qos2: ratio(get('qos2', `${k}-memory`), get('qos2', 'mqtt-persist')),
         qos1_vs_jetstream: ratio(get('qos1', k), get('qos1', 'jetstream')),
         qos0_vs_mqtt_qos0: ratio(get('qos0', k), get('qos0', 'mqtt')),
         qos0_vs_nats: ratio(get('qos0', k), get('qos0', 'nats')),

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { Session } from '@xmppbus/core';
-import { Messenger, type QosLevel } from '@xmppbus/messaging';
+import { Messenger, memoryStore, type QosLevel } from '@xmppbus/messaging';
 import { PubSub } from '@xmppbus/pubsub';
 import { RpcClient, RpcServer } from '@xmppbus/rpc';
 import { event, method, toXml } from '@xmppbus/schema';
@@ -47,6 +47,8 @@ export class ComponentNames {
 export function namesNeeded(workload: string): number {
   // Fan-out: publisher + subscribers, twice (plain and batched variant).
   if (workload.startsWith('fanout')) return 2 * (1 + Number(workload.slice('fanout'.length)));
+  // QoS 1/2: sender + receiver, twice (SQLite stores and in-memory stores).
+  if (workload === 'qos1' || workload === 'qos2') return 4;
   return 2;
 }
 
@@ -83,20 +85,24 @@ export async function xmppbusRequestReply(srv: XmppServer, names: ComponentNames
   };
 }
 
-/** Messenger sender → receiver at `qos`, durable SQLite stores on both sides (QoS 0 too, as the product runs). */
-export async function xmppbusMessaging(srv: XmppServer, names: ComponentNames, qos: QosLevel): Promise<Flow> {
+/**
+ * Messenger sender → receiver at `qos`: durable SQLite stores on both sides (QoS 0 too, as the
+ * product runs), or with `store: 'memory'` in-memory stores — the durability of mqtt.js' default
+ * in-memory store and of mosquitto between autosaves (lost with the process), for comparison.
+ */
+export async function xmppbusMessaging(
+  srv: XmppServer,
+  names: ComponentNames,
+  qos: QosLevel,
+  store: 'sqlite' | 'memory' = 'sqlite',
+): Promise<Flow> {
   const dir = mkdtempSync(join(tmpdir(), 'xmppbus-bench-peers-'));
+  const storeFor = (name: string) => (store === 'memory' ? memoryStore() : sqliteMessageStore(join(dir, name)));
   const to = names.take();
   const receiverSession = await sessionFor(srv, to);
   const senderSession = await sessionFor(srv, names.take());
-  const receiver = new Messenger({
-    session: receiverSession,
-    store: sqliteMessageStore(join(dir, 'receiver.db')),
-  });
-  const sender = new Messenger({
-    session: senderSession,
-    store: sqliteMessageStore(join(dir, 'sender.db')),
-  });
+  const receiver = new Messenger({ session: receiverSession, store: storeFor('receiver.db') });
+  const sender = new Messenger({ session: senderSession, store: storeFor('sender.db') });
   const opts = { qos };
   const flow: Flow = {
     receiversPerSend: 1,
