@@ -9,15 +9,17 @@ import {
   TimeoutError,
   childElements,
   deferred,
+  errorReply,
   randomId,
   resultReply,
   xml,
   type Clock,
   type Deferred,
+  type StanzaErrorInit,
 } from '@xmppbus/core';
 import { ValidationError, method } from '@xmppbus/schema';
 import { CreateOrder, GetOrder, NS_ORDERS, waitFor } from '@xmppbus/testing';
-import { memoryHub, type MemoryHub } from '@xmppbus/transport-memory';
+import { memoryHub, type MemoryHub, type MemoryTransport } from '@xmppbus/transport-memory';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_BATCH_CALLS, NS_RPC_BATCH } from './batch.js';
 import { RpcClient, RpcError, RpcServer, type RpcClientOptions, type RpcServerOptions } from './index.js';
@@ -85,6 +87,47 @@ async function setup(
   const c = new RpcClient({ session: a, ...clientOptions });
   await c.start();
   return { a, b, c, server, held };
+}
+
+/**
+ * A hand-written `orders.test` (no session: nothing answers but this test): lists the batch
+ * feature in disco#info, answers single calls, and answers a batch with `refuse` as a whole or
+ * with one result per call. Records what it got, in order: `disco`, `batch(n)` or the method name.
+ */
+function handPeer(refuse?: StanzaErrorInit): { transport: MemoryTransport; seen: string[] } {
+  const transport = hub.connect('orders.test');
+  const seen: string[] = [];
+  const order = (request: Element): Element => {
+    const orderId = request.getChildText('orderId') ?? '';
+    return xml('get', { xmlns: NS_ORDERS }, xml('orderId', {}, orderId), xml('qty', {}, '1'), xml('by', {}, 'h'));
+  };
+  transport.onStanza((s) => {
+    if (s.name !== 'iq' || s.attrs['type'] === 'result' || s.attrs['type'] === 'error') return;
+    const p = childElements(s)[0]!;
+    let reply: Element;
+    if (p.attrs['xmlns'] === NS_DISCO_INFO) {
+      seen.push('disco');
+      reply = resultReply(s, xml('query', { xmlns: NS_DISCO_INFO }, xml('feature', { var: NS_RPC_BATCH })));
+    } else if (p.attrs['xmlns'] === NS_RPC_BATCH) {
+      const calls = childElements(p);
+      seen.push(`batch(${calls.length})`);
+      reply = refuse
+        ? errorReply(s, new StanzaError(refuse))
+        : resultReply(
+            s,
+            xml(
+              'batch',
+              { xmlns: NS_RPC_BATCH },
+              ...calls.map((c) => xml('result', { id: c.attrs['id'] }, order(childElements(c)[0]!))),
+            ),
+          );
+    } else {
+      seen.push(p.name);
+      reply = resultReply(s, order(p));
+    }
+    void transport.send(reply);
+  });
+  return { transport, seen };
 }
 
 /** Two calls in one turn make the client ask the peer; resolves once it knows. */
@@ -247,39 +290,14 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     'a peer that advertises batches but refuses them (%s) gets the calls again one per IQ, then singles',
     async (condition, type) => {
       const a = session('billing.test');
-      const b = { transport: hub.connect('orders.test') }; // no session: nothing answers but this test
-      const seen: string[] = [];
-      // A hand-written peer: claims the feature, refuses a batch as a whole, serves singles.
-      b.transport.onStanza((s) => {
-        if (s.name !== 'iq' || s.attrs['type'] === 'result' || s.attrs['type'] === 'error') return;
-        const p = childElements(s)[0]!;
-        let reply: Element;
-        if (p.attrs['xmlns'] === NS_DISCO_INFO)
-          reply = resultReply(s, xml('query', { xmlns: NS_DISCO_INFO }, xml('feature', { var: NS_RPC_BATCH })));
-        else if (p.attrs['xmlns'] === NS_RPC_BATCH) {
-          seen.push('batch');
-          reply = xml(
-            'iq',
-            { type: 'error', id: s.attrs['id'], to: s.attrs['from'], from: s.attrs['to'] },
-            new StanzaError({ condition, type }).toElement(),
-          );
-        } else {
-          seen.push(p.name);
-          const orderId = p.getChildText('orderId') ?? '';
-          reply = resultReply(
-            s,
-            xml('get', { xmlns: NS_ORDERS }, xml('orderId', {}, orderId), xml('qty', {}, '1'), xml('by', {}, 'h')),
-          );
-        }
-        void b.transport.send(reply);
-      });
+      const { seen } = handPeer({ condition, type });
       const c = new RpcClient({ session: a });
       await c.start();
       await negotiate(c, a);
       seen.length = 0;
       const r = await Promise.all([1, 2, 3].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
       expect(r.map((x) => x.orderId)).toEqual(['o1', 'o2', 'o3']);
-      expect(seen).toEqual(['batch', 'get', 'get', 'get']);
+      expect(seen).toEqual(['batch(3)', 'get', 'get', 'get']);
       seen.length = 0;
       await Promise.all([4, 5].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` })));
       expect(seen).toEqual(['get', 'get']);
@@ -422,5 +440,76 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     expect(created).toEqual({ orderId: 'Z-4', total: 4 });
     await withBatches.close();
     expect(b.disco.features).not.toContain(NS_RPC_BATCH);
+  });
+});
+
+/**
+ * How the call batcher uses the session's feature cache (`session.peerFeatures`): one disco#info
+ * per peer for every client of a session, asked again after the peer's unavailable presence, and
+ * a refused batch pauses batches for 30 s before the peer is asked again.
+ */
+describe('CallBatcher and the session feature cache', () => {
+  async function client(options: { clock?: Clock } = {}): Promise<{ a: Session; c: RpcClient }> {
+    const a = session('billing.test', options);
+    const c = new RpcClient({ session: a });
+    await c.start();
+    return { a, c };
+  }
+
+  const burst = (c: RpcClient, ...ids: string[]): Promise<unknown[]> =>
+    Promise.all(ids.map((orderId) => c.call(GetOrder, 'orders.test', { orderId })));
+
+  it('two clients of one session ask a peer once, and both then batch', async () => {
+    const { seen } = handPeer();
+    const { a, c } = await client();
+    const c2 = new RpcClient({ session: a });
+    await c2.start();
+    // Both burst in the same turn: one disco#info between them.
+    await Promise.all([burst(c, 'a1', 'a2'), burst(c2, 'b1', 'b2')]);
+    await waitFor(() => a.peerFeatures.known('orders.test') !== undefined, { what: 'disco answered' });
+    expect(seen.filter((s) => s === 'disco')).toHaveLength(1);
+    seen.length = 0;
+    await Promise.all([burst(c, 'a3', 'a4'), burst(c2, 'b3', 'b4')]);
+    expect(seen).toEqual(['batch(2)', 'batch(2)']);
+  });
+
+  it('the peer’s unavailable presence makes the client ask again before it batches again', async () => {
+    const { transport, seen } = handPeer();
+    const { a, c } = await client();
+    await burst(c, 'w1', 'w2');
+    await waitFor(() => a.peerFeatures.known('orders.test') !== undefined, { what: 'disco answered' });
+    await burst(c, 'o1', 'o2');
+    expect(seen).toEqual(['get', 'disco', 'get', 'batch(2)']);
+    seen.length = 0;
+    await transport.send(xml('presence', { type: 'unavailable', to: 'billing.test' }));
+    await waitFor(() => a.peerFeatures.known('orders.test') === undefined, { what: 'presence seen' });
+    await burst(c, 'o3', 'o4');
+    await waitFor(() => a.peerFeatures.known('orders.test') !== undefined, { what: 'asked again' });
+    await burst(c, 'o5', 'o6');
+    expect(seen).toEqual(['get', 'disco', 'get', 'batch(2)']);
+  });
+
+  it('a refused batch: single IQs for 30 s without asking, then the peer is asked again', async () => {
+    const clock = new ManualClock(Date.UTC(2030, 0, 1));
+    const { seen } = handPeer({ condition: 'feature-not-implemented', type: 'cancel' });
+    const { a, c } = await client({ clock });
+    await burst(c, 'w1', 'w2');
+    await waitFor(() => a.peerFeatures.known('orders.test') !== undefined, { what: 'disco answered' });
+    seen.length = 0;
+    await burst(c, 'o1', 'o2');
+    expect(seen).toEqual(['batch(2)', 'get', 'get']); // refused as a whole, then sent one by one
+    expect(a.peerFeatures.known('orders.test')).toBeUndefined(); // the cache's answer was stale
+    seen.length = 0;
+    clock.advance(29_999);
+    await burst(c, 'o3', 'o4');
+    expect(seen).toEqual(['get', 'get']); // no disco, no batch
+    seen.length = 0;
+    clock.advance(1);
+    await burst(c, 'o5', 'o6');
+    await waitFor(() => a.peerFeatures.known('orders.test') !== undefined, { what: 'asked again' });
+    expect(seen).toEqual(['get', 'disco', 'get']);
+    seen.length = 0;
+    await burst(c, 'o7', 'o8');
+    expect(seen).toEqual(['batch(2)', 'get', 'get']);
   });
 });
