@@ -19,7 +19,7 @@ import {
 } from '@xmppbus/core';
 import { decode, type PayloadContract, type PayloadOf } from '@xmppbus/schema';
 import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
-import { batchEventId, isBatch, unwrapBatch } from './batch.js';
+import { batchEventId, isBatch, unwrapBatch, type UnwrappedBatch } from './batch.js';
 import type { EventItem, PubSubEvent } from './events.js';
 import { headersOf, restoreHeaders, takeHeaders } from './payload-headers.js';
 import type { ConsumerHost, ConsumerStats, EventMeta, InvalidEvent } from './types.js';
@@ -148,26 +148,13 @@ export class Pipeline<C extends PayloadContract> {
     if (this.#closed || this.#draining) return;
     if (e.type === 'items') {
       for (const it of e.items) {
-        if (isBatch(it.payload)) {
-          this.#onBatch(it, e.delayedFrom);
+        if (!isBatch(it.payload)) {
+          this.#offer(it.id, it.payload, it, e.delayedFrom);
           continue;
         }
-        // Hot path: nothing buffered or queued and a free slot → run now, no Pending record.
-        if (!this.#buffer && this.#queue.length === 0 && this.#inFlight < this.#o.concurrency) {
-          if (this.#isDuplicate(it.id)) this.#o.stats.duplicates++;
-          else this.#run(it.id, it.payload, it.publisher, e.delayedFrom, false, undefined);
-          continue;
-        }
-        const p: Pending = {
-          id: it.id,
-          payload: it.payload,
-          publisher: it.publisher,
-          delayedFrom: e.delayedFrom,
-          replay: false,
-          itemHeaders: undefined,
-        };
-        if (this.#buffer) this.#buffer.push(p);
-        else this.#enqueue(p);
+        // A batch item: its events one by one, in order, as if each had come alone.
+        const error = this.#unwrap(it, (id, event, headers) => this.#offer(id, event, it, e.delayedFrom, headers));
+        if (error) this.#hold({ ...this.#pending(it, e.delayedFrom, false), error });
       }
     } else if (this.#o.onEvent) {
       try {
@@ -178,37 +165,26 @@ export class Pipeline<C extends PayloadContract> {
     }
   }
 
-  /** A live batch item: its events one by one, in order, as if each had come alone. */
-  #onBatch(it: EventItem, delayedFrom: Date | undefined): void {
-    let batch;
-    try {
-      batch = unwrapBatch(it.payload!, this.#o.maxBatchEvents);
-    } catch (err) {
-      const p = this.#pending(it, delayedFrom, false);
-      p.error = err as Error;
-      if (this.#buffer) this.#buffer.push(p);
-      else this.#enqueue(p);
+  /** A live event: run now when it can (no Pending record), else buffered or queued. */
+  #offer(
+    id: string,
+    payload: Element | undefined,
+    it: EventItem,
+    delayedFrom: Date | undefined,
+    itemHeaders?: Element,
+  ): void {
+    // Hot path: nothing buffered or queued and a free slot → run now.
+    if (!this.#buffer && this.#queue.length === 0 && this.#inFlight < this.#o.concurrency) {
+      if (this.#isDuplicate(id)) this.#o.stats.duplicates++;
+      else this.#run(id, payload, it.publisher, delayedFrom, false, itemHeaders);
       return;
     }
-    const { events, headers } = batch;
-    for (let i = 0; i < events.length; i++) {
-      const id = batchEventId(it.id, i);
-      if (!this.#buffer && this.#queue.length === 0 && this.#inFlight < this.#o.concurrency) {
-        if (this.#isDuplicate(id)) this.#o.stats.duplicates++;
-        else this.#run(id, events[i], it.publisher, delayedFrom, false, headers);
-        continue;
-      }
-      const p: Pending = {
-        id,
-        payload: events[i],
-        publisher: it.publisher,
-        delayedFrom,
-        replay: false,
-        itemHeaders: headers,
-      };
-      if (this.#buffer) this.#buffer.push(p);
-      else this.#enqueue(p);
-    }
+    this.#hold({ id, payload, publisher: it.publisher, delayedFrom, replay: false, itemHeaders });
+  }
+
+  #hold(p: Pending): void {
+    if (this.#buffer) this.#buffer.push(p);
+    else this.#enqueue(p);
   }
 
   #pending(it: EventItem, delayedFrom: Date | undefined, replay: boolean): Pending {
@@ -216,9 +192,26 @@ export class Pipeline<C extends PayloadContract> {
   }
 
   /**
-   * Persisted items as events, in order: a batch item gives one per event (or, refused as a
-   * whole, one carrying the error).
+   * Visits the events of batch item `it` in order, with their ids (`<item id>#<i>`) and the
+   * wrapper's headers. Returns the error when the item is refused as a whole (too many events,
+   * wrong count: then nothing is visited), to be reported as one invalid event.
    */
+  #unwrap(
+    it: EventItem,
+    visit: (id: string, event: Element | undefined, headers: Element | undefined) => void,
+  ): Error | undefined {
+    let batch: UnwrappedBatch;
+    try {
+      batch = unwrapBatch(it.payload!, this.#o.maxBatchEvents);
+    } catch (err) {
+      return err as Error;
+    }
+    const { events, headers } = batch;
+    for (let i = 0; i < events.length; i++) visit(batchEventId(it.id, i), events[i], headers);
+    return undefined;
+  }
+
+  /** Persisted items as events, in order: a batch item gives one per event (or one carrying its error). */
   #expand(items: readonly EventItem[]): Pending[] {
     const out: Pending[] = [];
     for (const it of items) {
@@ -226,27 +219,10 @@ export class Pipeline<C extends PayloadContract> {
         out.push(this.#pending(it, undefined, true));
         continue;
       }
-      let batch;
-      try {
-        batch = unwrapBatch(it.payload, this.#o.maxBatchEvents);
-      } catch (err) {
-        const p = this.#pending(it, undefined, true);
-        p.error = err as Error;
-        out.push(p);
-        continue;
-      }
-      const { events, headers } = batch;
-      for (let i = 0; i < events.length; i++) {
-        const id = batchEventId(it.id, i);
-        out.push({
-          id,
-          payload: events[i],
-          publisher: it.publisher,
-          delayedFrom: undefined,
-          replay: true,
-          itemHeaders: headers,
-        });
-      }
+      const error = this.#unwrap(it, (id, payload, itemHeaders) =>
+        out.push({ id, payload, publisher: it.publisher, delayedFrom: undefined, replay: true, itemHeaders }),
+      );
+      if (error) out.push({ ...this.#pending(it, undefined, true), error });
     }
     return out;
   }
