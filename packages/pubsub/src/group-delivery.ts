@@ -10,6 +10,8 @@ import {
   StanzaError,
   childElements,
   errorReply,
+  findChild,
+  localName,
   randomId,
   resultReply,
   xml,
@@ -73,10 +75,11 @@ export class DeliveryBatcher {
     this.#caller.request(iq, { timeout: 30_000 + 1_000 * entries.length, signal }).then(
       (res) => {
         const failed = new Map<string, StanzaError>();
-        const body = childElements(res).find((c) => c.name === 'delivered');
+        const body = findChild(res, 'delivered');
         for (const f of body ? childElements(body) : []) {
-          const err = f.getChild('error');
-          if (f.name === 'failed' && err) failed.set(f.attrs['id'] ?? '', StanzaError.fromElement(err));
+          // By local name, as every <error/> (design §2: peers send it in jabber:client).
+          const err = localName(f) === 'failed' ? findChild(f, 'error') : undefined;
+          if (err) failed.set(f.attrs['id'] ?? '', StanzaError.fromElement(err));
         }
         for (const e of entries) {
           const err = failed.get(e.id);
