@@ -1,6 +1,5 @@
 // Schema reflection (docs/protocol.md §6) through real Prosody and ejabberd: a caller without the
 // service's TypeScript contract fetches its schemas, builds the contract, calls with JSON input.
-import { readFileSync } from 'node:fs';
 import {
   NS_DISCO_INFO,
   NS_DISCO_ITEMS,
@@ -19,31 +18,14 @@ import { ValidationError, methodFromDescriptor } from '@xmppbus/schema';
 import { describeServers, type XmppServer } from '@xmppbus/testing';
 import { clientTransport } from '@xmppbus/transport-client';
 import { afterEach, expect, it } from 'vitest';
+import { PROTOCOL_DOC, canonical as canonicalWith, docExample } from './fixtures/protocol-doc.js';
 import { Components, CreateOrder, GetOrder, NS_ORDERS } from './rpc-fixtures.js';
 
 let userSeq = 0;
 
-const DOC = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8');
-
-/** The XML block that follows `<!-- example:NAME -->` in docs/protocol.md. */
-function docExample(name: string): string {
-  const m = new RegExp(`<!-- example:${name} -->\\s*\`\`\`xml\\n([\\s\\S]*?)\`\`\``).exec(DOC);
-  if (!m) throw new Error(`docs/protocol.md has no example '${name}'`);
-  return m[1]!;
-}
-
-/** Attribute order, inter-element whitespace, the stream's namespace and xml:lang are not significant. */
-function canonical(el: Element, top = true): string {
-  const attrs = Object.entries(el.attrs as Record<string, string>)
-    .filter(([k, v]) => k !== 'xml:lang' && !(top && k === 'xmlns' && /^jabber:(component:accept|client)$/.test(v)))
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => ` ${k}=${JSON.stringify(String(v))}`)
-    .join('');
-  const kids = el.children
-    .map((c) => (typeof c === 'string' ? (c.trim() === '' ? '' : JSON.stringify(c)) : canonical(c, false)))
-    .join('');
-  return `<${el.name}${attrs}>${kids}</${el.name}>`;
-}
+/** The stream's namespace (component or client) and xml:lang are not significant. */
+const canonical = (el: Element): string =>
+  canonicalWith(el, { streamNs: ['jabber:component:accept', 'jabber:client'] });
 
 describeServers('schema reflection', (server, kind) => {
   const components = new Components(server);
@@ -170,7 +152,7 @@ describeServers('schema reflection', (server, kind) => {
     expect(canonical(wire)).toBe(canonical(expected));
 
     // The doc's event and message elements read as the client reads them.
-    const snippet = /```xml\n(<event [\s\S]*?)```/.exec(DOC)![1]!;
+    const snippet = /```xml\n(<event [\s\S]*?)```/.exec(PROTOCOL_DOC)![1]!;
     const { descriptors } = parseSchemas(parseXml(`<schemas xmlns='urn:xmppbus:schema:1'>${snippet}</schemas>`));
     expect(descriptors.map((d) => `${d.kind} ${d.name}`)).toEqual(['event created', 'message tick']);
   });

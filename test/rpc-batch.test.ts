@@ -1,13 +1,13 @@
 // RPC batches (urn:xmppbus:rpc:batch:1) through real Prosody and ejabberd: 100 concurrent calls
 // mixing successes and failures, each promise settled with its own outcome; a ServiceClient
 // batching per instance and failing over when an instance goes away.
-import { readFileSync } from 'node:fs';
 import { AccessPolicy, Session, deferred, parseXml, type Element, type StanzaError } from '@xmppbus/core';
 import { NS_RPC_BATCH, RpcClient, RpcError, RpcServer, ServiceClient } from '@xmppbus/rpc';
 import { ValidationError, method } from '@xmppbus/schema';
 import { describeServers } from '@xmppbus/testing';
 import { Type } from '@sinclair/typebox';
 import { afterEach, expect, it } from 'vitest';
+import { canonical, docExample } from './fixtures/protocol-doc.js';
 import { Components, CreateOrder, GetOrder, NS_ORDERS } from './rpc-fixtures.js';
 
 /** Served but denied to the caller by the callee's access policy. */
@@ -15,30 +15,17 @@ const Secret = method({ ns: NS_ORDERS, name: 'secret', request: Type.Object({}),
 /** Not served at all (the namespace is). */
 const Missing = method({ ns: NS_ORDERS, name: 'missing', request: Type.Object({}), response: Type.Object({}) });
 
-const DOC = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8');
-
-/** The XML block after `<!-- example:NAME -->` in docs/protocol.md, with the test's component names. */
-function docExample(name: string): Element {
-  const m = new RegExp(`<!-- example:${name} -->\\s*\`\`\`xml\\n([\\s\\S]*?)\`\`\``).exec(DOC);
-  if (!m) throw new Error(`docs/protocol.md has no example '${name}'`);
+/** A doc example with the test's component names. */
+function localExample(name: string): Element {
   return parseXml(
-    m[1]!.replaceAll('billing.example.test', 'svc-c.localhost').replaceAll('orders.example.test', 'svc-d.localhost'),
+    docExample(name)
+      .replaceAll('billing.example.test', 'svc-c.localhost')
+      .replaceAll('orders.example.test', 'svc-d.localhost'),
   );
 }
 
-/** Canonical text: attribute order, whitespace, server-added attributes and the order of batch outcomes do not matter. */
-function canonical(el: Element, top = true): string {
-  const attrs = Object.entries(el.attrs as Record<string, string>)
-    .filter(([k, v]) => k !== 'xml:lang' && !(top && k === 'xmlns' && v === 'jabber:component:accept'))
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => ` ${k}=${JSON.stringify(v)}`)
-    .join('');
-  const kids = el.children
-    .map((c) => (typeof c === 'string' ? (c.trim() === '' ? '' : JSON.stringify(c)) : canonical(c, false)))
-    .filter((k) => k !== '');
-  if (el.name === 'batch') kids.sort();
-  return `<${el.name}${attrs}>${kids.join('')}</${el.name}>`;
-}
+/** Server-added attributes and the order of batch outcomes do not matter. */
+const canonicalBatch = (el: Element): string => canonical(el, { unordered: ['batch'] });
 
 describeServers('rpc batches', (server, kind) => {
   const components = new Components(server);
@@ -179,12 +166,12 @@ describeServers('rpc batches', (server, kind) => {
     });
     await rpc.start();
     const raw = await components.connect('svc-c.localhost');
-    const request = docExample('rpc-batch-request');
+    const request = localExample('rpc-batch-request');
     const reply = deferred<Element>();
     raw.onStanza((s) => {
       if (s.attrs['id'] === request.attrs['id']) reply.resolve(s);
     });
     await raw.send(request);
-    expect(canonical(await reply.promise)).toBe(canonical(docExample('rpc-batch-result')));
+    expect(canonicalBatch(await reply.promise)).toBe(canonicalBatch(localExample('rpc-batch-result')));
   });
 });

@@ -3,7 +3,6 @@
 //    xmppbus handler and gets exactly the doc's reply stanzas back.
 // 2. A method served with bare @xmpp/component code written from the doc is called by RpcClient.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
 import type { Element } from '@xmppbus/core';
@@ -12,16 +11,8 @@ import { RpcClient, RpcError, RpcServer } from '@xmppbus/rpc';
 import { ValidationError } from '@xmppbus/schema';
 import { describeServers, type XmppServer } from '@xmppbus/testing';
 import { afterEach, expect, it } from 'vitest';
+import { canonical, docExample } from './fixtures/protocol-doc.js';
 import { Components, CreateOrder, NS_ORDERS } from './rpc-fixtures.js';
-
-const DOC = readFileSync(new URL('../docs/protocol.md', import.meta.url), 'utf8');
-
-/** The XML block that follows `<!-- example:NAME -->` in docs/protocol.md. */
-function docExample(name: string): string {
-  const m = new RegExp(`<!-- example:${name} -->\\s*\`\`\`xml\\n([\\s\\S]*?)\`\`\``).exec(DOC);
-  if (!m) throw new Error(`docs/protocol.md has no example '${name}'`);
-  return m[1]!;
-}
 
 const CALLER = 'svc-a.localhost';
 const SERVICE = 'svc-b.localhost';
@@ -29,22 +20,6 @@ const SERVICE = 'svc-b.localhost';
 /** Doc JIDs → the test's component names. */
 function localise(xmlText: string): string {
   return xmlText.replaceAll('billing.example.test', CALLER).replaceAll('orders.example.test', SERVICE);
-}
-
-/**
- * Canonical form for comparison: attribute order, inter-element whitespace, the stream's default
- * namespace on the stanza and the server-added `xml:lang` are not significant in XML/XMPP.
- */
-function canonical(el: Element, top = true): string {
-  const attrs = Object.entries(el.attrs as Record<string, string>)
-    .filter(([k, v]) => k !== 'xml:lang' && !(top && k === 'xmlns' && v === 'jabber:component:accept'))
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => ` ${k}=${JSON.stringify(v)}`)
-    .join('');
-  const kids = el.children
-    .map((c) => (typeof c === 'string' ? (c.trim() === '' ? '' : JSON.stringify(c)) : canonical(c, false)))
-    .join('');
-  return `<${el.name}${attrs}>${kids}</${el.name}>`;
 }
 
 /** A deliberately minimal raw-socket XEP-0114 client: handshake, write text, read one stanza. */
