@@ -1,14 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  AccessPolicy,
-  BaseTransport,
-  ConfigError,
-  Session,
-  orgDomain,
-  xml,
-  type Element,
-  type Logger,
-} from '@xmppbus/core';
+import { AccessPolicy, ConfigError, Session, orgDomain, xml, type Logger } from '@xmppbus/core';
+import { RecordingTransport } from './recording-transport.fixture.js';
 
 const SELF = 'orders.example.com';
 
@@ -76,27 +68,10 @@ describe('AccessPolicy', () => {
   });
 });
 
-class FakeTransport extends BaseTransport {
-  readonly sent: Element[] = [];
-  constructor(readonly address: string) {
-    super();
-    this._setStatus('online');
-  }
-  protected _write(stanza: Element): Promise<void> {
-    this.sent.push(stanza);
-    return Promise.resolve();
-  }
-  protected _close(): Promise<void> {
-    return Promise.resolve();
-  }
-  emit(stanza: Element): void {
-    this._emitStanza(stanza);
-  }
-}
-
 describe('access in the session', () => {
   it('answers a denied request forbidden/auth before any handler runs, and counts it', async () => {
-    const t = new FakeTransport(SELF);
+    const t = new RecordingTransport(SELF);
+    t.set('online');
     const session = new Session({ transport: t });
     await session.start();
     let handled = 0;
@@ -116,7 +91,8 @@ describe('access in the session', () => {
   });
 
   it('lists in disco#items and answers disco#info node queries only for what the requester may reach', async () => {
-    const t = new FakeTransport(SELF);
+    const t = new RecordingTransport(SELF);
+    t.set('online');
     const session = new Session({
       transport: t,
       access: new AccessPolicy({ rules: [{ from: 'alice@example.com', to: 'urn:x#read' }] }),

@@ -1,13 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import {
-  BaseTransport,
-  Session,
-  TimeoutError,
-  xml,
-  type Element,
-  type Transport,
-  type TransportStatus,
-} from '@xmppbus/core';
+import { Session, TimeoutError, xml, type Element, type Transport } from '@xmppbus/core';
+import { RecordingTransport } from './recording-transport.fixture.js';
 
 const sessions = new WeakMap<Transport, Session>();
 /** One started session per transport under test. */
@@ -22,33 +15,9 @@ async function sessionOf(transport: Transport): Promise<Session> {
 }
 
 /** Records sent stanzas; the test injects replies. */
-class EchoTransport extends BaseTransport {
-  readonly address = 'me.test';
-  readonly sent: Element[] = [];
-
-  constructor() {
-    super();
-  }
-
-  protected _write(stanza: Element): Promise<void> {
-    this.sent.push(stanza);
-    return Promise.resolve();
-  }
-
-  protected _close(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  set(status: TransportStatus): void {
-    this._setStatus(status);
-  }
-
+class EchoTransport extends RecordingTransport {
   reply(to: Element, from = to.attrs['to']): void {
-    this._emitStanza(xml('iq', { type: 'result', id: to.attrs['id'], from, to: this.address }));
-  }
-
-  emit(stanza: Element): void {
-    this._emitStanza(stanza);
+    this.emit(xml('iq', { type: 'result', id: to.attrs['id'], from, to: this.address }));
   }
 }
 

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Element } from './index.js';
 import {
-  BaseTransport,
   ManualClock,
   NS_DISCO_INFO,
   Session,
@@ -10,29 +9,8 @@ import {
   errorReply,
   resultReply,
   xml,
-  type TransportStatus,
 } from './index.js';
-
-class FakeTransport extends BaseTransport {
-  readonly address = 'me.test';
-  readonly sent: Element[] = [];
-  constructor() {
-    super();
-  }
-  protected _write(stanza: Element): Promise<void> {
-    this.sent.push(stanza);
-    return Promise.resolve();
-  }
-  protected _close(): Promise<void> {
-    return Promise.resolve();
-  }
-  set(status: TransportStatus): void {
-    this._setStatus(status);
-  }
-  emit(stanza: Element): void {
-    this._emitStanza(stanza);
-  }
-}
+import { RecordingTransport } from './recording-transport.fixture.js';
 
 const NS_A = 'urn:test:a';
 const NS_B = 'urn:test:b';
@@ -42,8 +20,13 @@ afterEach(async () => {
   for (const s of sessions.splice(0)) await s.close();
 });
 
-async function setup(): Promise<{ t: FakeTransport; session: Session; clock: ManualClock; discos: () => Element[] }> {
-  const t = new FakeTransport();
+async function setup(): Promise<{
+  t: RecordingTransport;
+  session: Session;
+  clock: ManualClock;
+  discos: () => Element[];
+}> {
+  const t = new RecordingTransport();
   const clock = new ManualClock(1_000);
   const session = new Session({ transport: t, clock, probeInterval: 0 });
   sessions.push(session);
@@ -71,7 +54,7 @@ function unavailable(from: string): Element {
 }
 
 /** Asks `jid` and answers with `features`, so it is known. */
-async function learn(session: Session, t: FakeTransport, jid: string, ...features: string[]): Promise<void> {
+async function learn(session: Session, t: RecordingTransport, jid: string, ...features: string[]): Promise<void> {
   const asked = session.peerFeatures.lookup(jid);
   t.emit(answer(t.sent.at(-1)!, ...features));
   await asked;

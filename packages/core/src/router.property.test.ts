@@ -16,7 +16,6 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   AccessPolicy,
-  BaseTransport,
   Element,
   ManualClock,
   NS_DISCO_INFO,
@@ -27,32 +26,10 @@ import {
   Session,
   StanzaError,
   xml,
-  type TransportStatus,
 } from './index.js';
+import { RecordingTransport } from './recording-transport.fixture.js';
 
 const ME = 'orders.example.com';
-
-class FakeTransport extends BaseTransport {
-  readonly address = ME;
-  readonly sent: Element[] = [];
-  readonly listenerErrors: Error[] = [];
-  constructor() {
-    super({ onListenerError: (err) => this.listenerErrors.push(err) });
-  }
-  protected _write(stanza: Element): Promise<void> {
-    this.sent.push(stanza);
-    return Promise.resolve();
-  }
-  protected _close(): Promise<void> {
-    return Promise.resolve();
-  }
-  set(status: TransportStatus): void {
-    this._setStatus(status);
-  }
-  emit(stanza: Element): void {
-    this._emitStanza(stanza);
-  }
-}
 
 const NS_OPEN = 'urn:h:open';
 const NS_ENV = 'urn:h:envelope'; // the unit checks access itself (delegated)
@@ -190,7 +167,8 @@ function inboundIq(o: Extract<Op, { op: 'iq' }>): Element {
 const key = (id: string | undefined, jid: string | undefined): string => `${id ?? '<none>'}|${jid ?? '<none>'}`;
 
 async function runScenario(ops: Op[]): Promise<void> {
-  const t = new FakeTransport();
+  const listenerErrors: Error[] = [];
+  const t = new RecordingTransport(ME, { onListenerError: (err) => listenerErrors.push(err) });
   const clock = new ManualClock(0);
   // A served namespace anyone may use; everything else follows the secure default.
   const access = new AccessPolicy({ rules: [{ from: '*', to: NS_OPEN }] });
@@ -290,7 +268,7 @@ async function runScenario(ops: Op[]): Promise<void> {
   for (let i = 0; i < 5; i++) await Promise.resolve();
   await t.drain();
 
-  expect(t.listenerErrors).toEqual([]);
+  expect(listenerErrors).toEqual([]);
   expect(requests.map((r) => r.settled)).toEqual(requests.map(() => 1));
   expect(session.caller.pending).toBe(0);
   expect(clock.pending).toBe(0);

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
   AccessPolicy,
-  BaseTransport,
   ClosedError,
   ConfigError,
   ConflictError,
@@ -9,33 +8,9 @@ import {
   Session,
   TimeoutError,
   xml,
-  type Element,
   type SessionUnit,
-  type TransportStatus,
 } from '@xmppbus/core';
-
-class FakeTransport extends BaseTransport {
-  readonly address = 'me.test';
-  readonly sent: Element[] = [];
-  closed = 0;
-  constructor() {
-    super();
-  }
-  protected _write(stanza: Element): Promise<void> {
-    this.sent.push(stanza);
-    return Promise.resolve();
-  }
-  protected _close(): Promise<void> {
-    this.closed++;
-    return Promise.resolve();
-  }
-  set(status: TransportStatus): void {
-    this._setStatus(status);
-  }
-  emit(stanza: Element): void {
-    this._emitStanza(stanza);
-  }
-}
+import { RecordingTransport } from './recording-transport.fixture.js';
 
 function recordingUnit(name: string, log: string[], drain?: () => Promise<void>): SessionUnit {
   return {
@@ -57,7 +32,7 @@ function recordingUnit(name: string, log: string[], drain?: () => Promise<void>)
 
 describe('Session', () => {
   it('does nothing until start, then waits for the transport and starts units in order', async () => {
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     const session = new Session({ transport: t });
     const log: string[] = [];
     session.add(recordingUnit('a', log));
@@ -79,7 +54,7 @@ describe('Session', () => {
   });
 
   it('dispatches each inbound stanza once: IQs to router/caller, messages and presence to listeners', async () => {
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     t.set('online');
     const session = new Session({ transport: t });
     await session.start();
@@ -100,17 +75,17 @@ describe('Session', () => {
   });
 
   it('shares one router per session: a second handler for the same payload is a ConflictError', async () => {
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     const session = new Session({ transport: t });
     session.router.handle('urn:x', 'a', () => undefined);
     expect(() => session.router.handle('urn:x', 'a', () => undefined)).toThrow(ConflictError);
     // Two sessions on two transports do not share anything.
-    const other = new Session({ transport: new FakeTransport() });
+    const other = new Session({ transport: new RecordingTransport() });
     expect(() => other.router.handle('urn:x', 'a', () => undefined)).not.toThrow();
   });
 
   it('refuses a second started session on one transport (it would answer every IQ twice)', async () => {
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     t.set('online');
     const first = new Session({ transport: t });
     await first.start();
@@ -121,7 +96,7 @@ describe('Session', () => {
   });
 
   it('advertises registered features in disco#info and removes them again', async () => {
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     t.set('online');
     const session = new Session({ transport: t });
     await session.start();
@@ -146,7 +121,7 @@ describe('Session', () => {
   });
 
   it('fails pending IQs at once when the link drops', async () => {
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     t.set('online');
     const session = new Session({ transport: t });
     await session.start();
@@ -161,7 +136,7 @@ describe('Session', () => {
 
   it('drains units newest first within its bound, and closes them newest first, then the transport', async () => {
     const clock = new ManualClock();
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     t.set('online');
     const session = new Session({ transport: t, clock });
     const log: string[] = [];
@@ -198,7 +173,7 @@ describe('Session', () => {
   });
 
   it('is disposable with await using', async () => {
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     t.set('online');
     {
       await using session = new Session({ transport: t });
@@ -207,7 +182,7 @@ describe('Session', () => {
     expect(t.closed).toBe(1);
   });
   it('holds requests and messages while its units start, and lets answers through (a unit may wait for one)', async () => {
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     t.set('online');
     const session = new Session({ transport: t, access: new AccessPolicy({ rules: [{ from: 'peer.test' }] }) });
     const seen: string[] = [];
@@ -236,7 +211,7 @@ describe('Session', () => {
     expect(t.sent.filter((s) => s.attrs['type'] === 'error')).toEqual([]);
   });
   it('holds at most 16 MiB while starting: a larger request is dispatched (and refused) at once', async () => {
-    const t = new FakeTransport();
+    const t = new RecordingTransport();
     t.set('online');
     const session = new Session({ transport: t, access: new AccessPolicy({ rules: [{ from: 'peer.test' }] }) });
     const seen: string[] = [];
@@ -259,7 +234,7 @@ describe('Session', () => {
   });
   it('refuses a probeInterval that is not a number >= 0', () => {
     for (const probeInterval of [Number.NaN, -1])
-      expect(() => new Session({ transport: new FakeTransport(), probeInterval })).toThrow(ConfigError);
-    expect(new Session({ transport: new FakeTransport(), probeInterval: 0 }).caller.probeInterval).toBe(0);
+      expect(() => new Session({ transport: new RecordingTransport(), probeInterval })).toThrow(ConfigError);
+    expect(new Session({ transport: new RecordingTransport(), probeInterval: 0 }).caller.probeInterval).toBe(0);
   });
 });
