@@ -21,7 +21,6 @@ import {
   ComponentNames,
   fillerFor,
   namesNeeded,
-  xmppbusBatchedFanout,
   xmppbusFanout,
   xmppbusMessaging,
   xmppbusRequestReply,
@@ -142,7 +141,7 @@ function systemsOf(
     }
     // The opt-in event batching of packages/pubsub (several events per item, docs/protocol.md §4).
     if (fanout > 0)
-      out.push({ name: `${srv.kind}-batched`, pid: srv.pid, setup: flow(() => xmppbusBatchedFanout(srv, n, fanout)) });
+      out.push({ name: `${srv.kind}-batched`, pid: srv.pid, setup: flow(() => xmppbusFanout(srv, n, fanout, true)) });
   }
   return out;
 }

@@ -125,24 +125,43 @@ export async function xmppbusMessaging(
 }
 
 let nodes = 0;
-/** The publisher side of a fan-out flow, for the batched variant built on it. */
-const fanoutInternals = new WeakMap<Flow, { pub: PubSub; node: string }>();
 
-/** Publish (acked by the service) to a non-persistent node with `subscribers` sessions consuming it. */
-export async function xmppbusFanout(srv: XmppServer, names: ComponentNames, subscribers: number): Promise<Flow> {
+/** Event batching of the batched fan-out variant (docs/protocol.md §4): the library's defaults, spelled out. */
+const FANOUT_BATCH = { maxEvents: 100, maxInFlight: 4 } as const;
+
+/**
+ * Publish (acked by the service) to a non-persistent node with `subscribers` sessions consuming it.
+ * With `batched` (the `<server>-batched` variant), events go through `pubsub.batchPublisher`
+ * instead (several events per item, opt-in; consumers still see single events): `send` hands the
+ * event over at once, and a refused item fails the phase.
+ */
+export async function xmppbusFanout(
+  srv: XmppServer,
+  names: ComponentNames,
+  subscribers: number,
+  batched = false,
+): Promise<Flow> {
   const node = `peers-${nodes++}`;
   const pubSession = await sessionFor(srv, names.take());
   const pub = new PubSub({ session: pubSession, service: srv.pubsubService });
   await pub.createNode(node, { persistItems: false });
+  let failure: Error | undefined;
+  const publisher = batched
+    ? pub.batchPublisher(Blob, node, { batch: FANOUT_BATCH, onError: (err) => (failure ??= err) })
+    : undefined;
   const subs: { session: Session; pubsub: PubSub }[] = [];
   const flow: Flow = {
     receiversPerSend: subscribers,
     lossy: false,
     onReceive: () => {},
     send(payload, done) {
-      pub.publish(Blob, node, { data: payload.data }).then(() => done(), fail(done));
+      if (!publisher) return void pub.publish(Blob, node, { data: payload.data }).then(() => done(), fail(done));
+      if (failure) return done(failure);
+      publisher.send({ data: payload.data });
+      done();
     },
     async close() {
+      await publisher?.close().catch(() => undefined);
       for (const s of subs) {
         await s.pubsub.close();
         await s.session.close();
@@ -158,44 +177,5 @@ export async function xmppbusFanout(srv: XmppServer, names: ComponentNames, subs
     await pubsub.consume(Blob, node, () => flow.onReceive()).start();
     subs.push({ session, pubsub });
   }
-  fanoutInternals.set(flow, { pub, node });
   return flow;
-}
-
-/** Event batching of the batched fan-out variant (docs/protocol.md §4): the library's defaults, spelled out. */
-export const FANOUT_BATCH = { maxEvents: 100, maxInFlight: 4 } as const;
-
-/**
- * The `<server>-batched` fan-out variant: the same node and subscriber sessions as xmppbusFanout,
- * but events go through `pubsub.batchPublisher` (several events per item, opt-in; consumers still
- * see single events). `send` hands the event over at once; a refused item fails the phase.
- */
-export async function xmppbusBatchedFanout(srv: XmppServer, names: ComponentNames, subscribers: number): Promise<Flow> {
-  const flow = await xmppbusFanout(srv, names, subscribers);
-  const { pub, node } = fanoutInternals.get(flow)!;
-  let failure: Error | undefined;
-  const publisher = pub.batchPublisher(Blob, node, {
-    batch: FANOUT_BATCH,
-    onError: (err) => (failure ??= err),
-  });
-  const close = flow.close.bind(flow);
-  return {
-    receiversPerSend: subscribers,
-    lossy: false,
-    get onReceive() {
-      return flow.onReceive;
-    },
-    set onReceive(fn: () => void) {
-      flow.onReceive = fn;
-    },
-    send(payload, done) {
-      if (failure) return done(failure);
-      publisher.send({ data: payload.data });
-      done();
-    },
-    async close() {
-      await publisher.close().catch(() => undefined);
-      await close();
-    },
-  };
 }
