@@ -39,7 +39,7 @@ import { startServer, type ServerKind, type XmppServer } from '@xmppbus/testing'
 import { componentTransport } from '@xmppbus/transport-component';
 import { CreateOrder, NS_ORDERS } from '../test/rpc-fixtures.js';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
-import { keepInFlight, machineCpuUs, median, williamsOrder } from './lib/rounds.js';
+import { keepInFlight, machineCpuUs, median, outsideLoadCores, roundsToUse, williamsOrder } from './lib/rounds.js';
 
 const ROUNDS = Number(process.env['RPC_BENCH_ROUNDS'] ?? 10);
 const PIPE_MS = Number(process.env['RPC_BENCH_PIPE_MS'] ?? 1200);
@@ -378,14 +378,13 @@ for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
       const m1 = machineCpuUs();
       const self1 = processCpuUs(process.pid);
       const srv1 = processCpuUs(srv.pid);
-      let outside: number | undefined;
-      let steal: number | undefined;
-      if (m0 && m1 && self0 !== undefined && self1 !== undefined && srv0 !== undefined && srv1 !== undefined) {
-        const wallUs = wallMs * 1000;
-        // Not clipped at 0: a small negative value shows the tick-accounting error of the three counters.
-        outside = (m1.busy - m0.busy - (self1 - self0) - (srv1 - srv0)) / wallUs;
-        steal = (m1.steal - m0.steal) / wallUs;
-      }
+      const ours =
+        self0 !== undefined && self1 !== undefined && srv0 !== undefined && srv1 !== undefined
+          ? self1 - self0 + (srv1 - srv0)
+          : undefined;
+      const load = outsideLoadCores(m0, m1, ours, wallMs);
+      const outside = load?.outside;
+      const steal = load?.steal;
       const round: Round = {
         round: r,
         order: order.map((k) => impls[k]!.name),
@@ -418,12 +417,7 @@ for (const kind of ['prosody', 'ejabberd'] as ServerKind[]) {
     await srv.stop();
   }
 
-  const clean = rounds.filter((r) => !r.flagged);
-  const used = clean.length >= MIN_CLEAN_ROUNDS ? clean : rounds;
-  const rule =
-    used === clean
-      ? `medians of ${used.length}/${rounds.length} rounds with outside load ≤ ${OUTSIDE_LIMIT} core`
-      : `medians of all ${rounds.length} rounds (only ${clean.length} with outside load ≤ ${OUTSIDE_LIMIT} core)`;
+  const { used, rule } = roundsToUse(rounds, MIN_CLEAN_ROUNDS);
   const med = (name: ImplName, key: keyof Row): number => median(used.map((r) => r.impls[name]![key] ?? NaN));
   const m: Partial<Record<ImplName, Row>> = {};
   for (const impl of impls) {
