@@ -32,9 +32,9 @@ import { createHash } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { Type } from '@sinclair/typebox';
 import { Session, parseXml } from '@xmppbus/core';
-import { EVENT_NODE_DEFAULTS, PubSub, configToFields, type NodeConfig } from '@xmppbus/pubsub';
-import { event } from '@xmppbus/schema';
-import { startServer, type ServerKind, type XmppServer } from '@xmppbus/testing';
+import { EVENT_NODE_DEFAULTS, PubSub, configToFields, type Consumer, type NodeConfig } from '@xmppbus/pubsub';
+import { event, type PayloadOf } from '@xmppbus/schema';
+import { startServer, waitFor, type ServerKind, type XmppServer } from '@xmppbus/testing';
 import { componentTransport, type ComponentTransport } from '@xmppbus/transport-component';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
 
@@ -395,28 +395,46 @@ async function connectComponent(srv: XmppServer, domain: string): Promise<Compon
   return componentTransport({ service: srv.componentService(), domain, password: srv.componentSecret });
 }
 
-async function busRun(srv: XmppServer, persist: boolean, subs: number, node: string): Promise<RunResult> {
+/**
+ * The xmppbus side of a run: publisher and subscriber sessions, a fresh node, and a consumer per
+ * subscriber JID calling `onTick`; `close()` closes the consumers, deletes the node and the sessions.
+ */
+async function busNode(
+  srv: XmppServer,
+  persist: boolean,
+  subs: number,
+  node: string,
+  onTick: (v: PayloadOf<typeof Tick>) => void,
+): Promise<{ pub: PubSub; close(): Promise<void> }> {
   const pubSession = new Session({ transport: await connectComponent(srv, PUB) });
   const subSession = new Session({ transport: await connectComponent(srv, SUB) });
   const pub = new PubSub({ session: pubSession, service: srv.pubsubService });
   const sub = new PubSub({ session: subSession, service: srv.pubsubService });
   await pub.createNode(node, { persistItems: persist, maxItems: 1000 });
-  const win = new Window(subs);
-  let onTick: ((seq: number) => void) | undefined;
-  const consumers = [];
+  const consumers: Consumer<typeof Tick>[] = [];
   for (const jid of subscriberJids(subs)) {
-    const c = sub.consume(
-      Tick,
-      node,
-      (v) => {
-        if (v.seq >= LAT_BASE) onTick?.(v.seq - LAT_BASE);
-        else win.delivered(v.seq);
-      },
-      { jid, dedupeWindow: 64 },
-    );
+    const c = sub.consume(Tick, node, onTick, { jid, dedupeWindow: 64 });
     await c.start();
     consumers.push(c);
   }
+  return {
+    pub,
+    async close() {
+      for (const c of consumers) await c.close();
+      await pub.deleteNode(node);
+      await pubSession.close();
+      await subSession.close();
+    },
+  };
+}
+
+async function busRun(srv: XmppServer, persist: boolean, subs: number, node: string): Promise<RunResult> {
+  const win = new Window(subs);
+  let onTick: ((seq: number) => void) | undefined;
+  const { pub, close } = await busNode(srv, persist, subs, node, (v) => {
+    if (v.seq >= LAT_BASE) onTick?.(v.seq - LAT_BASE);
+    else win.delivered(v.seq);
+  });
   const r = await drive(srv, win, subs, `xmppbus ${node}`, async (seq) => {
     await pub.publish(Tick, node, { seq, t: performance.now(), note: NOTE }, { id: `i${seq}` });
   });
@@ -429,10 +447,7 @@ async function busRun(srv: XmppServer, persist: boolean, subs: number, node: str
     },
     (cb) => (onTick = cb),
   );
-  for (const c of consumers) await c.close();
-  await pub.deleteNode(node);
-  await pubSession.close();
-  await subSession.close();
+  await close();
   return { ...r, latencies };
 }
 
@@ -442,17 +457,25 @@ async function busRun(srv: XmppServer, persist: boolean, subs: number, node: str
  * subscriber handled it); batches fill while BATCH.maxInFlight items await the service's answer.
  */
 async function busBatchRun(srv: XmppServer, persist: boolean, subs: number, node: string): Promise<RunResult> {
-  const pubSession = new Session({ transport: await connectComponent(srv, PUB) });
-  const subSession = new Session({ transport: await connectComponent(srv, SUB) });
-  const pub = new PubSub({ session: pubSession, service: srv.pubsubService });
-  const sub = new PubSub({ session: subSession, service: srv.pubsubService });
-  await pub.createNode(node, { persistItems: persist, maxItems: 1000 });
   const pending = new Map<number, number>();
   let complete = 0;
   let deliveries = 0;
   let seq = 0;
   let stop = false;
   let refilling = false;
+  const { pub, close } = await busNode(srv, persist, subs, node, (v) => {
+    deliveries++;
+    const n = (pending.get(v.seq) ?? 0) + 1;
+    if (n < subs) pending.set(v.seq, n);
+    else {
+      pending.delete(v.seq);
+      complete++;
+      if (!refilling) {
+        refilling = true;
+        queueMicrotask(refill);
+      }
+    }
+  });
   const publisher = pub.batchPublisher(Tick, node, { batch: BATCH });
   const refill = (): void => {
     refilling = false;
@@ -461,45 +484,15 @@ async function busBatchRun(srv: XmppServer, persist: boolean, subs: number, node
       publisher.send({ seq: seq++, t: 0, note: NOTE });
     }
   };
-  const consumers = [];
-  for (const jid of subscriberJids(subs)) {
-    const c = sub.consume(
-      Tick,
-      node,
-      (v) => {
-        deliveries++;
-        const n = (pending.get(v.seq) ?? 0) + 1;
-        if (n < subs) pending.set(v.seq, n);
-        else {
-          pending.delete(v.seq);
-          complete++;
-          if (!refilling) {
-            refilling = true;
-            queueMicrotask(refill);
-          }
-        }
-      },
-      { jid, dedupeWindow: 64 },
-    );
-    await c.start();
-    consumers.push(c);
-  }
   refill();
   const r = await measureWindow(srv.pid, () => ({ publishes: complete, deliveries }));
   stop = true;
   await publisher.flush({ timeout: 30_000 });
-  const t = Date.now();
-  while (complete < seq && Date.now() - t < 30_000) await new Promise((res) => setTimeout(res, 10));
+  await waitFor(() => complete >= seq, { timeout: 30_000, what: `batched ${node}: every event at every subscriber` });
   if (complete !== seq || deliveries !== seq * subs)
     throw new Error(`batched ${node}: ${deliveries} deliveries for ${seq} events × ${subs}`);
-  for (const x of consumers) await x.close();
-  await pub.deleteNode(node);
-  await pubSession.close();
-  await subSession.close();
-  return {
-    ...r,
-    latencies: [],
-  };
+  await close();
+  return { ...r, latencies: [] };
 }
 
 /** Fails unless the raw create stanza and xmppbus' createNode configure nodes identically. */
