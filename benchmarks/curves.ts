@@ -30,7 +30,7 @@ import { SERVER_KINDS, startServer, type ServerKind } from '@xmppbus/testing';
 import { lineChart, type LineSeries } from './lib/chart.js';
 import { payloadOf, qos1Workload, rpcWorkload, type PhaseSample, type Workload } from './lib/curves-rigs.js';
 import { printTable, writeResult } from './lib/results.js';
-import { median, roundsToUse, williamsOrder } from './lib/rounds.js';
+import { medianBy, roundsToUse, williamsOrder } from './lib/rounds.js';
 
 const ROUNDS = Number(process.env['CURVES_BENCH_ROUNDS'] ?? 6);
 const PHASE_MS = Number(process.env['CURVES_BENCH_PHASE_MS'] ?? 500);
@@ -154,10 +154,7 @@ async function runServer(kind: ServerKind): Promise<Map<string, Sample[]>> {
 function summarise(p: Point, samples: Sample[]): Summary {
   const { used } = roundsToUse(samples, MIN_CLEAN_ROUNDS);
   const useClean = used.every((s) => !s.flagged);
-  const med = (f: (s: Sample) => number | undefined): number | undefined => {
-    const xs = used.map(f).filter((x): x is number => x !== undefined && Number.isFinite(x));
-    return xs.length > 0 ? median(xs) : undefined;
-  };
+  const med = (f: (s: Sample) => number | undefined): number | undefined => medianBy(used, f);
   const opsPerSec = med((s) => (s.ops / s.wallMs) * 1000)!;
   const serverUs = med((s) => (s.serverCpuUs !== undefined ? s.serverCpuUs / s.ops : undefined));
   const batch = med((s) => s.msgsPerBatch);

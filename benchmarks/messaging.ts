@@ -33,7 +33,7 @@ import { startServer, SERVER_KINDS, type XmppServer } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
 import { Tick } from '../test/fixtures/messaging-contracts.js';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
-import { machineCpuUs, median, outsideLoadCores, williamsOrder } from './lib/rounds.js';
+import { machineCpuUs, medianBy, outsideLoadCores, williamsOrder } from './lib/rounds.js';
 
 const ROUNDS = Number(process.env['MESSAGING_BENCH_ROUNDS'] ?? 6);
 const COUNT = Number(process.env['MESSAGING_BENCH_COUNT'] ?? 5_000);
@@ -318,10 +318,7 @@ for (const [kind, recs] of records) {
   const rate: Record<number, number> = {};
   for (const qos of LEVELS) {
     const rs = used.filter((r) => r.qos === qos);
-    const med = (f: (r: RoundRecord) => number | undefined): number | undefined => {
-      const xs = rs.map(f).filter((x): x is number => x !== undefined && !Number.isNaN(x));
-      return xs.length > 0 ? median(xs) : undefined;
-    };
+    const med = (f: (r: RoundRecord) => number | undefined): number | undefined => medianBy(rs, f);
     const row: Row = {
       server: kind,
       qos,

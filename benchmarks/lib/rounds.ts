@@ -88,17 +88,22 @@ export function roundsToUse<R extends { flagged: boolean }>(
   };
 }
 
+/** The median of `f` over `items`, leaving out undefined and NaN; undefined where none had a number. */
+export function medianBy<T>(items: readonly T[], f: (item: T) => number | undefined): number | undefined {
+  const xs: number[] = [];
+  for (const item of items) {
+    const x = f(item);
+    if (typeof x === 'number' && !Number.isNaN(x)) xs.push(x);
+  }
+  return xs.length === 0 ? undefined : median(xs);
+}
+
 /** The median of `key` over rounds for each contender, undefined where no round had a number. */
 export function medianOf<T extends Record<string, number | undefined>>(
   samples: readonly (T | undefined)[],
   key: keyof T,
 ): number | undefined {
-  const xs: number[] = [];
-  for (const s of samples) {
-    const x: unknown = s?.[key];
-    if (typeof x === 'number' && !Number.isNaN(x)) xs.push(x);
-  }
-  return xs.length === 0 ? undefined : median(xs);
+  return medianBy(samples, (s) => s?.[key]);
 }
 
 /**

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   keepInFlight,
   median,
+  medianBy,
   medianOf,
   outsideLoadCores,
   parseProcStat,
@@ -51,6 +52,18 @@ describe('median and medianOf', () => {
     expect(median([4, 1, 3, 2])).toBe(2.5);
     expect(median([NaN, 5])).toBe(5);
     expect(median([])).toBeNaN();
+  });
+
+  it('medianBy takes the median of a derived value, leaving out undefined and NaN', () => {
+    const rows = [
+      { ops: 10, ms: 2 },
+      { ops: 0, ms: 0 },
+      { ops: 30, ms: 2 },
+      { ops: 20, ms: 2 },
+    ];
+    expect(medianBy(rows, (r) => (r.ms > 0 ? r.ops / r.ms : undefined))).toBe(10);
+    expect(medianBy(rows, () => NaN)).toBeUndefined();
+    expect(medianBy([], () => 1)).toBeUndefined();
   });
 
   it('medianOf skips rounds without the key and is undefined when none has it', () => {
