@@ -40,8 +40,6 @@ import {
   receivedMsgId,
 } from './wire.js';
 
-const END_TAG = '</message>';
-
 /** How a failure is handled. */
 export type Failure =
   /** The peer is not reachable (unavailable conditions, unavailable presence): wait for it, no attempt counted. */
@@ -229,12 +227,9 @@ export class QosSender {
     if (!e.delayed && now - e.rec.createdAt >= this.#settings.delayThreshold) {
       e.delayed = true;
       const delay = delayElement(e.rec.createdAt, this.#session.address);
-      const raw = m instanceof RawMessage ? m.rawXml : undefined;
-      if (m instanceof RawMessage && raw !== undefined && raw.endsWith(END_TAG)) {
-        const text = raw.slice(0, -END_TAG.length) + delay.toString() + END_TAG;
-        m = RawMessage.of(text, Math.max(m.rawDepth, 1));
-        e.message = m;
-      } else if (!findChild(m, 'delay')) append(m, delay);
+      const withDelay = m instanceof RawMessage ? m.withChild(delay) : undefined;
+      if (withDelay) m = e.message = withDelay;
+      else if (!findChild(m, 'delay')) append(m, delay);
     }
     return m;
   }

@@ -27,6 +27,20 @@ describe('RawMessage', () => {
   });
 });
 
+describe('RawMessage.withChild', () => {
+  it('appends before the end tag without parsing, keeping the attrs it knows; undefined once parsed', () => {
+    const m = RawMessage.of(text, 2, { to: 'b', id: 'm1' });
+    const delayed = m.withChild(xml('delay', { xmlns: 'urn:xmpp:delay', stamp: 's' }))!;
+    expect(delayed.rawXml).toBe(text.replace('</message>', '<delay xmlns="urn:xmpp:delay" stamp="s"/></message>'));
+    expect(delayed.rawDepth).toBe(2);
+    expect(delayed.attrs['to']).toBe('b');
+    expect(delayed.rawXml).toBeDefined(); // attrs given: still not parsed
+    expect(RawMessage.of('<message>x</message>', 0).withChild(xml('delay'))!.rawDepth).toBe(1);
+    m.materialise();
+    expect(m.withChild(xml('delay'))).toBeUndefined();
+  });
+});
+
 describe('xmlDepth / treeDepth', () => {
   it('agree on the levels below the root', () => {
     for (const t of [text, '<m/>', '<m>x</m>', '<m><a><b><c/></b></a><d/></m>', '<m a="x/"><b c="1"/></m>']) {

@@ -10,6 +10,8 @@ import { Element, parseXml } from '@xmppbus/core';
 
 type Attrs = Record<string, string | undefined>;
 
+const END_TAG = '</message>';
+
 export class RawMessage extends Element {
   declare _raw: string | undefined;
   declare _depth: number;
@@ -34,6 +36,17 @@ export class RawMessage extends Element {
   /** Element levels inside `rawXml` below the message itself. */
   get rawDepth(): number {
     return this._depth;
+  }
+
+  /**
+   * This message with `child` appended (a `<delay/>`, say), as a new `RawMessage` that keeps the
+   * attributes it knows; `undefined` once the tree was read (then append to the tree itself).
+   */
+  withChild(child: Element): RawMessage | undefined {
+    const raw = this._raw;
+    if (raw === undefined || !raw.endsWith(END_TAG)) return undefined;
+    const text = raw.slice(0, -END_TAG.length) + child.toString() + END_TAG;
+    return RawMessage.of(text, Math.max(this._depth, 1 + treeDepth(child)), this._attrs);
   }
 
   /** Parses the text into the tree (once); from then on this is an ordinary element. */
