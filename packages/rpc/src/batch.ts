@@ -55,9 +55,9 @@ export function batchRequest(ids: readonly string[], payloads: readonly Element[
  * Reads a received `<batch/>`: the items (each `<call id>`'s one request element, exactly a
  * single call's), or the whole-IQ refusal: `bad-request` for a malformed batch (no items, an item
  * that is not a `<call/>` with an id and one element, a repeated id), `policy-violation` over
- * `maxCalls` or `maxCost`.
+ * `maxCalls`. (Its cost is checked on the IQ, which the transport measured on the wire.)
  */
-export function readBatchRequest(batch: Element, maxCalls: number, maxCost: number): BatchItem[] | StanzaError {
+export function readBatchRequest(batch: Element, maxCalls: number): BatchItem[] | StanzaError {
   const items: BatchItem[] = [];
   const ids = new Set<string>();
   for (const call of childElements(batch)) {
@@ -72,8 +72,6 @@ export function readBatchRequest(batch: Element, maxCalls: number, maxCost: numb
     items.push({ id, payload: inner[0]! });
   }
   if (items.length === 0) return badRequest('an empty batch');
-  const cost = stanzaCost(batch);
-  if (cost > maxCost) return policyViolation(`batch too large: costs ${cost} bytes, at most ${maxCost} are accepted`);
   return items;
 }
 
@@ -208,10 +206,17 @@ class BatchHub {
 
   #onBatch(iq: Element, batch: Element): void {
     const session = this.#session;
+    const items = readBatchRequest(batch, MAX_BATCH_CALLS);
+    if (items instanceof StanzaError) return this.#send(errorReply(iq, items));
+    // The IQ's cost as admission counts it: a property read for a stanza off the wire (the
+    // transport recorded its size), where the batch element alone would be walked node by node.
+    const cost = stanzaCost(iq);
     let maxCost = 0;
     for (const m of this.#members) maxCost = Math.max(maxCost, m.maxCost);
-    const items = readBatchRequest(batch, MAX_BATCH_CALLS, maxCost);
-    if (items instanceof StanzaError) return this.#send(errorReply(iq, items));
+    if (cost > maxCost) {
+      const text = `batch too large: costs ${cost} bytes, at most ${maxCost} are accepted`;
+      return this.#send(errorReply(iq, policyViolation(text)));
+    }
     const from = iq.attrs['from'];
     const self = session.transport.address;
     // Room for the answer: the link's cap less the IQ envelope and what the error items may need.
