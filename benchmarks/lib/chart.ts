@@ -50,14 +50,16 @@ const PALETTE = [
 // ---------------------------------------------------------------------------------------------
 // Public API
 
-export function barChart(o: {
+/** What every chart takes: its title, the y axis, and its size (default 720 × 400). */
+interface ChartOptions {
   title: string;
   yLabel: string;
-  groups: BarGroup[];
   logY?: boolean;
   width?: number;
   height?: number;
-}): string {
+}
+
+export function barChart(o: ChartOptions & { groups: BarGroup[] }): string {
   const width = o.width ?? DEFAULT_WIDTH;
   const height = o.height ?? DEFAULT_HEIGHT;
   const seriesNames = unique(o.groups.flatMap((g) => g.bars.map((b) => b.series)));
@@ -131,16 +133,7 @@ export function barChart(o: {
   return out.join('\n') + '\n';
 }
 
-export function lineChart(o: {
-  title: string;
-  xLabel: string;
-  yLabel: string;
-  series: LineSeries[];
-  logX?: boolean;
-  logY?: boolean;
-  width?: number;
-  height?: number;
-}): string {
+export function lineChart(o: ChartOptions & { xLabel: string; series: LineSeries[]; logX?: boolean }): string {
   const width = o.width ?? DEFAULT_WIDTH;
   const height = o.height ?? DEFAULT_HEIGHT;
   const colourKey = (s: LineSeries): string => s.colourKey ?? s.name;

@@ -17,6 +17,9 @@ function byClass(root: Element, cls: string): Element[] {
 
 const num = (el: Element, attr: string): number => Number(el.attrs[attr]);
 
+/** Points of a line series from [x, y] pairs. */
+const xy = (...pairs: [number, number][]): { x: number; y: number }[] => pairs.map(([x, y]) => ({ x, y }));
+
 describe('barChart', () => {
   const groups = [
     {
@@ -117,12 +120,7 @@ describe('lineChart', () => {
   const series = [
     {
       name: 'rpc',
-      points: [
-        { x: 100, y: 20_000 },
-        { x: 1_024, y: 18_000 },
-        { x: 16_384, y: 6_000 },
-        { x: 65_536, y: 2_000 },
-      ],
+      points: xy([100, 20_000], [1_024, 18_000], [16_384, 6_000], [65_536, 2_000]),
     },
   ];
 
@@ -162,11 +160,7 @@ describe('lineChart', () => {
         series: [
           {
             name: 's',
-            points: [
-              { x: 1, y: 1 },
-              { x: 2, y: 1e3 },
-              { x: 3, y: 1e6 },
-            ],
+            points: xy([1, 1], [2, 1e3], [3, 1e6]),
           },
         ],
       }),
@@ -189,26 +183,17 @@ describe('lineChart', () => {
           {
             name: 'ejabberd RPC · Node',
             colourKey: 'ejabberd RPC',
-            points: [
-              { x: 1, y: 1 },
-              { x: 2, y: 2 },
-            ],
+            points: xy([1, 1], [2, 2]),
           },
           {
             name: 'ejabberd RPC · server',
             colourKey: 'ejabberd RPC',
             dashed: true,
-            points: [
-              { x: 1, y: 2 },
-              { x: 2, y: 3 },
-            ],
+            points: xy([1, 2], [2, 3]),
           },
           {
             name: 'prosody RPC',
-            points: [
-              { x: 1, y: 3 },
-              { x: 2, y: 4 },
-            ],
+            points: xy([1, 3], [2, 4]),
           },
         ],
       }),
@@ -230,11 +215,7 @@ describe('lineChart', () => {
       series: [
         {
           name: 's',
-          points: [
-            { x: 1, y: 0 },
-            { x: 2, y: 10 },
-            { x: 3, y: 100 },
-          ],
+          points: xy([1, 0], [2, 10], [3, 100]),
         },
       ],
     });
