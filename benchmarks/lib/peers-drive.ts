@@ -52,6 +52,64 @@ function resultOf(a: Snapshot, b: Snapshot, extra: Partial<PhaseResult> = {}): P
   };
 }
 
+/**
+ * The measured window of a phase: opens (`start`) after warmMs and closes (`end`) after measureMs;
+ * if it then holds fewer than `minOps` operations it is stretched until the operation that
+ * completes them, at most to MAX_MEASURE_FACTOR × measureMs. `onClose` runs once, when it closes.
+ */
+interface WindowOptions {
+  /** Operations the window must hold before it may close early (see MIN_WINDOWS). */
+  minOps: number;
+  /** Operations counted so far. */
+  count: () => number;
+  /** The broker's or server's pid (its CPU). */
+  pid: number;
+  onClose: () => void;
+}
+
+class MeasuredWindow {
+  start: Snapshot | undefined;
+  end: Snapshot | undefined;
+  #extended = false;
+  readonly #o: WindowOptions;
+  readonly #t0: NodeJS.Timeout;
+  #t1: NodeJS.Timeout;
+
+  constructor(timing: PhaseTiming, o: WindowOptions) {
+    this.#o = o;
+    this.#t0 = setTimeout(() => (this.start = snapshot(o.count(), o.pid)), timing.warmMs);
+    this.#t1 = setTimeout(() => {
+      if (this.#full()) return this.close();
+      this.#extended = true; // ends at the operation that completes the minimum, or at the cap
+      this.#t1 = setTimeout(() => this.close(), timing.measureMs * (MAX_MEASURE_FACTOR - 1));
+    }, timing.warmMs + timing.measureMs);
+  }
+
+  get measuring(): boolean {
+    return this.start !== undefined && this.end === undefined;
+  }
+
+  /** Call after each counted operation: a stretched window closes once it holds the minimum. */
+  counted(): void {
+    if (this.#extended && !this.end && this.#full()) this.close();
+  }
+
+  close(): void {
+    if (this.end) return;
+    this.end = snapshot(this.#o.count(), this.#o.pid);
+    this.#o.onClose();
+  }
+
+  cancel(): void {
+    clearTimeout(this.#t0);
+    clearTimeout(this.#t1);
+  }
+
+  #full(): boolean {
+    return this.#o.count() - this.start!.ops >= this.#o.minOps;
+  }
+}
+
 /** `inFlight` calls outstanding; p50/p99 over the calls answered inside the measured window. */
 export function driveRequestReply(
   rr: RequestReply,
@@ -64,24 +122,25 @@ export function driveRequestReply(
     let completed = 0;
     let active = 0;
     let stopped = false;
-    let measuring = false;
     let failed = false;
-    let start: Snapshot | undefined;
-    let end: Snapshot | undefined;
     const latencies: number[] = [];
     let lastProgress = performance.now();
     const finish = (err?: Error): void => {
       if (failed) return;
       clearInterval(watchdog);
-      clearTimeout(t0);
-      clearTimeout(t1);
+      measured.cancel();
       if (err) {
         failed = true;
         reject(err);
         return;
       }
       latencies.sort((x, y) => x - y);
-      resolve(resultOf(start!, end!, { p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) }));
+      resolve(
+        resultOf(measured.start!, measured.end!, {
+          p50Ms: percentile(latencies, 50),
+          p99Ms: percentile(latencies, 99),
+        }),
+      );
     };
     const launch = (): void => {
       active++;
@@ -93,30 +152,19 @@ export function driveRequestReply(
         const now = performance.now();
         lastProgress = now;
         // Every call answered inside the measured window (at low rates most began before it).
-        if (measuring) latencies.push(now - began);
-        if (extended && !end && completed - start!.ops >= minOps) endMeasure();
+        if (measured.measuring) latencies.push(now - began);
+        measured.counted();
         if (!stopped) launch();
         else if (active === 0) finish();
       };
       rr.call(payload, done);
     };
-    const t0 = setTimeout(() => {
-      start = snapshot(completed, pid);
-      measuring = true;
-    }, timing.warmMs);
-    const minOps = MIN_WINDOWS * inFlight;
-    let extended = false;
-    const endMeasure = (): void => {
-      if (end) return;
-      end = snapshot(completed, pid);
-      measuring = false;
-      stopped = true;
-    };
-    let t1 = setTimeout(() => {
-      if (completed - start!.ops >= minOps) return endMeasure();
-      extended = true; // ends at the call that completes the minimum, or at the cap
-      t1 = setTimeout(endMeasure, timing.measureMs * (MAX_MEASURE_FACTOR - 1));
-    }, timing.warmMs + timing.measureMs);
+    const measured = new MeasuredWindow(timing, {
+      minOps: MIN_WINDOWS * inFlight,
+      count: () => completed,
+      pid,
+      onClose: () => (stopped = true),
+    });
     const watchdog = setInterval(() => {
       if (performance.now() - lastProgress > STALL_MS)
         finish(new Error(`request/reply stalled: ${active} calls unanswered for ${STALL_MS} ms`));
@@ -147,8 +195,6 @@ export function driveFlow(
     let stopped = false;
     let failed = false;
     let pumping = false;
-    let start: Snapshot | undefined;
-    let end: Snapshot | undefined;
     let lastProgress = performance.now();
     const deliveredSends = (): number => Math.floor(received / per) + lostSends;
     const outstanding = (): number => sent - Math.min(acked, deliveredSends());
@@ -156,14 +202,13 @@ export function driveFlow(
       if (failed) return;
       failed = true; // settles once
       clearInterval(watchdog);
-      clearTimeout(t0);
-      clearTimeout(t1);
+      measured.cancel();
       flow.onReceive = () => {};
       if (err) reject(err);
-      else resolve(resultOf(start!, end!, flow.lossy ? { lost: lostSends } : {}));
+      else resolve(resultOf(measured.start!, measured.end!, flow.lossy ? { lost: lostSends } : {}));
     };
     const checkDone = (): void => {
-      if (stopped && end && acked === sent && deliveredSends() >= sent) finish();
+      if (stopped && acked === sent && deliveredSends() >= sent) finish();
     };
     const onAck: Done = (err) => {
       if (err) return finish(err);
@@ -184,23 +229,18 @@ export function driveFlow(
     flow.onReceive = () => {
       received++;
       lastProgress = performance.now();
-      if (extended && !end && received - start!.ops >= minOps) endMeasure();
+      measured.counted();
       pump();
     };
-    const t0 = setTimeout(() => (start = snapshot(received, pid)), timing.warmMs);
-    const minOps = MIN_WINDOWS * sends * per;
-    let extended = false;
-    const endMeasure = (): void => {
-      if (end) return;
-      end = snapshot(received, pid);
-      stopped = true;
-      checkDone();
-    };
-    let t1 = setTimeout(() => {
-      if (received - start!.ops >= minOps) return endMeasure();
-      extended = true; // ends at the receipt that completes the minimum, or at the cap
-      t1 = setTimeout(endMeasure, timing.measureMs * (MAX_MEASURE_FACTOR - 1));
-    }, timing.warmMs + timing.measureMs);
+    const measured = new MeasuredWindow(timing, {
+      minOps: MIN_WINDOWS * sends * per,
+      count: () => received,
+      pid,
+      onClose: () => {
+        stopped = true;
+        checkDone();
+      },
+    });
     const watchdog = setInterval(
       () => {
         const quiet = performance.now() - lastProgress;
