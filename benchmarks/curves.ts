@@ -272,47 +272,45 @@ function sweepSeries(
   return [...out.values()];
 }
 
+/** A sweep's two charts, log-log: throughput, and CPU per operation (Node solid, the server dashed). */
+function sweepCharts(sweep: 'payload' | 'inflight', what: string, xLabel: string): [string, string] {
+  const axes = { xLabel, logX: true, logY: true };
+  return [
+    lineChart({
+      ...axes,
+      title: `Throughput vs ${what}`,
+      yLabel: 'operations/s (log scale)',
+      series: sweepSeries(sweep, (s) => [{ suffix: '', value: s.opsPerSec }]),
+    }),
+    lineChart({
+      ...axes,
+      title: `CPU per operation vs ${what}`,
+      yLabel: 'CPU µs per operation (log scale)',
+      series: sweepSeries(sweep, (s) => [
+        { suffix: ' · Node', value: s.nodeUsPerOp },
+        { suffix: ' · server', value: s.serverUsPerOp, dashed: true },
+      ]),
+    }),
+  ];
+}
+
 if (FULL_RUN) {
   if (!CHARTS_ONLY) writeResult({ name: 'curves', server: KINDS.join('+'), metrics, ratios });
+  const [payload, payloadCpu] = sweepCharts(
+    'payload',
+    `payload size (${FIXED_IN_FLIGHT} in flight)`,
+    'payload (bytes, log scale)',
+  );
+  const [inflight, inflightCpu] = sweepCharts(
+    'inflight',
+    `operations in flight (${FIXED_PAYLOAD} B payload)`,
+    'in flight (log scale)',
+  );
   const charts: Record<string, string> = {
-    'curves-payload.svg': lineChart({
-      title: `Throughput vs payload size (${FIXED_IN_FLIGHT} in flight)`,
-      xLabel: 'payload (bytes, log scale)',
-      yLabel: 'operations/s (log scale)',
-      logX: true,
-      logY: true,
-      series: sweepSeries('payload', (s) => [{ suffix: '', value: s.opsPerSec }]),
-    }),
-    'curves-payload-cpu.svg': lineChart({
-      title: `CPU per operation vs payload size (${FIXED_IN_FLIGHT} in flight)`,
-      xLabel: 'payload (bytes, log scale)',
-      yLabel: 'CPU µs per operation (log scale)',
-      logX: true,
-      logY: true,
-      series: sweepSeries('payload', (s) => [
-        { suffix: ' · Node', value: s.nodeUsPerOp },
-        { suffix: ' · server', value: s.serverUsPerOp, dashed: true },
-      ]),
-    }),
-    'curves-inflight.svg': lineChart({
-      title: `Throughput vs operations in flight (${FIXED_PAYLOAD} B payload)`,
-      xLabel: 'in flight (log scale)',
-      yLabel: 'operations/s (log scale)',
-      logX: true,
-      logY: true,
-      series: sweepSeries('inflight', (s) => [{ suffix: '', value: s.opsPerSec }]),
-    }),
-    'curves-inflight-cpu.svg': lineChart({
-      title: `CPU per operation vs operations in flight (${FIXED_PAYLOAD} B payload)`,
-      xLabel: 'in flight (log scale)',
-      yLabel: 'CPU µs per operation (log scale)',
-      logX: true,
-      logY: true,
-      series: sweepSeries('inflight', (s) => [
-        { suffix: ' · Node', value: s.nodeUsPerOp },
-        { suffix: ' · server', value: s.serverUsPerOp, dashed: true },
-      ]),
-    }),
+    'curves-payload.svg': payload,
+    'curves-payload-cpu.svg': payloadCpu,
+    'curves-inflight.svg': inflight,
+    'curves-inflight-cpu.svg': inflightCpu,
   };
   for (const [file, svg] of Object.entries(charts)) writeFileSync(new URL(`./results/${file}`, import.meta.url), svg);
   process.stdout.write(`charts: ${Object.keys(charts).join(', ')}\n`);
