@@ -415,6 +415,34 @@ describe('RPC batches (urn:xmppbus:rpc:batch:1)', () => {
     for (const e of refused) expect(e).toMatchObject({ condition: 'resource-constraint', type: 'wait' });
   });
 
+  it('counts the answer in UTF-8 bytes: non-ASCII responses that would overflow the cap become wait/resource-constraint', async () => {
+    hub = memoryHub({ maxStanzaBytes: 16 * 1024 });
+    const a = session('billing.test');
+    const b = session('orders.test');
+    const server = new RpcServer({ session: b });
+    // 1 500 characters of 3 bytes each: ~4.5 KB on the wire, 1.5 K UTF-16 units.
+    server.handle(GetOrder, ({ orderId }) => ({
+      orderId,
+      qty: 1,
+      by: orderId.startsWith('w') ? 'b' : '€'.repeat(1500),
+    }));
+    await server.start();
+    const c = new RpcClient({ session: a, retry: false });
+    await c.start();
+    await negotiate(c, a);
+    const outcomes = await Promise.allSettled(
+      [1, 2, 3, 4, 5, 6].map((i) => c.call(GetOrder, 'orders.test', { orderId: `o${i}` }, { timeout: 2_000 })),
+    );
+    expect(c.batchStats.batches).toBe(1);
+    const ok = outcomes.filter((o) => o.status === 'fulfilled');
+    const refused = outcomes
+      .filter((o) => o.status === 'rejected')
+      .map((o) => (o as PromiseRejectedResult).reason as StanzaError);
+    expect(ok.length).toBeGreaterThanOrEqual(2);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    for (const e of refused) expect(e).toMatchObject({ condition: 'resource-constraint', type: 'wait' });
+  });
+
   it('serves in a batch the methods of every RpcServer of the session, one of them without batches', async () => {
     const a = session('billing.test');
     const b = session('orders.test');

@@ -133,8 +133,11 @@ class BatchAnswer {
   readonly #iq: Element;
   readonly #out = new Element('batch');
   readonly #send: (stanza: Element) => void;
+  readonly #room: number;
   #left: number;
-  #room: number;
+  /** UTF-8 bytes of the outcomes so far, at most: upper bounds until `#measured`, then exact plus bounds. */
+  #used = 0;
+  #measured = false;
 
   constructor(iq: Element, count: number, maxBytes: number, send: (stanza: Element) => void) {
     this.#iq = iq;
@@ -146,30 +149,37 @@ class BatchAnswer {
 
   settle(id: string, reply: Element): void {
     let el = batchOutcome(id, reply);
-    let size = utf8Bytes(el, this.#room);
-    if (size > this.#room) {
-      const text = `the response (${size} bytes) does not fit in the batch result; the call ran — call it alone`;
+    let size = this.#fit(el);
+    if (size < 0) {
+      const text = `the response (${-size} bytes) does not fit in the batch result; the call ran — call it alone`;
       el = batchOutcome(
         id,
         errorReply(this.#iq, new StanzaError({ condition: 'resource-constraint', type: 'wait', text })),
       );
-      size = utf8Bytes(el, Infinity);
+      size = Buffer.byteLength(el.toString());
     }
-    this.#room -= size;
+    this.#used += size;
     el.parent = this.#out;
     this.#out.children.push(el);
     if (--this.#left === 0) this.#send(resultReply(this.#iq, this.#out));
   }
-}
 
-/**
- * The UTF-8 size of `el` as the link will count it. `stanzaBytes` counts UTF-16 units, up to 3×
- * fewer than the bytes of non-ASCII text: only when even 3× that might not fit `room` is the
- * outcome serialised to measure it exactly (an answer over the cap would be refused whole).
- */
-function utf8Bytes(el: Element, room: number): number {
-  const estimate = stanzaBytes(el);
-  return estimate * 3 <= room ? estimate : Buffer.byteLength(el.toString());
+  /**
+   * The UTF-8 bytes `el` adds as the link will count them (an upper bound), or minus its exact
+   * size when it does not fit (an answer over the cap would be refused whole). `stanzaBytes`
+   * counts UTF-16 units, up to 3× fewer than the bytes of non-ASCII text: while 3× that fits,
+   * nothing is serialised; past it, the answer so far (once) and `el` are measured exactly.
+   */
+  #fit(el: Element): number {
+    const bound = 3 * stanzaBytes(el);
+    if (this.#used + bound <= this.#room) return bound;
+    if (!this.#measured) {
+      this.#measured = true;
+      this.#used = Buffer.byteLength(this.#out.toString());
+    }
+    const size = Buffer.byteLength(el.toString());
+    return this.#used + size <= this.#room ? size : -size;
+  }
 }
 
 /** The session's batch handler, registered while at least one of its RpcServers wants batches. */
