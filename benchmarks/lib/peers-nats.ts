@@ -5,15 +5,13 @@
 import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Broker } from './brokers.js';
-import type { Done, Flow, RequestReply } from './peers-types.js';
+import { doneWhen, type Flow, type RequestReply } from './peers-types.js';
 
 let subjects = 0;
 const uniqueSubject = (what: string): string => `bench.${what}.${subjects++}`;
 
 const open = (b: Broker): Promise<NatsConnection> =>
   connect({ servers: `${b.host}:${b.port}`, reconnect: false, noEcho: true });
-
-const fail = (done: Done) => (err: unknown) => done(err instanceof Error ? err : new Error(String(err)));
 
 /** `request()` to a responder that echoes the payload. */
 export async function natsRequestReply(b: Broker): Promise<RequestReply> {
@@ -29,7 +27,7 @@ export async function natsRequestReply(b: Broker): Promise<RequestReply> {
   const opts = { timeout: 30_000 };
   return {
     call(payload, done) {
-      client.request(subject, payload.bytes, opts).then(() => done(), fail(done));
+      doneWhen(client.request(subject, payload.bytes, opts), done);
     },
     async close() {
       await client.close();
@@ -86,7 +84,7 @@ export async function natsJetStream(b: Broker): Promise<Flow> {
     lossy: false,
     onReceive: () => {},
     send(payload, done) {
-      js.publish(subject, payload.bytes).then(() => done(), fail(done));
+      doneWhen(js.publish(subject, payload.bytes), done);
     },
     async close() {
       await messages.close();

@@ -19,6 +19,14 @@ export interface Payload {
 /** Completion callback: no promise per operation in the driver; an error fails the phase. */
 export type Done = (err?: Error) => void;
 
+/** Calls `done` when `p` settles: with nothing on success, with the error (as an Error) on failure. */
+export function doneWhen(p: Promise<unknown>, done: Done): void {
+  p.then(
+    () => done(),
+    (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
+  );
+}
+
 /** A request/reply pair; `call` invokes `done` when the reply is in. */
 export interface RequestReply {
   call(payload: Payload, done: Done): void;

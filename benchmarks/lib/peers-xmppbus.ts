@@ -14,7 +14,7 @@ import { event, method, toXml } from '@xmppbus/schema';
 import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import type { XmppServer } from '@xmppbus/testing';
 import { componentTransport } from '@xmppbus/transport-component';
-import type { Done, Flow, RequestReply } from './peers-types.js';
+import { doneWhen, type Flow, type RequestReply } from './peers-types.js';
 
 const NS = 'urn:bench:peers:1';
 const data = Type.Object({ data: Type.String() });
@@ -62,8 +62,6 @@ async function sessionFor(srv: XmppServer, domain: string): Promise<Session> {
   return new Session({ transport });
 }
 
-const fail = (done: Done) => (err: unknown) => done(err instanceof Error ? err : new Error(String(err)));
-
 export async function xmppbusRequestReply(srv: XmppServer, names: ComponentNames): Promise<RequestReply> {
   const callee = names.take();
   const calleeSession = await sessionFor(srv, callee);
@@ -75,7 +73,7 @@ export async function xmppbusRequestReply(srv: XmppServer, names: ComponentNames
   await client.start();
   return {
     call(payload, done) {
-      client.call(Echo, callee, { data: payload.data }).then(() => done(), fail(done));
+      doneWhen(client.call(Echo, callee, { data: payload.data }), done);
     },
     async close() {
       await calleeSession.drain({ timeout: 1000 }).catch(() => undefined);
@@ -109,7 +107,7 @@ export async function xmppbusMessaging(
     lossy: qos === 0,
     onReceive: () => {},
     send(payload, done) {
-      sender.send(Blob, to, { data: payload.data }, opts).then(() => done(), fail(done));
+      doneWhen(sender.send(Blob, to, { data: payload.data }, opts), done);
     },
     async close() {
       await sender.close();
@@ -155,7 +153,7 @@ export async function xmppbusFanout(
     lossy: false,
     onReceive: () => {},
     send(payload, done) {
-      if (!publisher) return void pub.publish(Blob, node, { data: payload.data }).then(() => done(), fail(done));
+      if (!publisher) return doneWhen(pub.publish(Blob, node, { data: payload.data }), done);
       if (failure) return done(failure);
       publisher.send({ data: payload.data });
       done();
