@@ -33,11 +33,10 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
-import { Session, type Element } from '@xmppbus/core';
-import { RpcClient, RpcServer } from '@xmppbus/rpc';
+import type { Element } from '@xmppbus/core';
 import { startServer, type ServerKind, type XmppServer } from '@xmppbus/testing';
-import { componentTransport } from '@xmppbus/transport-component';
 import { CreateOrder, NS_ORDERS } from '../test/rpc-fixtures.js';
+import { rpcPair } from './lib/component-link.js';
 import { percentile, printTable, processCpuUs, writeResult } from './lib/results.js';
 import { keepInFlight, machineCpuUs, median, outsideLoadCores, roundsToUse, williamsOrder } from './lib/rounds.js';
 
@@ -227,22 +226,15 @@ function busImpl(withDeadline: boolean, batch: boolean): Impl {
   return {
     name: withDeadline ? 'xmppbus+deadline' : batch ? 'xmppbus' : 'xmppbus (batch off)',
     async setup(srv, CALLER, CALLEE) {
-      const mk = (domain: string) =>
-        componentTransport({
-          service: srv.componentService(),
-          domain,
-          password: srv.componentSecret,
-          reconnect: false,
-        });
-      const calleeT = await mk(CALLEE);
-      const calleeSession = new Session({ transport: calleeT });
-      const server = new RpcServer({ session: calleeSession, concurrency: 256 });
-      server.handle(CreateOrder, ({ sku, qty }) => ({ orderId: `${sku}-${qty}`, total: qty * 9.5 }));
-      await server.start();
-      const callerT = await mk(CALLER);
-      const callerSession = new Session({ transport: callerT });
-      const client = new RpcClient({ session: callerSession, timeout: 30_000, batch: { enabled: batch } });
-      await client.start();
+      const { client, close } = await rpcPair(
+        srv,
+        { caller: CALLER, callee: CALLEE },
+        {
+          client: { batch: { enabled: batch } },
+          serve: (server) =>
+            server.handle(CreateOrder, ({ sku, qty }) => ({ orderId: `${sku}-${qty}`, total: qty * 9.5 })),
+        },
+      );
       const req = { sku: 'A1', qty: 2 };
       const callOpts = { timeout: 30_000 };
       return {
@@ -256,9 +248,7 @@ function busImpl(withDeadline: boolean, batch: boolean): Impl {
             process.stderr.write(
               `${srv.kind} xmppbus: ${batches} batch IQs, ${(batchedCalls / batches).toFixed(1)} calls each\n`,
             );
-          await calleeSession.drain({ timeout: 1000 }).catch(() => undefined);
-          await callerSession.close();
-          await calleeSession.close();
+          await close();
         },
       };
     },

@@ -29,7 +29,7 @@ import { Session, noInstrumentation, type Instrumentation } from '@xmppbus/core'
 import { RpcClient, RpcServer } from '@xmppbus/rpc';
 import { instrument, type TelemetryOptions } from '@xmppbus/telemetry';
 import { CreateOrder, startServer, type ServerKind, type XmppServer } from '@xmppbus/testing';
-import { componentTransport } from '@xmppbus/transport-component';
+import { componentLink } from './lib/component-link.js';
 import { printTable, processCpuUs, writeResult } from './lib/results.js';
 
 const ROUNDS = Number(process.env['TEL_BENCH_ROUNDS'] ?? 8);
@@ -81,10 +81,8 @@ interface Pair {
 }
 
 async function pair(srv: XmppServer, caller: string, callee: string): Promise<Pair> {
-  const mk = (domain: string) =>
-    componentTransport({ service: srv.componentService(), domain, password: srv.componentSecret, reconnect: false });
-  const calleeSession = new Session({ transport: await mk(callee) });
-  const callerSession = new Session({ transport: await mk(caller) });
+  const calleeSession = new Session({ transport: await componentLink(srv, callee) });
+  const callerSession = new Session({ transport: await componentLink(srv, caller) });
   const modes = new Map<Mode, [Instrumentation, Instrumentation]>([
     ['none', [noInstrumentation, noInstrumentation]],
     ['api-only', [instrument(calleeSession), instrument(callerSession)]],

@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { Session } from '@xmppbus/core';
 import { Messenger } from '@xmppbus/messaging';
-import { RpcClient, RpcServer } from '@xmppbus/rpc';
 import { event, method } from '@xmppbus/schema';
 import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import type { XmppServer } from '@xmppbus/testing';
-import { componentTransport, type ComponentTransport } from '@xmppbus/transport-component';
+import type { ComponentTransport } from '@xmppbus/transport-component';
+import { componentLink, rpcPair } from './component-link.js';
 import { processCpuUs } from './results.js';
 import { keepInFlight, machineCpuUs } from './rounds.js';
 
@@ -66,15 +66,6 @@ export function payloadOf(bytes: number): string {
   return out.join('');
 }
 
-function connect(srv: XmppServer, domain: string): Promise<ComponentTransport> {
-  return componentTransport({
-    service: srv.componentService(),
-    domain,
-    password: srv.componentSecret,
-    reconnect: false,
-  });
-}
-
 const machineBusyUs = (): number | undefined => machineCpuUs()?.busy;
 
 /** Starts a measurement window; the returned function closes it. */
@@ -100,15 +91,14 @@ function cpuSample(pid: number): () => Omit<PhaseSample, 'ops'> {
 // RPC: a closed loop keeps exactly `inFlight` calls outstanding for `targetMs`, then drains.
 
 export async function rpcWorkload(srv: XmppServer, caller: string, callee: string): Promise<Workload> {
-  const calleeT = await connect(srv, callee);
-  const calleeSession = new Session({ transport: calleeT });
-  const server = new RpcServer({ session: calleeSession, concurrency: 256, maxQueue: 4096, limits: ROOMY });
-  server.handle(Put, ({ data }) => ({ n: data.length }));
-  await server.start();
-  const callerT = await connect(srv, caller);
-  const callerSession = new Session({ transport: callerT });
-  const client = new RpcClient({ session: callerSession, timeout: 30_000 });
-  await client.start();
+  const { client, close } = await rpcPair(
+    srv,
+    { caller, callee },
+    {
+      server: { maxQueue: 4096, limits: ROOMY },
+      serve: (server) => server.handle(Put, ({ data }) => ({ n: data.length })),
+    },
+  );
 
   const runFor = (payload: string, inFlight: number, ms: number): Promise<number> => {
     const request = { data: payload };
@@ -122,11 +112,7 @@ export async function rpcWorkload(srv: XmppServer, caller: string, callee: strin
       const ops = await runFor(payload, inFlight, targetMs);
       return { ops, ...stop() };
     },
-    async close() {
-      await calleeSession.drain({ timeout: 1000 }).catch(() => undefined);
-      await callerSession.close();
-      await calleeSession.close();
-    },
+    close,
   };
 }
 
@@ -169,7 +155,7 @@ export async function qos1Workload(
   const transports: ComponentTransport[] = [];
   const messengers: Messenger[] = [];
   const open = async (domain: string, options: { window?: number; roomy?: boolean }): Promise<Messenger> => {
-    const t = await connect(srv, domain);
+    const t = await componentLink(srv, domain);
     transports.push(t);
     const m = new Messenger({
       session: new Session({ transport: t }),

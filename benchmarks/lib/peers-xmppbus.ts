@@ -9,11 +9,10 @@ import { Type } from '@sinclair/typebox';
 import { Session } from '@xmppbus/core';
 import { Messenger, memoryStore, type QosLevel } from '@xmppbus/messaging';
 import { PubSub } from '@xmppbus/pubsub';
-import { RpcClient, RpcServer } from '@xmppbus/rpc';
 import { event, method, toXml } from '@xmppbus/schema';
 import { sqliteMessageStore } from '@xmppbus/store-sqlite';
 import type { XmppServer } from '@xmppbus/testing';
-import { componentTransport } from '@xmppbus/transport-component';
+import { componentLink, rpcPair } from './component-link.js';
 import { doneWhen, type Flow, type RequestReply } from './peers-types.js';
 
 const NS = 'urn:bench:peers:1';
@@ -53,33 +52,21 @@ export function namesNeeded(workload: string): number {
 }
 
 async function sessionFor(srv: XmppServer, domain: string): Promise<Session> {
-  const transport = await componentTransport({
-    service: srv.componentService(),
-    domain,
-    password: srv.componentSecret,
-    reconnect: false,
-  });
-  return new Session({ transport });
+  return new Session({ transport: await componentLink(srv, domain) });
 }
 
 export async function xmppbusRequestReply(srv: XmppServer, names: ComponentNames): Promise<RequestReply> {
   const callee = names.take();
-  const calleeSession = await sessionFor(srv, callee);
-  const server = new RpcServer({ session: calleeSession, concurrency: 256 });
-  server.handle(Echo, (req) => req);
-  await server.start();
-  const callerSession = await sessionFor(srv, names.take());
-  const client = new RpcClient({ session: callerSession, timeout: 30_000 });
-  await client.start();
+  const { client, close } = await rpcPair(
+    srv,
+    { callee, caller: names.take() },
+    { serve: (server) => server.handle(Echo, (req) => req) },
+  );
   return {
     call(payload, done) {
       doneWhen(client.call(Echo, callee, { data: payload.data }), done);
     },
-    async close() {
-      await calleeSession.drain({ timeout: 1000 }).catch(() => undefined);
-      await callerSession.close();
-      await calleeSession.close();
-    },
+    close,
   };
 }
 
