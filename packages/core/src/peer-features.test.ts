@@ -167,6 +167,29 @@ describe('PeerFeatures (session.peerFeatures)', () => {
     expect(discos()).toHaveLength(2);
   });
 
+  it('a refused feature counts as not listed for 30 s, for every unit, without asking; then the JID is asked again', async () => {
+    const { t, session, clock, discos } = await setup();
+    const features = session.peerFeatures;
+    await learn(session, t, 'svc.test', NS_A, NS_B);
+    features.refused('svc.test', NS_A);
+    expect([...features.known('svc.test')!]).toEqual([NS_B]);
+    expect([...(await features.lookup('svc.test'))]).toEqual([NS_B]); // from the cache: not asked
+    clock.advance(29_999);
+    expect(features.known('svc.test')?.has(NS_A)).toBe(false);
+    expect(discos()).toHaveLength(1);
+    clock.advance(1);
+    expect(features.known('svc.test')).toBeUndefined();
+    await learn(session, t, 'svc.test', NS_A, NS_B);
+    expect(discos()).toHaveLength(2);
+    expect(features.known('svc.test')?.has(NS_A)).toBe(true);
+    // Its unavailable presence ends a refusal sooner; a refusal of a JID never asked holds too.
+    features.refused('svc.test', NS_A);
+    t.emit(unavailable('svc.test'));
+    expect(features.known('svc.test')).toBeUndefined();
+    features.refused('new.test', NS_A);
+    expect(features.known('new.test')?.size).toBe(0);
+  });
+
   it('remembers at most 1024 JIDs, forgetting the oldest first', async () => {
     const { t, session, discos } = await setup();
     const features = session.peerFeatures;

@@ -29,8 +29,9 @@ export interface PeerFeaturesDeps {
 /** JIDs remembered at most; past it the oldest one is forgotten (and asked again when needed). */
 const MAX_PEERS = 1024;
 /**
- * How long a JID whose query failed is not asked again, ms. A peer without disco, or one that is
- * away, would otherwise be asked on every burst; meanwhile units behave as for "unsupported".
+ * How long a JID whose query failed, or that refused a feature it listed, is not asked again, ms.
+ * A peer without disco, or one that is away, would otherwise be asked on every burst; meanwhile
+ * units behave as for "unsupported".
  */
 const RETRY_DELAY = 30_000;
 /** Bound of one query, ms: shorter than a default IQ timeout, since units wait for no answer. */
@@ -43,6 +44,8 @@ interface Peer {
   query: Promise<ReadonlySet<string>> | undefined;
   /** After a failure: before this instant the JID is not asked again (0 = no failure to wait out). */
   retryAt: number;
+  /** After a refusal: `features` holds until this instant, then the JID is asked again (0 = until forgotten). */
+  staleAt: number;
 }
 
 const BARE = { bare: true } as const;
@@ -77,7 +80,32 @@ export class PeerFeatures {
    * query. A unit that needs the answer calls `lookup`.
    */
   known(jid: string): ReadonlySet<string> | undefined {
-    return this.#peers.get(jid)?.features;
+    const peer = this.#peers.get(jid);
+    if (peer === undefined || peer.staleAt === 0) return peer?.features;
+    return this.#fresh(jid, peer)?.features;
+  }
+
+  /**
+   * `jid` refused what it listed `feature` for (say, a batch answered `feature-not-implemented`:
+   * it was replaced by another implementation, or the answer was stale). For 30 s it counts as
+   * not listing it, for every unit, and is not asked; then it is asked again. Its unavailable
+   * presence (`forget`) ends that sooner.
+   */
+  refused(jid: string, feature: string): void {
+    const peer = this.#peers.get(jid) ?? this.#remember(jid);
+    const features = new Set(peer.features);
+    features.delete(feature);
+    peer.features = features;
+    peer.query = undefined;
+    peer.retryAt = 0;
+    peer.staleAt = this.#deps.clock.now() + RETRY_DELAY;
+  }
+
+  /** `peer`, unless its refusal period is over: then it is forgotten (asked again when needed). */
+  #fresh(jid: string, peer: Peer): Peer | undefined {
+    if (peer.staleAt === 0 || this.#deps.clock.now() < peer.staleAt) return peer;
+    this.#peers.delete(jid);
+    return undefined;
   }
 
   /**
@@ -89,7 +117,8 @@ export class PeerFeatures {
    * only wants the cache filled: its rejection is handled.
    */
   lookup(jid: string, options: WaitOptions = {}): Promise<ReadonlySet<string>> {
-    const peer = this.#peers.get(jid);
+    const stored = this.#peers.get(jid);
+    const peer = stored === undefined ? undefined : this.#fresh(jid, stored);
     if (peer?.features !== undefined) return Promise.resolve(peer.features);
     const pending = peer?.query;
     const query =
@@ -149,7 +178,7 @@ export class PeerFeatures {
 
   #remember(jid: string): Peer {
     if (this.#peers.size >= MAX_PEERS) this.#peers.delete(this.#peers.keys().next().value as string);
-    const peer: Peer = { features: undefined, query: undefined, retryAt: 0 };
+    const peer: Peer = { features: undefined, query: undefined, retryAt: 0, staleAt: 0 };
     this.#peers.set(jid, peer);
     return peer;
   }

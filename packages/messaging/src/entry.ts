@@ -40,11 +40,6 @@ export interface Peer {
   timer: TimerHandle | undefined;
   /** A pump is queued for the end of this turn (so what becomes ready in one turn is batched). */
   pumpQueued: boolean;
-  /**
-   * The peer refused a batch though it lists the feature: one message per IQ until it goes away
-   * (offline, unavailable presence). Whether it lists it is `session.peerFeatures`' to know.
-   */
-  batchRefused: boolean;
 }
 
 export const bySeq = (e: Entry): number => e.rec.seq;

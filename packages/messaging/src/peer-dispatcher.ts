@@ -58,7 +58,6 @@ export class PeerDispatcher implements SenderEvents {
         probing: false,
         timer: undefined,
         pumpQueued: false,
-        batchRefused: false,
       };
       this.#peers.set(to, peer);
     }
@@ -101,7 +100,6 @@ export class PeerDispatcher implements SenderEvents {
       case 'offline':
         peer.state = 'offline';
         // It went away: whatever comes back may be another implementation (features, refusal).
-        peer.batchRefused = false;
         this.#session.peerFeatures.forget(peer.to);
         this.#scheduleResume(peer);
         return;
@@ -113,9 +111,8 @@ export class PeerDispatcher implements SenderEvents {
   }
 
   batchUnsupported(peer: Peer): void {
-    peer.batchRefused = true;
     // What the cache says of it is stale (say, replaced by another implementation), for every unit.
-    this.#session.peerFeatures.forget(peer.to);
+    this.#session.peerFeatures.refused(peer.to, NS_BATCH);
   }
 
   /**
@@ -137,7 +134,6 @@ export class PeerDispatcher implements SenderEvents {
           if (peer.inFlight === 0) this.#resume(peer);
         }
       } else {
-        peer.batchRefused = false; // it went away: whatever comes back may take batches
         if (peer.state === 'running') {
           peer.state = 'offline';
           this.#scheduleResume(peer);
@@ -249,7 +245,7 @@ export class PeerDispatcher implements SenderEvents {
    * repeated for a while) and pumps again if it says yes; meanwhile messages go one per IQ.
    */
   #takesBatches(peer: Peer): boolean {
-    if (this.#settings.batchMax <= 1 || peer.batchRefused) return false;
+    if (this.#settings.batchMax <= 1) return false;
     const features = this.#session.peerFeatures.known(peer.to);
     if (features !== undefined) return features.has(NS_BATCH);
     this.#session.peerFeatures.lookup(peer.to).then((f) => {

@@ -526,7 +526,9 @@ describe('CallBatcher and the session feature cache', () => {
     seen.length = 0;
     await burst(c, 'o1', 'o2');
     expect(seen).toEqual(['batch(2)', 'get', 'get']); // refused as a whole, then sent one by one
-    expect(a.peerFeatures.known('orders.test')).toBeUndefined(); // the cache's answer was stale
+    // The refusal is in the session's cache, for every unit: known, without the feature.
+    expect(a.peerFeatures.known('orders.test')?.has(NS_RPC_BATCH)).toBe(false);
+    expect(a.peerFeatures.known('orders.test')).toBeDefined();
     seen.length = 0;
     clock.advance(29_999);
     await burst(c, 'o3', 'o4');

@@ -51,13 +51,9 @@ export interface RpcBatchOptions {
 const NOT_UNDERSTOOD = new Set(['feature-not-implemented', 'service-unavailable', 'bad-request', 'policy-violation']);
 /** Peers whose calls are grouped, remembered at most (oldest forgotten first, unless it has calls queued). */
 const MAX_PEERS = 1024;
-/** How long a peer that refused a batch is sent single IQs before the feature cache is trusted again, ms. */
-const REFUSAL_PAUSE = 30_000;
 
 interface Peer {
   readonly to: string;
-  /** After a refused batch: single IQs until this instant (0 = none refused). */
-  refusedUntil: number;
   /** Calls sent in this event-loop turn to a peer whose features are unknown: the second one asks. */
   burst: number;
   queue: Item[];
@@ -114,10 +110,10 @@ export class CallBatcher {
     const to = iq.attrs['to'] as string;
     const peer = this.#peer(to);
     const features = this.#features.known(to);
-    if (features === undefined || !features.has(NS_RPC_BATCH) || this.#refused(peer)) {
+    if (features === undefined || !features.has(NS_RPC_BATCH)) {
       // Only a peer called several times in one turn is asked: a sequential caller sends nothing more.
       // The cache keeps one query in flight per peer and waits out its failures before asking again.
-      if (features === undefined && !this.#refused(peer)) {
+      if (features === undefined) {
         if (++peer.burst === 2) void this.#features.lookup(to);
         else if (peer.burst === 1) this.#schedule(peer);
       }
@@ -149,17 +145,9 @@ export class CallBatcher {
     }
   }
 
-  /** Whether batches to `peer` are paused since it refused one (lifts the pause once over). */
-  #refused(peer: Peer): boolean {
-    if (peer.refusedUntil === 0) return false;
-    if (this.#clock.now() < peer.refusedUntil) return true;
-    peer.refusedUntil = 0;
-    return false;
-  }
-
   /** Whether calls to `peer` may go in a batch IQ now. */
   #takesBatches(peer: Peer): boolean {
-    return this.#features.known(peer.to)?.has(NS_RPC_BATCH) === true && !this.#refused(peer);
+    return this.#features.known(peer.to)?.has(NS_RPC_BATCH) === true;
   }
 
   #peer(to: string): Peer {
@@ -169,7 +157,7 @@ export class CallBatcher {
         const oldest = this.#peers.keys().next().value as string;
         if (this.#peers.get(oldest)!.queue.length === 0) this.#peers.delete(oldest);
       }
-      peer = { to, refusedUntil: 0, burst: 0, queue: [] };
+      peer = { to, burst: 0, queue: [] };
       this.#peers.set(to, peer);
     }
     return peer;
@@ -305,11 +293,10 @@ export class CallBatcher {
   #failed(peer: Peer, items: Item[], err: unknown): void {
     if (err instanceof StanzaError && NOT_UNDERSTOOD.has(err.condition)) {
       // Single IQs for a while, then ask again: `service-unavailable` may also have been a peer
-      // that was briefly away, and a replaced peer may take batches again. What the cache holds
-      // of it is stale either way, for every unit of the session.
+      // that was briefly away, and a replaced peer may take batches again. The session's cache
+      // holds that for every unit.
       const now = this.#clock.now();
-      peer.refusedUntil = now + REFUSAL_PAUSE;
-      this.#features.forget(peer.to);
+      this.#features.refused(peer.to, NS_RPC_BATCH);
       for (const item of items) {
         if (item.done) continue;
         item.timer?.cancel();
@@ -322,7 +309,7 @@ export class CallBatcher {
           );
         } else this.#single(item, now);
       }
-      this.#log.debug(`rpc: ${peer.to} refused a batch (${err.condition}): one call per IQ for ${REFUSAL_PAUSE} ms`);
+      this.#log.debug(`rpc: ${peer.to} refused a batch (${err.condition}): one call per IQ for a while`);
       return;
     }
     if (err instanceof ServiceUnavailableError) this.#features.forget(peer.to);
